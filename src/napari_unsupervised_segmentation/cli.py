@@ -1,0 +1,172 @@
+"""Command line: segment image files (or bundled samples) into label TIFFs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .core.params import PRESETS, SegmentationParams
+
+PROG = "unsupervised-segmentation"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments: inputs, output folder, preset, channel axis and every engine parameter."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Segment images with a CNN that self-trains on each image (Kanezaki, ICASSP 2018) "
+            "and write one label TIFF per image."
+        ),
+    )
+    parser.add_argument("images", nargs="*", type=Path, help="image files to segment")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the label TIFFs")
+    parser.add_argument(
+        "--sample",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="segment a bundled sample image instead of / besides files (coffee, ihc)",
+    )
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), default="default", help="parameter set to start from"
+    )
+    parser.add_argument(
+        "--channel-axis",
+        default="auto",
+        metavar="AXIS",
+        help="channel axis, 'none' for grayscale, or 'auto': (H, W) grayscale, (H, W, 3|4) colour",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    engine = parser.add_argument_group("engine parameters (default: the preset's value)")
+    for field in dataclasses.fields(SegmentationParams):
+        flag = "--" + field.name.replace("_", "-")
+        # SUPPRESS: a flag the user did not give leaves the preset's value alone.
+        options: dict[str, Any] = {"default": argparse.SUPPRESS, "help": field.metadata["help"]}
+        if field.type in ("bool", bool):
+            options["action"] = argparse.BooleanOptionalAction
+        else:
+            options["type"] = _parser_for(field.name)
+        engine.add_argument(flag, **options)
+    return parser
+
+
+def _parser_for(name: str):
+    """Type converter of one parameter, from the type of its default."""
+    if name == "seed":
+        return lambda text: None if text.lower() == "none" else int(text)
+    default = getattr(SegmentationParams(), name)
+    return type(default)
+
+
+def params_from_args(args: argparse.Namespace) -> SegmentationParams:
+    """The preset with every flag the user gave applied on top."""
+    overrides = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(SegmentationParams)
+        if hasattr(args, field.name)
+    }
+    return PRESETS[args.preset].replace(**overrides)
+
+
+def guess_channel_axis(image: np.ndarray, setting: str) -> int | None:
+    """``'auto'``: 2D is grayscale and a last axis of 3 or 4 is colour; else the given axis."""
+    if setting.lower() == "none":
+        return None
+    if setting.lower() != "auto":
+        return int(setting)
+    if image.ndim == 2:
+        return None
+    if image.ndim == 3 and image.shape[-1] in (3, 4):
+        return -1
+    raise ValueError(
+        f"cannot tell the channel axis of an image of shape {image.shape}; "
+        "pass --channel-axis (e.g. 0 for (C, H, W)) or --channel-axis none"
+    )
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Pixels of an image file (TIFF through tifffile, other formats through imageio)."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        return tifffile.imread(path)
+    from skimage.io import imread
+
+    return imread(path)
+
+
+def segment_to_file(
+    name: str,
+    image: np.ndarray,
+    out_dir: Path,
+    args: argparse.Namespace,
+    params: SegmentationParams,
+) -> Path:
+    """Segment one image with a progress bar over iterations; write ``<name>_labels.tif``."""
+    from tqdm import tqdm
+
+    from .core import iter_segment
+    from .io import write_label_tiff
+
+    channel_axis = guess_channel_axis(image, args.channel_axis)
+    step = None
+    with tqdm(total=params.max_iter, desc=name, unit="it", leave=False, disable=args.quiet) as bar:
+        for step in iter_segment(image, params, channel_axis=channel_axis):
+            bar.update(1)
+            bar.set_postfix(labels=step.n_labels)
+    assert step is not None
+    return write_label_tiff(out_dir / f"{name}_labels.tif", step.labels)
+
+
+def _inputs(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """(name, loader) for every sample and file, in the order given."""
+    from ._sample_data import load_sample
+
+    inputs: list[tuple[str, Any]] = []
+    for sample in args.sample:
+        inputs.append((sample, lambda sample=sample: load_sample(sample)[0]))
+    for path in args.images:
+        inputs.append((path.stem, lambda path=path: read_image(path)))
+    return inputs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; exit code 0 when every image was written, 1 otherwise."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.images and not args.sample:
+        parser.error("give image files and/or --sample NAME")
+    try:
+        params = params_from_args(args)
+    except (ValueError, TypeError) as error:
+        parser.error(str(error))
+    from tqdm import tqdm
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    inputs = _inputs(args)
+    for name, load in tqdm(
+        inputs, desc="images", unit="image", disable=args.quiet or len(inputs) < 2
+    ):
+        try:
+            written = segment_to_file(name, load(), args.out, args, params)
+        except Exception as error:  # one bad file must not stop the others
+            failures += 1
+            print(f"{PROG}: skipped {name}: {error}", file=sys.stderr)
+        else:
+            if not args.quiet:
+                tqdm.write(f"wrote {written}")
+    if failures:
+        print(f"{PROG}: {failures} of {len(inputs)} image(s) failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The napari-free, Qt-free engine: parameters, model, refinement, training loop.
+
+Names are loaded lazily so that the numpy-only helpers (``core.labels``, ``core.params``)
+can be imported without importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["PRESETS", "SegmentationParams", "Step", "iter_segment", "segment"]
+
+if TYPE_CHECKING:
+    from .params import PRESETS, SegmentationParams
+    from .train import Step, iter_segment, segment
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SegmentationParams", "PRESETS"):
+        from . import params
+
+        return getattr(params, name)
+    if name in ("Step", "iter_segment", "segment"):
+        from . import train
+
+        return getattr(train, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,31 @@
+"""Label-image helpers shared by the engine, the writer and the benchmarks (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def smallest_unsigned_dtype(max_label: int) -> np.dtype:
+    """The smallest of uint8, uint16, uint32, uint64 that holds ``max_label``."""
+    if max_label < 0:
+        raise ValueError(f"labels must be >= 0; got a maximum of {max_label}")
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if max_label <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise ValueError(f"label {max_label} does not fit in uint64")
+
+
+def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
+    """Map the distinct values of ``labels`` to 1..n in increasing order, smallest dtype."""
+    values, inverse = np.unique(labels, return_inverse=True)
+    dtype = smallest_unsigned_dtype(len(values))
+    return (inverse.reshape(labels.shape) + 1).astype(dtype, copy=False)
+
+
+def split_connected_components(labels: np.ndarray) -> np.ndarray:
+    """Split every label into its 4-connected (face-connected) segments, labelled 1..n."""
+    from skimage.measure import label as connected_label
+
+    # +1 so that no value is 0: skimage treats 0 as background by default.
+    segments = connected_label(labels.astype(np.int64) + 1, background=0, connectivity=1)
+    return relabel_consecutive(segments)

@@ -1,0 +1,118 @@
+"""Checking an input image and bringing it to float channels in [0, 1] (numpy only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Robust range used for every dtype but uint8 (percentiles of each channel).
+LOW_PERCENTILE = 1.0
+HIGH_PERCENTILE = 99.8
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A validated image as float32 ``(H, W, C)`` in [0, 1], and whether it is RGB."""
+
+    channels: np.ndarray
+    is_rgb: bool
+
+    @property
+    def is_constant(self) -> bool:
+        """Every pixel has the same value in every channel."""
+        return bool((self.channels == self.channels[:1, :1]).all())
+
+    @property
+    def spatial_shape(self) -> tuple[int, int]:
+        return self.channels.shape[:2]
+
+
+def prepare_image(image: np.ndarray, channel_axis: int | None = None) -> PreparedImage:
+    """Validate ``image`` and normalise each channel to [0, 1].
+
+    Parameters
+    ----------
+    image : array_like
+        A 2D grayscale image ``(H, W)`` when ``channel_axis`` is None, else a 2D image with
+        one channel axis, e.g. ``(H, W, 3)`` RGB or ``(C, H, W)`` multichannel.
+    channel_axis : int or None
+        Axis of ``image`` holding the channels. Three channels are taken as RGB; four
+        channels of uint8 as RGBA, whose alpha is dropped.
+
+    Returns
+    -------
+    PreparedImage
+        uint8 channels are divided by 255; every other dtype is scaled between its 1st and
+        99.8th percentile per channel and clipped, so 16-bit microscopy with a few hot
+        pixels still uses the full range. A constant channel becomes 0.
+
+    Raises
+    ------
+    ValueError
+        For NaN or inf, an empty image or a side shorter than 2 pixels, bool, complex or
+        non-numeric data, and a dimension count or ``channel_axis`` that does not fit.
+    """
+    array = np.asarray(image)
+    _check_dtype(array)
+    array = _channels_last(array, channel_axis)
+    if array.shape[0] < 2 or array.shape[1] < 2:
+        raise ValueError(
+            f"image is too small: its spatial shape is {array.shape[:2]}, and both sides "
+            "must be at least 2 pixels"
+        )
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise ValueError("image contains NaN or infinite values; replace them (e.g. np.nan_to_num)")
+    is_rgba = array.shape[2] == 4 and array.dtype == np.uint8
+    if is_rgba:
+        array = array[..., :3]
+    channels = np.stack([_normalise_channel(array[..., c]) for c in range(array.shape[2])], -1)
+    return PreparedImage(channels=channels, is_rgb=array.shape[2] == 3)
+
+
+def _check_dtype(array: np.ndarray) -> None:
+    if array.dtype.kind == "b":
+        raise ValueError("image has dtype bool: convert it to an integer or float image first")
+    if array.dtype.kind == "c":
+        raise ValueError(
+            "image has a complex dtype: pass a real image, e.g. np.abs(image) or image.real"
+        )
+    if array.dtype.kind not in "uif":
+        raise ValueError(f"image has dtype {array.dtype}: pass a numeric (integer or float) image")
+    if array.size == 0:
+        raise ValueError(f"image is empty (shape {array.shape})")
+
+
+def _channels_last(array: np.ndarray, channel_axis: int | None) -> np.ndarray:
+    if channel_axis is None:
+        if array.ndim != 2:
+            raise ValueError(
+                f"image has {array.ndim} dimensions {array.shape}, but channel_axis=None declares "
+                "a 2D grayscale image; pass channel_axis=-1 for RGB or multichannel (H, W, C) "
+                "data, or select a 2D plane of an nD stack"
+            )
+        return array[..., np.newaxis]
+    if array.ndim != 3:
+        raise ValueError(
+            f"image has {array.ndim} dimensions {array.shape}, but channel_axis={channel_axis} "
+            "declares a 2D image with channels (3 dimensions); pass channel_axis=None for a "
+            "grayscale image or select a 2D plane of an nD stack"
+        )
+    if not -3 <= channel_axis <= 2:
+        raise ValueError(
+            f"channel_axis={channel_axis} is out of range for an image with 3 dimensions; "
+            "use -1 for (H, W, C) or 0 for (C, H, W)"
+        )
+    return np.moveaxis(array, channel_axis, -1)
+
+
+def _normalise_channel(channel: np.ndarray) -> np.ndarray:
+    if channel.dtype == np.uint8:
+        return channel.astype(np.float32) / np.float32(255)
+    values = channel.astype(np.float64)
+    low, high = np.percentile(values, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    if high <= low:  # almost constant: fall back to the full range
+        low, high = values.min(), values.max()
+    if high <= low:
+        return np.zeros(channel.shape, np.float32)
+    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)

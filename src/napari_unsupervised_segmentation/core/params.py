@@ -1,0 +1,135 @@
+"""Every setting of the segmentation, with the paper's or the public demo's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+@dataclass(frozen=True)
+class SegmentationParams:
+    """Settings of :func:`~napari_unsupervised_segmentation.segment`.
+
+    The defaults are those of Kanezaki (ICASSP 2018) and of its public demo.
+    """
+
+    max_iter: int = field(
+        default=500, metadata={"help": "Most training iterations (the paper's T)."}
+    )
+    min_labels: int = field(
+        default=3,
+        metadata={"help": "Stop once the prediction has this many labels or fewer (0: never)."},
+    )
+    n_superpixels: int = field(default=10000, metadata={"help": "Number of SLIC superpixels."})
+    compactness: float = field(
+        default=100.0, metadata={"help": "SLIC compactness (colour vs. space trade-off)."}
+    )
+    n_channels: int = field(
+        default=100, metadata={"help": "Filters per conv layer = most possible labels."}
+    )
+    n_conv: int = field(
+        default=2, metadata={"help": "Number of [3x3 conv, ReLU, BatchNorm] blocks."}
+    )
+    lr: float = field(default=0.1, metadata={"help": "SGD learning rate."})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum."})
+    connected_components: bool = field(
+        default=False,
+        metadata={"help": "Split every label into 4-connected segments at the end."},
+    )
+    seed: int | None = field(
+        default=0, metadata={"help": "Random seed (None: a fresh random start every run)."}
+    )
+    device: str = field(
+        default="auto",
+        metadata={"help": "'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda[:N]', 'mps'."},
+    )
+    precision: str = field(
+        default="fp32",
+        metadata={"help": "'fp32'; 'tf32' (CUDA matmul/conv); 'bf16' (autocast, CPU or CUDA)."},
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that is out of range."""
+        _require(
+            _is_int(self.max_iter) and self.max_iter >= 1,
+            "max_iter must be an integer >= 1",
+            self.max_iter,
+        )
+        _require(
+            _is_int(self.min_labels) and self.min_labels >= 0,
+            "min_labels must be an integer >= 0 (0 disables the stopping rule)",
+            self.min_labels,
+        )
+        _require(
+            _is_int(self.n_superpixels) and self.n_superpixels >= 1,
+            "n_superpixels must be an integer >= 1",
+            self.n_superpixels,
+        )
+        _require(
+            _is_real(self.compactness) and self.compactness > 0,
+            "compactness must be a number > 0",
+            self.compactness,
+        )
+        _require(
+            _is_int(self.n_channels) and self.n_channels >= 2,
+            "n_channels must be an integer >= 2 (it bounds the number of labels)",
+            self.n_channels,
+        )
+        _require(
+            _is_int(self.n_conv) and self.n_conv >= 1, "n_conv must be an integer >= 1", self.n_conv
+        )
+        _require(_is_real(self.lr) and self.lr > 0, "lr must be a number > 0", self.lr)
+        _require(
+            _is_real(self.momentum) and 0 <= self.momentum < 1,
+            "momentum must be in [0, 1)",
+            self.momentum,
+        )
+        _require(
+            isinstance(self.connected_components, bool),
+            "connected_components must be True or False",
+            self.connected_components,
+        )
+        _require(
+            self.seed is None or _is_int(self.seed), "seed must be an integer or None", self.seed
+        )
+        _require(
+            isinstance(self.device, str) and bool(self.device),
+            "device must be a string such as 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'",
+            self.device,
+        )
+        _require(
+            self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}", self.precision
+        )
+
+    def replace(self, **changes: Any) -> SegmentationParams:
+        """A copy with some settings changed (validated)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _require(ok: bool, message: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"{message}; got {value!r}")
+
+
+#: Named parameter sets. ``paper`` is the algorithm exactly as published (and the public demo).
+PRESETS: dict[str, SegmentationParams] = {
+    "paper": SegmentationParams(),
+    "default": SegmentationParams(),
+}

@@ -1,0 +1,183 @@
+"""The self-training loop: one network trained on the one image it segments."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .devices import precision_context, resolve_device
+from .labels import relabel_consecutive, split_connected_components
+from .model import SegmentationNet
+from .normalize import PreparedImage, prepare_image
+from .params import PRESETS, SegmentationParams
+from .refine import SuperpixelRefiner, compute_superpixels
+
+
+class Step:
+    """The state after one training iteration.
+
+    ``labels`` and ``loss`` stay on the device until read, so that a caller that only
+    watches ``n_labels`` costs no copy per iteration.
+    """
+
+    def __init__(
+        self,
+        iteration: int,
+        n_labels: int,
+        is_last: bool,
+        prediction: torch.Tensor,
+        loss: torch.Tensor,
+        connected_components: bool,
+    ) -> None:
+        self.iteration = iteration
+        self.n_labels = n_labels
+        self.is_last = is_last
+        self._prediction = prediction
+        self._loss = loss
+        self._connected_components = connected_components
+        self._labels: np.ndarray | None = None
+
+    @property
+    def loss(self) -> float:
+        """Cross-entropy between the responses and the refined labels in this iteration."""
+        return float(self._loss)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Label image of the input's spatial shape, 1..n, smallest unsigned dtype."""
+        if self._labels is None:
+            labels = relabel_consecutive(self._prediction.cpu().numpy())
+            if self._connected_components:
+                labels = split_connected_components(labels)
+            self._labels = labels
+        return self._labels
+
+    def __repr__(self) -> str:
+        return f"Step(iteration={self.iteration}, n_labels={self.n_labels}, is_last={self.is_last})"
+
+
+def resolve_params(
+    params: SegmentationParams | str | None = None, **overrides: Any
+) -> SegmentationParams:
+    """Parameters from a preset name (None: ``'default'``) or an instance, with overrides."""
+    if params is None:
+        params = "default"
+    if isinstance(params, str):
+        if params not in PRESETS:
+            raise ValueError(f"unknown preset {params!r}; choose one of {sorted(PRESETS)}")
+        params = PRESETS[params]
+    if not isinstance(params, SegmentationParams):
+        raise TypeError(f"params must be a SegmentationParams or a preset name, not {params!r}")
+    return params.replace(**overrides) if overrides else params
+
+
+def iter_segment(
+    image: np.ndarray,
+    params: SegmentationParams | str | None = None,
+    *,
+    channel_axis: int | None = None,
+    **overrides: Any,
+) -> Iterator[Step]:
+    """Segment ``image`` by self-training, yielding a :class:`Step` after every iteration.
+
+    Parameters
+    ----------
+    image : array_like
+        2D grayscale ``(H, W)``, or 2D with channels (RGB, RGBA, multichannel) along
+        ``channel_axis``; any real dtype.
+    params : SegmentationParams or str, optional
+        A parameter set or a preset name (``'default'``, ``'paper'``).
+    channel_axis : int or None
+        The channel axis; None for grayscale.
+    **overrides
+        Any field of :class:`SegmentationParams`, e.g. ``max_iter=100, seed=1``.
+
+    Yields
+    ------
+    Step
+        Iteration number, label count, loss and (read lazily) the labels. The last step has
+        ``is_last=True``. Closing the generator stops training at once.
+
+    Raises
+    ------
+    ValueError
+        For a bad image or bad parameters, before any training starts.
+    """
+    settings = resolve_params(params, **overrides)
+    prepared = prepare_image(image, channel_axis)
+    device = resolve_device(settings.device)
+    return _train(prepared, settings, device)
+
+
+def segment(
+    image: np.ndarray,
+    params: SegmentationParams | str | None = None,
+    *,
+    channel_axis: int | None = None,
+    **overrides: Any,
+) -> np.ndarray:
+    """Segment ``image`` and return the final labels (see :func:`iter_segment`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Labels of the image's spatial shape, consecutive from 1, in the smallest unsigned
+        integer dtype that holds them.
+    """
+    steps = iter_segment(image, params, channel_axis=channel_axis, **overrides)
+    last_step = deque(steps, maxlen=1)[0]  # max_iter >= 1 guarantees one step
+    return last_step.labels
+
+
+def build_model(
+    in_channels: int, settings: SegmentationParams, device: torch.device
+) -> SegmentationNet:
+    """The network with seeded Xavier initialisation, identical on every device."""
+    with torch.device("meta"):
+        model = SegmentationNet(in_channels, settings.n_channels, settings.n_conv)
+    model = model.to_empty(device="cpu")
+    generator = torch.Generator()
+    if settings.seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(settings.seed)
+    model.reset_parameters(generator)
+    return model.to(device)
+
+
+def _train(
+    image: PreparedImage, settings: SegmentationParams, device: torch.device
+) -> Iterator[Step]:
+    if image.is_constant:
+        # Nothing to separate; the network would only draw its zero-padding border.
+        blank = torch.zeros(image.spatial_shape, dtype=torch.int64)
+        yield Step(1, 1, True, blank, torch.zeros(()), connected_components=False)
+        return
+    superpixels = compute_superpixels(image, settings.n_superpixels, settings.compactness)
+    refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
+    model = build_model(image.channels.shape[-1], settings, device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
+    pixels = torch.from_numpy(np.ascontiguousarray(image.channels.transpose(2, 0, 1)))
+    pixels = pixels.unsqueeze(0).to(device)
+    model.train()
+    for iteration in range(1, settings.max_iter + 1):
+        with precision_context(settings.precision, device):
+            responses = model(pixels)
+            prediction = responses.detach().argmax(dim=1)
+            target, label_counts = refine(prediction)
+            loss = F.cross_entropy(responses.float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n_labels = int((label_counts > 0).sum())
+        stop = iteration == settings.max_iter or n_labels <= settings.min_labels
+        yield Step(
+            iteration, n_labels, stop, prediction[0], loss.detach(), settings.connected_components
+        )
+        if stop:
+            return

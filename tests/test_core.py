@@ -1,0 +1,272 @@
+"""The engine on tiny synthetic images with exact expectations."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unsupervised_segmentation import PRESETS, SegmentationParams, iter_segment, segment
+from napari_unsupervised_segmentation.core.devices import resolve_device
+from napari_unsupervised_segmentation.core.labels import (
+    relabel_consecutive,
+    smallest_unsigned_dtype,
+    split_connected_components,
+)
+from napari_unsupervised_segmentation.core.normalize import prepare_image
+from napari_unsupervised_segmentation.core.refine import SuperpixelRefiner
+
+TINY = dict(n_channels=16, n_superpixels=30, device="cpu")
+
+
+def two_colour_image(noise: float = 10.0, seed: int = 0) -> np.ndarray:
+    """24x32 RGB: red on the left half, blue on the right, with a little noise."""
+    image = np.zeros((24, 32, 3), np.float64)
+    image[:, :16] = (200, 30, 30)
+    image[:, 16:] = (20, 40, 220)
+    image += np.random.default_rng(seed).normal(0, noise, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def majority_share(labels: np.ndarray) -> tuple[int, float]:
+    values, counts = np.unique(labels, return_counts=True)
+    return int(values[counts.argmax()]), counts.max() / labels.size
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_two_colours_give_labels_that_follow_the_edge(seed):
+    labels = segment(
+        two_colour_image(), channel_axis=-1, max_iter=40, min_labels=2, seed=seed, **TINY
+    )
+    left, left_share = majority_share(labels[:, :16])
+    right, right_share = majority_share(labels[:, 16:])
+    assert left != right
+    assert left_share > 0.95 and right_share > 0.95
+
+
+def slow_majority(superpixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Obviously correct refinement: loop over superpixels, ties to the smallest label."""
+    refined = labels.copy()
+    for superpixel in np.unique(superpixels):
+        inside = superpixels == superpixel
+        values, counts = np.unique(labels[inside], return_counts=True)
+        refined[inside] = values[counts == counts.max()].min()
+    return refined
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_vectorised_refinement_equals_slow_reference(seed):
+    rng = np.random.default_rng(seed)
+    n_classes = 4  # few classes on few pixels: ties happen often
+    superpixels = rng.integers(0, 12, size=(9, 11))
+    superpixels = np.unique(superpixels, return_inverse=True)[1].reshape(superpixels.shape)
+    labels = rng.integers(0, n_classes, size=(9, 11))
+    refiner = SuperpixelRefiner(superpixels, n_classes, torch.device("cpu"))
+    refined, counts = refiner(torch.from_numpy(labels))
+    np.testing.assert_array_equal(refined.numpy(), slow_majority(superpixels, labels))
+    np.testing.assert_array_equal(counts.numpy(), np.bincount(labels.ravel(), minlength=n_classes))
+
+
+def test_refinement_tie_goes_to_smallest_label():
+    superpixels = np.zeros((2, 2), np.int64)
+    labels = torch.tensor([[3, 1], [3, 1]])
+    refined, _ = SuperpixelRefiner(superpixels, 4, torch.device("cpu"))(labels)
+    assert refined.tolist() == [[1, 1], [1, 1]]
+
+
+def test_same_seed_gives_identical_labels_and_other_seed_differs():
+    image = np.random.default_rng(3).integers(0, 255, (20, 24, 3), dtype=np.uint8)
+    run = dict(channel_axis=-1, max_iter=5, min_labels=0, **TINY)
+    first = segment(image, seed=7, **run)
+    np.testing.assert_array_equal(first, segment(image, seed=7, **run))
+    assert not np.array_equal(first, segment(image, seed=8, **run))
+
+
+def test_stops_at_max_iter_without_stopping_rule():
+    steps = list(
+        iter_segment(two_colour_image(), channel_axis=-1, max_iter=4, min_labels=0, **TINY)
+    )
+    assert [s.iteration for s in steps] == [1, 2, 3, 4]
+    assert [s.is_last for s in steps] == [False, False, False, True]
+
+
+def test_stopping_rule_ends_when_few_labels_remain():
+    steps = list(
+        iter_segment(two_colour_image(), channel_axis=-1, max_iter=200, min_labels=3, **TINY)
+    )
+    assert steps[-1].n_labels <= 3 < steps[-2].n_labels
+    assert steps[-1].is_last and len(steps) < 200
+    assert all(s.n_labels > 3 for s in steps[:-1])
+
+
+def test_step_reports_label_count_loss_and_labels():
+    step = next(iter_segment(two_colour_image(), channel_axis=-1, **TINY))
+    assert step.iteration == 1
+    assert step.labels.shape == (24, 32)
+    assert len(np.unique(step.labels)) == step.n_labels
+    assert np.isfinite(step.loss) and step.loss > 0
+
+
+def test_output_is_consecutive_from_one_in_smallest_dtype():
+    labels = segment(two_colour_image(), channel_axis=-1, max_iter=2, **TINY)
+    assert labels.dtype == np.uint8
+    assert np.array_equal(np.unique(labels), np.arange(1, labels.max() + 1))
+
+
+def test_connected_components_split_disconnected_regions():
+    image = np.zeros((24, 32), np.uint8)
+    image[4:10, 4:10] = 255  # two separate bright squares on a dark ground
+    image[14:20, 20:28] = 255
+    run = dict(max_iter=60, min_labels=2, **TINY)
+    merged = segment(image, **run)
+    split = segment(image, connected_components=True, **run)
+    np.testing.assert_array_equal(split, split_connected_components(merged))
+    assert merged[6, 6] == merged[16, 24] and split[6, 6] != split[16, 24]
+
+
+def test_constant_image_gives_one_label():
+    labels = segment(np.full((16, 16), 7, np.uint16), max_iter=3, min_labels=0, **TINY)
+    assert labels.shape == (16, 16) and set(np.unique(labels)) == {1}
+
+
+@pytest.mark.parametrize(
+    ("dtype", "high"), [(np.uint16, 60000), (np.int16, 3000), (np.float32, 1.0), (np.float64, 5e6)]
+)
+def test_other_dtypes_are_segmented(dtype, high):
+    image = np.zeros((20, 24), dtype)
+    image[:, 12:] = dtype(high)
+    labels = segment(image, max_iter=30, min_labels=2, **TINY)
+    assert labels.shape == (20, 24)
+    assert labels[0, 0] != labels[0, -1]
+
+
+def test_sixteen_bit_uses_robust_range_despite_hot_pixel():
+    image = np.full((50, 50), 1000, np.uint16)
+    image[:, 25:] = 1200
+    image[0, 0] = 65535  # one hot pixel must not squash the rest to ~0
+    channels = prepare_image(image).channels[..., 0]
+    assert channels[10, 10] == 0.0 and channels[10, 40] == 1.0
+
+
+def test_uint8_is_divided_by_255():
+    image = np.array([[0, 51], [255, 102]], np.uint8)
+    np.testing.assert_allclose(prepare_image(image).channels[..., 0], image / 255, rtol=1e-6)
+
+
+def test_rgba_drops_alpha_and_channel_first_is_accepted():
+    rgba = np.dstack([two_colour_image(), np.full((24, 32), 255, np.uint8)])
+    prepared = prepare_image(rgba, channel_axis=-1)
+    assert prepared.channels.shape == (24, 32, 3) and prepared.is_rgb
+    channel_first = np.moveaxis(two_colour_image(), -1, 0)
+    np.testing.assert_array_equal(
+        prepare_image(channel_first, channel_axis=0).channels,
+        prepare_image(two_colour_image(), channel_axis=-1).channels,
+    )
+    assert segment(rgba, channel_axis=-1, max_iter=2, **TINY).shape == (24, 32)
+
+
+def test_multichannel_microscopy_is_not_rgb():
+    image = np.random.default_rng(0).integers(0, 4000, (5, 20, 24), dtype=np.uint16)
+    prepared = prepare_image(image, channel_axis=0)
+    assert prepared.channels.shape == (20, 24, 5) and not prepared.is_rgb
+    assert segment(image, channel_axis=0, max_iter=2, **TINY).shape == (20, 24)
+
+
+@pytest.mark.parametrize(
+    ("image", "kwargs", "message"),
+    [
+        (np.full((8, 8), np.nan), {}, "NaN"),
+        (np.array([[0.0, np.inf], [1, 2]]), {}, "infinite"),
+        (np.zeros((0, 5)), {}, "empty"),
+        (np.zeros((1, 5)), {}, "at least 2 pixels"),
+        (np.zeros((8, 8), bool), {}, "bool"),
+        (np.zeros((8, 8), complex), {}, "complex"),
+        (np.zeros((8, 8), object), {}, "numeric"),
+        (np.zeros((8, 8, 3)), {}, "channel_axis=-1"),
+        (np.zeros((4, 8, 8, 3)), {"channel_axis": -1}, "4 dimensions"),
+        (np.zeros((8, 8)), {"channel_axis": -1}, "channel_axis=None"),
+        (np.zeros((8, 8, 3)), {"channel_axis": 3}, "out of range"),
+    ],
+)
+def test_bad_images_raise_clear_errors(image, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        iter_segment(image, **kwargs, **TINY)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"max_iter": 0}, "max_iter"),
+        ({"n_channels": 1}, "n_channels"),
+        ({"min_labels": -1}, "min_labels"),
+        ({"n_superpixels": 0}, "n_superpixels"),
+        ({"compactness": 0}, "compactness"),
+        ({"n_conv": 0}, "n_conv"),
+        ({"lr": -1.0}, "lr"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"precision": "fp8"}, "precision"),
+        ({"seed": 1.5}, "seed"),
+        ({"max_iter": 2.5}, "max_iter"),
+    ],
+)
+def test_bad_parameters_raise_clear_errors(change, message):
+    with pytest.raises(ValueError, match=message):
+        SegmentationParams(**change)
+    with pytest.raises(ValueError, match=message):
+        segment(two_colour_image(), channel_axis=-1, **change)
+
+
+def test_unknown_parameter_and_preset_are_rejected():
+    with pytest.raises(TypeError, match="n_chanels"):
+        segment(two_colour_image(), channel_axis=-1, n_chanels=4)
+    with pytest.raises(ValueError, match="unknown preset"):
+        segment(two_colour_image(), "fastest", channel_axis=-1)
+
+
+def test_paper_preset_holds_the_papers_settings():
+    paper = PRESETS["paper"]
+    assert (paper.n_conv, paper.n_channels, paper.max_iter, paper.min_labels) == (2, 100, 500, 3)
+    assert (paper.lr, paper.momentum, paper.n_superpixels, paper.compactness) == (
+        0.1,
+        0.9,
+        10000,
+        100,
+    )
+
+
+def test_devices_resolve_or_fail_clearly():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            resolve_device("cuda:1")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+
+
+def test_bf16_precision_runs_on_cpu():
+    labels = segment(two_colour_image(), channel_axis=-1, max_iter=3, precision="bf16", **TINY)
+    assert labels.shape == (24, 32)
+
+
+def test_label_helpers():
+    assert smallest_unsigned_dtype(255) == np.uint8
+    assert smallest_unsigned_dtype(256) == np.uint16
+    assert smallest_unsigned_dtype(70000) == np.uint32
+    np.testing.assert_array_equal(relabel_consecutive(np.array([[5, 9], [5, 2]])), [[2, 3], [2, 1]])
+    np.testing.assert_array_equal(
+        split_connected_components(np.array([[1, 2, 1], [1, 2, 2]])), [[1, 2, 3], [1, 2, 2]]
+    )
+
+
+def test_importing_the_core_imports_neither_napari_nor_qt_nor_eagerly_torch():
+    code = (
+        "import sys, napari_unsupervised_segmentation as p;"
+        "assert 'torch' not in sys.modules, 'package import pulled torch';"
+        "p.segment; import napari_unsupervised_segmentation.core.train;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('napari', 'magicgui', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'vispy')];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
