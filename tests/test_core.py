@@ -10,12 +10,14 @@ import torch
 from napari_unsupervised_segmentation import PRESETS, SegmentationParams, iter_segment, segment
 from napari_unsupervised_segmentation.core.devices import resolve_device
 from napari_unsupervised_segmentation.core.labels import (
+    merge_small_segments,
     relabel_consecutive,
     smallest_unsigned_dtype,
     split_connected_components,
 )
 from napari_unsupervised_segmentation.core.normalize import prepare_image
 from napari_unsupervised_segmentation.core.refine import SuperpixelRefiner
+from napari_unsupervised_segmentation.core.train import continuity_loss
 
 TINY = dict(n_channels=16, n_superpixels=30, device="cpu")
 
@@ -270,3 +272,40 @@ def test_importing_the_core_imports_neither_napari_nor_qt_nor_eagerly_torch():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_merge_small_segments_gives_specks_to_their_surroundings():
+    labels = np.ones((6, 6), int)
+    labels[2, 2] = 2  # a speck inside region 1
+    labels[:, 4:] = 3
+    labels[0, 5] = 4  # a speck inside region 3
+    expected = np.ones((6, 6), int)
+    expected[:, 4:] = 2
+    np.testing.assert_array_equal(merge_small_segments(labels, 3), expected)
+    # nothing is small: components are only split and relabelled
+    np.testing.assert_array_equal(
+        merge_small_segments(labels, 1), split_connected_components(labels)
+    )
+
+
+def test_min_segment_size_leaves_no_smaller_segment():
+    image = np.random.default_rng(1).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    labels = segment(image, channel_axis=-1, max_iter=3, min_segment_size=20, **TINY)
+    assert np.bincount(labels.ravel())[1:].min() >= 20
+    assert np.array_equal(labels, split_connected_components(labels))
+
+
+def test_continuity_loss_is_mean_absolute_neighbour_difference():
+    responses = torch.zeros(1, 2, 3, 3)
+    assert continuity_loss(responses) == 0
+    responses[0, 0, :, 2] = 6.0  # one column differs: 3 of 6 horizontal pairs per channel
+    expected_horizontal = 6.0 * 3 / (2 * 3 * 2)
+    assert continuity_loss(responses).item() == pytest.approx(expected_horizontal)
+
+
+def test_continuity_weight_changes_training():
+    run = dict(channel_axis=-1, max_iter=5, min_labels=0, **TINY)
+    image = np.random.default_rng(2).integers(0, 255, (20, 24, 3), dtype=np.uint8)
+    plain = [s.loss for s in iter_segment(image, **run)]
+    smooth = [s.loss for s in iter_segment(image, continuity_weight=1.0, **run)]
+    assert smooth[0] > plain[0]  # the same first forward pass plus a positive term

@@ -39,6 +39,20 @@ class SegmentationParams:
         default=False,
         metadata={"help": "Split every label into 4-connected segments at the end."},
     )
+    continuity_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the spatial continuity loss of Kim et al. (TIP 2020): mean absolute "
+            "difference of neighbouring responses (0: the paper's loss alone)."
+        },
+    )
+    min_segment_size: int = field(
+        default=0,
+        metadata={
+            "help": "Merge 4-connected segments smaller than this many pixels into their "
+            "neighbours at the end (0: keep every segment)."
+        },
+    )
     seed: int | None = field(
         default=0, metadata={"help": "Random seed (None: a fresh random start every run)."}
     )
@@ -89,6 +103,16 @@ class SegmentationParams:
             _is_real(self.momentum) and 0 <= self.momentum < 1,
             "momentum must be in [0, 1)",
             self.momentum,
+        )
+        _require(
+            _is_real(self.continuity_weight) and self.continuity_weight >= 0,
+            "continuity_weight must be a number >= 0",
+            self.continuity_weight,
+        )
+        _require(
+            _is_int(self.min_segment_size) and self.min_segment_size >= 0,
+            "min_segment_size must be an integer >= 0",
+            self.min_segment_size,
         )
         _require(
             isinstance(self.connected_components, bool),

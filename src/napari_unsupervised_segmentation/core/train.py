@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .devices import precision_context, resolve_device
-from .labels import relabel_consecutive, split_connected_components
+from .labels import merge_small_segments, relabel_consecutive, split_connected_components
 from .model import SegmentationNet
 from .normalize import PreparedImage, prepare_image
 from .params import PRESETS, SegmentationParams
@@ -32,14 +32,14 @@ class Step:
         is_last: bool,
         prediction: torch.Tensor,
         loss: torch.Tensor,
-        connected_components: bool,
+        settings: SegmentationParams,
     ) -> None:
         self.iteration = iteration
         self.n_labels = n_labels
         self.is_last = is_last
         self._prediction = prediction
         self._loss = loss
-        self._connected_components = connected_components
+        self._settings = settings
         self._labels: np.ndarray | None = None
 
     @property
@@ -51,14 +51,20 @@ class Step:
     def labels(self) -> np.ndarray:
         """Label image of the input's spatial shape, 1..n, smallest unsigned dtype."""
         if self._labels is None:
-            labels = relabel_consecutive(self._prediction.cpu().numpy())
-            if self._connected_components:
-                labels = split_connected_components(labels)
-            self._labels = labels
+            self._labels = finish_labels(self._prediction.cpu().numpy(), self._settings)
         return self._labels
 
     def __repr__(self) -> str:
         return f"Step(iteration={self.iteration}, n_labels={self.n_labels}, is_last={self.is_last})"
+
+
+def finish_labels(prediction: np.ndarray, settings: SegmentationParams) -> np.ndarray:
+    """Labels 1..n from a raw argmax: small segments merged or components split if asked."""
+    if settings.min_segment_size > 1:
+        return merge_small_segments(prediction, settings.min_segment_size)
+    if settings.connected_components:
+        return split_connected_components(prediction)
+    return relabel_consecutive(prediction)
 
 
 def resolve_params(
@@ -156,7 +162,7 @@ def _train(
     if image.is_constant:
         # Nothing to separate; the network would only draw its zero-padding border.
         blank = torch.zeros(image.spatial_shape, dtype=torch.int64)
-        yield Step(1, 1, True, blank, torch.zeros(()), connected_components=False)
+        yield Step(1, 1, True, blank, torch.zeros(()), settings)
         return
     superpixels = compute_superpixels(image, settings.n_superpixels, settings.compactness)
     refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
@@ -171,13 +177,25 @@ def _train(
             prediction = responses.detach().argmax(dim=1)
             target, label_counts = refine(prediction)
             loss = F.cross_entropy(responses.float(), target)
+            if settings.continuity_weight:
+                loss = loss + settings.continuity_weight * continuity_loss(responses)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         n_labels = int((label_counts > 0).sum())
         stop = iteration == settings.max_iter or n_labels <= settings.min_labels
-        yield Step(
-            iteration, n_labels, stop, prediction[0], loss.detach(), settings.connected_components
-        )
+        yield Step(iteration, n_labels, stop, prediction[0], loss.detach(), settings)
         if stop:
             return
+
+
+def continuity_loss(responses: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between vertically and horizontally adjacent responses.
+
+    The spatial continuity term of Kim, Kanezaki and Tanaka (IEEE TIP 2020), Eq. 4: it
+    pulls neighbouring pixels towards the same label without superpixels.
+    """
+    responses = responses.float()
+    vertical = (responses[:, :, 1:, :] - responses[:, :, :-1, :]).abs().mean()
+    horizontal = (responses[:, :, :, 1:] - responses[:, :, :, :-1]).abs().mean()
+    return vertical + horizontal

@@ -1,0 +1,460 @@
+"""Label images as TIFF files that napari, Fiji/ImageJ, tifffile and scikit-image all read.
+
+What is written:
+
+* uint8 and uint16 labels: an ImageJ hyperstack (axes such as YX, ZYX, TZYX), with the pixel
+  size in the resolution tags, ``spacing`` (Z), ``finterval`` (T) and ``unit``.
+* uint32 labels, and any file whose compressed size exceeds 4 GB (BigTIFF): an OME-TIFF,
+  because ImageJ hyperstacks can hold neither; the pixel size is in the OME-XML
+  (``PhysicalSizeX/Y/Z``, ``TimeIncrement``).
+* Always zlib (deflate) compressed, and marked with a line ``napari labels`` in the ImageJ
+  ``Info`` property or the OME image ``Description``, so that the reader knows its own files.
+
+Files are written to a temporary file in the target folder and moved into place at the end,
+so that a failed write never leaves a partial file nor destroys an existing one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import tifffile
+
+from ..core.labels import smallest_unsigned_dtype
+
+LABEL_MARKER = "napari labels"
+"""The line that marks a TIFF written by :func:`write_label_tiff` as a label image."""
+
+_MARKER_TEXT = f"{LABEL_MARKER}\nwritten by napari-unsupervised-segmentation"
+_AXES_ORDER = "TZCYX"
+_DEFAULT_AXES = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TZCYX"}
+_SUFFIXES = (".tif", ".tiff")
+_LABEL_NAME = re.compile(r"(?:^|[_\-. ])(?:labels?|masks?|seg)$", re.IGNORECASE)
+_IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+_UINT32_MAX = int(np.iinfo(np.uint32).max)
+
+# Canonical (pint) unit name -> (ImageJ spelling, OME-XML spelling).
+_UNITS = {
+    "micrometer": ("micron", "µm"),
+    "nanometer": ("nm", "nm"),
+    "millimeter": ("mm", "mm"),
+    "centimeter": ("cm", "cm"),
+    "meter": ("m", "m"),
+}
+_UNIT_ALIASES = {
+    "micron": "micrometer",
+    "microns": "micrometer",
+    "micrometre": "micrometer",
+    "um": "micrometer",
+    "µm": "micrometer",  # MICRO SIGN
+    "μm": "micrometer",  # GREEK SMALL LETTER MU
+    "\\u00b5m": "micrometer",  # ImageJ's ASCII escape
+    "nm": "nanometer",
+    "nanometre": "nanometer",
+    "mm": "millimeter",
+    "millimetre": "millimeter",
+    "cm": "centimeter",
+    "centimetre": "centimeter",
+    "m": "meter",
+    "metre": "meter",
+}
+_NO_UNIT = {"", "pixel", "pixels", "px", "none"}
+
+
+class LabelTiffError(ValueError):
+    """A file could not be read as a label TIFF (corrupt, truncated or not a TIFF)."""
+
+
+def has_label_name(path: str | os.PathLike[str]) -> bool:
+    """Whether the file name marks a label image, e.g. ``*_labels.tif`` or ``*_masks.tif``.
+
+    Recognised endings (case-insensitive, before ``.tif``/``.tiff``/``.ome.tif``): ``labels``,
+    ``label``, ``masks``, ``mask``, ``seg``, after ``_``, ``-``, ``.`` or a space. These are
+    the names that Cellpose, StarDist and common scripts give their label images.
+    """
+    return bool(_LABEL_NAME.search(_file_stem(Path(path))))
+
+
+def label_dtype(labels: Any) -> np.dtype:
+    """The smallest of uint8, uint16 and uint32 that holds ``labels``.
+
+    Raises ``ValueError`` for empty data, negative labels, non-integer values or labels
+    beyond uint32, which TIFF label files (and Fiji) cannot represent.
+    """
+    arr = np.asarray(labels)
+    if arr.size == 0:
+        raise ValueError("labels are empty: there is nothing to write")
+    kind = arr.dtype.kind
+    if kind == "b":
+        return np.dtype(np.uint8)
+    if kind == "f":
+        if not np.isfinite(arr).all():
+            raise ValueError("labels must be whole numbers >= 0; found NaN or infinity")
+        fractional = arr != np.floor(arr)
+        if fractional.any():
+            example = arr[fractional].flat[0]
+            raise ValueError(f"labels must be whole numbers; found the value {example}")
+    elif kind not in "ui":
+        raise ValueError(f"labels must be integers; got data of type {arr.dtype}")
+    low, high = arr.min(), arr.max()
+    if low < 0:
+        raise ValueError(f"labels must be >= 0 (0 is the background); found {low}")
+    if high > _UINT32_MAX:
+        raise ValueError(
+            f"label {high} is larger than {_UINT32_MAX}, the largest a uint32 TIFF holds; "
+            "relabel the segments consecutively first"
+        )
+    return smallest_unsigned_dtype(int(high))
+
+
+def write_label_tiff(
+    path: str | os.PathLike[str],
+    labels: Any,
+    *,
+    scale: Sequence[float] | None = None,
+    axes: str | None = None,
+    units: str | None = None,
+) -> Path:
+    """Write ``labels`` to a compressed, marked TIFF atomically and return the final path.
+
+    Parameters
+    ----------
+    path
+        Target file, ending in ``.tif`` or ``.tiff``. An existing file is replaced only
+        once the new file is complete.
+    labels
+        Array-like of 2 to 5 dimensions with whole numbers >= 0; stored in the smallest of
+        uint8, uint16, uint32 (see :func:`label_dtype`).
+    scale
+        Size of a pixel along each axis (napari's layer scale); default 1.
+    axes
+        Axis letters in ImageJ order, a subsequence of ``TZCYX`` ending in ``YX``.
+        Default from the number of dimensions: ``YX``, ``ZYX``, ``TZYX``, ``TZCYX``.
+    units
+        Length unit of the Z, Y and X sizes (``"micrometer"``, ``"um"``, ``"nm"``, ...).
+        The time interval is in seconds.
+
+    Raises
+    ------
+    ValueError
+        For unsuitable data or arguments; no file is created or changed.
+    """
+    target = Path(os.path.abspath(os.fspath(path)))
+    if target.suffix.lower() not in _SUFFIXES:
+        raise ValueError(f"label TIFF files must end in .tif or .tiff; got {target.name!r}")
+    arr = np.asarray(labels)
+    if arr.ndim not in _DEFAULT_AXES:
+        raise ValueError(
+            f"labels must have 2 to 5 dimensions (YX to TZCYX); got {arr.ndim} (shape {arr.shape})"
+        )
+    data = arr.astype(label_dtype(arr), copy=False)
+    axes = _check_axes(axes, arr.ndim)
+    sizes = dict(zip(axes, _check_scale(scale, arr.ndim), strict=True))
+    unit = _check_unit(units)
+    ome = _ome_options(data, axes, sizes, unit, _file_stem(target))
+    imagej = _imagej_options(axes, sizes, unit) if data.dtype in _IMAGEJ_DTYPES else None
+    try:
+        _write_and_replace(target, data, imagej or ome, bigtiff=False)
+    except ValueError as exc:
+        # The compressed size is known only while writing. Beyond 4 GB write a BigTIFF, as
+        # OME-TIFF: ImageJ hyperstacks cannot be BigTIFF, Bio-Formats (Fiji) reads these.
+        if "BigTIFF" not in str(exc):
+            raise
+        _write_and_replace(target, data, ome, bigtiff=True)
+    return target
+
+
+def read_label_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read the first image series of a TIFF with its calibration.
+
+    Uncompressed contiguous data in native byte order is memory-mapped copy-on-write (edits
+    stay in memory, the file is never changed); compressed data is decoded once.
+
+    Returns
+    -------
+    data, info
+        ``info`` has ``name`` (file name without suffix), ``axes`` (tifffile's axis letters,
+        e.g. ``"ZYX"``), ``scale`` (a float per axis), ``units`` (a pint unit name of the
+        spatial axes, or None), ``marker`` (written by :func:`write_label_tiff`) and
+        ``memory_mapped``.
+
+    Raises
+    ------
+    LabelTiffError
+        A ``ValueError`` naming the file when it is not a TIFF, corrupt or truncated.
+    """
+    source = Path(path)
+    try:
+        with tifffile.TiffFile(source) as tif:
+            series = tif.series[0]
+            axes, shape = series.axes, tuple(series.shape)
+            sizes, unit, marker = _describe(tif)
+            _check_complete(source, series)
+            offset = series.dataoffset
+            file_dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+            mappable = offset is not None and file_dtype.isnative and series.size > 0
+            data = None if mappable else series.asarray()
+        if data is not None and data.shape != shape:  # tifffile only logs missing planes
+            raise LabelTiffError(
+                f"cannot read {str(source)!r}: the file is truncated "
+                f"(found {data.shape} instead of {shape} pixels)"
+            )
+        if mappable:
+            mapped = np.memmap(source, dtype=file_dtype, mode="c", offset=offset, shape=shape)
+            data = np.asarray(mapped)
+    except (FileNotFoundError, LabelTiffError):
+        raise
+    except Exception as exc:
+        raise LabelTiffError(
+            f"cannot read {str(source)!r}: not a valid or complete TIFF file "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    info = {
+        "name": _file_stem(source),
+        "axes": axes,
+        "scale": tuple(float(sizes.get(axis, 1.0)) for axis in axes),
+        "units": unit,
+        "marker": marker,
+        "memory_mapped": mappable,
+    }
+    return data, info
+
+
+def is_label_tiff(path: str | os.PathLike[str]) -> bool:
+    """Whether the file is a label TIFF, deciding from its header only (no pixels read).
+
+    True when it carries the writer's marker, or when it is a single-channel integer TIFF
+    whose name marks it as labels (:func:`has_label_name`).
+    """
+    return _sniff(path) == "labels"
+
+
+def _sniff(path: str | os.PathLike[str]) -> Literal["labels", "other", "unreadable"]:
+    """Classify a file from its name and first image header (no pixel data read)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if _describe(tif)[2]:
+                return "labels"
+            if not has_label_name(path):
+                return "other"
+            page = tif.pages.first
+            integer = page.dtype is not None and np.dtype(page.dtype).kind in "ui"
+            return "labels" if integer and page.samplesperpixel == 1 else "other"
+    except Exception:
+        return "unreadable"
+
+
+def _file_stem(path: Path) -> str:
+    """The file name without ``.tif``, ``.tiff`` or ``.ome.tif(f)``."""
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _check_axes(axes: str | None, ndim: int) -> str:
+    """Validate axis letters, or choose the default for ``ndim`` (ImageJ order)."""
+    if axes is None:
+        return _DEFAULT_AXES[ndim]
+    axes = axes.upper()
+    order = [_AXES_ORDER.find(axis) for axis in axes]
+    if len(axes) != ndim or -1 in order or order != sorted(set(order)) or not axes.endswith("YX"):
+        raise ValueError(
+            f"axes must be {ndim} distinct letters of TZCYX in that order, ending in YX; "
+            f"got {axes!r}"
+        )
+    return axes
+
+
+def _check_scale(scale: Sequence[float] | None, ndim: int) -> list[float]:
+    """Validate one positive, finite pixel size per axis (default 1)."""
+    if scale is None:
+        return [1.0] * ndim
+    values = [float(value) for value in scale]
+    if len(values) != ndim or not all(np.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"scale must be {ndim} positive numbers, one per axis; got {scale!r}")
+    return values
+
+
+def _check_unit(units: str | None) -> str | None:
+    """The canonical name of a supported length unit; None for no unit or pixels."""
+    if units is None or str(units).strip().lower() in _NO_UNIT:
+        return None
+    unit = _canonical_unit(units)
+    if unit is None:
+        raise ValueError(f"unsupported unit {units!r}; use one of {', '.join(_UNITS)}")
+    return unit
+
+
+def _canonical_unit(unit: object) -> str | None:
+    """Map an ImageJ, OME or pint spelling of a length unit to its pint name, else None."""
+    if unit is None:
+        return None
+    text = str(unit).strip().lower()
+    return text if text in _UNITS else _UNIT_ALIASES.get(text)
+
+
+def _imagej_options(axes: str, sizes: dict[str, float], unit: str | None) -> dict[str, Any]:
+    """tifffile arguments for an ImageJ hyperstack (uint8, uint16)."""
+    metadata: dict[str, Any] = {"axes": axes, "Info": _MARKER_TEXT}
+    if "Z" in sizes:
+        metadata["spacing"] = sizes["Z"]
+    if "T" in sizes:
+        metadata["finterval"] = sizes["T"]
+    if unit is not None:
+        metadata["unit"] = _UNITS[unit][0]
+    return {
+        "imagej": True,
+        "metadata": metadata,
+        "resolution": (1.0 / sizes["X"], 1.0 / sizes["Y"]),
+        "photometric": "minisblack",
+        "compression": "zlib",
+    }
+
+
+def _ome_options(
+    data: np.ndarray, axes: str, sizes: dict[str, float], unit: str | None, name: str
+) -> dict[str, Any]:
+    """tifffile arguments for an OME-TIFF (uint32, which ImageJ hyperstacks cannot hold).
+
+    The OME-XML is made here and passed as the first image's description, so that it is
+    stored at the start of the file (tifffile's own OME writer appends it at the end, where a
+    truncated file would lose it without an error).
+    """
+    metadata: dict[str, Any] = {"Name": name, "Description": _MARKER_TEXT}
+    ome_unit = _UNITS[unit][1] if unit is not None else "pixel"
+    for axis in "XYZ":
+        if axis in sizes:
+            metadata[f"PhysicalSize{axis}"] = sizes[axis]
+            metadata[f"PhysicalSize{axis}Unit"] = ome_unit
+    if "T" in sizes:
+        metadata["TimeIncrement"] = sizes["T"]
+        metadata["TimeIncrementUnit"] = "s"
+    *planes, height, width = data.shape
+    omexml = tifffile.OmeXml()
+    stored = (int(np.prod(planes, dtype=np.int64)), 1, 1, height, width, 1)
+    omexml.addimage(data.dtype, data.shape, stored, axes=axes, **metadata)
+    return {
+        "ome": False,
+        "metadata": None,
+        "description": omexml.tostring(declaration=True).encode("utf-8"),
+        "resolution": (1.0 / sizes["X"], 1.0 / sizes["Y"]),
+        "resolutionunit": "NONE",
+        "photometric": "minisblack",
+        "compression": "zlib",
+    }
+
+
+def _write_and_replace(
+    target: Path, data: np.ndarray, options: dict[str, Any], *, bigtiff: bool
+) -> None:
+    """Write to a new hidden file next to ``target``, then rename it over ``target``.
+
+    The rename is atomic on one file system; on any failure (including interruption) the
+    temporary file is removed and ``target`` is untouched.
+    """
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "xb") as handle:  # "x": never opens an existing file
+            tifffile.imwrite(handle, data, bigtiff=bigtiff, **options)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _describe(tif: tifffile.TiffFile) -> tuple[dict[str, float], str | None, bool]:
+    """Pixel sizes per axis letter, spatial unit and marker from ImageJ or OME metadata."""
+    if tif.is_ome:
+        return _describe_ome(tif.ome_metadata or "")
+    if tif.is_imagej:
+        imagej = tif.imagej_metadata or {}
+        page = tif.pages.first
+        sizes = {
+            "X": _pixel_size(page.tags.get("XResolution")),
+            "Y": _pixel_size(page.tags.get("YResolution")),
+        }
+        for axis, key in (("Z", "spacing"), ("T", "finterval")):
+            with contextlib.suppress(TypeError, ValueError):
+                value = float(imagej.get(key, 1.0))
+                if np.isfinite(value) and value > 0:
+                    sizes[axis] = value
+        marker = _has_marker_line(str(imagej.get("Info", "")))
+        return sizes, _canonical_unit(imagej.get("unit")), marker
+    return {}, None, False
+
+
+def _describe_ome(xml: str) -> tuple[dict[str, float], str | None, bool]:
+    """Pixel sizes, unit and marker of the first image in an OME-XML document."""
+    root = ElementTree.fromstring(xml)
+    image = next((e for e in root.iter() if _local(e.tag) == "Image"), None)
+    if image is None:
+        return {}, None, False
+    description = next((e for e in image if _local(e.tag) == "Description"), None)
+    marker = description is not None and _has_marker_line(description.text or "")
+    pixels = next((e for e in image if _local(e.tag) == "Pixels"), None)
+    sizes: dict[str, float] = {}
+    unit = None
+    if pixels is not None:
+        for axis, key in (("X", "PhysicalSizeX"), ("Y", "PhysicalSizeY"), ("Z", "PhysicalSizeZ")):
+            if key in pixels.attrib:
+                sizes[axis] = float(pixels.attrib[key])
+        if "TimeIncrement" in pixels.attrib:
+            sizes["T"] = float(pixels.attrib["TimeIncrement"])
+        if "PhysicalSizeX" in pixels.attrib:  # OME's default length unit is µm
+            unit = _canonical_unit(pixels.attrib.get("PhysicalSizeXUnit", "µm"))
+    sizes = {axis: v for axis, v in sizes.items() if np.isfinite(v) and v > 0}
+    return sizes, unit, marker
+
+
+def _local(tag: str) -> str:
+    """An XML tag without its namespace."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _has_marker_line(text: str) -> bool:
+    """Whether one line of ``text`` is the label marker (case and spaces ignored)."""
+    return any(line.strip().lower() == LABEL_MARKER for line in text.splitlines())
+
+
+def _pixel_size(tag: tifffile.TiffTag | None) -> float:
+    """Pixel size from an X/YResolution tag (pixels per unit), 1 when absent or invalid."""
+    if tag is None:
+        return 1.0
+    try:
+        numerator, denominator = tag.value
+        size = float(denominator) / float(numerator)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return 1.0
+    return size if np.isfinite(size) and size > 0 else 1.0
+
+
+def _check_complete(source: Path, series: tifffile.TiffPageSeries) -> None:
+    """Raise :class:`LabelTiffError` when the image data runs past the end of the file."""
+    size = source.stat().st_size
+    if series.dataoffset is not None:
+        end = series.dataoffset + series.nbytes
+    else:
+        end = 0
+        for page in series.pages:
+            if page is None:
+                raise LabelTiffError(f"cannot read {str(source)!r}: image planes are missing")
+            segments = zip(page.dataoffsets, page.databytecounts, strict=False)
+            end = max([end, *(offset + count for offset, count in segments)])
+    if end > size:
+        raise LabelTiffError(
+            f"cannot read {str(source)!r}: the file is truncated "
+            f"(image data ends at byte {end}, the file has {size} bytes)"
+        )
