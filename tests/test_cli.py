@@ -1,0 +1,97 @@
+"""The command line: files and samples in, label TIFFs out, failures reported and skipped."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_unsupervised_segmentation import segment
+from napari_unsupervised_segmentation.cli import (
+    build_parser,
+    guess_channel_axis,
+    main,
+    params_from_args,
+)
+from napari_unsupervised_segmentation.io import read_label_tiff
+
+FAST = ["--max-iter", "3", "--n-channels", "8", "--n-superpixels", "40", "--device", "cpu"]
+
+
+def test_segments_files_into_label_tiffs_matching_the_api(tmp_path):
+    image = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    gray = np.random.default_rng(1).integers(0, 4000, (20, 30), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "rgb.tif", image)
+    tifffile.imwrite(tmp_path / "gray.tif", gray)
+    out = tmp_path / "out"
+    code = main([str(tmp_path / "rgb.tif"), str(tmp_path / "gray.tif"), "--out", str(out), *FAST])
+    assert code == 0
+    labels, _ = read_label_tiff(out / "rgb_labels.tif")
+    expected = segment(
+        image, channel_axis=-1, max_iter=3, n_channels=8, n_superpixels=40, device="cpu"
+    )
+    np.testing.assert_array_equal(labels, expected)
+    assert read_label_tiff(out / "gray_labels.tif")[0].shape == (20, 30)
+
+
+def test_bad_file_is_reported_and_skipped_and_exit_code_says_so(tmp_path, capsys):
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, np.random.default_rng(0).integers(0, 255, (16, 16), dtype=np.uint8))
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"not a tiff at all")
+    nan_image = tmp_path / "nan.tif"
+    tifffile.imwrite(nan_image, np.full((16, 16), np.nan, np.float32))
+    out = tmp_path / "out"
+    code = main([str(broken), str(nan_image), str(good), "--out", str(out), "--quiet", *FAST])
+    assert code == 1
+    assert (out / "good_labels.tif").exists()
+    assert not (out / "broken_labels.tif").exists()
+    errors = capsys.readouterr().err
+    assert "skipped broken" in errors and "skipped nan" in errors and "NaN" in errors
+    assert "2 of 3 image(s) failed" in errors
+
+
+def test_sample_runs_without_an_input_file(tmp_path):
+    out = tmp_path / "out"
+    assert main(["--sample", "coffee", "--out", str(out), "--quiet", *FAST, "--max-iter", "1"]) == 0
+    labels, _ = read_label_tiff(out / "coffee_labels.tif")
+    assert labels.shape == (400, 600)
+
+
+def test_unknown_sample_is_an_error(tmp_path):
+    assert main(["--sample", "nope", "--out", str(tmp_path), "--quiet"]) == 1
+
+
+def test_every_parameter_is_a_flag_and_unset_flags_keep_the_preset():
+    args = build_parser().parse_args(["--out", "x", "--preset", "paper", "--lr", "0.05"])
+    params = params_from_args(args)
+    assert params.lr == 0.05 and params.max_iter == 500
+    args = build_parser().parse_args(["--out", "x", "--seed", "none", "--connected-components"])
+    params = params_from_args(args)
+    assert params.seed is None and params.connected_components
+
+
+def test_invalid_parameter_exits_with_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--sample", "coffee", "--out", str(tmp_path), "--max-iter", "0"])
+    assert exit_info.value.code == 2
+    assert "max_iter" in capsys.readouterr().err
+
+
+def test_channel_axis_guess():
+    assert guess_channel_axis(np.zeros((4, 4)), "auto") is None
+    assert guess_channel_axis(np.zeros((4, 4, 3)), "auto") == -1
+    assert guess_channel_axis(np.zeros((2, 4, 4)), "0") == 0
+    with pytest.raises(ValueError, match="--channel-axis"):
+        guess_channel_axis(np.zeros((5, 6, 7)), "auto")
+
+
+def test_module_entry_point_prints_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "napari_unsupervised_segmentation", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--n-superpixels" in result.stdout and "--sample" in result.stdout
