@@ -1,0 +1,317 @@
+"""From a napari image layer to the engine and back, shared by the console and the widget.
+
+:func:`layer_input` snapshots the 2D plane (with its channels) to segment for an image layer
+and remembers how to place the result; :func:`show_labels` adds or updates the
+"<image name> labels" Labels layer with the image's spatial transforms; :func:`segment_layer`
+chains both around :func:`~napari_unsupervised_segmentation.segment` for napari's console.
+Nothing here imports Qt, and torch is only imported when :func:`segment_layer` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import napari
+    from napari.components import Dims
+    from napari.layers import Image, Labels
+
+    from .core import SegmentationParams
+
+__all__ = [
+    "LayerInput",
+    "PlanePlan",
+    "labels_layer_name",
+    "layer_displayed_axes",
+    "layer_input",
+    "plan_plane",
+    "segment_layer",
+    "show_labels",
+]
+
+
+def labels_layer_name(image_name: str) -> str:
+    """The name of the Labels layer that holds the segmentation of ``image_name``."""
+    return f"{image_name} labels"
+
+
+def layer_displayed_axes(
+    world_order: Sequence[int], ndisplay: int, layer_ndim: int
+) -> tuple[int, ...]:
+    """The layer axes napari displays, given the viewer's axis order and ``ndisplay``.
+
+    Mirrors how napari maps the world's axis order onto a layer with fewer or more axes
+    (a layer's axes are the world's last ``layer_ndim`` axes).
+    """
+    world_ndim = len(world_order)
+    if world_ndim > layer_ndim:
+        kept = list(world_order[-layer_ndim:])
+        order = [sorted(kept).index(axis) for axis in kept]
+    elif world_ndim < layer_ndim:
+        extra = layer_ndim - world_ndim
+        order = list(range(extra)) + [axis + extra for axis in world_order]
+    else:
+        order = list(world_order)
+    return tuple(order[-min(ndisplay, layer_ndim) :])
+
+
+@dataclass(frozen=True)
+class PlanePlan:
+    """Which part of an nD layer is segmented: two plane axes, an optional channel axis,
+    and an index for every other (sliced) axis."""
+
+    plane_axes: tuple[int, int]
+    channel_axis: int | None
+    index: tuple[int | None, ...]  # per layer axis: an int for sliced axes, else None
+
+    @property
+    def sliced_axes(self) -> tuple[int, ...]:
+        """The axes held at one index."""
+        return tuple(ax for ax, i in enumerate(self.index) if i is not None)
+
+
+def plan_plane(
+    shape: Sequence[int],
+    displayed: Sequence[int],
+    data_point: Sequence[float],
+    channel_axis: int | None = None,
+) -> PlanePlan:
+    """Choose the 2D plane of a layer of ``shape`` to segment.
+
+    The plane is the last two displayed axes other than ``channel_axis``; every other
+    axis except the channel axis is held at ``data_point`` (rounded and clipped, as napari
+    does when slicing). Raises ValueError when no such plane exists.
+    """
+    ndim = len(shape)
+    if ndim < 2:
+        raise ValueError(f"the layer has {ndim} dimension(s); segmentation needs at least 2")
+    if channel_axis is not None:
+        if not -ndim <= channel_axis < ndim:
+            raise ValueError(f"channel axis {channel_axis} is out of range for a {ndim}D layer")
+        channel_axis %= ndim
+        if ndim < 3:
+            raise ValueError("a channel axis needs a layer with at least 3 dimensions")
+    candidates = [ax for ax in displayed if ax != channel_axis]
+    if len(candidates) < 2:
+        raise ValueError(
+            f"axis {channel_axis} is both the channel axis and a displayed axis; "
+            "display two other axes or choose another channel axis"
+        )
+    plane = tuple(sorted(candidates[-2:]))
+    index: list[int | None] = []
+    for ax, size in enumerate(shape):
+        if ax in plane or ax == channel_axis:
+            index.append(None)
+        else:
+            index.append(int(np.clip(np.round(data_point[ax]), 0, size - 1)))
+    return PlanePlan(plane_axes=(plane[0], plane[1]), channel_axis=channel_axis, index=tuple(index))
+
+
+@dataclass(frozen=True)
+class LayerInput:
+    """A snapshot of what to segment for an image layer and how to place the labels."""
+
+    image: np.ndarray  # the plane, channels last when there are channels
+    channel_axis: int | None  # for the engine: -1 or None
+    layer_name: str
+    layer_shape: tuple[int, ...]  # the layer's spatial shape (RGB channels excluded)
+    plan: PlanePlan
+    transforms: dict[str, Any] = field(default_factory=dict)  # Labels layer keyword arguments
+
+    @property
+    def labels_name(self) -> str:
+        """The name of the Labels layer for this input."""
+        return labels_layer_name(self.layer_name)
+
+    @property
+    def note(self) -> str:
+        """Empty for a 2D layer, else which plane of the nD layer is segmented (status line)."""
+        held = [f"axis {ax}={i}" for ax, i in enumerate(self.plan.index) if i is not None]
+        if not held and self.plan.channel_axis is None:
+            return ""
+        parts = [f"plane of axes {self.plan.plane_axes[0]},{self.plan.plane_axes[1]}"]
+        if held:
+            parts.append("at " + ", ".join(held))
+        if self.plan.channel_axis is not None:
+            parts.append(f"channels on axis {self.plan.channel_axis}")
+        return f"{len(self.layer_shape)}D layer: " + " ".join(parts)
+
+    def to_layer_data(self, labels: np.ndarray) -> np.ndarray:
+        """Place 2D ``labels`` of the plane into an array with the layer's number of axes.
+
+        Sliced axes get size 1 (the Labels layer's translate puts them at the right index);
+        a channel axis gets its full size so the labels show on every channel.
+        """
+        if len(self.layer_shape) == 2:
+            return labels
+        shape = [1] * len(self.layer_shape)
+        for ax, size in zip(self.plan.plane_axes, labels.shape, strict=True):
+            shape[ax] = size
+        out = labels.reshape(shape)
+        if self.plan.channel_axis is not None:
+            out = np.repeat(
+                out, self.layer_shape[self.plan.channel_axis], axis=self.plan.channel_axis
+            )
+        return out
+
+
+def _labels_transforms(layer: Image, plan: PlanePlan) -> dict[str, Any]:
+    """The image layer's spatial transforms for the Labels layer, shifted to the plane's index."""
+    from napari.utils.transforms import CompositeAffine
+
+    ndim = layer.ndim
+    scale = np.asarray(layer.scale, dtype=float)
+    translate = np.asarray(layer.translate, dtype=float)
+    offset = np.array([0.0 if i is None else float(i) for i in plan.index])
+    if offset.any():
+        linear = CompositeAffine(
+            scale=scale, translate=translate, rotate=layer.rotate, shear=layer.shear, ndim=ndim
+        ).linear_matrix
+        translate = translate + linear @ offset
+    transforms: dict[str, Any] = {
+        "scale": tuple(scale),
+        "translate": tuple(translate),
+        "rotate": np.array(layer.rotate),
+        "shear": np.array(layer.shear),
+        "affine": np.array(layer.affine.affine_matrix),
+    }
+    for name in ("units", "axis_labels"):
+        value = getattr(layer, name, None)
+        if value is not None:
+            transforms[name] = tuple(value)
+    return transforms
+
+
+def layer_input(
+    layer: Any, dims: Dims | None = None, channel_axis: int | None = None
+) -> LayerInput:
+    """Snapshot (copy) the plane of image ``layer`` that the viewer displays.
+
+    ``dims`` is the viewer's ``viewer.dims`` (None: the layer's last two axes at index 0).
+    ``channel_axis`` names a layer axis holding channels of a non-RGB layer. RGB(A) layers
+    use their colour axis. Raises ValueError with a message for the user when the layer
+    cannot be segmented.
+    """
+    from napari.layers import Image
+
+    if not isinstance(layer, Image):
+        kind = type(layer).__name__
+        raise ValueError(
+            f"layer {getattr(layer, 'name', layer)!r} is a {kind}; choose an image layer"
+        )
+    rgb = bool(layer.rgb)
+    if rgb and channel_axis is not None:
+        raise ValueError(
+            f"layer {layer.name!r} is RGB(A): its colour axis is the channel axis already"
+        )
+    data = layer.data[0] if layer.multiscale else layer.data
+    spatial_shape = tuple(int(s) for s in (data.shape[:-1] if rgb else data.shape))
+    ndim = len(spatial_shape)
+    if dims is None:
+        displayed: tuple[int, ...] = tuple(range(ndim))[-2:]
+        point: Sequence[float] = [0.0] * ndim
+    else:
+        displayed = layer_displayed_axes(tuple(dims.order), dims.ndisplay, ndim)
+        point = layer.world_to_data(dims.point) if ndim > 2 else [0.0] * ndim
+    plan = plan_plane(spatial_shape, displayed, point, channel_axis)
+    key = tuple(slice(None) if i is None else i for i in plan.index)
+    if rgb:
+        key = (*key, slice(None))
+    image = np.array(data[key])  # a copy: the user may edit the layer while training runs
+    engine_channel_axis: int | None = -1 if rgb else None
+    if plan.channel_axis is not None:
+        kept = [ax for ax, i in enumerate(plan.index) if i is None]
+        image = np.moveaxis(image, kept.index(plan.channel_axis), -1)
+        engine_channel_axis = -1
+    return LayerInput(
+        image=image,
+        channel_axis=engine_channel_axis,
+        layer_name=layer.name,
+        layer_shape=spatial_shape,
+        plan=plan,
+        transforms=_labels_transforms(layer, plan),
+    )
+
+
+def find_labels_layer(viewer: napari.Viewer, name: str) -> Labels | None:
+    """The Labels layer called ``name`` in ``viewer``, if any."""
+    from napari.layers import Labels
+
+    for layer in viewer.layers:
+        if layer.name == name and isinstance(layer, Labels):
+            return layer
+    return None
+
+
+def show_labels(
+    viewer: napari.Viewer,
+    inp: LayerInput,
+    labels: np.ndarray,
+    layer: Labels | None = None,
+    *,
+    set_transforms: bool = True,
+) -> Labels:
+    """Put ``labels`` (of ``inp``'s plane) into the "<image> labels" layer, creating it if needed.
+
+    ``layer`` is the Labels layer used so far (if it is still in the viewer it is updated even
+    when renamed). An existing layer is updated in place, so re-running replaces its content
+    instead of piling up layers; ``set_transforms`` also (re)applies the image's transforms.
+    """
+    from napari.layers import Labels
+
+    data = inp.to_layer_data(labels)
+    if layer is None or layer not in viewer.layers:
+        layer = find_labels_layer(viewer, inp.labels_name)
+    if layer is not None and layer.data.ndim == data.ndim:
+        layer.data = data
+        if set_transforms:
+            for name, value in inp.transforms.items():
+                setattr(layer, name, value)
+        return layer
+    new = Labels(data, name=inp.labels_name, **inp.transforms)
+    if layer is not None:  # same name, other number of axes: replace it where it was
+        index = viewer.layers.index(layer)
+        viewer.layers.remove(layer)
+        viewer.layers.insert(index, new)
+    else:
+        viewer.add_layer(new)
+    return new  # the layer itself, not the proxy napari may hand to plugins
+
+
+def segment_layer(
+    layer_or_name: Any,
+    viewer: napari.Viewer | None = None,
+    params: SegmentationParams | str | None = None,
+    *,
+    channel_axis: int | None = None,
+    **overrides: Any,
+) -> Labels:
+    """Segment an image layer and add or update its "<image name> labels" Labels layer.
+
+    For napari's console: ``layer_or_name`` is a layer or a layer name in ``viewer``
+    (default: ``napari.current_viewer()``); ``params`` and ``overrides`` are as for
+    :func:`~napari_unsupervised_segmentation.segment`. nD layers: the displayed 2D plane is
+    segmented. Runs to the end before returning (the widget shows live updates instead).
+    """
+    if viewer is None:
+        from napari import current_viewer
+
+        viewer = current_viewer()
+        if viewer is None:
+            raise RuntimeError("no napari viewer is open; pass viewer=...")
+    if isinstance(layer_or_name, str):
+        if layer_or_name not in viewer.layers:
+            names = ", ".join(repr(layer.name) for layer in viewer.layers) or "none"
+            raise ValueError(f"no layer named {layer_or_name!r} in the viewer (layers: {names})")
+        layer = viewer.layers[layer_or_name]
+    else:
+        layer = layer_or_name
+    inp = layer_input(layer, viewer.dims, channel_axis=channel_axis)
+    from .core import segment
+
+    labels = segment(inp.image, params, channel_axis=inp.channel_axis, **overrides)
+    return show_labels(viewer, inp, labels)

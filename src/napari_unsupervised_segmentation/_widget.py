@@ -1,0 +1,663 @@
+"""The "Unsupervised Segmentation" dock widget.
+
+Training runs in a napari generator thread worker; the worker reads the labels of a step
+only when an update is due (throttled, the last step always), so the main thread only
+copies finished label images into the "<image name> labels" layer. The image plane and the
+settings are snapshotted when Run is pressed, so editing layers or the selection during a
+run changes nothing. torch is imported in the worker thread, not when napari starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import os
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
+from psygnal import Signal
+from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtWidgets import QApplication, QMainWindow
+
+from ._console import LayerInput, layer_input, show_labels
+from .core.params import PRECISIONS, PRESETS, SegmentationParams
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Labels
+
+__all__ = ["SegmentationWidget", "should_deliver", "status_text", "train_updates"]
+
+#: Seconds between two live label updates (at most 5 per second; the last is always shown).
+UPDATE_INTERVAL = 0.2
+#: Longest wait (s) for the training thread when the viewer or the widget closes; the thread
+#: ends by itself after the current iteration anyway.
+SHUTDOWN_WAIT = 2.0
+
+_LABELS = {
+    "max_iter": "Max iterations",
+    "min_labels": "Min labels",
+    "n_superpixels": "Superpixels",
+    "seed": "Seed",
+    "device": "Device",
+    "n_channels": "Channels",
+    "n_conv": "Conv blocks",
+    "lr": "Learning rate",
+    "momentum": "Momentum",
+    "compactness": "Compactness",
+    "precision": "Precision",
+    "connected_components": "Connected components",
+    "continuity_weight": "Continuity weight",
+    "min_segment_size": "Min segment size",
+}
+_BASIC = ("max_iter", "min_labels", "n_superpixels", "seed", "device")
+
+
+# --- pure helpers (no Qt, no viewer) -------------------------------------------------
+
+
+def should_deliver(now: float, last_sent: float | None, interval: float, final: bool) -> bool:
+    """Whether a step's labels go to the viewer: first, final, else one per ``interval`` s."""
+    return final or last_sent is None or now - last_sent >= interval
+
+
+@dataclass(frozen=True)
+class Update:
+    """What the worker sends to the main thread for one step (labels only when due)."""
+
+    iteration: int
+    n_labels: int
+    loss: float
+    labels: np.ndarray | None
+    is_last: bool
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An error raised by the engine, as the message to show."""
+
+    message: str
+
+
+def train_updates(
+    image: np.ndarray,
+    channel_axis: int | None,
+    params: SegmentationParams,
+    stop: threading.Event,
+    done: threading.Event,
+    interval: float = UPDATE_INTERVAL,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Update | Failure]:
+    """Run the engine and yield throttled :class:`Update` s (runs in the worker thread).
+
+    Setting ``stop`` ends training before the next iteration (a step that finishes meanwhile
+    is still sent, as the final one). Engine errors are yielded as a :class:`Failure`
+    instead of raised, so nothing reaches the Qt event loop. ``done`` is set at the end.
+    """
+    _lower_thread_priority()
+    try:
+        from .core import iter_segment
+
+        steps = iter_segment(image, params, channel_axis=channel_axis)
+        try:
+            last_sent: float | None = None
+            while not stop.is_set():
+                try:
+                    step = next(steps)
+                except StopIteration:
+                    return
+                final = bool(step.is_last) or stop.is_set()
+                now = clock()
+                if should_deliver(now, last_sent, interval, final):
+                    last_sent = now
+                    yield Update(step.iteration, step.n_labels, step.loss, step.labels, final)
+                if final:
+                    return
+        finally:
+            steps.close()
+    except Exception as exc:  # shown as a notification by the widget
+        message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        yield Failure(message)
+    finally:
+        done.set()
+
+
+def _lower_thread_priority() -> None:
+    """Let the GUI thread win the CPU over training (Linux: nice +10 for this worker thread).
+
+    Only the calling thread (and the compute threads it starts) is affected, and only when it
+    is not the main thread. On a small CPU this keeps napari responsive while training, at
+    little cost to training when the GUI is idle. Elsewhere a no-op.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return
+    if sys.platform.startswith("linux") and hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), 10))
+
+
+def status_text(update: Update, max_iter: int, note: str = "") -> str:
+    """The status line for a step: iteration, number of labels, loss (and the nD plane)."""
+    text = (
+        f"Iteration {update.iteration}/{max_iter} · {update.n_labels} labels"
+        f" · loss {update.loss:.4f}"
+    )
+    return f"{text}\n{note}" if note else text
+
+
+def device_choices() -> list[str]:
+    """Devices to offer; CUDA/MPS details only when torch is already imported (no slow import)."""
+    choices = ["auto", "cpu", "cuda", "mps"]
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            n_cuda = torch.cuda.device_count()
+        except Exception:
+            n_cuda = 0
+        choices += [f"cuda:{i}" for i in range(n_cuda) if n_cuda > 1]
+    return choices
+
+
+@functools.cache
+def _warm_up_labels() -> None:
+    """Build one throw-away Labels layer, once per session.
+
+    napari imports much of its Labels machinery lazily; doing it when the widget opens
+    keeps that cost out of the first live update, in the middle of training.
+    """
+    from napari.layers import Labels
+
+    Labels(np.zeros((2, 2), dtype=np.uint8))
+
+
+def params_from_values(values: dict[str, Any]) -> SegmentationParams:
+    """Settings from the controls' values (seed -1 means a fresh random start: None)."""
+    values = dict(values)
+    if values.get("seed") is not None and values["seed"] < 0:
+        values["seed"] = None
+    return SegmentationParams(**values)
+
+
+# --- run bookkeeping ------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Run:
+    """One training run: its snapshot, controls and the progress bar."""
+
+    inp: LayerInput
+    params: SegmentationParams
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    worker: Any = None
+    progress: Any = None
+    labels_layer: Any = None
+    updates_shown: int = 0
+    last: Update | None = None
+    failure: str | None = None
+    pending: deque[Update | Failure] = dataclasses.field(default_factory=deque)
+    worker_finished: bool = False
+    draining: bool = False
+
+    def close_progress(self) -> None:
+        """Close the napari progress bar once (every end path calls this)."""
+        pbar, self.progress = self.progress, None
+        if pbar is not None:
+            with contextlib.suppress(Exception):
+                pbar.close()
+
+
+@dataclass(eq=False)
+class _Lifeline:
+    """What the close handlers need, without a reference to the widget (so it can be freed)."""
+
+    run: _Run | None = None
+    closed: bool = False
+
+
+def _shutdown(life: _Lifeline, *_: Any) -> None:
+    """The viewer or the widget is closing: stop training and wait briefly for the thread."""
+    if life.closed:
+        return
+    life.closed = True
+    run, life.run = life.run, None
+    if run is not None:
+        run.stop.set()
+        run.close_progress()
+        run.done.wait(SHUTDOWN_WAIT)
+
+
+class _CloseWatcher(QObject):
+    """Calls ``callback`` when the window it filters closes.
+
+    A programmatic close (``viewer.close()``) is always accepted: act at once. A close by the
+    user may still be cancelled in napari's confirmation dialog: check once the event has
+    been handled whether the window really went away.
+    """
+
+    def __init__(self, callback: Callable[[], None], parent: QObject) -> None:
+        super().__init__(parent)
+        self._callback = callback
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.Close:
+            with contextlib.suppress(Exception):
+                if event.spontaneous():
+                    check = partial(_call_if_hidden, weakref.ref(obj), self._callback)
+                    QTimer.singleShot(0, check)
+                else:
+                    self._callback()
+        return False
+
+
+def _call_if_hidden(window_ref: Callable[[], Any], callback: Callable[[], None]) -> None:
+    """Call ``callback`` unless the window is still shown (its close was cancelled)."""
+    window = window_ref()
+    try:
+        shown = window is not None and window.isVisible()
+    except RuntimeError:  # already deleted
+        shown = False
+    if not shown:
+        callback()
+
+
+def _weak_slot(method: Callable[..., Any], *args: Any) -> Callable[..., None]:
+    """A slot calling the bound ``method`` without keeping its object alive."""
+    ref = weakref.WeakMethod(method)
+
+    def slot(*more: Any) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(*args, *more)
+
+    return slot
+
+
+# --- the widget -----------------------------------------------------------------------
+
+
+class SegmentationWidget(Container):
+    """Unsupervised segmentation (Kanezaki 2018) of an image layer, watched live.
+
+    Scripting: choose the layer with ``widget.image.value = layer``, set ``widget.params``
+    (or single controls such as ``widget.max_iter.value``), then ``widget.run()``;
+    ``widget.stop()`` ends the run keeping the labels; ``widget.finished`` is emitted at the end.
+    """
+
+    #: Emitted on the main thread when a run has ended (done, stopped or failed).
+    finished = Signal()
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._life = _Lifeline()
+        #: Seconds between live label updates (the final labels are always shown).
+        self.update_interval = UPDATE_INTERVAL
+        self._labels_ref: Callable[[], Labels | None] = lambda: None
+        #: How many label updates the latest run showed.
+        self.updates_shown = 0
+
+        self.image = ComboBox(name="image", label="Image", choices=self._image_choices)
+        self.channel_axis = ComboBox(
+            name="channel_axis",
+            label="Channel axis",
+            choices=self._channel_choices,
+            tooltip="For nD grayscale layers: an axis that holds channels (segmented together).",
+        )
+        self.preset = ComboBox(
+            name="preset",
+            label="Preset",
+            choices=list(PRESETS),
+            value="default",
+            tooltip="Fill every setting from a named preset ('paper': as published).",
+        )
+        self._controls = _make_controls()
+        self.advanced_toggle = CheckBox(
+            name="advanced_toggle", text="Advanced settings", value=False
+        )
+        self.advanced = Container(
+            name="advanced",
+            widgets=[w for n, w in self._controls.items() if n not in _BASIC],
+            visible=False,
+        )
+        self.run_button = PushButton(name="run_button", text="Run")
+        self.status = Label(
+            name="status", label="Status", value="Choose an image layer and press Run."
+        )
+        self.extend(
+            [
+                self.image,
+                self.channel_axis,
+                self.preset,
+                *(self._controls[n] for n in _BASIC),
+                self.advanced_toggle,
+                self.advanced,
+                self.run_button,
+                self.status,
+            ]
+        )
+        self.status.native.setWordWrap(True)
+
+        self.image.changed.connect(self._on_image_changed)
+        self.preset.changed.connect(self._on_preset)
+        self.advanced_toggle.changed.connect(self._on_advanced_toggled)
+        self.run_button.changed.connect(self._on_button)
+
+        active = viewer.layers.selection.active
+        if active is not None and active in self.image.choices:
+            self.image.value = active
+        self._on_image_changed()
+        self._watch_close()
+        _warm_up_labels()
+
+    # controls ------------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        """Settings controls by parameter name, e.g. ``widget.max_iter`` or ``widget.lr``."""
+        controls = self.__dict__.get("_controls")
+        if controls is not None and name in controls:
+            return controls[name]
+        return super().__getattr__(name)
+
+    @property
+    def params(self) -> SegmentationParams:
+        """The settings the controls show (raises ValueError when out of range)."""
+        return params_from_values({name: w.value for name, w in self._controls.items()})
+
+    @params.setter
+    def params(self, params: SegmentationParams) -> None:
+        for f in dataclasses.fields(params):
+            value = getattr(params, f.name)
+            self._controls[f.name].value = -1 if f.name == "seed" and value is None else value
+
+    @property
+    def labels_layer(self) -> Labels | None:
+        """The Labels layer of the latest run (held weakly: the viewer owns its layers)."""
+        return self._labels_ref()
+
+    @property
+    def is_running(self) -> bool:
+        """Whether a training run is going on."""
+        return self._life.run is not None
+
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        from napari.layers import Image
+
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _channel_choices(self, _widget: Any = None) -> list[tuple[str, int | None]]:
+        choices: list[tuple[str, int | None]] = [("none", None)]
+        layer = self.image.value if hasattr(self, "image") else None
+        if layer is not None and not layer.rgb and layer.ndim >= 3:
+            shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+            choices += [(f"axis {ax} (size {size})", ax) for ax, size in enumerate(shape)]
+        return choices
+
+    def _on_image_changed(self, *_: Any) -> None:
+        self.channel_axis.reset_choices()
+        layer = self.image.value
+        self.channel_axis.visible = bool(layer is not None and not layer.rgb and layer.ndim >= 3)
+
+    def _on_preset(self, name: str) -> None:
+        if name in PRESETS:
+            self.params = PRESETS[name]
+
+    def _on_advanced_toggled(self, shown: bool) -> None:
+        self.advanced.visible = bool(shown)
+
+    def _on_button(self, *_: Any) -> None:
+        if self.is_running:
+            self.stop()
+        else:
+            self.run()
+
+    def _watch_close(self) -> None:
+        """Stop training when this widget is destroyed or napari quits (see also
+        :meth:`_watch_window`)."""
+        self._shutdown_callback = partial(_shutdown, self._life)
+        self._watched_window: Callable[[], Any] = lambda: None  # a weak reference
+        self.native.destroyed.connect(self._shutdown_callback)
+        app = QApplication.instance()
+        if app is not None:  # quitting napari: do not leave a thread that delays the exit
+            app.aboutToQuit.connect(self._shutdown_callback)
+
+    def _watch_window(self) -> None:
+        """Stop training when the main window holding this widget gets a Close event.
+
+        The window is found through the Qt parents (a floating dock keeps the main window
+        as parent), so no private napari attribute is needed.
+        """
+        window = self.native.parentWidget()
+        while window is not None and not isinstance(window, QMainWindow):
+            window = window.parentWidget()
+        if window is None or window is self._watched_window():
+            return
+        window.installEventFilter(_CloseWatcher(self._shutdown_callback, window))
+        self._watched_window = weakref.ref(window)
+
+    # running -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Start training on the chosen image layer (ignored, with a message, while running)."""
+        from napari.utils.notifications import show_error, show_info
+
+        if self.is_running:
+            show_info("Unsupervised Segmentation is already running; press Stop first.")
+            return
+        if self._life.closed:
+            return
+        layer = self.image.value
+        if layer is None:
+            show_error("Unsupervised Segmentation: add or choose an image layer first.")
+            return
+        try:
+            params = self.params
+            inp = layer_input(layer, self._viewer.dims, self.channel_axis.value)
+        except Exception as exc:  # e.g. a layer that cannot be segmented: tell, never raise
+            show_error(str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}")
+            return
+        self._start(inp, params)
+
+    def stop(self) -> None:
+        """Stop after the current iteration, keeping the labels shown so far."""
+        run = self._life.run
+        if run is None:
+            return
+        run.stop.set()
+        self.run_button.text = "Stopping…"
+        self.run_button.enabled = False
+
+    def _start(self, inp: LayerInput, params: SegmentationParams) -> None:
+        from napari.qt.threading import GeneratorWorker
+        from napari.utils import progress
+
+        self._watch_window()
+        run = _Run(inp=inp, params=params)
+        run.progress = progress(total=params.max_iter, desc=f"Segmenting {inp.layer_name}")
+        run.worker = GeneratorWorker(
+            train_updates,
+            inp.image,
+            inp.channel_axis,
+            params,
+            run.stop,
+            run.done,
+            self.update_interval,
+        )
+        run.worker.yielded.connect(_weak_slot(self._on_yielded, run))
+        run.worker.finished.connect(_weak_slot(self._on_finished, run))
+        self._life.run = run
+        self._labels_ref = lambda: None
+        self.updates_shown = 0
+        self.run_button.text = "Stop"
+        self.run_button.enabled = True
+        note = f"\n{inp.note}" if inp.note else ""
+        self.status.value = f"Preparing {inp.layer_name} (superpixels, model)…{note}"
+        run.worker.start()
+
+    def _on_yielded(self, run: _Run, item: Update | Failure) -> None:
+        """Main thread: queue one update from the worker and show what is due."""
+        run.pending.append(item)
+        self._drain(run)
+
+    def _on_finished(self, run: _Run) -> None:
+        """Main thread: the worker ended (done, stopped or failed)."""
+        run.worker_finished = True
+        self._drain(run)
+
+    def _drain(self, run: _Run) -> None:
+        """Show queued updates in order, then end the run once the worker has finished.
+
+        napari may process Qt events while a layer is added or updated, so this can be
+        re-entered: a nested call only queues, and the outer loop keeps the order (so an
+        older label image never replaces a newer one). It never raises into Qt's loop.
+        """
+        if run.draining:
+            return
+        run.draining = True
+        try:
+            while run.pending:
+                item = run.pending.popleft()
+                if self._life.closed or run is not self._life.run:
+                    continue
+                if isinstance(item, Failure):
+                    self._show_failure(run, item.message)
+                else:
+                    # Labels that a queued newer update replaces anyway are skipped.
+                    superseded = any(
+                        isinstance(later, Update) and later.labels is not None
+                        for later in run.pending
+                    )
+                    self._show_update(run, item, labels=not superseded)
+            if run.worker_finished:
+                self._end(run)
+        finally:
+            run.draining = False
+
+    def _show_failure(self, run: _Run, message: str) -> None:
+        from napari.utils.notifications import show_error
+
+        run.failure = message
+        run.stop.set()
+        show_error(message)
+
+    def _show_update(self, run: _Run, item: Update, labels: bool = True) -> None:
+        """Progress bar, status line and (when carried) the labels of one step."""
+        try:
+            run.last = item
+            if run.progress is not None:
+                run.progress.update(item.iteration - run.progress.n)
+            self.status.value = status_text(item, run.params.max_iter, run.inp.note)
+            if labels and item.labels is not None:
+                run.labels_layer = show_labels(
+                    self._viewer,
+                    run.inp,
+                    item.labels,
+                    run.labels_layer,
+                    set_transforms=run.updates_shown == 0,
+                )
+                run.updates_shown += 1
+                self._labels_ref = weakref.ref(run.labels_layer)
+                self.updates_shown = run.updates_shown
+        except Exception as exc:  # e.g. the viewer is half closed
+            self._show_failure(run, f"Unsupervised Segmentation could not show the result: {exc}")
+
+    def _end(self, run: _Run) -> None:
+        """Close the progress bar and restore the controls (once per run)."""
+        run.close_progress()
+        if run is not self._life.run:
+            return
+        self._life.run = None
+        if self._life.closed:
+            return
+        try:
+            self.run_button.text = "Run"
+            self.run_button.enabled = True
+            self.status.value = _final_status(run)
+        except RuntimeError:  # the Qt widgets are being deleted
+            return
+        self.finished.emit()
+
+
+def _final_status(run: _Run) -> str:
+    """The status line after a run."""
+    last = run.last
+    if run.failure is not None:
+        text = f"Failed: {run.failure}"
+    elif last is None:
+        text = "Stopped before the first iteration."
+    elif run.stop.is_set():
+        text = f"Stopped at iteration {last.iteration}: {last.n_labels} labels kept."
+    else:
+        text = (
+            f"Done: {last.n_labels} labels after {last.iteration} iterations"
+            f" (loss {last.loss:.4f})."
+        )
+    return f"{text}\n{run.inp.note}" if run.inp.note else text
+
+
+def _make_controls() -> dict[str, Any]:
+    """One control per setting, with the engine's default and its help as tooltip.
+
+    Settings added to the engine later get a control from their default's type.
+    """
+    defaults = SegmentationParams()
+    big = 2**31 - 1
+    specs: dict[str, tuple[type, dict[str, Any]]] = {
+        "max_iter": (SpinBox, {"min": 1, "max": big}),
+        "min_labels": (SpinBox, {"min": 0, "max": big}),
+        "n_superpixels": (SpinBox, {"min": 1, "max": big, "step": 100}),
+        "seed": (SpinBox, {"min": -1, "max": big}),
+        "device": (ComboBox, {"choices": lambda _w: device_choices()}),
+        "n_channels": (SpinBox, {"min": 2, "max": 4096}),
+        "n_conv": (SpinBox, {"min": 1, "max": 64}),
+        "lr": (FloatSpinBox, {"min": 1e-5, "max": 100.0, "step": 1e-3}),
+        "momentum": (FloatSpinBox, {"min": 0.0, "max": 0.999, "step": 1e-3}),
+        "compactness": (FloatSpinBox, {"min": 1e-3, "max": 1e6, "step": 1e-3}),
+        "precision": (ComboBox, {"choices": list(PRECISIONS)}),
+        "connected_components": (CheckBox, {}),
+        "continuity_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 1e-3}),
+        "min_segment_size": (SpinBox, {"min": 0, "max": big}),
+    }
+    controls: dict[str, Any] = {}
+    for f in dataclasses.fields(defaults):
+        value = getattr(defaults, f.name)
+        cls, kwargs = specs.get(f.name) or _spec_for(value)
+        tooltip = f.metadata.get("help", "")
+        if f.name == "seed":
+            value = -1 if value is None else value
+            tooltip += " -1: a fresh random start every run."
+        text = _LABELS.get(f.name, f.name.replace("_", " ").capitalize())
+        label_kw = {"text": text} if cls is CheckBox else {"label": text}
+        controls[f.name] = cls(name=f.name, value=value, tooltip=tooltip, **label_kw, **kwargs)
+    return controls
+
+
+def _spec_for(value: Any) -> tuple[type, dict[str, Any]]:
+    """A control for a setting without a hand-made one, from its default's type."""
+    if isinstance(value, bool):
+        return CheckBox, {}
+    if isinstance(value, int):
+        return SpinBox, {"min": -(2**31), "max": 2**31 - 1}
+    if isinstance(value, float):
+        return FloatSpinBox, {"min": -1e9, "max": 1e9, "step": 1e-3}
+    return LineEdit, {}

@@ -1,0 +1,163 @@
+"""segment_layer (napari's console) and the README's console examples, on a real viewer."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_unsupervised_segmentation import SegmentationParams, segment, segment_layer
+from napari_unsupervised_segmentation._console import (
+    layer_displayed_axes,
+    layer_input,
+    plan_plane,
+)
+from napari_unsupervised_segmentation._sample_data import coffee
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = SegmentationParams(max_iter=8, min_labels=0, n_superpixels=50, n_channels=8)
+EXAMPLE = re.compile(r"```python\n(# console example \((\w)\)\n.*?)```", re.DOTALL)
+
+
+def _image(shape=(32, 32), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.random(shape)
+    img[..., 8:24, 8:24] += 2.0
+    return img
+
+
+def console_examples() -> dict[str, str]:
+    """The console examples (a), (b), (c) as written in the README."""
+    found = {key: code for code, key in EXAMPLE.findall((ROOT / "README.md").read_text())}
+    assert set(found) == {"a", "b", "c"}, "README lacks '# console example (x)' code blocks"
+    return found
+
+
+# --- pure helpers ---------------------------------------------------------------------
+
+
+def test_layer_displayed_axes_follows_napari_axis_order():
+    assert layer_displayed_axes((0, 1, 2), 2, 3) == (1, 2)
+    assert layer_displayed_axes((0, 2, 1), 2, 3) == (2, 1)
+    assert layer_displayed_axes((0, 1, 2, 3), 2, 2) == (0, 1)  # 2D layer in a 4D world
+    assert layer_displayed_axes((0, 1), 2, 3) == (1, 2)  # more layer axes than world axes
+    assert layer_displayed_axes((0, 1, 2), 3, 3) == (0, 1, 2)
+
+
+def test_plan_plane_picks_displayed_axes_and_clips_the_index():
+    plan = plan_plane((5, 6, 7, 8), displayed=(2, 3), data_point=(1.6, 99.0, 0, 0))
+    assert plan.plane_axes == (2, 3) and plan.index == (2, 5, None, None)
+    plan = plan_plane((3, 6, 7), displayed=(1, 2), data_point=(0, 0, 0), channel_axis=0)
+    assert plan.channel_axis == 0 and plan.index == (None, None, None)
+    plan = plan_plane((4, 6, 7), displayed=(0, 1, 2), data_point=(2, 3, 0))  # 3D display
+    assert plan.plane_axes == (1, 2) and plan.index == (2, None, None)
+
+
+@pytest.mark.parametrize(
+    ("shape", "displayed", "channel_axis", "message"),
+    [
+        ((5,), (0,), None, "at least 2"),
+        ((3, 4, 5), (1, 2), 1, "both the channel axis and a displayed axis"),
+        ((4, 5), (0, 1), 0, "at least 3 dimensions"),
+        ((3, 4, 5), (1, 2), 7, "out of range"),
+    ],
+)
+def test_plan_plane_errors(shape, displayed, channel_axis, message):
+    with pytest.raises(ValueError, match=message):
+        plan_plane(shape, displayed, [0] * len(shape), channel_axis)
+
+
+# --- on a viewer ----------------------------------------------------------------------
+
+
+def test_segment_layer_adds_then_updates_one_layer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    img = _image()
+    viewer.add_image(img, name="img", scale=(2.0, 3.0), translate=(1.0, -1.0))
+    first = segment_layer("img", viewer, FAST)
+    assert first.name == "img labels"
+    np.testing.assert_array_equal(first.data, segment(img, FAST))
+    np.testing.assert_allclose(first.scale, (2.0, 3.0))
+    np.testing.assert_allclose(first.translate, (1.0, -1.0))
+    second = segment_layer(viewer.layers["img"], viewer, FAST, seed=1)
+    assert second is first
+    assert [layer.name for layer in viewer.layers] == ["img", "img labels"]
+    np.testing.assert_array_equal(second.data, segment(img, FAST, seed=1))
+
+
+def test_segment_layer_defaults_to_the_current_viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(_image(), name="img")
+    labels_layer = segment_layer("img", params=FAST)
+    assert labels_layer in viewer.layers
+
+
+def test_segment_layer_on_a_3d_layer_uses_the_displayed_plane(make_napari_viewer):
+    viewer = make_napari_viewer()
+    volume = np.stack([_image(seed=s) for s in range(3)])
+    viewer.add_image(volume, name="vol", scale=(4.0, 1.0, 1.0))
+    viewer.dims.set_current_step(0, 1)
+    labels = segment_layer("vol", viewer, FAST)
+    assert labels.data.shape == (1, 32, 32)
+    np.testing.assert_allclose(labels.translate, (4.0, 0.0, 0.0))
+    np.testing.assert_array_equal(labels.data[0], segment(volume[1], FAST))
+
+
+def test_segment_layer_with_a_channel_axis(make_napari_viewer):
+    viewer = make_napari_viewer()
+    data = np.stack([_image(seed=c) for c in range(2)])  # (C, Y, X)
+    viewer.add_image(data, name="cyx")
+    labels = segment_layer("cyx", viewer, FAST, channel_axis=0)
+    assert labels.data.shape == (2, 32, 32)
+    expected = segment(np.moveaxis(data, 0, -1), FAST, channel_axis=-1)
+    np.testing.assert_array_equal(labels.data[1], expected)
+
+
+def test_segment_layer_errors(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((8, 8), dtype=np.uint8), name="seg")
+    with pytest.raises(ValueError, match="no layer named 'nope'.*'seg'"):
+        segment_layer("nope", viewer)
+    with pytest.raises(ValueError, match="choose an image layer"):
+        segment_layer("seg", viewer)
+    rgb = viewer.add_image(np.zeros((8, 8, 3), dtype=np.uint8), rgb=True)
+    with pytest.raises(ValueError, match="RGB"):
+        layer_input(rgb, viewer.dims, channel_axis=0)
+
+
+def test_console_examples_from_the_readme(make_napari_viewer, qtbot):
+    examples = console_examples()
+    assert sorted(examples) == ["a", "b", "c"]
+    viewer = make_napari_viewer()
+    data, meta, _ = coffee()[0]
+    viewer.add_image(data[::16, ::16], **meta)  # a small "coffee" keeps the test fast
+    namespace = {"viewer": viewer}
+
+    exec(examples["a"], namespace)
+    labels_layer = viewer.layers["coffee labels"]
+    assert labels_layer.data.shape == (25, 38)
+    expected = namespace["labels"].copy()
+
+    exec(examples["b"], namespace)
+    widget = namespace["widget"]
+    assert widget.is_running
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=120_000)
+    assert viewer.layers["coffee labels"] is labels_layer  # updated in place
+
+    exec(examples["c"], namespace)
+    assert namespace["labels_layer"] is labels_layer
+    assert [layer.name for layer in viewer.layers] == ["coffee", "coffee labels"]
+    # (a), (b) and (c) use the same settings and seed, so they agree.
+    np.testing.assert_array_equal(labels_layer.data, expected)
+
+
+def test_a_same_named_layer_with_other_dimensions_is_replaced_in_place(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((32, 32), dtype=np.uint8), name="vol labels")
+    viewer.add_image(np.stack([_image(seed=s) for s in range(2)]), name="vol")
+    labels = segment_layer("vol", viewer, FAST)
+    assert labels.data.shape == (1, 32, 32)
+    assert [layer.name for layer in viewer.layers] == ["vol labels", "vol"]
+    assert viewer.layers["vol labels"] is labels

@@ -1,0 +1,61 @@
+"""The npe2 manifest: valid, installed, and its widget docks from the Plugins and Layers menus."""
+
+from __future__ import annotations
+
+import npe2
+import pytest
+
+PLUGIN = "napari-unsupervised-segmentation"
+WIDGET = "Unsupervised Segmentation"
+WIDGET_COMMAND = f"{PLUGIN}.make_widget"
+
+
+@pytest.fixture(scope="module")
+def manifest() -> npe2.PluginManifest:
+    return npe2.PluginManifest.from_distribution(PLUGIN)
+
+
+def test_manifest_is_valid_and_importable(manifest):
+    assert manifest.name == PLUGIN
+    assert manifest.display_name == WIDGET
+    # Every python_name (widget, reader, writer, samples) resolves to an object.
+    manifest.validate_imports()
+
+
+def test_widget_and_menu_contributions(manifest):
+    widgets = manifest.contributions.widgets
+    assert [w.display_name for w in widgets] == [WIDGET]
+    assert widgets[0].command == WIDGET_COMMAND
+    segment_menu = manifest.contributions.menus["napari/layers/segment"]
+    assert [item.command for item in segment_menu] == [WIDGET_COMMAND]
+
+
+def test_sample_data_contributions(manifest):
+    keys = {sample.key for sample in manifest.contributions.sample_data}
+    assert {"coffee", "ihc"} <= keys
+
+
+def test_widget_docks_through_the_installed_manifest(make_napari_viewer):
+    from napari_unsupervised_segmentation._widget import SegmentationWidget
+
+    viewer = make_napari_viewer()
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    assert isinstance(widget, SegmentationWidget)
+    assert dock.name.startswith(WIDGET)
+    assert widget.run_button.text == "Run"
+
+
+def test_layers_segment_menu_docks_the_widget(make_napari_viewer):
+    from napari._app_model import get_app_model
+
+    from napari_unsupervised_segmentation._widget import SegmentationWidget
+
+    viewer = make_napari_viewer()
+    app = get_app_model()
+    commands = [
+        getattr(item, "command", None) for item in app.menus.get_menu("napari/layers/segment")
+    ]
+    assert WIDGET_COMMAND in [command.id for command in commands if command is not None]
+    app.commands.execute_command(WIDGET_COMMAND).result()
+    docked = [w for w in viewer.window.dock_widgets.values() if isinstance(w, SegmentationWidget)]
+    assert len(docked) == 1

@@ -1,0 +1,365 @@
+"""The dock widget on a real (headless) napari viewer, plus its pure helpers."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from napari_unsupervised_segmentation import SegmentationParams, segment
+from napari_unsupervised_segmentation._widget import (
+    Failure,
+    SegmentationWidget,
+    Update,
+    params_from_values,
+    should_deliver,
+    status_text,
+    train_updates,
+)
+
+PLUGIN = "napari-unsupervised-segmentation"
+WIDGET = "Unsupervised Segmentation"
+#: Small, fast settings (2-core CPU): every test run takes well under a second of training.
+FAST = SegmentationParams(max_iter=12, min_labels=0, n_superpixels=50, n_channels=8)
+#: A run that only ends when stopped.
+ENDLESS = FAST.replace(max_iter=1_000_000)
+TIMEOUT = 60_000  # ms; generous, the CPU is shared
+
+
+def _image(shape=(32, 32), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.random(shape)
+    img[..., 8:24, 8:24] += 2.0
+    return img
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, qtbot):
+    """A viewer with the widget docked through the manifest (updates shown unthrottled)."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    widget.update_interval = 0.0
+    yield viewer, widget
+    # No training thread may outlive the test.
+    run = widget._life.run
+    if run is not None:
+        run.stop.set()
+        assert run.done.wait(30)
+
+
+@pytest.fixture
+def errors():
+    """A function listing the error notifications shown since the test started."""
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    start = len(notification_manager.records)
+
+    def shown() -> list[str]:
+        records = notification_manager.records[start:]
+        return [str(n.message) for n in records if n.severity == NotificationSeverity.ERROR]
+
+    return shown
+
+
+def _start(widget, layer, params=FAST):
+    widget.image.value = layer
+    widget.params = params
+    widget.run()
+
+
+def _wait_done(qtbot, widget):
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+
+
+# --- pure helpers ---------------------------------------------------------------------
+
+
+def test_should_deliver_throttles_but_keeps_first_and_last():
+    assert should_deliver(0.0, None, 0.2, final=False)
+    assert not should_deliver(0.1, 0.0, 0.2, final=False)
+    assert should_deliver(0.1, 0.0, 0.2, final=True)
+    assert should_deliver(0.25, 0.0, 0.2, final=False)
+
+
+def test_params_from_values_maps_seed_minus_one_to_none():
+    values = {"max_iter": 5, "seed": -1}
+    assert params_from_values(values) == SegmentationParams(max_iter=5, seed=None)
+    with pytest.raises(ValueError, match="max_iter"):
+        params_from_values({"max_iter": 0})
+
+
+def test_status_text_mentions_iteration_labels_loss_and_plane():
+    text = status_text(Update(3, 5, 0.25, None, False), 10, "3D layer: plane of axes 1,2")
+    assert "3/10" in text and "5 labels" in text and "0.2500" in text and "3D layer" in text
+
+
+def test_train_updates_throttles_and_always_sends_the_last():
+    stop, done = threading.Event(), threading.Event()
+    ticks = iter(np.arange(0.0, 100.0, 0.1))  # a fake clock: 0.1 s per step
+    items = list(train_updates(_image(), None, FAST, stop, done, 0.25, lambda: next(ticks)))
+    assert done.is_set()
+    assert all(isinstance(item, Update) for item in items)
+    assert [item.iteration for item in items] == [1, 4, 7, 10, 12]
+    assert items[-1].is_last and items[-1].labels is not None
+    np.testing.assert_array_equal(items[-1].labels, segment(_image(), FAST))
+
+
+def test_train_updates_stops_on_request_with_the_current_labels():
+    stop, done = threading.Event(), threading.Event()
+    gen = train_updates(_image(), None, ENDLESS, stop, done, 0.0)
+    first = next(gen)
+    stop.set()
+    rest = list(gen)
+    assert first.iteration == 1
+    assert len(rest) <= 1 and done.is_set()
+
+
+def test_train_updates_turns_engine_errors_into_a_failure():
+    stop, done = threading.Event(), threading.Event()
+    bad = _image()
+    bad[0, 0] = np.nan
+    items = list(train_updates(bad, None, FAST, stop, done))
+    assert len(items) == 1 and isinstance(items[0], Failure)
+    assert "nan" in items[0].message.lower()
+    assert done.is_set()
+
+
+# --- the widget -----------------------------------------------------------------------
+
+
+def test_controls_show_engine_defaults_with_tooltips(viewer_widget):
+    _, widget = viewer_widget
+    assert widget.params == SegmentationParams()
+    for name in ("max_iter", "min_labels", "n_superpixels", "seed", "device"):
+        control = getattr(widget, name)
+        assert control.tooltip, name
+        assert control.parent is not widget.advanced.native
+    for name in ("n_channels", "n_conv", "lr", "momentum", "compactness", "precision"):
+        assert widget.advanced[name].tooltip, name
+    assert widget.advanced.native.isHidden()
+    widget.advanced_toggle.value = True
+    assert not widget.advanced.native.isHidden()
+    widget.preset.value = "paper"
+    assert widget.params == SegmentationParams()
+
+
+def test_live_updates_into_one_layer_and_final_equals_segment(viewer_widget, qtbot, errors):
+    viewer, widget = viewer_widget
+    img = _image()
+    layer = viewer.add_image(img, name="img")
+    inserted = []
+    viewer.layers.events.inserted.connect(lambda e: inserted.append(e.value))
+    _start(widget, layer)
+    assert widget.run_button.text == "Stop"
+    _wait_done(qtbot, widget)
+    assert widget.run_button.text == "Run"
+    assert widget.updates_shown >= 2
+    assert [lay.name for lay in inserted] == ["img labels"]
+    labels_layer = viewer.layers["img labels"]
+    assert labels_layer is widget.labels_layer
+    np.testing.assert_array_equal(labels_layer.data, segment(img, FAST))
+    assert "Done" in widget.status.value
+    assert not errors()
+
+
+def test_running_again_replaces_the_layer_content(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(_image(), name="img")
+    for seed in (0, 1):
+        _start(widget, layer, FAST.replace(seed=seed))
+        _wait_done(qtbot, widget)
+    assert [lay.name for lay in viewer.layers] == ["img", "img labels"]
+    np.testing.assert_array_equal(
+        viewer.layers["img labels"].data, segment(_image(), FAST.replace(seed=1))
+    )
+
+
+def test_stop_mid_run_keeps_labels_and_ends_the_worker(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(_image(), name="img")
+    _start(widget, layer, ENDLESS)
+    run = widget._life.run
+    assert run.progress.total == ENDLESS.max_iter  # napari's progress bar over iterations
+    qtbot.waitUntil(lambda: widget.updates_shown >= 1, timeout=TIMEOUT)
+    widget.run_button.clicked.emit()  # the Run button is now Stop
+    _wait_done(qtbot, widget)
+    assert run.done.is_set()
+    assert "Stopped" in widget.status.value
+    assert widget.run_button.text == "Run" and widget.run_button.enabled
+    labels = viewer.layers["img labels"].data
+    assert labels.shape == (32, 32) and labels.min() >= 1
+    qtbot.waitUntil(lambda: run.progress is None, timeout=TIMEOUT)
+
+
+def test_run_twice_starts_one_worker(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(_image(), name="img")
+    _start(widget, layer, ENDLESS)
+    run = widget._life.run
+    widget.run()  # ignored, with an info message
+    assert widget._life.run is run
+    widget.stop()
+    _wait_done(qtbot, widget)
+    assert [lay.name for lay in viewer.layers if lay.name.endswith("labels")] in (
+        [],
+        ["img labels"],
+    )
+
+
+def test_scale_and_translate_are_carried_to_the_labels(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(_image(), name="img", scale=(2.0, 0.5), translate=(10.0, -3.0))
+    _start(widget, layer, FAST.replace(max_iter=2))
+    _wait_done(qtbot, widget)
+    labels = viewer.layers["img labels"]
+    np.testing.assert_allclose(labels.scale, (2.0, 0.5))
+    np.testing.assert_allclose(labels.translate, (10.0, -3.0))
+
+
+def test_rgb_layer(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    rgb = (np.stack([_image(seed=s) for s in range(3)], axis=-1) * 80).astype(np.uint8)
+    layer = viewer.add_image(rgb, name="rgb", rgb=True)
+    _start(widget, layer)
+    _wait_done(qtbot, widget)
+    np.testing.assert_array_equal(
+        viewer.layers["rgb labels"].data, segment(rgb, FAST, channel_axis=-1)
+    )
+
+
+def test_3d_layer_segments_the_displayed_plane(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    volume = np.stack([_image(seed=s) for s in range(4)])
+    layer = viewer.add_image(volume, name="vol", scale=(3.0, 1.0, 1.0), translate=(1.0, 0, 0))
+    viewer.dims.set_current_step(0, 2)
+    _start(widget, layer)
+    _wait_done(qtbot, widget)
+    labels = viewer.layers["vol labels"]
+    assert labels.data.shape == (1, 32, 32)
+    np.testing.assert_allclose(labels.translate, (1.0 + 2 * 3.0, 0.0, 0.0))
+    np.testing.assert_array_equal(labels.data[0], segment(volume[2], FAST))
+    assert "plane" in widget.status.value
+    # The labels show on the slice they belong to.
+    np.testing.assert_allclose(labels.world_to_data(viewer.dims.point), (0, *viewer.dims.point[1:]))
+
+
+def test_4d_layer_with_channel_axis(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    data = np.stack([np.stack([_image(seed=t + c) for c in range(2)]) for t in range(3)])
+    layer = viewer.add_image(data, name="tcyx")  # (T, C, Y, X)
+    widget.image.value = layer
+    assert widget.channel_axis.native.isVisibleTo(widget.native)
+    widget.channel_axis.value = 1
+    viewer.dims.set_current_step(0, 1)
+    widget.params = FAST
+    widget.run()
+    _wait_done(qtbot, widget)
+    labels = viewer.layers["tcyx labels"].data
+    assert labels.shape == (1, 2, 32, 32)
+    np.testing.assert_array_equal(labels[0, 0], labels[0, 1])
+    expected = segment(np.moveaxis(data[1], 0, -1), FAST, channel_axis=-1)
+    np.testing.assert_array_equal(labels[0, 0], expected)
+
+
+@pytest.mark.parametrize("kind", ["nan", "too small"])
+def test_bad_layer_notifies_and_viewer_keeps_working(viewer_widget, qtbot, kind, errors):
+    viewer, widget = viewer_widget
+    bad = _image()
+    if kind == "nan":
+        bad[3, 3] = np.nan
+    else:
+        bad = bad[:1, :]
+    layer = viewer.add_image(bad, name="bad")
+    _start(widget, layer)
+    _wait_done(qtbot, widget)
+    shown = errors()
+    assert shown, "the engine's error should be shown as a notification"
+    assert ("NaN" if kind == "nan" else "too small") in shown[-1]
+    assert "Failed" in widget.status.value
+    assert "bad labels" not in viewer.layers
+    # Still usable: a good image segments afterwards.
+    good = viewer.add_image(_image(), name="good")
+    _start(widget, good, FAST.replace(max_iter=2))
+    _wait_done(qtbot, widget)
+    assert "good labels" in viewer.layers
+
+
+def test_no_image_layer_notifies(viewer_widget, errors):
+    viewer, widget = viewer_widget
+    viewer.add_labels(np.zeros((8, 8), dtype=np.uint8), name="not an image")
+    widget.run()
+    assert not widget.is_running
+    assert errors()
+
+
+def test_removing_layers_mid_run_ends_cleanly(viewer_widget, qtbot, errors):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(_image(), name="img")
+    _start(widget, layer, ENDLESS)
+    qtbot.waitUntil(lambda: "img labels" in viewer.layers, timeout=TIMEOUT)
+    viewer.layers.remove("img")
+    viewer.layers.remove("img labels")
+    shown = widget.updates_shown
+    qtbot.waitUntil(lambda: widget.updates_shown > shown + 1, timeout=TIMEOUT)
+    widget.stop()
+    _wait_done(qtbot, widget)
+    assert "img labels" in viewer.layers  # recreated by the next update
+    assert not errors()
+
+
+def test_changing_the_selection_mid_run_changes_nothing(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    first = viewer.add_image(_image(), name="first")
+    second = viewer.add_image(_image(seed=5), name="second")
+    _start(widget, first)
+    widget.image.value = second
+    viewer.layers.selection.active = second
+    _wait_done(qtbot, widget)
+    assert "first labels" in viewer.layers and "second labels" not in viewer.layers
+    np.testing.assert_array_equal(viewer.layers["first labels"].data, segment(_image(), FAST))
+
+
+def test_closing_the_viewer_mid_run_stops_training(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(_image(), name="img")
+    _start(widget, layer, ENDLESS)
+    run = widget._life.run
+    qtbot.waitUntil(lambda: widget.updates_shown >= 1, timeout=TIMEOUT)
+    viewer.close()
+    assert run.done.wait(30), "the training thread should end when the viewer closes"
+    assert run.stop.is_set() and run.progress is None
+    qtbot.wait(50)  # queued signals from the worker arrive at a closed widget: ignored
+
+
+def test_removing_the_dock_widget_mid_run_stops_training(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = SegmentationWidget(viewer)
+    widget.update_interval = 0.0
+    layer = viewer.add_image(_image(), name="img")
+    viewer.window.add_dock_widget(widget, name="seg")
+    _start(widget, layer, ENDLESS)
+    run = widget._life.run
+    qtbot.waitUntil(lambda: widget.updates_shown >= 1, timeout=TIMEOUT)
+    viewer.window.remove_dock_widget(widget.native)
+    widget.native.deleteLater()
+    qtbot.waitUntil(run.done.is_set, timeout=TIMEOUT)
+
+
+def test_a_cancelled_close_keeps_training(qtbot):
+    """A user's close that napari's confirmation dialog cancels must not stop the run."""
+    import weakref
+
+    from qtpy.QtWidgets import QWidget
+
+    from napari_unsupervised_segmentation._widget import _call_if_hidden
+
+    calls = []
+    window = QWidget()
+    qtbot.addWidget(window)
+    window.show()
+    _call_if_hidden(weakref.ref(window), lambda: calls.append("shown"))
+    window.hide()
+    _call_if_hidden(weakref.ref(window), lambda: calls.append("hidden"))
+    _call_if_hidden(lambda: None, lambda: calls.append("gone"))
+    assert calls == ["hidden", "gone"]
