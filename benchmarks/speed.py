@@ -31,7 +31,7 @@ from napari_unsupervised_segmentation.core import PRESETS, iter_segment
 from napari_unsupervised_segmentation.core.devices import precision_context, resolve_device
 from napari_unsupervised_segmentation.core.normalize import prepare_image
 from napari_unsupervised_segmentation.core.refine import compute_superpixels
-from napari_unsupervised_segmentation.core.train import build_model
+from napari_unsupervised_segmentation.core.train import build_model, image_tensor
 
 
 def bsds_sized_image() -> np.ndarray:
@@ -79,7 +79,7 @@ def demo_steps(image: np.ndarray, settings) -> Iterator[None]:
         prepared, settings.n_superpixels, settings.compactness
     ).ravel()
     members = [np.where(superpixels == s)[0] for s in np.unique(superpixels)]
-    model = build_model(3, settings, device)
+    model = build_model(3, settings, device).to(memory_format=torch.contiguous_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
     data = torch.from_numpy(prepared.channels.transpose(2, 0, 1)[None].copy()).to(device)
     while True:
@@ -104,7 +104,7 @@ def bare_steps(image: np.ndarray, settings) -> Iterator[None]:
     prepared = prepare_image(image, channel_axis=-1)
     model = build_model(3, settings, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
-    data = torch.from_numpy(prepared.channels.transpose(2, 0, 1)[None].copy()).to(device)
+    data = image_tensor(prepared, device)
     target = torch.randint(0, settings.n_channels, (1, *prepared.spatial_shape), device=device)
     while True:
         with precision_context(settings.precision, device):
