@@ -10,6 +10,7 @@ import torch
 from napari_unsupervised_segmentation import PRESETS, SegmentationParams, iter_segment, segment
 from napari_unsupervised_segmentation.core.devices import resolve_device
 from napari_unsupervised_segmentation.core.labels import (
+    merge_similar_segments,
     merge_small_segments,
     relabel_consecutive,
     smallest_unsigned_dtype,
@@ -103,7 +104,7 @@ def test_stopping_rule_ends_when_few_labels_remain():
 
 
 def test_step_reports_label_count_loss_and_labels():
-    step = next(iter_segment(two_colour_image(), channel_axis=-1, **TINY))
+    step = next(iter_segment(two_colour_image(), "paper", channel_axis=-1, **TINY))
     assert step.iteration == 1
     assert step.labels.shape == (24, 32)
     assert len(np.unique(step.labels)) == step.n_labels
@@ -121,8 +122,8 @@ def test_connected_components_split_disconnected_regions():
     image[4:10, 4:10] = 255  # two separate bright squares on a dark ground
     image[14:20, 20:28] = 255
     run = dict(max_iter=60, min_labels=2, **TINY)
-    merged = segment(image, **run)
-    split = segment(image, connected_components=True, **run)
+    merged = segment(image, "paper", **run)
+    split = segment(image, "paper", connected_components=True, **run)
     np.testing.assert_array_equal(split, split_connected_components(merged))
     assert merged[6, 6] == merged[16, 24] and split[6, 6] != split[16, 24]
 
@@ -309,3 +310,45 @@ def test_continuity_weight_changes_training():
     plain = [s.loss for s in iter_segment(image, **run)]
     smooth = [s.loss for s in iter_segment(image, continuity_weight=1.0, **run)]
     assert smooth[0] > plain[0]  # the same first forward pass plus a positive term
+
+
+def test_merge_similar_segments_joins_touching_segments_of_similar_colour():
+    segments = np.array(
+        [
+            [1, 1, 2, 2, 3, 3],
+            [1, 1, 2, 2, 3, 3],
+            [4, 4, 4, 5, 5, 5],
+        ]
+    )
+    colour = np.zeros((3, 6, 1))
+    colour[segments == 2] = 4.0  # close to segment 1 (0.0)
+    colour[segments == 3] = 50.0
+    colour[segments == 4] = 8.0  # touches 1 and 2; within 5 of segment 2 only
+    colour[segments == 5] = 52.0
+    merged = merge_similar_segments(segments, colour, threshold=5.0)
+    expected = np.array(
+        [
+            [1, 1, 1, 1, 2, 2],
+            [1, 1, 1, 1, 2, 2],
+            [1, 1, 1, 2, 2, 2],
+        ]
+    )
+    np.testing.assert_array_equal(merged, expected)
+    # a chain 1-2-4 is joined although 1 and 4 differ by 8; nothing joins at threshold 0
+    np.testing.assert_array_equal(
+        merge_similar_segments(segments, colour, 0.0), relabel_consecutive(segments)
+    )
+
+
+def test_diagonal_contact_counts_as_touching():
+    segments = np.array([[1, 2], [3, 4]])
+    colour = np.array([[0.0, 50.0], [100.0, 0.0]])[..., np.newaxis]  # 1 and 4 alike
+    merged = merge_similar_segments(segments, colour, threshold=1.0)
+    np.testing.assert_array_equal(merged, [[1, 2], [3, 1]])
+
+
+def test_default_preset_post_processes_into_connected_segments():
+    image = np.random.default_rng(4).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    labels = segment(image, channel_axis=-1, device="cpu", max_iter=3)
+    assert np.array_equal(labels, split_connected_components(labels))
+    assert np.bincount(labels.ravel())[1:].min() >= PRESETS["default"].min_segment_size

@@ -67,6 +67,7 @@ _LABELS = {
     "precision": "Precision",
     "connected_components": "Connected components",
     "continuity_weight": "Continuity weight",
+    "merge_threshold": "Merge threshold",
     "min_segment_size": "Min segment size",
 }
 _BASIC = ("max_iter", "min_labels", "n_superpixels", "seed", "device")

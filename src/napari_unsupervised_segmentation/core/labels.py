@@ -53,3 +53,40 @@ def merge_small_segments(labels: np.ndarray, min_size: int) -> np.ndarray:
         _, nearest = distance_transform_edt(small, return_indices=True)
         segments = split_connected_components(segments[tuple(nearest)])
     return segments
+
+
+def merge_similar_segments(
+    segments: np.ndarray, features: np.ndarray, threshold: float
+) -> np.ndarray:
+    """Join touching segments whose mean features differ by less than ``threshold``.
+
+    ``features`` is ``(H, W, F)`` (e.g. Lab colour). Every pair of segments that touch
+    (8-neighbourhood: diagonal contact counts) and whose
+    mean feature vectors are closer than ``threshold`` (Euclidean) is joined, and so,
+    transitively, are chains of such pairs: the connected components of the graph of
+    similar neighbours, whose means are those of the segments given. Returns labels 1..n.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    segments = relabel_consecutive(segments).astype(np.int64) - 1
+    n_segments = int(segments.max()) + 1
+    flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
+    counts = np.bincount(segments.ravel(), minlength=n_segments)
+    means = (
+        np.stack([np.bincount(segments.ravel(), f, minlength=n_segments) for f in flat.T], axis=1)
+        / counts[:, None]
+    )
+    neighbours = [  # (this pixel, its neighbour below / right / diagonally)
+        (segments[1:, :], segments[:-1, :]),
+        (segments[:, 1:], segments[:, :-1]),
+        (segments[1:, 1:], segments[:-1, :-1]),
+        (segments[1:, :-1], segments[:-1, 1:]),
+    ]
+    pairs = np.concatenate([np.stack([u.ravel(), v.ravel()], 1) for u, v in neighbours])
+    pairs = np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
+    similar = np.linalg.norm(means[pairs[:, 0]] - means[pairs[:, 1]], axis=1) < threshold
+    a, b = pairs[similar].T
+    adjacency = coo_matrix((np.ones(len(a)), (a, b)), shape=(n_segments, n_segments))
+    _, component = connected_components(adjacency, directed=False)
+    return relabel_consecutive(component[segments])

@@ -12,22 +12,33 @@ from .normalize import PreparedImage
 SLIC_NON_RGB_RANGE = 100.0
 
 
+def colour_features(image: PreparedImage) -> np.ndarray:
+    """Per-pixel colour for SLIC and segment merging: Lab for RGB, channels x 100 otherwise.
+
+    Both put colour differences on the same 0..100 scale, so ``compactness`` and
+    ``merge_threshold`` mean the same for photos and for microscopy channels.
+    """
+    if image.is_rgb:
+        from skimage.color import rgb2lab
+
+        return rgb2lab(image.channels)
+    return image.channels * SLIC_NON_RGB_RANGE
+
+
 def compute_superpixels(image: PreparedImage, n_superpixels: int, compactness: float) -> np.ndarray:
-    """SLIC superpixels of the normalised image, labelled 0..S-1 consecutively.
+    """SLIC superpixels of the image's colour features, labelled 0..S-1 consecutively.
 
     RGB images are clustered in Lab, as the public demo does; others on their channels.
     """
     from skimage.segmentation import slic
 
-    if image.is_rgb:
-        data, convert2lab = image.channels, True
-    else:
-        data, convert2lab = image.channels * SLIC_NON_RGB_RANGE, False
+    # RGB goes in as RGB so that SLIC's own Lab conversion matches the public demo exactly.
+    data = image.channels if image.is_rgb else colour_features(image)
     superpixels = slic(
         data,
         n_segments=n_superpixels,
         compactness=compactness,
-        convert2lab=convert2lab,
+        convert2lab=image.is_rgb,
         start_label=0,
         channel_axis=-1,
     )

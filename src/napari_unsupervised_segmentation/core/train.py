@@ -11,11 +11,16 @@ import torch
 import torch.nn.functional as F
 
 from .devices import precision_context, resolve_device
-from .labels import merge_small_segments, relabel_consecutive, split_connected_components
+from .labels import (
+    merge_similar_segments,
+    merge_small_segments,
+    relabel_consecutive,
+    split_connected_components,
+)
 from .model import SegmentationNet
 from .normalize import PreparedImage, prepare_image
 from .params import PRESETS, SegmentationParams
-from .refine import SuperpixelRefiner, compute_superpixels
+from .refine import SuperpixelRefiner, colour_features, compute_superpixels
 
 
 class Step:
@@ -33,6 +38,7 @@ class Step:
         prediction: torch.Tensor,
         loss: torch.Tensor,
         settings: SegmentationParams,
+        image: PreparedImage,
     ) -> None:
         self.iteration = iteration
         self.n_labels = n_labels
@@ -40,6 +46,7 @@ class Step:
         self._prediction = prediction
         self._loss = loss
         self._settings = settings
+        self._image = image
         self._labels: np.ndarray | None = None
 
     @property
@@ -51,20 +58,32 @@ class Step:
     def labels(self) -> np.ndarray:
         """Label image of the input's spatial shape, 1..n, smallest unsigned dtype."""
         if self._labels is None:
-            self._labels = finish_labels(self._prediction.cpu().numpy(), self._settings)
+            self._labels = finish_labels(
+                self._prediction.cpu().numpy(), self._settings, self._image
+            )
         return self._labels
 
     def __repr__(self) -> str:
         return f"Step(iteration={self.iteration}, n_labels={self.n_labels}, is_last={self.is_last})"
 
 
-def finish_labels(prediction: np.ndarray, settings: SegmentationParams) -> np.ndarray:
-    """Labels 1..n from a raw argmax: small segments merged or components split if asked."""
+def finish_labels(
+    prediction: np.ndarray, settings: SegmentationParams, image: PreparedImage
+) -> np.ndarray:
+    """Labels 1..n from a raw argmax, post-processed as the settings ask.
+
+    Without post-processing, every argmax value is one label. Otherwise labels become
+    4-connected segments; similar touching segments are joined (``merge_threshold``), then
+    segments under ``min_segment_size`` pixels join their surroundings.
+    """
+    if not (settings.connected_components or settings.merge_threshold or settings.min_segment_size):
+        return relabel_consecutive(prediction)
+    labels = split_connected_components(prediction)
+    if settings.merge_threshold:
+        labels = merge_similar_segments(labels, colour_features(image), settings.merge_threshold)
     if settings.min_segment_size > 1:
-        return merge_small_segments(prediction, settings.min_segment_size)
-    if settings.connected_components:
-        return split_connected_components(prediction)
-    return relabel_consecutive(prediction)
+        labels = merge_small_segments(labels, settings.min_segment_size)
+    return labels
 
 
 def resolve_params(
@@ -169,7 +188,7 @@ def _train(
     if image.is_constant:
         # Nothing to separate; the network would only draw its zero-padding border.
         blank = torch.zeros(image.spatial_shape, dtype=torch.int64)
-        yield Step(1, 1, True, blank, torch.zeros(()), settings)
+        yield Step(1, 1, True, blank, torch.zeros(()), settings, image)
         return
     superpixels = compute_superpixels(image, settings.n_superpixels, settings.compactness)
     refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
@@ -190,7 +209,7 @@ def _train(
         optimizer.step()
         n_labels = int((label_counts > 0).sum())
         stop = iteration == settings.max_iter or n_labels <= settings.min_labels
-        yield Step(iteration, n_labels, stop, prediction[0], loss.detach(), settings)
+        yield Step(iteration, n_labels, stop, prediction[0], loss.detach(), settings, image)
         if stop:
             return
 
