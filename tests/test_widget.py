@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from napari_unsupervised_segmentation import SegmentationParams, segment
+from napari_unsupervised_segmentation import PRESETS, SegmentationParams, segment
 from napari_unsupervised_segmentation._widget import (
     Failure,
     SegmentationWidget,
@@ -128,9 +128,10 @@ def test_train_updates_turns_engine_errors_into_a_failure():
 # --- the widget -----------------------------------------------------------------------
 
 
-def test_controls_show_engine_defaults_with_tooltips(viewer_widget):
+def test_controls_show_default_preset_with_tooltips(viewer_widget):
     _, widget = viewer_widget
-    assert widget.params == SegmentationParams()
+    assert widget.preset.value == "default"
+    assert widget.params == PRESETS["default"]
     for name in ("max_iter", "min_labels", "n_superpixels", "seed", "device"):
         control = getattr(widget, name)
         assert control.tooltip, name
@@ -141,7 +142,7 @@ def test_controls_show_engine_defaults_with_tooltips(viewer_widget):
     widget.advanced_toggle.value = True
     assert not widget.advanced.native.isHidden()
     widget.preset.value = "paper"
-    assert widget.params == SegmentationParams()
+    assert widget.params == PRESETS["paper"] == SegmentationParams()
 
 
 def test_live_updates_into_one_layer_and_final_equals_segment(viewer_widget, qtbot, errors):

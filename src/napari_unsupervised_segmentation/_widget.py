@@ -617,11 +617,11 @@ def _final_status(run: _Run) -> str:
 
 
 def _make_controls() -> dict[str, Any]:
-    """One control per setting, with the engine's default and its help as tooltip.
+    """One control per setting, with the ``default`` preset's value and its help as tooltip.
 
     Settings added to the engine later get a control from their default's type.
     """
-    defaults = SegmentationParams()
+    defaults = PRESETS["default"]
     big = 2**31 - 1
     specs: dict[str, tuple[type, dict[str, Any]]] = {
         "max_iter": (SpinBox, {"min": 1, "max": big}),
@@ -637,6 +637,7 @@ def _make_controls() -> dict[str, Any]:
         "precision": (ComboBox, {"choices": list(PRECISIONS)}),
         "connected_components": (CheckBox, {}),
         "continuity_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 1e-3}),
+        "merge_threshold": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.5}),
         "min_segment_size": (SpinBox, {"min": 0, "max": big}),
     }
     controls: dict[str, Any] = {}
