@@ -95,3 +95,15 @@ def test_module_entry_point_prints_help():
         check=True,
     )
     assert "--n-superpixels" in result.stdout and "--sample" in result.stdout
+
+
+def test_files_with_the_same_name_do_not_overwrite_each_other(tmp_path):
+    for folder, value in (("a", 10), ("b", 200)):
+        (tmp_path / folder).mkdir()
+        image = np.full((12, 12), value, np.uint8)
+        image[:, 6:] = 255 - value
+        tifffile.imwrite(tmp_path / folder / "cells.tif", image)
+    out = tmp_path / "out"
+    files = [str(tmp_path / "a" / "cells.tif"), str(tmp_path / "b" / "cells.tif")]
+    assert main([*files, "--out", str(out), "--quiet", *FAST]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cells_2_labels.tif", "cells_labels.tif"]

@@ -134,7 +134,17 @@ def _inputs(args: argparse.Namespace) -> list[tuple[str, Any]]:
         inputs.append((sample, lambda sample=sample: load_sample(sample)[0]))
     for path in args.images:
         inputs.append((path.stem, lambda path=path: read_image(path)))
-    return inputs
+    return _unique_names(inputs)
+
+
+def _unique_names(inputs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Suffix repeated names (``a/x.tif``, ``b/x.png``) so no output overwrites another."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name, load in inputs:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append((name if seen[name] == 1 else f"{name}_{seen[name]}", load))
+    return unique
 
 
 def main(argv: Sequence[str] | None = None) -> int:
