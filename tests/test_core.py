@@ -352,3 +352,10 @@ def test_default_preset_post_processes_into_connected_segments():
     labels = segment(image, channel_axis=-1, device="cpu", max_iter=3)
     assert np.array_equal(labels, split_connected_components(labels))
     assert np.bincount(labels.ravel())[1:].min() >= PRESETS["default"].min_segment_size
+
+
+def test_napari_facing_modules_import_torch_lazily():
+    modules = ("_widget", "_reader", "_writer", "_sample_data", "_console")
+    imports = "".join(f"import napari_unsupervised_segmentation.{m};" for m in modules)
+    code = f"import sys;{imports}assert 'torch' not in sys.modules, 'torch imported eagerly'"
+    subprocess.run([sys.executable, "-c", code], check=True)
