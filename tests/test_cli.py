@@ -107,3 +107,20 @@ def test_files_with_the_same_name_do_not_overwrite_each_other(tmp_path):
     files = [str(tmp_path / "a" / "cells.tif"), str(tmp_path / "b" / "cells.tif")]
     assert main([*files, "--out", str(out), "--quiet", *FAST]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["cells_2_labels.tif", "cells_labels.tif"]
+
+
+def test_generated_names_never_collide_with_given_ones():
+    from napari_unsupervised_segmentation.cli import _unique_names
+
+    names = [name for name, _ in _unique_names([("x", 0), ("X", 1), ("x_2", 2), ("x", 3)])]
+    assert names == ["x", "X_2", "x_2_2", "x_3"]
+    assert len({n.lower() for n in names}) == len(names)
+
+
+def test_out_that_is_a_file_is_a_usage_error(tmp_path, capsys):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--sample", "coffee", "--out", str(not_a_folder)])
+    assert exit_info.value.code == 2
+    assert "--out" in capsys.readouterr().err

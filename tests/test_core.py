@@ -81,9 +81,9 @@ def test_refinement_tie_goes_to_smallest_label():
 def test_same_seed_gives_identical_labels_and_other_seed_differs():
     image = np.random.default_rng(3).integers(0, 255, (20, 24, 3), dtype=np.uint8)
     run = dict(channel_axis=-1, max_iter=5, min_labels=0, **TINY)
-    first = segment(image, seed=7, **run)
-    np.testing.assert_array_equal(first, segment(image, seed=7, **run))
-    assert not np.array_equal(first, segment(image, seed=8, **run))
+    first = segment(image, "paper", seed=7, **run)
+    np.testing.assert_array_equal(first, segment(image, "paper", seed=7, **run))
+    assert not np.array_equal(first, segment(image, "paper", seed=8, **run))
 
 
 def test_stops_at_max_iter_without_stopping_rule():
@@ -167,6 +167,14 @@ def test_rgba_drops_alpha_and_channel_first_is_accepted():
         prepare_image(two_colour_image(), channel_axis=-1).channels,
     )
     assert segment(rgba, channel_axis=-1, max_iter=2, **TINY).shape == (24, 32)
+
+
+def test_four_uint8_channels_first_are_microscopy_not_rgba():
+    image = np.zeros((4, 16, 16), np.uint8)
+    image[3, 4:12, 4:12] = 200  # structure only in the fourth channel
+    prepared = prepare_image(image, channel_axis=0)
+    assert prepared.channels.shape == (16, 16, 4) and not prepared.is_rgb
+    assert prepare_image(np.moveaxis(image, 0, -1), channel_axis=-1).channels.shape[-1] == 3
 
 
 def test_multichannel_microscopy_is_not_rgb():

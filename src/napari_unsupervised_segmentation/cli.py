@@ -139,11 +139,15 @@ def _inputs(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
 def _unique_names(inputs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     """Suffix repeated names (``a/x.tif``, ``b/x.png``) so no output overwrites another."""
-    seen: dict[str, int] = {}
+    used: set[str] = set()  # compared case-insensitively, as on macOS and Windows
     unique = []
     for name, load in inputs:
-        seen[name] = seen.get(name, 0) + 1
-        unique.append((name if seen[name] == 1 else f"{name}_{seen[name]}", load))
+        candidate, number = name, 1
+        while candidate.lower() in used:
+            number += 1
+            candidate = f"{name}_{number}"
+        used.add(candidate.lower())
+        unique.append((candidate, load))
     return unique
 
 
@@ -159,7 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     from tqdm import tqdm
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        parser.error(f"--out {args.out}: {error}")
     failures = 0
     inputs = _inputs(args)
     for name, load in tqdm(

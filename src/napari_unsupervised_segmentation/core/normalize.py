@@ -38,7 +38,7 @@ def prepare_image(image: np.ndarray, channel_axis: int | None = None) -> Prepare
         one channel axis, e.g. ``(H, W, 3)`` RGB or ``(C, H, W)`` multichannel.
     channel_axis : int or None
         Axis of ``image`` holding the channels. Three channels are taken as RGB; four
-        channels of uint8 as RGBA, whose alpha is dropped.
+        uint8 channels on the last axis as RGBA, whose alpha is dropped.
 
     Returns
     -------
@@ -55,6 +55,7 @@ def prepare_image(image: np.ndarray, channel_axis: int | None = None) -> Prepare
     """
     array = np.asarray(image)
     _check_dtype(array)
+    channels_were_last = channel_axis is not None and channel_axis in (-1, array.ndim - 1)
     array = _channels_last(array, channel_axis)
     if array.shape[0] < 2 or array.shape[1] < 2:
         raise ValueError(
@@ -63,7 +64,8 @@ def prepare_image(image: np.ndarray, channel_axis: int | None = None) -> Prepare
         )
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise ValueError("image contains NaN or infinite values; replace them (e.g. np.nan_to_num)")
-    is_rgba = array.shape[2] == 4 and array.dtype == np.uint8
+    # (H, W, 4) uint8 is how RGBA photos come; a (4, H, W) stack is four microscopy channels.
+    is_rgba = array.shape[2] == 4 and array.dtype == np.uint8 and channels_were_last
     if is_rgba:
         array = array[..., :3]
     channels = np.stack([_normalise_channel(array[..., c]) for c in range(array.shape[2])], -1)

@@ -57,7 +57,7 @@ class SegmentationParams:
         default=0,
         metadata={
             "help": "Merge 4-connected segments smaller than this many pixels into their "
-            "neighbours at the end (0: keep every segment)."
+            "neighbours at the end, before and after the colour merge (0: keep every segment)."
         },
     )
     seed: int | None = field(

@@ -73,16 +73,19 @@ def finish_labels(
     """Labels 1..n from a raw argmax, post-processed as the settings ask.
 
     Without post-processing, every argmax value is one label. Otherwise labels become
-    4-connected segments; similar touching segments are joined (``merge_threshold``), then
-    segments under ``min_segment_size`` pixels join their surroundings.
+    4-connected segments; segments under ``min_segment_size`` pixels join their surroundings,
+    before and after similar touching segments are joined (``merge_threshold``): specks
+    removed first cannot bridge two different regions into one.
     """
     if not (settings.connected_components or settings.merge_threshold or settings.min_segment_size):
         return relabel_consecutive(prediction)
     labels = split_connected_components(prediction)
-    if settings.merge_threshold:
-        labels = merge_similar_segments(labels, colour_features(image), settings.merge_threshold)
     if settings.min_segment_size > 1:
         labels = merge_small_segments(labels, settings.min_segment_size)
+    if settings.merge_threshold:
+        labels = merge_similar_segments(labels, colour_features(image), settings.merge_threshold)
+        if settings.min_segment_size > 1:
+            labels = merge_small_segments(labels, settings.min_segment_size)
     return labels
 
 
