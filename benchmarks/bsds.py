@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -177,12 +178,7 @@ def make_method(args: argparse.Namespace) -> tuple[Method, str]:
     preset = "default" if args.method == "ours" else "paper"
     overrides = dict(args.param)
     settings = " ".join([f"preset={preset}", *(f"{k}={v}" for k, v in overrides.items())])
-    from napari_unsupervised_segmentation.core.params import PRESETS
-
-    try:  # fail now, not on every image, for an unknown or invalid setting
-        PRESETS[preset].replace(**overrides)
-    except (TypeError, ValueError) as exc:
-        raise SystemExit(f"--param: {exc}") from exc
+    engine_params(args)  # fail now, not on every image, for an unknown or invalid setting
 
     def engine(image: np.ndarray) -> np.ndarray:
         from napari_unsupervised_segmentation import segment
@@ -336,8 +332,27 @@ def append_row(path: Path, row: str) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _tag(method: str, settings: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{method} {settings}".strip())
+def engine_params(args: argparse.Namespace) -> Any:
+    """The engine's full settings for ``--method ours|paper`` with the ``--param`` overrides."""
+    from napari_unsupervised_segmentation.core.params import PRESETS
+
+    preset = "default" if args.method == "ours" else "paper"
+    try:
+        return PRESETS[preset].replace(**dict(args.param))
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"--param: {exc}") from exc
+
+
+def _tag(args: argparse.Namespace, settings: str) -> str:
+    """Folder name for the predictions of a method and its settings.
+
+    For the engine it ends in a digest of every resolved setting, so that predictions made
+    before a preset changed are never taken for the new preset's when a run resumes.
+    """
+    tag = f"{args.method} {settings}".strip()
+    if args.method in ("ours", "paper"):
+        tag += " " + hashlib.sha1(repr(engine_params(args)).encode()).hexdigest()[:10]
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", tag)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -381,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     method, settings = make_method(args)
     ids = read_ids(args.data, args.split, args.ids)
-    tag = _tag(args.method, settings)
+    tag = _tag(args, settings)
     out = args.out or REPO_ROOT / "benchmarks" / "results" / args.split / tag
     print(f"{args.method} {settings} on {len(ids)} {args.split} images -> {out}", file=sys.stderr)
 

@@ -229,3 +229,15 @@ def test_runner_scores_resumes_and_logs(tmp_path: Path) -> None:
     rows = [i for i, line in enumerate(lines) if line.startswith("| graph-based")]
     assert len(rows) == 2 and rows[1] == rows[0] + 1  # appended under the table
     assert lines[-1] == "Text after the table."
+
+
+def test_engine_prediction_folder_changes_with_the_preset(monkeypatch):
+    import bsds
+    from napari_unsupervised_segmentation.core import params
+
+    args = bsds.build_parser().parse_args(["--method", "ours", "--param", "max_iter=5"])
+    before = bsds._tag(args, "preset=default max_iter=5")
+    changed = params.PRESETS["default"].replace(n_channels=8)
+    monkeypatch.setitem(params.PRESETS, "default", changed)
+    after = bsds._tag(args, "preset=default max_iter=5")
+    assert before != after and before.startswith("ours_preset=default_max_iter=5_")
