@@ -10,8 +10,9 @@ import torch
 from napari_unsupervised_segmentation import PRESETS, SegmentationParams, iter_segment, segment
 from napari_unsupervised_segmentation.core.devices import resolve_device
 from napari_unsupervised_segmentation.core.labels import (
-    merge_similar_segments,
+    boundary_contrast,
     merge_small_segments,
+    merge_weak_boundaries,
     relabel_consecutive,
     smallest_unsigned_dtype,
     split_connected_components,
@@ -320,39 +321,38 @@ def test_continuity_weight_changes_training():
     assert smooth[0] > plain[0]  # the same first forward pass plus a positive term
 
 
-def test_merge_similar_segments_joins_touching_segments_of_similar_colour():
-    segments = np.array(
-        [
-            [1, 1, 2, 2, 3, 3],
-            [1, 1, 2, 2, 3, 3],
-            [4, 4, 4, 5, 5, 5],
-        ]
-    )
-    colour = np.zeros((3, 6, 1))
-    colour[segments == 2] = 4.0  # close to segment 1 (0.0)
-    colour[segments == 3] = 50.0
-    colour[segments == 4] = 8.0  # touches 1 and 2; within 5 of segment 2 only
-    colour[segments == 5] = 52.0
-    merged = merge_similar_segments(segments, colour, threshold=5.0)
-    expected = np.array(
-        [
-            [1, 1, 1, 1, 2, 2],
-            [1, 1, 1, 1, 2, 2],
-            [1, 1, 1, 2, 2, 2],
-        ]
-    )
-    np.testing.assert_array_equal(merged, expected)
-    # a chain 1-2-4 is joined although 1 and 4 differ by 8; nothing joins at threshold 0
+def test_boundary_contrast_sums_feature_steps_across_each_boundary():
+    segments = np.array([[0, 2], [1, 2]])
+    features = np.array([[0.0, 1.0], [0.5, 5.5]])[..., np.newaxis]
+    first, second, length, contrast = boundary_contrast(segments, features)
+    np.testing.assert_array_equal(first, [0, 0, 1])
+    np.testing.assert_array_equal(second, [1, 2, 2])
+    np.testing.assert_array_equal(length, [1, 1, 1])
+    np.testing.assert_allclose(contrast, [0.5, 1.0, 5.0])
+
+
+def test_merge_weak_boundaries_pools_boundaries_of_joined_segments():
+    segments = np.array([[1, 3], [2, 3]])
+    features = np.array([[0.0, 1.0], [0.5, 5.5]])[..., np.newaxis]
+    # 1|2 (0.5) goes first; then 3 meets the joined segment with mean contrast (1 + 5) / 2 = 3,
+    # so 3 stays apart at threshold 2 although its boundary with 1 alone is 1.
+    merged = merge_weak_boundaries(segments, features, threshold=2.0, smoothing=0)
+    np.testing.assert_array_equal(merged, [[1, 2], [1, 2]])
     np.testing.assert_array_equal(
-        merge_similar_segments(segments, colour, 0.0), relabel_consecutive(segments)
+        merge_weak_boundaries(segments, features, threshold=3.5, smoothing=0), np.ones((2, 2))
+    )
+    np.testing.assert_array_equal(
+        merge_weak_boundaries(segments, features, threshold=0.0, smoothing=0),
+        relabel_consecutive(segments),
     )
 
 
-def test_diagonal_contact_counts_as_touching():
-    segments = np.array([[1, 2], [3, 4]])
-    colour = np.array([[0.0, 50.0], [100.0, 0.0]])[..., np.newaxis]  # 1 and 4 alike
-    merged = merge_similar_segments(segments, colour, threshold=1.0)
-    np.testing.assert_array_equal(merged, [[1, 2], [3, 1]])
+def test_merge_weak_boundaries_joins_a_ramp_but_keeps_a_sharp_object():
+    segments = np.repeat(np.array([[1, 1, 2, 2, 3, 3, 4, 4]]), 3, axis=0)
+    features = np.repeat(np.array([[0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 4.0, 4.0]]), 3, axis=0)
+    merged = merge_weak_boundaries(segments, features[..., np.newaxis], 1.5, smoothing=0)
+    # the ends of the ramp differ by 2 but every step is 1; the last step is 2
+    np.testing.assert_array_equal(merged[0], [1, 1, 1, 1, 1, 1, 2, 2])
 
 
 def test_default_preset_post_processes_into_connected_segments():

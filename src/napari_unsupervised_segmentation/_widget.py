@@ -637,7 +637,7 @@ def _make_controls() -> dict[str, Any]:
         "precision": (ComboBox, {"choices": list(PRECISIONS)}),
         "connected_components": (CheckBox, {}),
         "continuity_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 1e-3}),
-        "merge_threshold": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.5}),
+        "merge_threshold": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.25}),
         "min_segment_size": (SpinBox, {"min": 0, "max": big}),
     }
     controls: dict[str, Any] = {}

@@ -55,38 +55,115 @@ def merge_small_segments(labels: np.ndarray, min_size: int) -> np.ndarray:
     return segments
 
 
-def merge_similar_segments(
-    segments: np.ndarray, features: np.ndarray, threshold: float
-) -> np.ndarray:
-    """Join touching segments whose mean features differ by less than ``threshold``.
+def boundary_contrast(
+    segments: np.ndarray, features: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of 4-adjacent segments with its boundary length and summed contrast.
 
-    ``features`` is ``(H, W, F)`` (e.g. Lab colour). Every pair of segments that touch
-    (8-neighbourhood: diagonal contact counts) and whose
-    mean feature vectors are closer than ``threshold`` (Euclidean) is joined, and so,
-    transitively, are chains of such pairs: the connected components of the graph of
-    similar neighbours, whose means are those of the segments given. Returns labels 1..n.
+    Parameters
+    ----------
+    segments : np.ndarray
+        ``(H, W)`` labels 0..n-1.
+    features : np.ndarray
+        ``(H, W, F)`` per-pixel features.
+
+    Returns
+    -------
+    first, second, length, contrast : np.ndarray
+        For each pair (``first < second``): the number of 4-neighbour pixel pairs across
+        their common boundary and the sum, over those pixel pairs, of the Euclidean distance
+        between the two pixels' features.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    n_segments = int(segments.max()) + 1
+    keys, distances = [], []
+    for axis in (0, 1):
+        here = segments[1:, :] if axis == 0 else segments[:, 1:]
+        there = segments[:-1, :] if axis == 0 else segments[:, :-1]
+        across = here != there
+        feature_step = np.diff(features, axis=axis)[across]
+        low, high = np.minimum(here[across], there[across]), np.maximum(here[across], there[across])
+        keys.append(low.astype(np.int64) * n_segments + high)
+        distances.append(np.linalg.norm(feature_step, axis=-1))
+    pair_keys, pair_index = np.unique(np.concatenate(keys), return_inverse=True)
+    length = np.bincount(pair_index)
+    contrast = np.bincount(pair_index, np.concatenate(distances))
+    return pair_keys // n_segments, pair_keys % n_segments, length, contrast
+
+
+def merge_weak_boundaries(
+    segments: np.ndarray, features: np.ndarray, threshold: float, smoothing: float = 1.0
+) -> np.ndarray:
+    """Join touching segments, weakest boundary first, until every boundary is strong.
+
+    The strength of the boundary between two segments is its mean contrast: the feature
+    distance (e.g. Lab colour) between the two pixels of every 4-neighbour pixel pair that
+    straddles it, averaged along the boundary, after a Gaussian blur of ``smoothing`` pixels.
+    The two segments with the weakest boundary are joined, their boundaries with common
+    neighbours pooled, and so on, until no boundary is weaker than ``threshold``. A gentle
+    ramp (sky, an uneven stain) has weak boundaries everywhere and becomes one segment; an
+    object of similar mean colour but with a sharp outline stays apart.
+
+    Parameters
+    ----------
+    segments : np.ndarray
+        ``(H, W)`` integer labels (each label one segment; split them into connected
+        components first if needed).
+    features : np.ndarray
+        ``(H, W, F)`` per-pixel features.
+    threshold : float
+        Boundaries with a mean contrast below this are removed.
+    smoothing : float
+        Gaussian sigma (pixels) applied to the features first; 0 for none.
+
+    Returns
+    -------
+    np.ndarray
+        Labels 1..n, smallest unsigned dtype.
+    """
+    import heapq
+
+    from scipy.ndimage import gaussian_filter
 
     segments = relabel_consecutive(segments).astype(np.int64) - 1
-    n_segments = int(segments.max()) + 1
-    flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
-    counts = np.bincount(segments.ravel(), minlength=n_segments)
-    means = (
-        np.stack([np.bincount(segments.ravel(), f, minlength=n_segments) for f in flat.T], axis=1)
-        / counts[:, None]
-    )
-    neighbours = [  # (this pixel, its neighbour below / right / diagonally)
-        (segments[1:, :], segments[:-1, :]),
-        (segments[:, 1:], segments[:, :-1]),
-        (segments[1:, 1:], segments[:-1, :-1]),
-        (segments[1:, :-1], segments[:-1, 1:]),
-    ]
-    pairs = np.concatenate([np.stack([u.ravel(), v.ravel()], 1) for u, v in neighbours])
-    pairs = np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
-    similar = np.linalg.norm(means[pairs[:, 0]] - means[pairs[:, 1]], axis=1) < threshold
-    a, b = pairs[similar].T
-    adjacency = coo_matrix((np.ones(len(a)), (a, b)), shape=(n_segments, n_segments))
-    _, component = connected_components(adjacency, directed=False)
-    return relabel_consecutive(component[segments])
+    features = np.asarray(features, dtype=np.float64)
+    if smoothing > 0:
+        features = gaussian_filter(features, (smoothing, smoothing, 0))
+    first, second, length, contrast = boundary_contrast(segments, features)
+    # neighbours[i][j] = [boundary length, summed contrast], one list shared by i and j.
+    neighbours: list[dict[int, list[float]]] = [{} for _ in range(int(segments.max()) + 1)]
+    heap = []
+    for i, j, n, total in zip(
+        first.tolist(), second.tolist(), length.tolist(), contrast.tolist(), strict=True
+    ):
+        neighbours[i][j] = neighbours[j][i] = [n, total]
+        heap.append((total / n, i, j))
+    heapq.heapify(heap)
+    owner = np.arange(len(neighbours))
+    while heap:
+        strength, i, j = heapq.heappop(heap)
+        if strength >= threshold:
+            break
+        edge = neighbours[i].get(j)
+        if edge is None or edge[1] / edge[0] != strength:
+            continue  # outdated: i or j has been joined to another segment since
+        if len(neighbours[i]) < len(neighbours[j]):
+            i, j = j, i  # keep the segment with more neighbours, move the fewer
+        owner[j] = i
+        del neighbours[i][j]
+        for k, (n, total) in neighbours[j].items():
+            if k == i:
+                continue
+            del neighbours[k][j]
+            pooled = neighbours[i].get(k)
+            if pooled is None:
+                pooled = neighbours[i][k] = neighbours[k][i] = [0.0, 0.0]
+            pooled[0] += n
+            pooled[1] += total
+            heapq.heappush(heap, (pooled[1] / pooled[0], min(i, k), max(i, k)))
+        neighbours[j] = {}
+    while True:  # follow every segment to the one it finally joined
+        root = owner[owner]
+        if np.array_equal(root, owner):
+            break
+        owner = root
+    return relabel_consecutive(owner[segments])

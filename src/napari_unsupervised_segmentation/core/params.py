@@ -49,15 +49,16 @@ class SegmentationParams:
     merge_threshold: float = field(
         default=0.0,
         metadata={
-            "help": "At the end, join touching segments whose mean colour (Lab for RGB, "
-            "channels scaled to 0..100 otherwise) differs by less than this (0: off)."
+            "help": "At the end, join touching segments, weakest boundary first, until every "
+            "boundary's mean colour contrast (Lab for RGB, channels scaled to 0..100 otherwise, "
+            "across the boundary after a 1-pixel blur) is at least this (0: off)."
         },
     )
     min_segment_size: int = field(
         default=0,
         metadata={
             "help": "Merge 4-connected segments smaller than this many pixels into their "
-            "neighbours at the end, before and after the colour merge (0: keep every segment)."
+            "neighbours at the end, before and after the boundary merge (0: keep every segment)."
         },
     )
     seed: int | None = field(
@@ -168,13 +169,14 @@ def _require(ok: bool, message: str, value: Any) -> None:
 PRESETS: dict[str, SegmentationParams] = {
     "paper": SegmentationParams(),
     # Measured on BSDS500 train and val (docs/benchmarks.md): a short training with fewer
-    # filters and SLIC superpixels that follow edges, then joining similar neighbours.
+    # filters and SLIC superpixels that follow edges, then joining segments across weak
+    # boundaries.
     "default": SegmentationParams(
         n_channels=32,
         n_superpixels=3000,
         compactness=10.0,
         max_iter=40,
-        merge_threshold=10.0,
+        merge_threshold=2.0,
         min_segment_size=16,
     ),
 }

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from .devices import precision_context, resolve_device
 from .labels import (
-    merge_similar_segments,
     merge_small_segments,
+    merge_weak_boundaries,
     relabel_consecutive,
     split_connected_components,
 )
@@ -74,8 +74,8 @@ def finish_labels(
 
     Without post-processing, every argmax value is one label. Otherwise labels become
     4-connected segments; segments under ``min_segment_size`` pixels join their surroundings,
-    before and after similar touching segments are joined (``merge_threshold``): specks
-    removed first cannot bridge two different regions into one.
+    before and after touching segments are joined across weak boundaries
+    (``merge_threshold``): specks removed first cannot bridge two different regions.
     """
     if not (settings.connected_components or settings.merge_threshold or settings.min_segment_size):
         return relabel_consecutive(prediction)
@@ -83,7 +83,7 @@ def finish_labels(
     if settings.min_segment_size > 1:
         labels = merge_small_segments(labels, settings.min_segment_size)
     if settings.merge_threshold:
-        labels = merge_similar_segments(labels, colour_features(image), settings.merge_threshold)
+        labels = merge_weak_boundaries(labels, colour_features(image), settings.merge_threshold)
         if settings.min_segment_size > 1:
             labels = merge_small_segments(labels, settings.min_segment_size)
     return labels
