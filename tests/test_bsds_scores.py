@@ -241,3 +241,31 @@ def test_engine_prediction_folder_changes_with_the_preset(monkeypatch):
     monkeypatch.setitem(params.PRESETS, "default", changed)
     after = bsds._tag(args, "preset=default max_iter=5")
     assert before != after and before.startswith("ours_preset=default_max_iter=5_")
+
+
+def test_merge_sweep_scores_every_setting_from_one_training(tmp_path, capsys, monkeypatch):
+    import merge_sweep
+
+    data, cache = fake_split(tmp_path / "data"), tmp_path / "cache"
+    argv = ["--data", str(data), "--ids", "1", "--jobs", "1", "--cache", str(cache)]
+    argv += ["--iterations", "1,2", "--thresholds", "0,2", "--min-sizes", "16"]
+    assert merge_sweep.main(argv) == 0
+    printed = capsys.readouterr().out.splitlines()[2:]
+    rows = [line.split() for line in printed]
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("1", "0", "16"),
+        ("1", "2", "16"),
+        ("2", "0", "16"),
+        ("2", "2", "16"),
+    ]
+    assert all(r[-1] in "01234" for r in rows)
+    assert sorted(p.name for p in cache.iterdir()) == ["1001.npz"]
+
+    import napari_unsupervised_segmentation
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached labels should have been used")
+
+    monkeypatch.setattr(napari_unsupervised_segmentation, "iter_segment", no_training)
+    assert merge_sweep.main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[2:] == printed  # same scores, from the cache

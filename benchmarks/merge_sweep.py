@@ -1,0 +1,136 @@
+"""Sweep the default preset's post-processing on BSDS500 without retraining for each setting.
+
+The network is trained once per image (the ``default`` preset, stopping rule off) and its raw
+labels are cached at a few iteration counts; every combination of iteration count,
+``merge_threshold`` and ``min_segment_size`` is then post-processed exactly as the engine
+does (``finish_labels``) and scored. This is how the default's post-processing was chosen
+(see docs/benchmarks.md); confirm a choice with a full ``bsds.py --method ours`` run, which
+also applies the stopping rule.
+
+Example
+-------
+::
+
+    python benchmarks/merge_sweep.py --split val --iterations 20,40 --thresholds 1.5,2,2.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+from collections.abc import Sequence
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+import bsds
+import scores
+
+TARGETS = {"miou_all": 0.33, "sc": 0.52, "pri": 0.78, "vi": 2.0}  # the quality issue's bar
+
+
+def targets_met(row: dict[str, float]) -> int:
+    """How many of the four quality targets a row of scores meets (VI: lower is better)."""
+    return sum(
+        row[name] <= bound if name == "vi" else row[name] >= bound
+        for name, bound in TARGETS.items()
+    )
+
+
+def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarray]:
+    """Raw (not post-processed) labels after each iteration count, trained once and cached."""
+    from napari_unsupervised_segmentation import iter_segment
+
+    path = args.cache / f"{image_id}.npz"
+    wanted = {f"it{n}" for n in args.iterations}
+    if path.exists():
+        with np.load(path) as cached:
+            if wanted <= set(cached.files):
+                return {key: cached[key] for key in wanted}
+    image = bsds.load_image(args.data, args.split, image_id)
+    raw: dict[str, np.ndarray] = {}
+    steps = iter_segment(
+        image,
+        "default",
+        channel_axis=-1,
+        max_iter=max(args.iterations),
+        min_labels=0,
+        merge_threshold=0.0,
+        min_segment_size=0,
+        **dict(args.param),
+    )
+    for step in steps:
+        if step.iteration in args.iterations:
+            raw[f"it{step.iteration}"] = step.labels
+    np.savez_compressed(path, **raw)
+    return raw
+
+
+def score_image(job: tuple[argparse.Namespace, str]) -> dict[tuple, scores.ImageStats]:
+    """Scores of one image under every post-processing setting of the sweep."""
+    from napari_unsupervised_segmentation import PRESETS
+    from napari_unsupervised_segmentation.core.normalize import prepare_image
+    from napari_unsupervised_segmentation.core.train import finish_labels
+
+    args, image_id = job
+    raw = cached_labels(args, image_id)
+    prepared = prepare_image(bsds.load_image(args.data, args.split, image_id), -1)
+    annotations = bsds.load_annotations(args.data, args.split, image_id)
+    results = {}
+    for iterations, threshold, min_size in itertools.product(
+        args.iterations, args.thresholds, args.min_sizes
+    ):
+        settings = PRESETS["default"].replace(merge_threshold=threshold, min_segment_size=min_size)
+        labels = finish_labels(raw[f"it{iterations}"], settings, prepared)
+        results[(iterations, threshold, min_size)] = scores.image_stats(labels, annotations)
+    return results
+
+
+def numbers(text: str, kind: type) -> list:
+    return [kind(token) for token in text.split(",") if token]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--split", choices=("val", "train"), default="val")
+    parser.add_argument("--ids", help="N (the first N), ids separated by commas, or a file")
+    parser.add_argument("--data", type=Path, default=bsds.DEFAULT_DATA)
+    parser.add_argument("--iterations", type=lambda t: numbers(t, int), default=[20, 30, 40])
+    parser.add_argument("--thresholds", type=lambda t: numbers(t, float), default=[1.5, 2, 2.5, 3])
+    parser.add_argument("--min-sizes", type=lambda t: numbers(t, int), default=[16, 64])
+    parser.add_argument("--cache", type=Path, help="folder of cached raw labels")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--param", action="append", type=bsds.parse_param, default=[], metavar="KEY=VALUE"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ids = bsds.read_ids(args.data, args.split, args.ids)
+    if args.cache is None:
+        tag = "-".join(f"{k}={v}" for k, v in args.param) or "default"
+        args.cache = bsds.REPO_ROOT / "benchmarks" / "results" / args.split / f"sweep-{tag}"
+    args.cache.mkdir(parents=True, exist_ok=True)
+    jobs = [(args, image_id) for image_id in ids]
+    if args.jobs > 1:
+        with Pool(args.jobs) as pool:
+            per_image = pool.map(score_image, jobs, chunksize=1)
+    else:
+        per_image = [score_image(job) for job in jobs]
+    print(f"{len(ids)} {args.split} images; targets: {TARGETS}")
+    print("iterations threshold min_size | mIoU all    SC   PRI    VI | segments met")
+    for key in per_image[0]:
+        row = scores.combine([image[key] for image in per_image])
+        print(
+            f"{key[0]:10d} {key[1]:9g} {key[2]:8d} | {row['miou_all']:.4f} {row['sc']:.4f} "
+            f"{row['pri']:.4f} {row['vi']:.4f} | {row['median_segments']:8g} {targets_met(row)}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
