@@ -17,11 +17,13 @@ Example
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import os
 from collections.abc import Sequence
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,38 +41,47 @@ def targets_met(row: dict[str, float]) -> int:
     )
 
 
+POST_PROCESSING = ("merge_threshold", "min_segment_size")  # swept, so not a --param
+
+
+def training_settings(args: argparse.Namespace) -> Any:
+    """The ``default`` preset with ``--param``, stopping rule and post-processing off."""
+    from napari_unsupervised_segmentation import PRESETS
+
+    return PRESETS["default"].replace(
+        **dict(args.param), min_labels=0, merge_threshold=0.0, min_segment_size=0
+    )
+
+
 def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarray]:
-    """Raw (not post-processed) labels after each iteration count, trained once and cached."""
+    """Raw (not post-processed) labels after each iteration count, trained once and cached.
+
+    The cache file is named by a digest of the training settings, so a changed preset or
+    ``--param`` never reuses labels trained otherwise.
+    """
     from napari_unsupervised_segmentation import iter_segment
 
-    path = args.cache / f"{image_id}.npz"
+    settings = training_settings(args)
+    digest = hashlib.sha1(repr(settings.replace(max_iter=1)).encode()).hexdigest()[:10]
+    path = args.cache / f"{image_id}-{digest}.npz"
     wanted = {f"it{n}" for n in args.iterations}
+    raw: dict[str, np.ndarray] = {}
     if path.exists():
         with np.load(path) as cached:
-            if wanted <= set(cached.files):
-                return {key: cached[key] for key in wanted}
+            raw = {key: cached[key] for key in cached.files}
+        if wanted <= set(raw):
+            return {key: raw[key] for key in wanted}
     image = bsds.load_image(args.data, args.split, image_id)
-    raw: dict[str, np.ndarray] = {}
-    steps = iter_segment(
-        image,
-        "default",
-        channel_axis=-1,
-        max_iter=max(args.iterations),
-        min_labels=0,
-        merge_threshold=0.0,
-        min_segment_size=0,
-        **dict(args.param),
-    )
+    steps = iter_segment(image, settings.replace(max_iter=max(args.iterations)), channel_axis=-1)
     for step in steps:
         if step.iteration in args.iterations:
             raw[f"it{step.iteration}"] = step.labels
-    np.savez_compressed(path, **raw)
-    return raw
+    np.savez_compressed(path, **raw)  # keeps the iteration counts cached before
+    return {key: raw[key] for key in wanted}
 
 
 def score_image(job: tuple[argparse.Namespace, str]) -> dict[tuple, scores.ImageStats]:
     """Scores of one image under every post-processing setting of the sweep."""
-    from napari_unsupervised_segmentation import PRESETS
     from napari_unsupervised_segmentation.core.normalize import prepare_image
     from napari_unsupervised_segmentation.core.train import finish_labels
 
@@ -78,11 +89,12 @@ def score_image(job: tuple[argparse.Namespace, str]) -> dict[tuple, scores.Image
     raw = cached_labels(args, image_id)
     prepared = prepare_image(bsds.load_image(args.data, args.split, image_id), -1)
     annotations = bsds.load_annotations(args.data, args.split, image_id)
+    base = training_settings(args)
     results = {}
     for iterations, threshold, min_size in itertools.product(
         args.iterations, args.thresholds, args.min_sizes
     ):
-        settings = PRESETS["default"].replace(merge_threshold=threshold, min_segment_size=min_size)
+        settings = base.replace(merge_threshold=threshold, min_segment_size=min_size)
         labels = finish_labels(raw[f"it{iterations}"], settings, prepared)
         results[(iterations, threshold, min_size)] = scores.image_stats(labels, annotations)
     return results
@@ -100,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iterations", type=lambda t: numbers(t, int), default=[20, 30, 40])
     parser.add_argument("--thresholds", type=lambda t: numbers(t, float), default=[1.5, 2, 2.5, 3])
     parser.add_argument("--min-sizes", type=lambda t: numbers(t, int), default=[16, 64])
-    parser.add_argument("--cache", type=Path, help="folder of cached raw labels")
+    parser.add_argument(
+        "--cache", type=Path, help="folder of cached raw labels (default benchmarks/results/...)"
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
         "--param", action="append", type=bsds.parse_param, default=[], metavar="KEY=VALUE"
@@ -110,10 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    swept = sorted({key for key, _ in args.param} & set(POST_PROCESSING))
+    if swept:
+        raise SystemExit(f"--param {', '.join(swept)}: swept by --thresholds / --min-sizes")
+    try:
+        training_settings(args)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"--param: {exc}") from exc
     ids = bsds.read_ids(args.data, args.split, args.ids)
     if args.cache is None:
-        tag = "-".join(f"{k}={v}" for k, v in args.param) or "default"
-        args.cache = bsds.REPO_ROOT / "benchmarks" / "results" / args.split / f"sweep-{tag}"
+        args.cache = bsds.REPO_ROOT / "benchmarks" / "results" / args.split / "sweep-cache"
     args.cache.mkdir(parents=True, exist_ok=True)
     jobs = [(args, image_id) for image_id in ids]
     if args.jobs > 1:

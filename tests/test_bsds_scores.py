@@ -258,8 +258,11 @@ def test_merge_sweep_scores_every_setting_from_one_training(tmp_path, capsys, mo
         ("2", "0", "16"),
         ("2", "2", "16"),
     ]
-    assert all(r[-1] in "01234" for r in rows)
-    assert sorted(p.name for p in cache.iterdir()) == ["1001.npz"]
+    assert all(r[-1] in {"0", "1", "2", "3", "4"} for r in rows)
+    cached = list(cache.iterdir())
+    assert len(cached) == 1 and cached[0].name.startswith("1001-")
+    with pytest.raises(SystemExit, match="merge_threshold"):
+        merge_sweep.main([*argv, "--param", "merge_threshold=3"])
 
     import napari_unsupervised_segmentation
 
@@ -269,3 +272,5 @@ def test_merge_sweep_scores_every_setting_from_one_training(tmp_path, capsys, mo
     monkeypatch.setattr(napari_unsupervised_segmentation, "iter_segment", no_training)
     assert merge_sweep.main(argv) == 0
     assert capsys.readouterr().out.splitlines()[2:] == printed  # same scores, from the cache
+    with pytest.raises(AssertionError, match="cached labels"):  # other settings: not cached
+        merge_sweep.main([*argv, "--param", "n_channels=8"])

@@ -355,6 +355,23 @@ def test_merge_weak_boundaries_joins_a_ramp_but_keeps_a_sharp_object():
     np.testing.assert_array_equal(merged[0], [1, 1, 1, 1, 1, 1, 2, 2])
 
 
+def test_merge_weak_boundaries_keeps_a_sharp_edge_between_equal_mean_colours():
+    segments = np.repeat(np.array([[1, 1, 1, 2, 2, 2]]), 4, axis=0)
+    features = np.repeat(np.array([[0.0, 0.0, 0.0, 3.0, -1.5, -1.5]]), 4, axis=0)[..., None]
+    # both segments average 0, but the step across their boundary is 3
+    merged = merge_weak_boundaries(segments, features, threshold=1.5, smoothing=0)
+    np.testing.assert_array_equal(merged, segments)
+    # a 1-pixel blur spreads the 3-pixel pattern out (the step becomes about 0.1): joined
+    blurred = merge_weak_boundaries(segments, features, threshold=1.5)
+    np.testing.assert_array_equal(blurred, np.ones_like(segments))
+
+
+def test_boundary_contrast_of_integer_features_does_not_wrap_around():
+    segments = np.array([[0, 1]])
+    features = np.array([[10, 5]], dtype=np.uint8)[..., None]
+    np.testing.assert_allclose(boundary_contrast(segments, features)[3], [5.0])
+
+
 def test_default_preset_post_processes_into_connected_segments():
     image = np.random.default_rng(4).integers(0, 255, (24, 32, 3), dtype=np.uint8)
     labels = segment(image, channel_axis=-1, device="cpu", max_iter=3)
