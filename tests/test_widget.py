@@ -16,6 +16,7 @@ from napari_unsupervised_segmentation._widget import (
     should_deliver,
     status_text,
     train_updates,
+    update_interval_after,
 )
 
 PLUGIN = "napari-unsupervised-segmentation"
@@ -80,6 +81,11 @@ def test_should_deliver_throttles_but_keeps_first_and_last():
     assert not should_deliver(0.1, 0.0, 0.2, final=False)
     assert should_deliver(0.1, 0.0, 0.2, final=True)
     assert should_deliver(0.25, 0.0, 0.2, final=False)
+
+
+def test_slow_labels_make_live_updates_rarer():
+    assert update_interval_after(0.2, 0.01) == 0.2
+    assert update_interval_after(0.2, 1.0) == 4.0  # 1 s of labels, then 3 s of training
 
 
 def test_params_from_values_maps_seed_minus_one_to_none():

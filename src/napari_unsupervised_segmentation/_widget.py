@@ -45,10 +45,19 @@ if TYPE_CHECKING:
     import napari
     from napari.layers import Labels
 
-__all__ = ["SegmentationWidget", "should_deliver", "status_text", "train_updates"]
+__all__ = [
+    "SegmentationWidget",
+    "should_deliver",
+    "status_text",
+    "train_updates",
+    "update_interval_after",
+]
 
 #: Seconds between two live label updates (at most 5 per second; the last is always shown).
 UPDATE_INTERVAL = 0.2
+#: Live labels may take at most 1/LABELS_TIME_FACTOR of the training thread's time: when
+#: post-processing is slow (several networks, large images), updates come less often.
+LABELS_TIME_FACTOR = 4.0
 #: Longest wait (s) for the training thread when the viewer or the widget closes; the thread
 #: ends by itself after the current iteration anyway.
 SHUTDOWN_WAIT = 2.0
@@ -69,8 +78,10 @@ _LABELS = {
     "continuity_weight": "Continuity weight",
     "merge_threshold": "Merge threshold",
     "min_segment_size": "Min segment size",
+    "n_networks": "Networks",
+    "consensus_threshold": "Consensus threshold",
 }
-_BASIC = ("max_iter", "min_labels", "n_superpixels", "seed", "device")
+_BASIC = ("max_iter", "min_labels", "n_superpixels", "n_networks", "seed", "device")
 
 
 # --- pure helpers (no Qt, no viewer) -------------------------------------------------
@@ -79,6 +90,15 @@ _BASIC = ("max_iter", "min_labels", "n_superpixels", "seed", "device")
 def should_deliver(now: float, last_sent: float | None, interval: float, final: bool) -> bool:
     """Whether a step's labels go to the viewer: first, final, else one per ``interval`` s."""
     return final or last_sent is None or now - last_sent >= interval
+
+
+def update_interval_after(interval: float, labels_seconds: float) -> float:
+    """The wait before the next live update, given how long the last labels took to make.
+
+    At least ``interval``; longer when making the labels is slow, so that live updates never
+    take more than 1/``LABELS_TIME_FACTOR`` of the training thread's time.
+    """
+    return max(interval, LABELS_TIME_FACTOR * labels_seconds)
 
 
 @dataclass(frozen=True)
@@ -121,6 +141,7 @@ def train_updates(
         steps = iter_segment(image, params, channel_axis=channel_axis)
         try:
             last_sent: float | None = None
+            wait = interval
             while not stop.is_set():
                 try:
                     step = next(steps)
@@ -128,9 +149,12 @@ def train_updates(
                     return
                 final = bool(step.is_last) or stop.is_set()
                 now = clock()
-                if should_deliver(now, last_sent, interval, final):
+                if should_deliver(now, last_sent, wait, final):
                     last_sent = now
-                    yield Update(step.iteration, step.n_labels, step.loss, step.labels, final)
+                    started = time.perf_counter()
+                    labels = step.labels
+                    wait = update_interval_after(interval, time.perf_counter() - started)
+                    yield Update(step.iteration, step.n_labels, step.loss, labels, final)
                 if final:
                     return
         finally:
@@ -639,6 +663,8 @@ def _make_controls() -> dict[str, Any]:
         "continuity_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 1e-3}),
         "merge_threshold": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.25}),
         "min_segment_size": (SpinBox, {"min": 0, "max": big}),
+        "n_networks": (SpinBox, {"min": 1, "max": 256}),
+        "consensus_threshold": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.1}),
     }
     controls: dict[str, Any] = {}
     for f in dataclasses.fields(defaults):
