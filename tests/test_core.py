@@ -220,8 +220,6 @@ def test_bad_images_raise_clear_errors(image, kwargs, message):
         ({"precision": "fp8"}, "precision"),
         ({"seed": 1.5}, "seed"),
         ({"max_iter": 2.5}, "max_iter"),
-        ({"n_networks": 0}, "n_networks"),
-        ({"consensus_threshold": -1.0}, "consensus_threshold"),
     ],
 )
 def test_bad_parameters_raise_clear_errors(change, message):
@@ -309,12 +307,10 @@ def test_min_segment_size_leaves_no_smaller_segment():
 
 def test_continuity_loss_is_mean_absolute_neighbour_difference():
     responses = torch.zeros(1, 2, 3, 3)
-    assert continuity_loss(responses).tolist() == [0.0]
+    assert continuity_loss(responses) == 0
     responses[0, 0, :, 2] = 6.0  # one column differs: 3 of 6 horizontal pairs per channel
     expected_horizontal = 6.0 * 3 / (2 * 3 * 2)
     assert continuity_loss(responses).item() == pytest.approx(expected_horizontal)
-    two_networks = torch.cat([torch.zeros(1, 2, 3, 3), responses])  # one value per network
-    assert continuity_loss(two_networks).tolist() == pytest.approx([0.0, expected_horizontal])
 
 
 def test_continuity_weight_changes_training():

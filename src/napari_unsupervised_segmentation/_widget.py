@@ -56,7 +56,7 @@ __all__ = [
 #: Seconds between two live label updates (at most 5 per second; the last is always shown).
 UPDATE_INTERVAL = 0.2
 #: Live labels may take at most 1/LABELS_TIME_FACTOR of the training thread's time: when
-#: post-processing is slow (several networks, large images), updates come less often.
+#: post-processing is slow (large, busy images), updates come less often.
 LABELS_TIME_FACTOR = 4.0
 #: Longest wait (s) for the training thread when the viewer or the widget closes; the thread
 #: ends by itself after the current iteration anyway.
@@ -78,10 +78,8 @@ _LABELS = {
     "continuity_weight": "Continuity weight",
     "merge_threshold": "Merge threshold",
     "min_segment_size": "Min segment size",
-    "n_networks": "Networks",
-    "consensus_threshold": "Consensus threshold",
 }
-_BASIC = ("max_iter", "min_labels", "n_superpixels", "n_networks", "seed", "device")
+_BASIC = ("max_iter", "min_labels", "n_superpixels", "seed", "device")
 
 
 # --- pure helpers (no Qt, no viewer) -------------------------------------------------
@@ -663,8 +661,6 @@ def _make_controls() -> dict[str, Any]:
         "continuity_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 1e-3}),
         "merge_threshold": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.25}),
         "min_segment_size": (SpinBox, {"min": 0, "max": big}),
-        "n_networks": (SpinBox, {"min": 1, "max": 256}),
-        "consensus_threshold": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.1}),
     }
     controls: dict[str, Any] = {}
     for f in dataclasses.fields(defaults):

@@ -55,71 +55,40 @@ def merge_small_segments(labels: np.ndarray, min_size: int) -> np.ndarray:
     return segments
 
 
-def pixel_contrast(features: np.ndarray, smoothing: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Feature distance between every pixel and its lower and its right neighbour.
-
-    Parameters
-    ----------
-    features : np.ndarray
-        ``(H, W, F)`` per-pixel features (e.g. Lab colour).
-    smoothing : float
-        Gaussian sigma (pixels) applied to the features first; 0 for none.
-
-    Returns
-    -------
-    vertical, horizontal : np.ndarray
-        ``(H - 1, W)`` and ``(H, W - 1)`` Euclidean distances (float64).
-    """
-    features = np.asarray(features, dtype=np.float64)  # no wrap-around for integer features
-    if smoothing > 0:
-        from scipy.ndimage import gaussian_filter
-
-        features = gaussian_filter(features, (smoothing, smoothing, 0))
-    vertical = np.linalg.norm(np.diff(features, axis=0), axis=-1)
-    horizontal = np.linalg.norm(np.diff(features, axis=1), axis=-1)
-    return vertical, horizontal
-
-
-def boundary_strength(
-    segments: np.ndarray, vertical: np.ndarray, horizontal: np.ndarray
+def boundary_contrast(
+    segments: np.ndarray, features: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair of 4-adjacent segments with its boundary length and summed pixel-pair cost.
+    """Every pair of 4-adjacent segments with its boundary length and summed contrast.
 
     Parameters
     ----------
     segments : np.ndarray
         ``(H, W)`` labels 0..n-1.
-    vertical, horizontal : np.ndarray
-        ``(H - 1, W)`` and ``(H, W - 1)`` costs of the pixel pairs (row ``i`` with ``i + 1``,
-        column ``j`` with ``j + 1``), e.g. from :func:`pixel_contrast`.
+    features : np.ndarray
+        ``(H, W, F)`` per-pixel features.
 
     Returns
     -------
-    first, second, length, total : np.ndarray
+    first, second, length, contrast : np.ndarray
         For each pair (``first < second``): the number of 4-neighbour pixel pairs across
-        their common boundary and the sum of those pixel pairs' costs.
+        their common boundary and the sum, over those pixel pairs, of the Euclidean distance
+        between the two pixels' features.
     """
     n_segments = int(segments.max()) + 1
-    keys, costs = [], []
-    for here, there, cost in (
-        (segments[1:, :], segments[:-1, :], vertical),
-        (segments[:, 1:], segments[:, :-1], horizontal),
-    ):
+    features = np.asarray(features, dtype=np.float64)  # no wrap-around for integer features
+    keys, distances = [], []
+    for axis in (0, 1):
+        here = segments[1:, :] if axis == 0 else segments[:, 1:]
+        there = segments[:-1, :] if axis == 0 else segments[:, :-1]
         across = here != there
+        feature_step = np.diff(features, axis=axis)[across]
         low, high = np.minimum(here[across], there[across]), np.maximum(here[across], there[across])
         keys.append(low.astype(np.int64) * n_segments + high)
-        costs.append(np.asarray(cost, dtype=np.float64)[across])
+        distances.append(np.linalg.norm(feature_step, axis=-1))
     pair_keys, pair_index = np.unique(np.concatenate(keys), return_inverse=True)
     length = np.bincount(pair_index)
-    total = np.bincount(pair_index, np.concatenate(costs), minlength=len(pair_keys))
-    return pair_keys // n_segments, pair_keys % n_segments, length, total
-
-
-def boundary_contrast(
-    segments: np.ndarray, features: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`boundary_strength` with the feature distance (:func:`pixel_contrast`) as cost."""
-    return boundary_strength(segments, *pixel_contrast(features))
+    contrast = np.bincount(pair_index, np.concatenate(distances)).astype(np.float64)
+    return pair_keys // n_segments, pair_keys % n_segments, length, contrast
 
 
 def merge_weak_boundaries(
@@ -134,6 +103,9 @@ def merge_weak_boundaries(
     neighbours pooled, and so on, until no boundary is weaker than ``threshold``. A gentle
     ramp (sky, an uneven stain) has weak boundaries everywhere and becomes one segment; an
     object of similar mean colour but with a sharp outline stays apart.
+
+    The joining runs in Python over pairs of touching segments (about 15 microseconds per
+    pair): give it segments, not pixels; 10^4 to 10^5 segments take well under a few seconds.
 
     Parameters
     ----------
@@ -152,33 +124,20 @@ def merge_weak_boundaries(
     np.ndarray
         Labels 1..n, smallest unsigned dtype.
     """
-    return join_weak_boundaries(segments, *pixel_contrast(features, smoothing), threshold)
-
-
-def join_weak_boundaries(
-    segments: np.ndarray, vertical: np.ndarray, horizontal: np.ndarray, threshold: float
-) -> np.ndarray:
-    """Join touching segments while the weakest boundary's mean pixel-pair cost < ``threshold``.
-
-    The costs are those of :func:`boundary_strength`. When two segments join, their
-    boundaries with common neighbours are pooled (lengths and summed costs add up). The
-    joining runs in Python over pairs of touching segments (about 15 microseconds per pair):
-    give it segments, not pixels; 10^4 to 10^5 segments take well under a few seconds.
-
-    Returns
-    -------
-    np.ndarray
-        Labels 1..n, smallest unsigned dtype.
-    """
     import heapq
 
+    from scipy.ndimage import gaussian_filter
+
     segments = relabel_consecutive(segments).astype(np.int64) - 1
-    first, second, length, total_cost = boundary_strength(segments, vertical, horizontal)
-    # neighbours[i][j] = [boundary length, summed cost], one list shared by i and j.
+    features = np.asarray(features, dtype=np.float64)
+    if smoothing > 0:
+        features = gaussian_filter(features, (smoothing, smoothing, 0))
+    first, second, length, contrast = boundary_contrast(segments, features)
+    # neighbours[i][j] = [boundary length, summed contrast], one list shared by i and j.
     neighbours: list[dict[int, list[float]]] = [{} for _ in range(int(segments.max()) + 1)]
     heap = []
     for i, j, n, total in zip(
-        first.tolist(), second.tolist(), length.tolist(), total_cost.tolist(), strict=True
+        first.tolist(), second.tolist(), length.tolist(), contrast.tolist(), strict=True
     ):
         neighbours[i][j] = neighbours[j][i] = [n, total]
         heap.append((total / n, i, j))
@@ -212,60 +171,3 @@ def join_weak_boundaries(
             break
         owner = root
     return relabel_consecutive(owner[segments])
-
-
-def boundary_votes(members: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Share of the label images that separate each pixel from its lower and right neighbour.
-
-    Returns ``(H - 1, W)`` and ``(H, W - 1)`` arrays in [0, 1] (the pixel pairs of
-    :func:`pixel_contrast`).
-    """
-    vertical = np.mean([labels[1:, :] != labels[:-1, :] for labels in members], axis=0)
-    horizontal = np.mean([labels[:, 1:] != labels[:, :-1] for labels in members], axis=0)
-    return vertical, horizontal
-
-
-def intersect_labels(members: list[np.ndarray]) -> np.ndarray:
-    """The 4-connected segments on which every label image is constant (their overlay)."""
-    combined = np.zeros(members[0].shape, dtype=np.int64)
-    for labels in members:
-        values, index = np.unique(labels, return_inverse=True)
-        combined = combined * len(values) + index.reshape(labels.shape)
-        combined = np.unique(combined, return_inverse=True)[1].reshape(labels.shape)
-    return split_connected_components(combined)
-
-
-def consensus_labels(
-    members: list[np.ndarray], features: np.ndarray, threshold: float, smoothing: float = 1.0
-) -> np.ndarray:
-    """One segmentation from several: boundaries that the members agree on and that show.
-
-    The members' overlay (:func:`intersect_labels`) is joined across weak boundaries
-    (:func:`join_weak_boundaries`), where the cost of a pixel pair is the share of members
-    that separate it (:func:`boundary_votes`) times its feature contrast
-    (:func:`pixel_contrast` after a ``smoothing``-pixel blur). A boundary that only one
-    member of many draws, or that runs through uniform colour, is weak; one that every
-    member draws along a colour edge stays.
-
-    Parameters
-    ----------
-    members : list of np.ndarray
-        ``(H, W)`` label images of the same scene (e.g. networks trained from different
-        seeds).
-    features : np.ndarray
-        ``(H, W, F)`` per-pixel features (Lab colour for RGB).
-    threshold : float
-        Boundaries whose mean cost (votes x contrast) is below this are removed.
-    smoothing : float
-        Gaussian sigma (pixels) applied to the features first.
-
-    Returns
-    -------
-    np.ndarray
-        Labels 1..n, smallest unsigned dtype.
-    """
-    vote_v, vote_h = boundary_votes(members)
-    contrast_v, contrast_h = pixel_contrast(features, smoothing)
-    return join_weak_boundaries(
-        intersect_labels(members), vote_v * contrast_v, vote_h * contrast_h, threshold
-    )

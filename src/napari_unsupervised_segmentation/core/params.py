@@ -61,20 +61,6 @@ class SegmentationParams:
             "neighbours at the end, before and after the boundary merge (0: keep every segment)."
         },
     )
-    n_networks: int = field(
-        default=1,
-        metadata={
-            "help": "Networks trained side by side from seeds seed, seed + 1, ...; their labels "
-            "are combined, keeping the boundaries they agree on (1: one network, as in the paper)."
-        },
-    )
-    consensus_threshold: float = field(
-        default=1.0,
-        metadata={
-            "help": "With several networks: join touching segments of their overlay while the "
-            "boundary's mean (share of networks that draw it x colour contrast) is below this."
-        },
-    )
     seed: int | None = field(
         default=0, metadata={"help": "Random seed (None: a fresh random start every run)."}
     )
@@ -140,16 +126,6 @@ class SegmentationParams:
             _is_int(self.min_segment_size) and self.min_segment_size >= 0,
             "min_segment_size must be an integer >= 0",
             self.min_segment_size,
-        )
-        _require(
-            _is_int(self.n_networks) and self.n_networks >= 1,
-            "n_networks must be an integer >= 1",
-            self.n_networks,
-        )
-        _require(
-            _is_real(self.consensus_threshold) and self.consensus_threshold >= 0,
-            "consensus_threshold must be a number >= 0",
-            self.consensus_threshold,
         )
         _require(
             isinstance(self.connected_components, bool),

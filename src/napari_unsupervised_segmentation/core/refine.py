@@ -50,8 +50,6 @@ class SuperpixelRefiner:
     """Gives every pixel the most frequent label of its superpixel, in one bincount.
 
     Ties go to the smallest label. Built once per image; each call stays on the device.
-    Labels of several networks (a leading axis) are refined each on its own, in the same
-    bincount.
     """
 
     def __init__(self, superpixels: np.ndarray, n_classes: int, device: torch.device) -> None:
@@ -62,23 +60,15 @@ class SuperpixelRefiner:
         self._offset = flat * n_classes
 
     def histogram(self, labels: torch.Tensor) -> torch.Tensor:
-        """Label counts per superpixel, shape ``(R, S, n_classes)`` for ``R`` label images."""
-        bins = self.n_superpixels * self.n_classes
-        per_run = labels.reshape(-1, self._offset.numel())
-        run_offset = torch.arange(per_run.shape[0], device=labels.device).unsqueeze(1) * bins
+        """Label counts per superpixel, shape ``(S, n_classes)``."""
         counts = torch.bincount(
-            (run_offset + self._offset + per_run).reshape(-1), minlength=per_run.shape[0] * bins
+            self._offset + labels.reshape(-1), minlength=self.n_superpixels * self.n_classes
         )
-        return counts.view(per_run.shape[0], self.n_superpixels, self.n_classes)
+        return counts.view(self.n_superpixels, self.n_classes)
 
     def __call__(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Refined labels (shape of ``labels``) and the pixel count of every label.
-
-        ``labels`` is ``(H, W)`` or ``(R, H, W)``; the counts are ``(n_classes,)`` or
-        ``(R, n_classes)``.
-        """
+        """Refined labels (shape of ``labels``) and the pixel count of every label."""
         histogram = self.histogram(labels)
-        majority = histogram.argmax(dim=2)  # first maximum: the smallest label on ties
-        refined = majority[:, self._superpixel].view(labels.shape)
-        counts = histogram.sum(dim=1)
-        return refined, counts.view(*labels.shape[:-2], self.n_classes)
+        majority = histogram.argmax(dim=1)  # first maximum: the smallest label on ties
+        refined = majority[self._superpixel].view(labels.shape)
+        return refined, histogram.sum(dim=0)

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 from .devices import precision_context, resolve_device
 from .labels import (
-    consensus_labels,
     merge_small_segments,
     merge_weak_boundaries,
     relabel_consecutive,
@@ -28,9 +27,7 @@ class Step:
     """The state after one training iteration.
 
     ``labels`` and ``loss`` stay on the device until read, so that a caller that only
-    watches ``n_labels`` costs no copy per iteration. With several networks
-    (``n_networks``), ``n_labels`` is the most labels any of them predicts and ``loss`` their
-    mean loss.
+    watches ``n_labels`` costs no copy per iteration.
     """
 
     def __init__(
@@ -54,7 +51,7 @@ class Step:
 
     @property
     def loss(self) -> float:
-        """Loss of this iteration (cross-entropy to the refined labels, plus continuity)."""
+        """Cross-entropy between the responses and the refined labels in this iteration."""
         return float(self._loss)
 
     @property
@@ -75,24 +72,11 @@ def finish_labels(
 ) -> np.ndarray:
     """Labels 1..n from a raw argmax, post-processed as the settings ask.
 
-    ``prediction`` is the ``(H, W)`` argmax of one network or the ``(R, H, W)`` argmaxes of
-    ``R`` networks. Each network's labels are finished alone (below); several are then
-    combined by :func:`~.labels.consensus_labels` with ``consensus_threshold`` and specks
-    under ``min_segment_size`` pixels are merged again.
-
     Without post-processing, every argmax value is one label. Otherwise labels become
     4-connected segments; segments under ``min_segment_size`` pixels join their surroundings,
     before and after touching segments are joined across weak boundaries
     (``merge_threshold``): specks removed first cannot bridge two different regions.
     """
-    if prediction.ndim == 3:
-        members = [finish_labels(member, settings, image) for member in prediction]
-        if len(members) == 1:
-            return members[0]
-        labels = consensus_labels(members, colour_features(image), settings.consensus_threshold)
-        if settings.min_segment_size > 1:
-            labels = merge_small_segments(labels, settings.min_segment_size)
-        return labels
     if not (settings.connected_components or settings.merge_threshold or settings.min_segment_size):
         return relabel_consecutive(prediction)
     labels = split_connected_components(prediction)
@@ -181,22 +165,16 @@ def segment(
 def build_model(
     in_channels: int, settings: SegmentationParams, device: torch.device
 ) -> SegmentationNet:
-    """The network(s) with seeded Xavier initialisation, identical on every device.
-
-    Network ``r`` of ``n_networks`` starts as a single network seeded ``seed + r`` would.
-    """
+    """The network with seeded Xavier initialisation, identical on every device."""
     with torch.device("meta"):
-        model = SegmentationNet(
-            in_channels, settings.n_channels, settings.n_conv, settings.n_networks
-        )
+        model = SegmentationNet(in_channels, settings.n_channels, settings.n_conv)
     model = model.to_empty(device="cpu")
-    generators = [torch.Generator() for _ in range(settings.n_networks)]
-    for run, generator in enumerate(generators):
-        if settings.seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(settings.seed + run)
-    model.reset_parameters(generators)
+    generator = torch.Generator()
+    if settings.seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(settings.seed)
+    model.reset_parameters(generator)
     # Channels-last runs the convolutions about 1.4x faster on the CPUs we measured.
     return model.to(device=device, memory_format=torch.channels_last)
 
@@ -220,41 +198,21 @@ def _train(
     model = build_model(image.channels.shape[-1], settings, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
     pixels = image_tensor(image, device)
-    n_networks = settings.n_networks
-    # A network that meets the stopping rule keeps the labels it had then; the others go on.
-    training = torch.ones(n_networks, dtype=torch.bool, device=device)
-    kept: torch.Tensor | None = None
     model.train()
     for iteration in range(1, settings.max_iter + 1):
         with precision_context(settings.precision, device):
-            responses = model(pixels).view(n_networks, settings.n_channels, *pixels.shape[2:])
+            responses = model(pixels)
             prediction = responses.detach().argmax(dim=1)
-            if kept is not None:
-                prediction = torch.where(training[:, None, None], prediction, kept)
             target, label_counts = refine(prediction)
-            losses = F.cross_entropy(responses.float(), target, reduction="none").mean(dim=(1, 2))
+            loss = F.cross_entropy(responses.float(), target)
             if settings.continuity_weight:
-                losses = losses + settings.continuity_weight * continuity_loss(responses)
-            # Summed, not averaged: each network learns exactly as it would alone.
-            loss = (losses * training).sum()
+                loss = loss + settings.continuity_weight * continuity_loss(responses)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        n_labels = (label_counts > 0).sum(dim=1)
-        if settings.min_labels:
-            kept = prediction
-            training = training & (n_labels > settings.min_labels)
-        stop = iteration == settings.max_iter or not bool(training.any())
-        step_prediction = prediction[0] if n_networks == 1 else prediction
-        yield Step(
-            iteration,
-            int(n_labels.max()),
-            stop,
-            step_prediction,
-            losses.detach().mean(),
-            settings,
-            image,
-        )
+        n_labels = int((label_counts > 0).sum())
+        stop = iteration == settings.max_iter or n_labels <= settings.min_labels
+        yield Step(iteration, n_labels, stop, prediction[0], loss.detach(), settings, image)
         if stop:
             return
 
@@ -263,10 +221,9 @@ def continuity_loss(responses: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference between vertically and horizontally adjacent responses.
 
     The spatial continuity term of Kim, Kanezaki and Tanaka (IEEE TIP 2020), Eq. 4: it
-    pulls neighbouring pixels towards the same label without superpixels. ``responses`` is
-    ``(R, C, H, W)`` for ``R`` networks; the result has one value per network.
+    pulls neighbouring pixels towards the same label without superpixels.
     """
     responses = responses.float()
-    vertical = (responses[:, :, 1:, :] - responses[:, :, :-1, :]).abs().mean(dim=(1, 2, 3))
-    horizontal = (responses[:, :, :, 1:] - responses[:, :, :, :-1]).abs().mean(dim=(1, 2, 3))
+    vertical = (responses[:, :, 1:, :] - responses[:, :, :-1, :]).abs().mean()
+    horizontal = (responses[:, :, :, 1:] - responses[:, :, :, :-1]).abs().mean()
     return vertical + horizontal
