@@ -76,6 +76,14 @@ Method = Callable[[np.ndarray], np.ndarray]
 # --------------------------------------------------------------------------- data
 
 
+def _is_file(spec: str) -> bool:
+    """Whether ``spec`` names a file (a long list of ids is no valid path: not an error)."""
+    try:
+        return Path(spec).is_file()
+    except OSError:  # e.g. a file name too long for the file system
+        return False
+
+
 def read_ids(data: Path, split: str, spec: str | None = None) -> list[str]:
     """Image ids of ``split``: all, the first N, a comma-separated list, or those in a file.
 
@@ -93,7 +101,7 @@ def read_ids(data: Path, split: str, spec: str | None = None) -> list[str]:
     if spec is None:
         return all_ids
     spec = spec.strip()
-    if Path(spec).is_file():
+    if _is_file(spec):
         lines = (line.split("#", 1)[0] for line in Path(spec).read_text().splitlines())
         ids = [token for line in lines for token in line.split()]
     elif spec.isdigit() and spec not in all_ids:

@@ -211,6 +211,8 @@ def test_runner_scores_resumes_and_logs(tmp_path: Path) -> None:
     assert bsds.read_ids(data, "val", "1002,1001") == ["1002", "1001"]
     with pytest.raises(ValueError, match="not in the val split"):
         bsds.read_ids(data, "val", "1003,1001")
+    # a list longer than any file name the file system allows is still a list of ids
+    assert bsds.read_ids(data, "val", ",".join(["1001", "1002"] * 200)) == ["1001", "1002"] * 200
     argv = ["--method", "graph", "--scale", "100", "--data", str(data), "--out", str(out)]
     assert bsds.main([*argv, "--docs", str(docs)]) == 0
     assert sorted(p.name for p in out.glob("*.tif")) == ["1001.tif", "1002.tif"]
