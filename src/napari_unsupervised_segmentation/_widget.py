@@ -128,6 +128,8 @@ def train_updates(
 ) -> Iterator[Update | Failure]:
     """Run the engine and yield throttled :class:`Update` s (runs in the worker thread).
 
+    Updates come at most every ``interval`` seconds of ``clock``, and less often when the
+    labels are slow to make (:func:`update_interval_after`, timed with ``perf_counter``).
     Setting ``stop`` ends training before the next iteration (a step that finishes meanwhile
     is still sent, as the final one). Engine errors are yielded as a :class:`Failure`
     instead of raised, so nothing reaches the Qt event loop. ``done`` is set at the end.
@@ -334,7 +336,8 @@ class SegmentationWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self._life = _Lifeline()
-        #: Seconds between live label updates (the final labels are always shown).
+        #: Least seconds between live label updates (longer when labels are slow to make;
+        #: the final labels are always shown).
         self.update_interval = UPDATE_INTERVAL
         self._labels_ref: Callable[[], Labels | None] = lambda: None
         #: How many label updates the latest run showed.
