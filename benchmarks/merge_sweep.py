@@ -5,7 +5,9 @@ labels are cached at a few iteration counts; every combination of iteration coun
 ``merge_threshold`` and ``min_segment_size`` is then post-processed exactly as the engine
 does (``finish_labels``) and scored. This is how the default's post-processing was chosen
 (see docs/benchmarks.md); confirm a choice with a full ``bsds.py --method ours`` run, which
-also applies the stopping rule.
+also applies the stopping rule. ``--bound`` adds how much mIoU a per-image choice among the
+swept settings could reach with the other targets met (it looks at the annotations: a limit
+for any adaptive rule, not a method).
 
 Example
 -------
@@ -39,6 +41,73 @@ def targets_met(row: dict[str, float]) -> int:
         row[name] <= bound if name == "vi" else row[name] >= bound
         for name, bound in TARGETS.items()
     )
+
+
+def per_image_bound(
+    per_image: Sequence[dict[tuple, scores.ImageStats]],
+) -> tuple[float, dict[str, float] | None, list[tuple] | None]:
+    """How much mIoU all choosing a setting per image could reach, the other targets met.
+
+    A diagnostic, not a method: the choice looks at the annotations. If even the best choice
+    misses the mIoU target, no rule that picks one of the swept settings per image (an
+    adaptive threshold, say) can meet all four targets.
+
+    Returns
+    -------
+    at_most : float
+        A proven upper bound (Lagrangian dual): for any weights w >= 0, the most of mIoU +
+        w_sc (SC - 0.52) + w_pri (PRI - 0.78) - w_vi (VI - 2.0) over all choices bounds the
+        most mIoU of the choices that meet the three targets; the least over a grid of w.
+    found, chosen : dict or None, list or None
+        The pooled scores and per-image settings of the best choice found (maximising that
+        weighted sum over the grid, then switching single images while the targets hold),
+        or None when none meets SC, PRI and VI together.
+    """
+    keys = list(per_image[0])
+    n_images = len(per_image)
+    n_segments = sum(image[keys[0]].n_all for image in per_image)
+    area = sum(image[keys[0]].covering_area for image in per_image)
+
+    def table(value: Any) -> np.ndarray:
+        return np.array([[value(image[key]) for key in keys] for image in per_image])
+
+    miou = table(lambda s: s.iou_all / n_segments)  # each image's share of the pooled scores
+    sc = table(lambda s: s.covering / area)
+    pri, vi = table(lambda s: s.pri / n_images), table(lambda s: s.vi / n_images)
+    rows = np.arange(n_images)
+
+    def feasible(choice: np.ndarray) -> bool:
+        return (
+            sc[rows, choice].sum() >= TARGETS["sc"]
+            and pri[rows, choice].sum() >= TARGETS["pri"]
+            and vi[rows, choice].sum() <= TARGETS["vi"]
+        )
+
+    best: np.ndarray | None = None
+    at_most = np.inf
+    weights = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+    for w_sc, w_pri, w_vi in itertools.product(weights, weights, weights):
+        w_vi /= 10  # VI runs about 10x the range of the other scores
+        weighted = miou + w_sc * sc + w_pri * pri - w_vi * vi
+        choice = np.argmax(weighted, axis=1)
+        dual = weighted[rows, choice].sum() - w_sc * TARGETS["sc"] - w_pri * TARGETS["pri"]
+        at_most = min(at_most, dual + w_vi * TARGETS["vi"])
+        if feasible(choice) and (best is None or miou[rows, choice].sum() > miou[rows, best].sum()):
+            best = choice
+    if best is None:
+        return float(at_most), None, None
+    improved = True
+    while improved:
+        improved = False
+        for image, key in itertools.product(range(n_images), range(len(keys))):
+            if miou[image, key] > miou[image, best[image]]:
+                trial = best.copy()
+                trial[image] = key
+                if feasible(trial):
+                    best, improved = trial, True
+    chosen = [keys[k] for k in best]
+    found = scores.combine([image[key] for image, key in zip(per_image, chosen, strict=True)])
+    return float(at_most), found, chosen
 
 
 POST_PROCESSING = ("merge_threshold", "min_segment_size")  # swept, so not a --param
@@ -117,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
+        "--bound",
+        action="store_true",
+        help="also print the best per-image choice of the swept settings (uses the annotations)",
+    )
+    parser.add_argument(
         "--param", action="append", type=bsds.parse_param, default=[], metavar="KEY=VALUE"
     )
     return parser
@@ -149,6 +223,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{key[0]:10d} {key[1]:9g} {key[2]:8d} | {row['miou_all']:.4f} {row['sc']:.4f} "
             f"{row['pri']:.4f} {row['vi']:.4f} | {row['median_segments']:8g} {targets_met(row)}"
         )
+    if args.bound:
+        at_most, found, _ = per_image_bound(per_image)
+        print(
+            f"best setting per image (uses the annotations): mIoU all <= {at_most:.4f} "
+            "with SC, PRI and VI on target"
+        )
+        if found is not None:
+            print(
+                f"  best choice found | {found['miou_all']:.4f} {found['sc']:.4f} "
+                f"{found['pri']:.4f} {found['vi']:.4f} | {found['median_segments']:8g} "
+                f"{targets_met(found)}"
+            )
     return 0
 
 

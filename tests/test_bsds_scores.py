@@ -276,3 +276,31 @@ def test_merge_sweep_scores_every_setting_from_one_training(tmp_path, capsys, mo
     assert capsys.readouterr().out.splitlines()[2:] == printed  # same scores, from the cache
     with pytest.raises(AssertionError, match="cached labels"):  # other settings: not cached
         merge_sweep.main([*argv, "--param", "n_channels=8"])
+    assert merge_sweep.main([*argv, "--bound"]) == 0
+    assert "best setting per image" in capsys.readouterr().out
+
+
+def image_row(miou: float, sc: float, vi: float) -> scores.ImageStats:
+    """Per-image statistics of one ground-truth segment, with PRI on target."""
+    return scores.ImageStats(
+        iou_all=miou, n_all=1, iou_fine=miou, n_fine=1, iou_coarse=miou, n_coarse=1,
+        covering=sc, covering_area=1, pri=0.9, vi=vi, ap50=0.0, ap70=0.0, n_segments=2,
+    )  # fmt: skip
+
+
+def test_per_image_bound_picks_the_finer_setting_only_where_vi_allows():
+    import merge_sweep
+
+    per_image = [
+        {"fine": image_row(0.9, 0.6, 3.5), "coarse": image_row(0.1, 0.6, 1.0)},
+        {"fine": image_row(0.9, 0.6, 1.0), "coarse": image_row(0.1, 0.6, 1.0)},
+    ]
+    at_most, found, chosen = merge_sweep.per_image_bound(per_image)
+    # fine everywhere has mIoU 0.9 but VI 2.25; only fine on the second image keeps VI <= 2
+    assert chosen == ["coarse", "fine"]
+    assert found["miou_all"] == pytest.approx(0.5) and found["vi"] == pytest.approx(1.0)
+    assert 0.5 <= at_most < 0.9
+
+    every_vi_too_high = [{"one": image_row(0.9, 0.6, 2.5)}]
+    at_most, found, chosen = merge_sweep.per_image_bound(every_vi_too_high)
+    assert found is None and chosen is None
