@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -207,8 +207,15 @@ def run(
     out: Path,
     *,
     log: Callable[[str], None] = print,
+    jobs: int = 1,
 ) -> tuple[list[scores.ImageStats], dict[str, float], dict[str, str]]:
     """Segment (unless already done) and score every image.
+
+    Parameters
+    ----------
+    jobs : int
+        Images segmented at once, each in its own process with an equal share of the CPU
+        threads (Linux and macOS: the workers are forked, so ``method`` need not pickle).
 
     Returns
     -------
@@ -222,36 +229,95 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     times_path = out / "times.json"
     times: dict[str, float] = json.loads(times_path.read_text()) if times_path.exists() else {}
-    stats: list[scores.ImageStats] = []
     failures: dict[str, str] = {}
+    pending = [i for i in dict.fromkeys(ids) if not (out / f"{i}.tif").exists()]
+    for n, (image_id, seconds, error) in enumerate(
+        _segment_all(method, data, split, pending, out, jobs), 1
+    ):
+        if error is not None:
+            failures[image_id] = error.splitlines()[0]
+            log(f"[{n}/{len(pending)}] {image_id}: FAILED {error}")
+            continue
+        times[image_id] = seconds
+        times_path.write_text(json.dumps(times, indent=0, sort_keys=True))
+        log(f"[{n}/{len(pending)}] {image_id}: {seconds:.2f} s")
+    stats: list[scores.ImageStats] = []
     rows = []
-    for n, image_id in enumerate(ids, 1):
-        path = out / f"{image_id}.tif"
+    for image_id in ids:
+        if image_id in failures:
+            continue
         try:
-            if path.exists():
-                labels, note = read_labels(path), "read back"
-            else:
-                image = load_image(data, split, image_id)
-                start = time.perf_counter()
-                labels = method(image)
-                times[image_id] = time.perf_counter() - start
-                write_labels(path, labels)
-                times_path.write_text(json.dumps(times, indent=0, sort_keys=True))
-                note = f"{times[image_id]:.2f} s"
+            labels = read_labels(out / f"{image_id}.tif")
             image_stats = scores.image_stats(labels, load_annotations(data, split, image_id))
         except Exception as exc:  # one failing image must not stop the run
             failures[image_id] = f"{type(exc).__name__}: {exc}"
-            log(f"[{n}/{len(ids)}] {image_id}: FAILED {failures[image_id]}")
-            traceback.print_exc(file=sys.stderr)
+            log(f"{image_id}: FAILED {failures[image_id]}")
             continue
         stats.append(image_stats)
         rows.append({"id": image_id, **image_stats.as_dict()})
-        log(f"[{n}/{len(ids)}] {image_id}: {note}, {image_stats.n_segments} segments")
+    log(f"scored {len(stats)} of {len(ids)} images")
     if rows:
         header = list(rows[0])
         lines = [",".join(header)] + [",".join(str(r[h]) for h in header) for r in rows]
         (out / "scores.csv").write_text("\n".join(lines) + "\n")
     return stats, {i: times[i] for i in ids if i in times}, failures
+
+
+SegmentResult = tuple[str, float | None, str | None]  # image id, seconds, error and traceback
+
+
+def _segment(method: Method, data: Path, split: str, image_id: str, out: Path) -> SegmentResult:
+    """Segment one image and write its label TIFF; errors are returned, not raised."""
+    try:
+        image = load_image(data, split, image_id)
+        start = time.perf_counter()
+        labels = method(image)
+        seconds = time.perf_counter() - start
+        write_labels(out / f"{image_id}.tif", labels)
+    except Exception as exc:
+        return image_id, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    return image_id, seconds, None
+
+
+_WORKER_METHOD: Method | None = None  # set before forking the workers, which inherit it
+
+
+def _limit_threads(threads: int) -> None:
+    """Pool initializer: give each worker its share of the CPU threads (torch, OpenMP)."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # for a torch imported from now on
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _segment_in_worker(job: tuple[Path, str, str, Path]) -> SegmentResult:
+    data, split, image_id, out = job
+    assert _WORKER_METHOD is not None
+    return _segment(_WORKER_METHOD, data, split, image_id, out)
+
+
+def _segment_all(
+    method: Method, data: Path, split: str, ids: Sequence[str], out: Path, jobs: int
+) -> Iterator[SegmentResult]:
+    """Segment the images one by one, or ``jobs`` at once in forked worker processes."""
+    if jobs <= 1 or len(ids) <= 1:
+        for image_id in ids:
+            yield _segment(method, data, split, image_id, out)
+        return
+    import multiprocessing
+
+    global _WORKER_METHOD
+    try:
+        context = multiprocessing.get_context("fork")
+    except ValueError as exc:
+        raise SystemExit("--jobs > 1 needs the fork start method (Linux, macOS)") from exc
+    _WORKER_METHOD = method
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    try:
+        with context.Pool(jobs, initializer=_limit_threads, initargs=(threads,)) as pool:
+            jobs_list = [(data, split, image_id, out) for image_id in ids]
+            yield from pool.imap_unordered(_segment_in_worker, jobs_list)
+    finally:
+        _WORKER_METHOD = None
 
 
 def machine() -> str:
@@ -379,6 +445,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS, help="file to append the row to")
     parser.add_argument("--no-docs", action="store_true", help="print the row only")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="images segmented at once, in processes sharing the CPU threads (s/image is then "
+        "each process's time; the row's settings say jobs=N)",
+    )
     graph = parser.add_argument_group("graph-based")
     graph.add_argument("--scale", type=float, default=500.0, help="(the paper: 100..2000)")
     graph.add_argument("--sigma", type=float, default=0.5)
@@ -411,7 +484,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    stats, times, failures = run(method, args.data, args.split, ids, out, log=log)
+    if args.jobs < 1:
+        raise SystemExit("--jobs must be >= 1")
+    stats, times, failures = run(method, args.data, args.split, ids, out, log=log, jobs=args.jobs)
     for image_id, message in failures.items():
         print(f"failed: {image_id}: {message}", file=sys.stderr)
     if not stats:
@@ -420,6 +495,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = scores.combine(stats)
     seconds = float(np.mean(list(times.values()))) if times else None
     extra = (git_commit(), machine(), datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"))
+    if args.jobs > 1:  # not part of the folder name: the predictions do not depend on it
+        settings = f"{settings} jobs={args.jobs}".strip()
     row = format_row(
         DISPLAY_NAMES[args.method], settings, args.split, result, seconds, len(failures), extra
     )

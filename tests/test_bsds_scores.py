@@ -304,3 +304,37 @@ def test_per_image_bound_picks_the_finer_setting_only_where_vi_allows():
     every_vi_too_high = [{"one": image_row(0.9, 0.6, 2.5)}]
     at_most, found, chosen = merge_sweep.per_image_bound(every_vi_too_high)
     assert found is None and chosen is None
+
+
+def test_runner_segments_images_in_parallel_as_one_at_a_time(tmp_path: Path, capsys) -> None:
+    import bsds
+
+    data = fake_split(tmp_path / "data")
+
+    def graph(image: np.ndarray) -> np.ndarray:
+        return baselines.graph_based(image, 100, 0.5, 20)
+
+    one, times_one, _ = bsds.run(graph, data, "val", ["1001", "1002"], tmp_path / "1", log=str)
+    two, times_two, failures = bsds.run(
+        graph, data, "val", ["1001", "1002"], tmp_path / "2", log=str, jobs=2
+    )
+    assert not failures and set(times_two) == {"1001", "1002"}
+    assert scores.combine(two) == scores.combine(one)
+    for image_id in ("1001", "1002"):
+        written = (tmp_path / "2" / f"{image_id}.tif").read_bytes()
+        assert written == (tmp_path / "1" / f"{image_id}.tif").read_bytes()
+
+    def broken(image: np.ndarray) -> np.ndarray:
+        raise RuntimeError("no labels")
+
+    messages: list[str] = []
+    stats, _, failures = bsds.run(
+        broken, data, "val", ["1001", "1002"], tmp_path / "3", log=messages.append, jobs=2
+    )
+    assert not stats and failures == dict.fromkeys(("1001", "1002"), "RuntimeError: no labels")
+    assert sum("FAILED" in m and "Traceback" in m for m in messages) == 2
+
+    argv = ["--method", "graph", "--scale", "100", "--data", str(data), "--no-docs"]
+    assert bsds.main([*argv, "--out", str(tmp_path / "4"), "--jobs", "2"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert "| `scale=100 sigma=0.5 min_size=20 jobs=2` |" in row
