@@ -7,6 +7,7 @@ Examples
     python benchmarks/bsds.py --method graph --scale 500
     python benchmarks/bsds.py --method kmeans --k 8 --alpha 5
     python benchmarks/bsds.py --method paper --ids 10 --param device=cuda --param precision=tf32
+    python benchmarks/bsds.py --method paper --param device=cpu --jobs 2  # 2 images at once
 
 Predictions are written as label TIFFs under ``--out`` (default
 ``benchmarks/results/<split>/<method and settings>/<id>.tif``); an image whose TIFF is
