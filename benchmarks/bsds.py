@@ -231,7 +231,8 @@ def run(
     times_path = out / "times.json"
     times: dict[str, float] = json.loads(times_path.read_text()) if times_path.exists() else {}
     failures: dict[str, str] = {}
-    pending = [i for i in dict.fromkeys(ids) if not (out / f"{i}.tif").exists()]
+    ids = list(dict.fromkeys(ids))  # an id listed twice is segmented and scored once
+    pending = [i for i in ids if not (out / f"{i}.tif").exists()]
     for n, (image_id, seconds, error) in enumerate(
         _segment_all(method, data, split, pending, out, jobs), 1
     ):
@@ -284,27 +285,40 @@ _WORKER_METHOD: Method | None = None  # set before forking the workers, which in
 
 
 def _limit_threads(threads: int) -> None:
-    """Pool initializer: give each worker its share of the CPU threads (torch, OpenMP)."""
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # for a torch imported from now on
+    """Worker initializer: give each worker its share of the CPU threads (torch, OpenMP)."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # for a torch imported from now on
+        os.environ[name] = str(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
 
 
-def _segment_in_worker(job: tuple[Path, str, str, Path]) -> SegmentResult:
-    data, split, image_id, out = job
+def _segment_in_worker(data: Path, split: str, image_id: str, out: Path) -> SegmentResult:
     assert _WORKER_METHOD is not None
     return _segment(_WORKER_METHOD, data, split, image_id, out)
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
 
 
 def _segment_all(
     method: Method, data: Path, split: str, ids: Sequence[str], out: Path, jobs: int
 ) -> Iterator[SegmentResult]:
-    """Segment the images one by one, or ``jobs`` at once in forked worker processes."""
-    if jobs <= 1 or len(ids) <= 1:
+    """Segment the images one by one, or ``jobs`` at once in forked worker processes.
+
+    A worker that dies (killed for memory, say) fails the images not yet done, not the run.
+    """
+    jobs = min(jobs, len(ids))
+    if jobs <= 1:
         for image_id in ids:
             yield _segment(method, data, split, image_id, out)
         return
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     global _WORKER_METHOD
     try:
@@ -312,11 +326,20 @@ def _segment_all(
     except ValueError as exc:
         raise SystemExit("--jobs > 1 needs the fork start method (Linux, macOS)") from exc
     _WORKER_METHOD = method
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, _usable_cpus() // jobs)
     try:
-        with context.Pool(jobs, initializer=_limit_threads, initargs=(threads,)) as pool:
-            jobs_list = [(data, split, image_id, out) for image_id in ids]
-            yield from pool.imap_unordered(_segment_in_worker, jobs_list)
+        with ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_limit_threads, initargs=(threads,)
+        ) as pool:
+            futures = {
+                pool.submit(_segment_in_worker, data, split, image_id, out): image_id
+                for image_id in ids
+            }
+            for future in as_completed(futures):
+                try:
+                    yield future.result()
+                except BrokenProcessPool as exc:
+                    yield futures[future], None, f"worker process died: {exc}"
     finally:
         _WORKER_METHOD = None
 
@@ -451,7 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="images segmented at once, in processes sharing the CPU threads (s/image is then "
-        "each process's time; the row's settings say jobs=N)",
+        "each process's time; the row's settings say jobs=N when this run segmented images "
+        "in parallel)",
     )
     graph = parser.add_argument_group("graph-based")
     graph.add_argument("--scale", type=float, default=500.0, help="(the paper: 100..2000)")
@@ -487,6 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.jobs < 1:
         raise SystemExit("--jobs must be >= 1")
+    in_parallel = args.jobs > 1 and sum(not (out / f"{i}.tif").exists() for i in ids) > 1
     stats, times, failures = run(method, args.data, args.split, ids, out, log=log, jobs=args.jobs)
     for image_id, message in failures.items():
         print(f"failed: {image_id}: {message}", file=sys.stderr)
@@ -496,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = scores.combine(stats)
     seconds = float(np.mean(list(times.values()))) if times else None
     extra = (git_commit(), machine(), datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"))
-    if args.jobs > 1:  # not part of the folder name: the predictions do not depend on it
+    if in_parallel:  # not part of the folder name: the predictions do not depend on it
         settings = f"{settings} jobs={args.jobs}".strip()
     row = format_row(
         DISPLAY_NAMES[args.method], settings, args.split, result, seconds, len(failures), extra
