@@ -253,7 +253,7 @@ def run(
             image_stats = scores.image_stats(labels, load_annotations(data, split, image_id))
         except Exception as exc:  # one failing image must not stop the run
             failures[image_id] = f"{type(exc).__name__}: {exc}"
-            log(f"{image_id}: FAILED {failures[image_id]}")
+            log(f"{image_id}: FAILED {failures[image_id]}\n{traceback.format_exc()}")
             continue
         stats.append(image_stats)
         rows.append({"id": image_id, **image_stats.as_dict()})
@@ -521,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = scores.combine(stats)
     seconds = float(np.mean(list(times.values()))) if times else None
     extra = (git_commit(), machine(), datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"))
-    if in_parallel:  # not part of the folder name: the predictions do not depend on it
+    if in_parallel:  # said in the row, not in the folder name: resuming works either way
         settings = f"{settings} jobs={args.jobs}".strip()
     row = format_row(
         DISPLAY_NAMES[args.method], settings, args.split, result, seconds, len(failures), extra

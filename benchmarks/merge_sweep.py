@@ -68,7 +68,7 @@ def per_image_bound(
     at_most, relaxed = _relaxation(*shares)
     if at_most is None:
         return None, None, None
-    best = _best_choice(*shares, starts=[np.argmax(relaxed, axis=1)])
+    best = _best_choice(*shares, start=np.argmax(relaxed, axis=1))
     if best is None:
         return at_most, None, None
     keys = list(per_image[0])
@@ -133,11 +133,11 @@ def _relaxation(
 
 
 def _best_choice(
-    miou: np.ndarray, sc: np.ndarray, pri: np.ndarray, vi: np.ndarray, starts: list[np.ndarray]
+    miou: np.ndarray, sc: np.ndarray, pri: np.ndarray, vi: np.ndarray, start: np.ndarray
 ) -> np.ndarray | None:
     """The best choice (a setting index per image) found that meets SC, PRI and VI."""
     rows = np.arange(len(miou))
-    starts = list(starts)
+    starts = [start]
 
     def feasible(choice: np.ndarray) -> bool:
         return _meets_targets(
