@@ -205,7 +205,7 @@ def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarr
 def score_image(job: tuple[argparse.Namespace, str]) -> dict[tuple, scores.ImageStats]:
     """Scores of one image under every post-processing setting of the sweep."""
     from napari_unsupervised_segmentation.core.normalize import prepare_image
-    from napari_unsupervised_segmentation.core.train import finish_labels
+    from napari_unsupervised_segmentation.core.postprocess import finish_labels
 
     args, image_id = job
     raw = cached_labels(args, image_id)

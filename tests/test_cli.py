@@ -70,6 +70,11 @@ def test_every_parameter_is_a_flag_and_unset_flags_keep_the_preset():
     args = build_parser().parse_args(["--out", "x", "--seed", "none", "--connected-components"])
     params = params_from_args(args)
     assert params.seed is None and params.connected_components
+    args = build_parser().parse_args(
+        ["--out", "x", "--boundary", "texture", "--graph-scale", "250"]
+    )
+    params = params_from_args(args)
+    assert (params.boundary, params.graph_scale) == ("texture", 250.0)
 
 
 def test_invalid_parameter_exits_with_usage_error(tmp_path, capsys):

@@ -39,7 +39,7 @@ from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QApplication, QMainWindow
 
 from ._console import LayerInput, layer_input, show_labels
-from .core.params import PRECISIONS, PRESETS, SegmentationParams
+from .core.params import BOUNDARIES, PRECISIONS, PRESETS, SegmentationParams
 
 if TYPE_CHECKING:
     import napari
@@ -76,7 +76,9 @@ _LABELS = {
     "precision": "Precision",
     "connected_components": "Connected components",
     "continuity_weight": "Continuity weight",
+    "graph_scale": "Graph scale",
     "merge_threshold": "Merge threshold",
+    "boundary": "Merge by",
     "min_segment_size": "Min segment size",
 }
 _BASIC = ("max_iter", "min_labels", "n_superpixels", "seed", "device")
@@ -662,7 +664,9 @@ def _make_controls() -> dict[str, Any]:
         "precision": (ComboBox, {"choices": list(PRECISIONS)}),
         "connected_components": (CheckBox, {}),
         "continuity_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 1e-3}),
-        "merge_threshold": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.25}),
+        "graph_scale": (FloatSpinBox, {"min": 0.0, "max": 1e6, "step": 50.0}),
+        "merge_threshold": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.05}),
+        "boundary": (ComboBox, {"choices": list(BOUNDARIES)}),
         "min_segment_size": (SpinBox, {"min": 0, "max": big}),
     }
     controls: dict[str, Any] = {}

@@ -74,21 +74,43 @@ def boundary_contrast(
         their common boundary and the sum, over those pixel pairs, of the Euclidean distance
         between the two pixels' features.
     """
-    n_segments = int(segments.max()) + 1
     features = np.asarray(features, dtype=np.float64)  # no wrap-around for integer features
-    keys, distances = [], []
+    flat = features.reshape(-1, features.shape[-1])
+    return _pool_boundaries(segments, lambda a, b: np.linalg.norm(flat[a] - flat[b], axis=-1))
+
+
+def boundary_edge_strength(
+    segments: np.ndarray, edge_map: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Like :func:`boundary_contrast`, summing the mean ``edge_map`` of each pixel pair."""
+    flat = np.asarray(edge_map, dtype=np.float64).ravel()
+    return _pool_boundaries(segments, lambda a, b: 0.5 * (flat[a] + flat[b]))
+
+
+def _pool_boundaries(
+    segments: np.ndarray, pair_value
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of touching segments, boundary lengths and sums of ``pair_value(a, b)``.
+
+    ``pair_value`` gets the flat indices of the two pixels of every 4-neighbour pair that
+    straddles a boundary and returns one value per pair.
+    """
+    n_segments = int(segments.max()) + 1
+    index = np.arange(segments.size).reshape(segments.shape)
+    keys, values = [], []
     for axis in (0, 1):
         here = segments[1:, :] if axis == 0 else segments[:, 1:]
         there = segments[:-1, :] if axis == 0 else segments[:, :-1]
+        here_index = index[1:, :] if axis == 0 else index[:, 1:]
+        there_index = index[:-1, :] if axis == 0 else index[:, :-1]
         across = here != there
-        feature_step = np.diff(features, axis=axis)[across]
         low, high = np.minimum(here[across], there[across]), np.maximum(here[across], there[across])
         keys.append(low.astype(np.int64) * n_segments + high)
-        distances.append(np.linalg.norm(feature_step, axis=-1))
+        values.append(pair_value(here_index[across], there_index[across]))
     pair_keys, pair_index = np.unique(np.concatenate(keys), return_inverse=True)
     length = np.bincount(pair_index)
-    contrast = np.bincount(pair_index, np.concatenate(distances)).astype(np.float64)
-    return pair_keys // n_segments, pair_keys % n_segments, length, contrast
+    total = np.bincount(pair_index, np.concatenate(values)).astype(np.float64)
+    return pair_keys // n_segments, pair_keys % n_segments, length, total
 
 
 def merge_weak_boundaries(
@@ -124,15 +146,48 @@ def merge_weak_boundaries(
     np.ndarray
         Labels 1..n, smallest unsigned dtype.
     """
-    import heapq
-
     from scipy.ndimage import gaussian_filter
 
     segments = relabel_consecutive(segments).astype(np.int64) - 1
     features = np.asarray(features, dtype=np.float64)
     if smoothing > 0:
         features = gaussian_filter(features, (smoothing, smoothing, 0))
-    first, second, length, contrast = boundary_contrast(segments, features)
+    return _merge_weakest_first(segments, boundary_contrast(segments, features), threshold)
+
+
+def merge_weak_edges(segments: np.ndarray, edge_map: np.ndarray, threshold: float) -> np.ndarray:
+    """Join touching segments, weakest boundary first, until every boundary's mean edge is strong.
+
+    As :func:`merge_weak_boundaries`, but a boundary's strength is the mean of ``edge_map``
+    (for example :func:`~.boundaries.texture_gradient`) over the pixels on either side of it.
+
+    Parameters
+    ----------
+    segments : np.ndarray
+        ``(H, W)`` integer labels, each label one segment.
+    edge_map : np.ndarray
+        ``(H, W)`` boundary strength per pixel.
+    threshold : float
+        Boundaries whose mean strength is below this are removed.
+
+    Returns
+    -------
+    np.ndarray
+        Labels 1..n, smallest unsigned dtype.
+    """
+    segments = relabel_consecutive(segments).astype(np.int64) - 1
+    return _merge_weakest_first(segments, boundary_edge_strength(segments, edge_map), threshold)
+
+
+def _merge_weakest_first(
+    segments: np.ndarray,
+    boundaries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    threshold: float,
+) -> np.ndarray:
+    """Greedy joining of ``segments`` (0..n-1) given their boundaries' lengths and sums."""
+    import heapq
+
+    first, second, length, contrast = boundaries
     # neighbours[i][j] = [boundary length, summed contrast], one list shared by i and j.
     neighbours: list[dict[int, list[float]]] = [{} for _ in range(int(segments.max()) + 1)]
     heap = []

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PRECISIONS = ("fp32", "tf32", "bf16")
+BOUNDARIES = ("colour", "texture")
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,28 @@ class SegmentationParams:
             "difference of neighbouring responses (0: the paper's loss alone)."
         },
     )
+    graph_scale: float = field(
+        default=0.0,
+        metadata={
+            "help": "At the end, also cut the network's segments along Felzenszwalb-Huttenlocher "
+            "graph-based segments of this scale, for the merge to join again where the "
+            "boundary is weak (0: off)."
+        },
+    )
     merge_threshold: float = field(
         default=0.0,
         metadata={
             "help": "At the end, join touching segments, weakest boundary first, until every "
-            "boundary's mean colour contrast (Lab for RGB, channels scaled to 0..100 otherwise, "
-            "across the boundary after a 1-pixel blur) is at least this (0: off)."
+            "boundary's mean strength (see boundary) is at least this (0: off)."
+        },
+    )
+    boundary: str = field(
+        default="colour",
+        metadata={
+            "help": "What merge_threshold measures: 'colour', the mean colour contrast across "
+            "the boundary (Lab for RGB, channels scaled to 0..100 otherwise, after a 1-pixel "
+            "blur; thresholds around 2); 'texture', the mean colour-and-texture histogram "
+            "gradient along it (0..1; thresholds around 0.3)."
         },
     )
     min_segment_size: int = field(
@@ -121,6 +138,14 @@ class SegmentationParams:
             _is_real(self.merge_threshold) and self.merge_threshold >= 0,
             "merge_threshold must be a number >= 0",
             self.merge_threshold,
+        )
+        _require(
+            _is_real(self.graph_scale) and self.graph_scale >= 0,
+            "graph_scale must be a number >= 0",
+            self.graph_scale,
+        )
+        _require(
+            self.boundary in BOUNDARIES, f"boundary must be one of {BOUNDARIES}", self.boundary
         )
         _require(
             _is_int(self.min_segment_size) and self.min_segment_size >= 0,

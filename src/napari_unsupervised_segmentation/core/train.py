@@ -11,16 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from .devices import precision_context, resolve_device
-from .labels import (
-    merge_small_segments,
-    merge_weak_boundaries,
-    relabel_consecutive,
-    split_connected_components,
-)
 from .model import SegmentationNet
 from .normalize import PreparedImage, prepare_image
 from .params import PRESETS, SegmentationParams
-from .refine import SuperpixelRefiner, colour_features, compute_superpixels
+from .postprocess import LabelFinisher
+from .refine import SuperpixelRefiner, compute_superpixels
 
 
 class Step:
@@ -37,16 +32,14 @@ class Step:
         is_last: bool,
         prediction: torch.Tensor,
         loss: torch.Tensor,
-        settings: SegmentationParams,
-        image: PreparedImage,
+        finish: LabelFinisher,
     ) -> None:
         self.iteration = iteration
         self.n_labels = n_labels
         self.is_last = is_last
         self._prediction = prediction
         self._loss = loss
-        self._settings = settings
-        self._image = image
+        self._finish = finish
         self._labels: np.ndarray | None = None
 
     @property
@@ -58,35 +51,11 @@ class Step:
     def labels(self) -> np.ndarray:
         """Label image of the input's spatial shape, 1..n, smallest unsigned dtype."""
         if self._labels is None:
-            self._labels = finish_labels(
-                self._prediction.cpu().numpy(), self._settings, self._image
-            )
+            self._labels = self._finish(self._prediction.cpu().numpy())
         return self._labels
 
     def __repr__(self) -> str:
         return f"Step(iteration={self.iteration}, n_labels={self.n_labels}, is_last={self.is_last})"
-
-
-def finish_labels(
-    prediction: np.ndarray, settings: SegmentationParams, image: PreparedImage
-) -> np.ndarray:
-    """Labels 1..n from a raw argmax, post-processed as the settings ask.
-
-    Without post-processing, every argmax value is one label. Otherwise labels become
-    4-connected segments; segments under ``min_segment_size`` pixels join their surroundings,
-    before and after touching segments are joined across weak boundaries
-    (``merge_threshold``): specks removed first cannot bridge two different regions.
-    """
-    if not (settings.connected_components or settings.merge_threshold or settings.min_segment_size):
-        return relabel_consecutive(prediction)
-    labels = split_connected_components(prediction)
-    if settings.min_segment_size > 1:
-        labels = merge_small_segments(labels, settings.min_segment_size)
-    if settings.merge_threshold:
-        labels = merge_weak_boundaries(labels, colour_features(image), settings.merge_threshold)
-        if settings.min_segment_size > 1:
-            labels = merge_small_segments(labels, settings.min_segment_size)
-    return labels
 
 
 def resolve_params(
@@ -191,13 +160,14 @@ def _train(
     if image.is_constant:
         # Nothing to separate; the network would only draw its zero-padding border.
         blank = torch.zeros(image.spatial_shape, dtype=torch.int64)
-        yield Step(1, 1, True, blank, torch.zeros(()), settings, image)
+        yield Step(1, 1, True, blank, torch.zeros(()), LabelFinisher(settings, image))
         return
     superpixels = compute_superpixels(image, settings.n_superpixels, settings.compactness)
     refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
     model = build_model(image.channels.shape[-1], settings, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
     pixels = image_tensor(image, device)
+    finish = LabelFinisher(settings, image, device)  # shared: image-level maps made once
     model.train()
     for iteration in range(1, settings.max_iter + 1):
         with precision_context(settings.precision, device):
@@ -212,7 +182,7 @@ def _train(
         optimizer.step()
         n_labels = int((label_counts > 0).sum())
         stop = iteration == settings.max_iter or n_labels <= settings.min_labels
-        yield Step(iteration, n_labels, stop, prediction[0], loss.detach(), settings, image)
+        yield Step(iteration, n_labels, stop, prediction[0], loss.detach(), finish)
         if stop:
             return
 

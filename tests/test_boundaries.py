@@ -1,0 +1,126 @@
+"""Texture-aware boundaries, graph-based cuts and the label finisher, on synthetic images."""
+
+import numpy as np
+import pytest
+
+from napari_unsupervised_segmentation import PRESETS, SegmentationParams, iter_segment
+from napari_unsupervised_segmentation.core import boundaries
+from napari_unsupervised_segmentation.core.boundaries import (
+    half_disc_chi2,
+    kmeans,
+    texton_map,
+    texture_gradient,
+)
+from napari_unsupervised_segmentation.core.labels import boundary_edge_strength, merge_weak_edges
+from napari_unsupervised_segmentation.core.normalize import prepare_image
+from napari_unsupervised_segmentation.core.postprocess import finish_labels
+from napari_unsupervised_segmentation.core.refine import colour_features
+
+
+def checker_beside_grey() -> tuple[np.ndarray, np.ndarray]:
+    """48x64 RGB: a 2-pixel black-and-white checkerboard left, flat grey right; its cells."""
+    rows, cols = np.mgrid[:48, :64]
+    checker = (rows // 2 + cols // 2) % 2 == 1
+    image = np.full((48, 64, 3), 128, np.uint8)
+    image[(cols < 32) & checker] = 20
+    image[(cols < 32) & ~checker] = 235
+    cells = np.where(cols < 32, checker.astype(int), 2)  # what a network might label
+    return image, cells
+
+
+def test_half_disc_chi2_is_one_across_a_step_and_zero_away_from_it_and_at_the_border():
+    index = np.zeros((32, 32), np.int64)
+    index[:, 16:] = 1
+    gradient = half_disc_chi2(index, 2, radius=5)
+    np.testing.assert_allclose(gradient[:, 15:17], 1.0, atol=1e-6)  # halves hold one bin each
+    np.testing.assert_allclose(gradient[:, :10], 0.0, atol=1e-6)  # both halves: the same bin
+    np.testing.assert_allclose(gradient[:, 22:], 0.0, atol=1e-6)  # no edge at the image border
+
+
+def test_texture_gradient_is_low_inside_an_even_texture_and_high_at_its_edge():
+    image, _ = checker_beside_grey()
+    features = colour_features(prepare_image(image, -1))
+    gradient = texture_gradient(features, features[..., 0])
+    assert gradient[:, :20].max() < 0.25  # steps of 90 Lab units everywhere, yet no edge
+    assert gradient[:, 31:33].min() > 0.8  # where the texture meets the grey
+    assert gradient[:, 44:].max() < 1e-6
+    # Plain colour contrast sees an edge every second pixel across the texture.
+    step = np.linalg.norm(np.diff(features[:, :20], axis=1), axis=-1)
+    assert (step[:, 1::2] > 50).all()
+
+
+def test_texture_merge_joins_an_even_texture_that_colour_merge_keeps_apart():
+    image, cells = checker_beside_grey()
+    prepared = prepare_image(image, -1)
+    settings = PRESETS["paper"].replace(boundary="texture", merge_threshold=0.3)
+    labels = finish_labels(cells, settings, prepared)
+    assert len(np.unique(labels[:, :20])) == 1  # the texture, away from its edge: one segment
+    assert len(np.unique(labels[:, 44:])) == 1
+    assert labels[0, 0] != labels[0, -1]
+    colour = finish_labels(
+        cells, settings.replace(boundary="colour", merge_threshold=2.0), prepared
+    )
+    assert len(np.unique(colour[:, :20])) == 24 * 10  # every 2x2 cell stays its own segment
+
+
+def test_boundary_edge_strength_sums_the_mean_edge_of_each_pixel_pair():
+    segments = np.array([[0, 0, 1], [0, 0, 1]])
+    edge_map = np.array([[0.0, 0.2, 0.6], [0.0, 0.4, 1.0]])
+    first, second, length, total = boundary_edge_strength(segments, edge_map)
+    assert (first.tolist(), second.tolist(), length.tolist()) == ([0], [1], [2])
+    np.testing.assert_allclose(total, [(0.2 + 0.6) / 2 + (0.4 + 1.0) / 2])
+
+
+def test_merge_weak_edges_removes_only_boundaries_weaker_than_the_threshold():
+    segments = np.repeat(np.array([[0, 0, 1, 1, 2, 2]]), 4, axis=0)
+    edge_map = np.zeros(segments.shape)
+    edge_map[:, 3:5] = 0.8  # strong around the boundary between segments 1 and 2
+    merged = merge_weak_edges(segments, edge_map, threshold=0.5)
+    np.testing.assert_array_equal(merged, np.repeat(np.array([[1, 1, 1, 1, 2, 2]]), 4, axis=0))
+    np.testing.assert_array_equal(merge_weak_edges(segments, edge_map, 1.0), np.ones((4, 6)))
+
+
+def test_graph_scale_cuts_a_network_segment_along_an_image_edge():
+    image = np.zeros((16, 30, 3), np.uint8)
+    image[:, 12:] = (230, 220, 40)
+    prepared = prepare_image(image, -1)
+    one_label = np.zeros((16, 30), np.int64)
+    settings = PRESETS["paper"].replace(connected_components=True)
+    assert finish_labels(one_label, settings, prepared).max() == 1
+    cut = finish_labels(one_label, settings.replace(graph_scale=100.0), prepared)
+    assert cut.max() == 2
+    assert len(np.unique(cut[:, :12])) == 1 and len(np.unique(cut[:, 12:])) == 1
+
+
+def test_boundary_and_graph_scale_are_validated():
+    with pytest.raises(ValueError, match="boundary must be one of"):
+        SegmentationParams(boundary="edges")
+    with pytest.raises(ValueError, match="graph_scale"):
+        SegmentationParams(graph_scale=-1.0)
+
+
+def test_a_run_computes_the_texture_gradient_once_for_all_its_steps(monkeypatch):
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return texture_gradient(*args, **kwargs)
+
+    monkeypatch.setattr(boundaries, "texture_gradient", counting)
+    image, _ = checker_beside_grey()
+    steps = iter_segment(
+        image, "default", channel_axis=-1, device="cpu", max_iter=3, min_labels=0,
+        boundary="texture", merge_threshold=0.3, n_superpixels=50,
+    )  # fmt: skip
+    labels = [step.labels for step in steps]
+    assert len(labels) == 3 and len(calls) == 1
+
+
+def test_kmeans_finds_separated_clusters_and_textons_repeat_with_the_seed():
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.normal(0, 0.1, (200, 2)), rng.normal(5, 0.1, (200, 2))])
+    centres = kmeans(points, 2, np.random.default_rng(1))
+    np.testing.assert_allclose(np.sort(centres[:, 0]), [0.0, 5.0], atol=0.05)
+    lightness = rng.uniform(0, 100, (40, 50))
+    np.testing.assert_array_equal(texton_map(lightness, seed=3), texton_map(lightness, seed=3))
+    assert texton_map(lightness, seed=3).max() < boundaries.N_TEXTONS
