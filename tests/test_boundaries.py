@@ -124,3 +124,12 @@ def test_kmeans_finds_separated_clusters_and_textons_repeat_with_the_seed():
     lightness = rng.uniform(0, 100, (40, 50))
     np.testing.assert_array_equal(texton_map(lightness, seed=3), texton_map(lightness, seed=3))
     assert texton_map(lightness, seed=3).max() < boundaries.N_TEXTONS
+
+
+def test_texture_gradient_of_a_large_image_is_measured_smaller_and_scaled_back():
+    image, _ = checker_beside_grey()
+    features = colour_features(prepare_image(image, -1))
+    gradient = texture_gradient(features, features[..., 0], max_pixels=48 * 64 // 4)
+    assert gradient.shape == (48, 64) and gradient.dtype == np.float32
+    assert gradient[:, 30:34].min() > 0.8  # the edge, its band twice as wide as at full size
+    assert gradient[:, :8].max() < 0.2 and gradient[:, 56:].max() < 0.05

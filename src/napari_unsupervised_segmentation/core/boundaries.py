@@ -26,6 +26,9 @@ N_TEXTONS = 32
 _KMEANS_SAMPLE = 20000
 _KMEANS_ITERATIONS = 20
 _CHUNK_BYTES = 256 * 2**20  # largest convolution output held at once
+#: Larger images are measured at a reduced size (about 512 x 512) and the map scaled back:
+#: the cost stays a few seconds, and the discs grow with the image.
+MAX_PIXELS = 2**18
 
 
 def texture_gradient(
@@ -34,6 +37,7 @@ def texture_gradient(
     *,
     seed: int | None = 0,
     device: torch.device | str = "cpu",
+    max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
     """Boundary strength per pixel in [0, 1] from colour and texture histograms.
 
@@ -48,6 +52,9 @@ def texture_gradient(
         Seed of the texton k-means (None: a fresh random start).
     device : torch.device or str
         Where the half-disc convolutions run.
+    max_pixels : int
+        Images with more pixels are measured on a copy shrunk to about this many pixels
+        (anti-aliased), and the map is scaled back up (bilinear).
 
     Returns
     -------
@@ -55,6 +62,16 @@ def texture_gradient(
         ``(H, W)`` float32: high on boundaries between regions of different colour or
         texture, low inside uniform and inside evenly textured regions.
     """
+    shape = lightness.shape
+    if lightness.size > max_pixels:
+        from skimage.transform import resize
+
+        factor = (max_pixels / lightness.size) ** 0.5
+        small = tuple(max(1, round(n * factor)) for n in shape)
+        features = resize(features, small + features.shape[2:], anti_aliasing=True)
+        lightness = resize(lightness, small, anti_aliasing=True)
+        gradient = texture_gradient(features, lightness, seed=seed, device=device)
+        return resize(gradient, shape, order=1).astype(np.float32)
     cues = [
         (quantise(features[..., c], N_BINS), N_BINS, BIN_SMOOTHING)
         for c in range(features.shape[-1])
