@@ -13,7 +13,7 @@ Example
 -------
 ::
 
-    python benchmarks/merge_sweep.py --split val --iterations 20,40 --thresholds 1.5,2,2.5
+    python benchmarks/merge_sweep.py --split val --iterations 40,80 --thresholds 0.25,0.3,0.35
 """
 
 from __future__ import annotations
@@ -164,6 +164,8 @@ def _best_choice(
 
 
 POST_PROCESSING = ("merge_threshold", "min_segment_size")  # swept, so not a --param
+#: Post-processing that --param may set (not swept); it leaves the cached training alone.
+UNTRAINED = {"graph_scale": 0.0, "boundary": "colour"}
 
 
 def training_settings(args: argparse.Namespace) -> Any:
@@ -184,7 +186,8 @@ def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarr
     from napari_unsupervised_segmentation import iter_segment
 
     settings = training_settings(args)
-    digest = hashlib.sha1(repr(settings.replace(max_iter=1)).encode()).hexdigest()[:10]
+    trained = settings.replace(max_iter=1, **UNTRAINED)
+    digest = hashlib.sha1(repr(trained).encode()).hexdigest()[:10]
     path = args.cache / f"{image_id}-{digest}.npz"
     wanted = {f"it{n}" for n in args.iterations}
     raw: dict[str, np.ndarray] = {}
@@ -231,9 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=("val", "train"), default="val")
     parser.add_argument("--ids", help="N (the first N), ids separated by commas, or a file")
     parser.add_argument("--data", type=Path, default=bsds.DEFAULT_DATA)
-    parser.add_argument("--iterations", type=lambda t: numbers(t, int), default=[20, 30, 40])
-    parser.add_argument("--thresholds", type=lambda t: numbers(t, float), default=[1.5, 2, 2.5, 3])
-    parser.add_argument("--min-sizes", type=lambda t: numbers(t, int), default=[16, 64])
+    parser.add_argument("--iterations", type=lambda t: numbers(t, int), default=[40, 80])
+    parser.add_argument(
+        "--thresholds",
+        type=lambda t: numbers(t, float),
+        default=[0.25, 0.3, 0.35],
+        help="merge thresholds (the default's texture boundary: around 0.3; add "
+        "--param boundary=colour for the colour merge, around 2)",
+    )
+    parser.add_argument("--min-sizes", type=lambda t: numbers(t, int), default=[16])
     parser.add_argument(
         "--cache", type=Path, help="folder of cached raw labels (default benchmarks/results/...)"
     )

@@ -274,6 +274,11 @@ def test_merge_sweep_scores_every_setting_from_one_training(tmp_path, capsys, mo
     monkeypatch.setattr(napari_unsupervised_segmentation, "iter_segment", no_training)
     assert merge_sweep.main(argv) == 0
     assert capsys.readouterr().out.splitlines()[2:] == printed  # same scores, from the cache
+    # Post-processing given by --param is not training: the cache still serves it.
+    assert (
+        merge_sweep.main([*argv, "--param", "graph_scale=300.0", "--param", "boundary=colour"]) == 0
+    )
+    capsys.readouterr()
     with pytest.raises(AssertionError, match="cached labels"):  # other settings: not cached
         merge_sweep.main([*argv, "--param", "n_channels=8"])
     assert merge_sweep.main([*argv, "--bound"]) == 0

@@ -194,14 +194,17 @@ def _require(ok: bool, message: str, value: Any) -> None:
 PRESETS: dict[str, SegmentationParams] = {
     "paper": SegmentationParams(),
     # Measured on BSDS500 train and val (docs/benchmarks.md): a short training with fewer
-    # filters and SLIC superpixels that follow edges, then joining segments across weak
-    # boundaries.
+    # filters and SLIC superpixels that follow edges; its segments cut further along
+    # graph-based segments, then joined again across boundaries that are weak in colour and
+    # texture.
     "default": SegmentationParams(
         n_channels=32,
         n_superpixels=3000,
         compactness=10.0,
-        max_iter=40,
-        merge_threshold=2.0,
+        max_iter=80,
+        graph_scale=1000.0,
+        boundary="texture",
+        merge_threshold=0.3,
         min_segment_size=16,
     ),
 }
