@@ -3,9 +3,9 @@
 The network is trained once per image (the ``default`` preset, stopping rule off) and its raw
 labels are cached at a few iteration counts; every combination of iteration count,
 ``merge_threshold`` and ``min_segment_size`` is then post-processed exactly as the engine
-does (``finish_labels``) and scored. This is how the default's post-processing was chosen
-(see docs/benchmarks.md); confirm a choice with a full ``bsds.py --method ours`` run, which
-also applies the stopping rule. ``--bound`` adds how much mIoU a per-image choice among the
+does (one ``LabelFinisher`` per image) and scored. This is how the default's post-processing
+was chosen (see docs/benchmarks.md); confirm a choice with a full ``bsds.py --method ours``
+run, which also applies the stopping rule. ``--bound`` adds how much mIoU a per-image choice among the
 swept settings could reach with the other targets met (it looks at the annotations: a limit
 for any adaptive rule, not a method).
 
@@ -208,19 +208,20 @@ def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarr
 def score_image(job: tuple[argparse.Namespace, str]) -> dict[tuple, scores.ImageStats]:
     """Scores of one image under every post-processing setting of the sweep."""
     from napari_unsupervised_segmentation.core.normalize import prepare_image
-    from napari_unsupervised_segmentation.core.postprocess import finish_labels
+    from napari_unsupervised_segmentation.core.postprocess import LabelFinisher
 
     args, image_id = job
     raw = cached_labels(args, image_id)
     prepared = prepare_image(bsds.load_image(args.data, args.split, image_id), -1)
     annotations = bsds.load_annotations(args.data, args.split, image_id)
     base = training_settings(args)
+    finish = LabelFinisher(base, prepared)  # makes the image-level maps once for all settings
     results = {}
     for iterations, threshold, min_size in itertools.product(
         args.iterations, args.thresholds, args.min_sizes
     ):
         settings = base.replace(merge_threshold=threshold, min_segment_size=min_size)
-        labels = finish_labels(raw[f"it{iterations}"], settings, prepared)
+        labels = finish(raw[f"it{iterations}"], settings)
         results[(iterations, threshold, min_size)] = scores.image_stats(labels, annotations)
     return results
 

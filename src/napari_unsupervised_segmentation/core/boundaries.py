@@ -25,7 +25,7 @@ BIN_SMOOTHING = 1.5  # Gaussian sigma along the bins, in bins: fewer sampling ar
 N_TEXTONS = 32
 _KMEANS_SAMPLE = 20000
 _KMEANS_ITERATIONS = 20
-_CHUNK_BYTES = 256 * 2**20  # largest convolution output held at once
+_CHUNK_BYTES = 128 * 2**20  # largest convolution output held at once
 #: Larger images are measured at a reduced size (about 512 x 512) and the map scaled back:
 #: the cost stays a few seconds, and the discs grow with the image.
 MAX_PIXELS = 2**18
@@ -70,7 +70,9 @@ def texture_gradient(
         small = tuple(max(1, round(n * factor)) for n in shape)
         features = resize(features, small + features.shape[2:], anti_aliasing=True)
         lightness = resize(lightness, small, anti_aliasing=True)
-        gradient = texture_gradient(features, lightness, seed=seed, device=device)
+        gradient = texture_gradient(
+            features, lightness, seed=seed, device=device, max_pixels=lightness.size
+        )
         return resize(gradient, shape, order=1).astype(np.float32)
     cues = [
         (quantise(features[..., c], N_BINS), N_BINS, BIN_SMOOTHING)

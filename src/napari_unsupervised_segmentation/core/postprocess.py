@@ -42,16 +42,11 @@ class LabelFinisher:
         self.settings = settings
         self.image = image
         self.device = device
+        self._graph_segments: dict[float, np.ndarray] = {}
 
-    @property
-    def post_processes(self) -> bool:
-        """Whether labels become connected segments (any post-processing is on)."""
-        s = self.settings
-        return bool(
-            s.connected_components or s.merge_threshold or s.min_segment_size or s.graph_scale
-        )
-
-    def __call__(self, prediction: np.ndarray) -> np.ndarray:
+    def __call__(
+        self, prediction: np.ndarray, settings: SegmentationParams | None = None
+    ) -> np.ndarray:
         """Labels 1..n from a raw argmax, smallest unsigned dtype.
 
         Without post-processing, every argmax value is one label. Otherwise labels become
@@ -59,13 +54,23 @@ class LabelFinisher:
         segments under ``min_segment_size`` pixels join their surroundings, before and after
         touching segments are joined across weak boundaries (``merge_threshold``, measured
         as ``boundary`` says): specks removed first cannot bridge two different regions.
+
+        ``settings`` replaces the finisher's own for this call, reusing the maps already
+        made (how a sweep post-processes one training in many ways); the texture gradient
+        keeps the finisher's seed.
         """
-        settings = self.settings
-        if not self.post_processes:
+        settings = settings or self.settings
+        post_processes = (
+            settings.connected_components
+            or settings.merge_threshold
+            or settings.min_segment_size
+            or settings.graph_scale
+        )
+        if not post_processes:
             return relabel_consecutive(prediction)
         if settings.graph_scale:
-            n_graph = int(self.graph_segments.max()) + 1
-            prediction = prediction.astype(np.int64) * n_graph + self.graph_segments
+            graph = self.graph_segments(settings.graph_scale)
+            prediction = prediction.astype(np.int64) * (int(graph.max()) + 1) + graph
         labels = split_connected_components(prediction)
         if settings.min_segment_size > 1:
             labels = merge_small_segments(labels, settings.min_segment_size)
@@ -94,19 +99,20 @@ class LabelFinisher:
         lightness = features[..., 0] if self.image.is_rgb else features.mean(axis=-1)
         return texture_gradient(features, lightness, seed=self.settings.seed, device=self.device)
 
-    @cached_property
-    def graph_segments(self) -> np.ndarray:
-        """Felzenszwalb-Huttenlocher segments of the image at ``graph_scale``, 0..n-1."""
+    def graph_segments(self, scale: float) -> np.ndarray:
+        """Felzenszwalb-Huttenlocher segments of the image at ``scale``, 0..n-1 (cached)."""
         from skimage.segmentation import felzenszwalb
 
-        segments = felzenszwalb(
-            self.image.channels,
-            scale=self.settings.graph_scale,
-            sigma=GRAPH_SIGMA,
-            min_size=GRAPH_MIN_SIZE,
-            channel_axis=-1,
-        )
-        return relabel_consecutive(segments).astype(np.int64) - 1
+        if scale not in self._graph_segments:
+            segments = felzenszwalb(
+                self.image.channels,
+                scale=scale,
+                sigma=GRAPH_SIGMA,
+                min_size=GRAPH_MIN_SIZE,
+                channel_axis=-1,
+            )
+            self._graph_segments[scale] = relabel_consecutive(segments).astype(np.int64) - 1
+        return self._graph_segments[scale]
 
 
 def finish_labels(
