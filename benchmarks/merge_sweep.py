@@ -2,12 +2,12 @@
 
 The network is trained once per image (the ``default`` preset, stopping rule off) and its raw
 labels are cached at a few iteration counts; every combination of iteration count,
-``merge_threshold`` and ``min_segment_size`` is then post-processed exactly as the engine
-does (one ``LabelFinisher`` per image) and scored. This is how the default's post-processing
-was chosen (see docs/benchmarks.md); confirm a choice with a full ``bsds.py --method ours``
-run, which also applies the stopping rule. ``--bound`` adds how much mIoU a per-image choice among the
-swept settings could reach with the other targets met (it looks at the annotations: a limit
-for any adaptive rule, not a method).
+``merge_threshold`` and ``min_segment_size`` is then post-processed exactly as the engine does
+(one ``LabelFinisher`` per image) and scored. This is how the default's post-processing was
+chosen (see docs/benchmarks.md); confirm a choice with a full ``bsds.py --method ours`` run,
+which also applies the stopping rule. ``--bound`` adds how much mIoU a per-image choice among
+the swept settings could reach with the other targets met (it looks at the annotations: a
+limit for any adaptive rule, not a method).
 
 Example
 -------
