@@ -8,6 +8,7 @@ merge itself.
 
 from __future__ import annotations
 
+import warnings
 from functools import cached_property
 
 import numpy as np
@@ -104,13 +105,16 @@ class LabelFinisher:
         from skimage.segmentation import felzenszwalb
 
         if scale not in self._graph_segments:
-            segments = felzenszwalb(
-                self.image.channels,
-                scale=scale,
-                sigma=GRAPH_SIGMA,
-                min_size=GRAPH_MIN_SIZE,
-                channel_axis=-1,
-            )
+            with warnings.catch_warnings():
+                # The channel axis is given: many channels are meant, not a 3D image.
+                warnings.filterwarnings("ignore", "Got image with third dimension", RuntimeWarning)
+                segments = felzenszwalb(
+                    self.image.channels,
+                    scale=scale,
+                    sigma=GRAPH_SIGMA,
+                    min_size=GRAPH_MIN_SIZE,
+                    channel_axis=-1,
+                )
             self._graph_segments[scale] = relabel_consecutive(segments).astype(np.int64) - 1
         return self._graph_segments[scale]
 
