@@ -6,6 +6,7 @@ import pytest
 from napari_unsupervised_segmentation import PRESETS, SegmentationParams, iter_segment
 from napari_unsupervised_segmentation.core import boundaries
 from napari_unsupervised_segmentation.core.boundaries import (
+    bin_weights,
     half_disc_chi2,
     kmeans,
     texton_map,
@@ -81,15 +82,51 @@ def test_merge_weak_edges_removes_only_boundaries_weaker_than_the_threshold():
 
 
 def test_graph_scale_cuts_a_network_segment_along_an_image_edge():
-    image = np.zeros((16, 30, 3), np.uint8)
+    image = np.zeros((40, 30, 3), np.uint8)
     image[:, 12:] = (230, 220, 40)
     prepared = prepare_image(image, -1)
-    one_label = np.zeros((16, 30), np.int64)
+    one_label = np.zeros((40, 30), np.int64)
     settings = PRESETS["paper"].replace(connected_components=True)
     assert finish_labels(one_label, settings, prepared).max() == 1
     cut = finish_labels(one_label, settings.replace(graph_scale=100.0), prepared)
     assert cut.max() == 2
     assert len(np.unique(cut[:, :12])) == 1 and len(np.unique(cut[:, 12:])) == 1
+
+
+def test_a_sharp_outline_leaves_no_slivers_with_the_default():
+    # Graph-based segmentation blurs a sharp step into 1-pixel lines of their own.
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:, 30:] = (230, 220, 40)
+    halves = np.zeros((40, 60), np.int64)
+    halves[:, 30:] = 1
+    labels = finish_labels(halves, PRESETS["default"], prepare_image(image, -1))
+    np.testing.assert_array_equal(labels, halves + 1)
+
+
+def test_end_bins_weigh_as_much_as_the_others():
+    index = np.zeros((32, 32), np.int64)
+    index[:, 16:] = 23  # black against white: the two end bins of 24
+    gradient = half_disc_chi2(index, 24, radius=5, smoothing=1.5)
+    np.testing.assert_allclose(gradient[:, 15:17], 1.0, atol=1e-5)
+    weights = bin_weights(np.array([[0, 5, 23]]), np.arange(24), 1.5, 24)
+    np.testing.assert_allclose(weights.sum(axis=0), 1.0, atol=1e-6)
+
+
+def test_an_edge_in_one_of_many_channels_is_as_strong_as_in_a_single_channel():
+    strengths = []
+    for n_channels in (1, 4):
+        features = np.zeros((40, 60, n_channels))
+        features[:, 30:, 0] = 100  # e.g. a nucleus seen in one stain only
+        gradient = texture_gradient(features, features.mean(axis=-1), is_rgb=False)
+        strengths.append(gradient[:, 29:31].min())
+    np.testing.assert_allclose(strengths, 1.0, atol=1e-5)
+
+
+def test_a_tiny_image_still_gets_a_full_strength_edge():
+    features = np.zeros((8, 8, 3))
+    features[:, 4:] = 100
+    gradient = texture_gradient(features, features[..., 0])
+    assert gradient[:, 3:5].min() > 0.7
 
 
 def test_boundary_and_graph_scale_are_validated():
@@ -132,4 +169,4 @@ def test_texture_gradient_of_a_large_image_is_measured_smaller_and_scaled_back()
     gradient = texture_gradient(features, features[..., 0], max_pixels=48 * 64 // 4)
     assert gradient.shape == (48, 64) and gradient.dtype == np.float32
     assert gradient[:, 30:34].min() > 0.8  # the edge, its band twice as wide as at full size
-    assert gradient[:, :8].max() < 0.2 and gradient[:, 56:].max() < 0.05
+    assert gradient[:, :8].max() < 0.3 and gradient[:, 56:].max() < 0.05

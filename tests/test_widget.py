@@ -111,6 +111,26 @@ def test_train_updates_throttles_and_always_sends_the_last():
     np.testing.assert_array_equal(items[-1].labels, segment(_image(), FAST))
 
 
+def test_train_updates_does_not_count_the_one_off_maps_of_the_first_labels(monkeypatch):
+    import time
+
+    from napari_unsupervised_segmentation.core import boundaries
+
+    real = boundaries.texture_gradient
+
+    def slow(*args, **kwargs):  # a big image's gradient: made once, for the first labels
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(boundaries, "texture_gradient", slow)
+    textured = FAST.replace(boundary="texture", merge_threshold=0.3)
+    stop, done = threading.Event(), threading.Event()
+    ticks = iter(np.arange(0.0, 100.0, 0.1))
+    items = list(train_updates(_image(), None, textured, stop, done, 0.25, lambda: next(ticks)))
+    # Counting the 0.5 s would have held the next update back by 2 s (20 steps).
+    assert [item.iteration for item in items] == [1, 4, 7, 10, 12]
+
+
 def test_train_updates_stops_on_request_with_the_current_labels():
     stop, done = threading.Event(), threading.Event()
     gen = train_updates(_image(), None, ENDLESS, stop, done, 0.0)

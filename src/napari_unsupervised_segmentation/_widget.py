@@ -152,10 +152,14 @@ def train_updates(
                 final = bool(step.is_last) or stop.is_set()
                 now = clock()
                 if should_deliver(now, last_sent, wait, final):
+                    first = last_sent is None
                     last_sent = now
                     started = time.perf_counter()
                     labels = step.labels
-                    wait = update_interval_after(interval, time.perf_counter() - started)
+                    # The first labels also make the image's maps, once: not a measure of
+                    # what later updates cost.
+                    seconds = 0.0 if first else time.perf_counter() - started
+                    wait = update_interval_after(interval, seconds)
                     yield Update(step.iteration, step.n_labels, step.loss, labels, final)
                 if final:
                     return

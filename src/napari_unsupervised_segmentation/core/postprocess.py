@@ -98,7 +98,14 @@ class LabelFinisher:
 
         features = self.colour_features
         lightness = features[..., 0] if self.image.is_rgb else features.mean(axis=-1)
-        return texture_gradient(features, lightness, seed=self.settings.seed, device=self.device)
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # the same map on any GPU
+            return texture_gradient(
+                features,
+                lightness,
+                is_rgb=self.image.is_rgb,
+                seed=self.settings.seed,
+                device=self.device,
+            )
 
     def graph_segments(self, scale: float) -> np.ndarray:
         """Felzenszwalb-Huttenlocher segments of the image at ``scale``, 0..n-1 (cached)."""
@@ -115,7 +122,7 @@ class LabelFinisher:
                     min_size=GRAPH_MIN_SIZE,
                     channel_axis=-1,
                 )
-            self._graph_segments[scale] = relabel_consecutive(segments).astype(np.int64) - 1
+            self._graph_segments[scale] = absorb_thin_segments(segments)
         return self._graph_segments[scale]
 
 
@@ -128,3 +135,32 @@ def finish_labels(
     :class:`LabelFinisher`, which computes the image-level maps once.
     """
     return LabelFinisher(settings, image)(prediction)
+
+
+def absorb_thin_segments(segments: np.ndarray) -> np.ndarray:
+    """Segments 0..n-1, where every segment without an inside pixel joins its neighbours.
+
+    An inside pixel has its four neighbours in its own segment. Graph-based segmentation
+    blurs first, so a sharp step between two regions becomes one or two 1-pixel lines of
+    intermediate colour, long enough to be kept as segments; cutting the network's segments
+    along them would leave slivers on every sharp outline. Their pixels go to the nearest
+    segment that has an inside pixel (all pixels stay when no segment has one).
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    segments = relabel_consecutive(segments).astype(np.int64) - 1
+    padded = np.pad(segments, 1, mode="edge")
+    centre = padded[1:-1, 1:-1]
+    inside = (
+        (padded[:-2, 1:-1] == centre)
+        & (padded[2:, 1:-1] == centre)
+        & (padded[1:-1, :-2] == centre)
+        & (padded[1:-1, 2:] == centre)
+    )
+    has_inside = np.zeros(int(segments.max()) + 1, bool)
+    has_inside[segments[inside]] = True
+    thin = ~has_inside[segments]
+    if not thin.any() or thin.all():
+        return segments
+    _, nearest = distance_transform_edt(thin, return_indices=True)
+    return relabel_consecutive(segments[tuple(nearest)]).astype(np.int64) - 1
