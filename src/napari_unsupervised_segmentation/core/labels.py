@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -88,7 +90,7 @@ def boundary_edge_strength(
 
 
 def _pool_boundaries(
-    segments: np.ndarray, pair_value
+    segments: np.ndarray, pair_value: Callable[[np.ndarray, np.ndarray], np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of touching segments, boundary lengths and sums of ``pair_value(a, b)``.
 
