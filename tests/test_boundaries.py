@@ -170,3 +170,19 @@ def test_texture_gradient_of_a_large_image_is_measured_smaller_and_scaled_back()
     assert gradient.shape == (48, 64) and gradient.dtype == np.float32
     assert gradient[:, 30:34].min() > 0.8  # the edge, its band twice as wide as at full size
     assert gradient[:, :8].max() < 0.3 and gradient[:, 56:].max() < 0.05
+
+
+def test_min_segment_width_gives_rims_along_an_outline_to_their_neighbours():
+    rows, cols = np.mgrid[:48, :48]
+    radius = np.hypot(rows - 24, cols - 24)
+    prediction = np.where(radius < 10, 1, np.where(radius < 13, 2, 0))  # a 3-pixel rim
+    image = np.zeros((48, 48, 3), np.uint8)
+    image[radius < 11.5] = 200
+    prepared = prepare_image(image, -1)
+    settings = PRESETS["paper"].replace(connected_components=True)
+    assert finish_labels(prediction, settings, prepared).max() == 3
+    labels = finish_labels(prediction, settings.replace(min_segment_width=5), prepared)
+    assert labels.max() == 2
+    assert labels[24, 24] != labels[0, 0]  # disc and background stay apart
+    with pytest.raises(ValueError, match="min_segment_width"):
+        SegmentationParams(min_segment_width=-1)

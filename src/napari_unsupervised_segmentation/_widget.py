@@ -80,6 +80,7 @@ _LABELS = {
     "merge_threshold": "Merge threshold",
     "boundary": "Merge by",
     "min_segment_size": "Min segment size",
+    "min_segment_width": "Min segment width",
 }
 _BASIC = ("max_iter", "min_labels", "n_superpixels", "seed", "device")
 
@@ -672,6 +673,7 @@ def _make_controls() -> dict[str, Any]:
         "merge_threshold": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.05}),
         "boundary": (ComboBox, {"choices": list(BOUNDARIES)}),
         "min_segment_size": (SpinBox, {"min": 0, "max": big}),
+        "min_segment_width": (SpinBox, {"min": 0, "max": 1000}),
     }
     controls: dict[str, Any] = {}
     for f in dataclasses.fields(defaults):

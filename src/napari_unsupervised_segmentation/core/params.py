@@ -78,6 +78,14 @@ class SegmentationParams:
             "neighbours at the end, before and after the boundary merge (0: keep every segment)."
         },
     )
+    min_segment_width: int = field(
+        default=0,
+        metadata={
+            "help": "Last, merge segments narrower than this many pixels (no pixel farther than "
+            "half of it from their outline: rims along edges) into their neighbours "
+            "(0 or 1: keep them)."
+        },
+    )
     seed: int | None = field(
         default=0, metadata={"help": "Random seed (None: a fresh random start every run)."}
     )
@@ -153,6 +161,11 @@ class SegmentationParams:
             self.min_segment_size,
         )
         _require(
+            _is_int(self.min_segment_width) and self.min_segment_width >= 0,
+            "min_segment_width must be an integer >= 0",
+            self.min_segment_width,
+        )
+        _require(
             isinstance(self.connected_components, bool),
             "connected_components must be True or False",
             self.connected_components,
@@ -206,5 +219,6 @@ PRESETS: dict[str, SegmentationParams] = {
         boundary="texture",
         merge_threshold=0.3,
         min_segment_size=16,
+        min_segment_width=5,
     ),
 }

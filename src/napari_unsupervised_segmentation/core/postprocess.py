@@ -29,6 +29,9 @@ from .refine import colour_features
 #: and 20; 0.5 and 20 are the settings of the BSDS500 reference row and were measured here.
 GRAPH_SIGMA = 0.5
 GRAPH_MIN_SIZE = 20
+#: Graph-based segments with no pixel this far from their outline are slivers (1: those
+#: without a pixel whose four neighbours are in the segment).
+GRAPH_MIN_DEPTH = 1
 
 
 class LabelFinisher:
@@ -55,6 +58,8 @@ class LabelFinisher:
         segments under ``min_segment_size`` pixels join their surroundings, before and after
         touching segments are joined across weak boundaries (``merge_threshold``, measured
         as ``boundary`` says): specks removed first cannot bridge two different regions.
+        Last, segments narrower than ``min_segment_width`` (rims along edges) join their
+        neighbours.
 
         ``settings`` replaces the finisher's own for this call, reusing the maps already
         made (how a sweep post-processes one training in many ways); the texture gradient
@@ -65,6 +70,7 @@ class LabelFinisher:
             settings.connected_components
             or settings.merge_threshold
             or settings.min_segment_size
+            or settings.min_segment_width
             or settings.graph_scale
         )
         if not post_processes:
@@ -82,6 +88,11 @@ class LabelFinisher:
                 labels = merge_weak_boundaries(
                     labels, self.colour_features, settings.merge_threshold
                 )
+            if settings.min_segment_size > 1:
+                labels = merge_small_segments(labels, settings.min_segment_size)
+        if settings.min_segment_width > 1:
+            depth = (settings.min_segment_width - 1) / 2
+            labels = merge_small_segments(absorb_thin_segments(labels, depth), 1)
             if settings.min_segment_size > 1:
                 labels = merge_small_segments(labels, settings.min_segment_size)
         return labels
@@ -137,29 +148,31 @@ def finish_labels(
     return LabelFinisher(settings, image)(prediction)
 
 
-def absorb_thin_segments(segments: np.ndarray) -> np.ndarray:
-    """Segments 0..n-1, where every segment without an inside pixel joins its neighbours.
+def absorb_thin_segments(segments: np.ndarray, depth: float = GRAPH_MIN_DEPTH) -> np.ndarray:
+    """Segments 0..n-1, where every segment thinner than ``2 * depth + 1`` pixels joins others.
 
-    An inside pixel has its four neighbours in its own segment. Graph-based segmentation
-    blurs first, so a sharp step between two regions becomes one or two 1-pixel lines of
-    intermediate colour, long enough to be kept as segments; cutting the network's segments
-    along them would leave slivers on every sharp outline. Their pixels go to the nearest
-    segment that has an inside pixel (all pixels stay when no segment has one).
+    A segment is thin when none of its pixels lies ``depth`` pixels or more (Euclidean) from
+    the nearest pixel on its outline (a pixel with a 4-neighbour in another segment).
+    Graph-based segmentation blurs first, so a step between two regions becomes lines or
+    rings of intermediate values a few pixels wide, large enough to be kept as segments;
+    cutting the network's segments along them would leave slivers and rims on every outline.
+    Their pixels go to the nearest segment that is not thin (all stay when every one is).
     """
     from scipy.ndimage import distance_transform_edt
 
     segments = relabel_consecutive(segments).astype(np.int64) - 1
     padded = np.pad(segments, 1, mode="edge")
     centre = padded[1:-1, 1:-1]
-    inside = (
-        (padded[:-2, 1:-1] == centre)
-        & (padded[2:, 1:-1] == centre)
-        & (padded[1:-1, :-2] == centre)
-        & (padded[1:-1, 2:] == centre)
+    outline = (
+        (padded[:-2, 1:-1] != centre)
+        | (padded[2:, 1:-1] != centre)
+        | (padded[1:-1, :-2] != centre)
+        | (padded[1:-1, 2:] != centre)
     )
-    has_inside = np.zeros(int(segments.max()) + 1, bool)
-    has_inside[segments[inside]] = True
-    thin = ~has_inside[segments]
+    inward = distance_transform_edt(~outline)  # 0 on the outline, 1 next to it, ...
+    deepest = np.zeros(int(segments.max()) + 1)
+    np.maximum.at(deepest, segments.ravel(), inward.ravel())
+    thin = deepest[segments] < depth
     if not thin.any() or thin.all():
         return segments
     _, nearest = distance_transform_edt(thin, return_indices=True)
