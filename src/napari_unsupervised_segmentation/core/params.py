@@ -81,9 +81,9 @@ class SegmentationParams:
     min_segment_width: int = field(
         default=0,
         metadata={
-            "help": "Last, merge segments narrower than this many pixels (no pixel farther than "
-            "half of it from their outline: rims along edges) into their neighbours "
-            "(0 or 1: keep them)."
+            "help": "Last, merge segments narrower than this many pixels (no pixel at "
+            "(width - 1) / 2 or more from their outline: rims along edges) into their "
+            "neighbours (0 or 1: keep them)."
         },
     )
     seed: int | None = field(
