@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .labels import (
+    absorb_thin_segments,
     merge_small_segments,
     merge_weak_boundaries,
     merge_weak_edges,
@@ -91,10 +92,11 @@ class LabelFinisher:
             if settings.min_segment_size > 1:
                 labels = merge_small_segments(labels, settings.min_segment_size)
         if settings.min_segment_width > 1:
-            depth = (settings.min_segment_width - 1) / 2
-            labels = merge_small_segments(absorb_thin_segments(labels, depth), 1)
+            labels = absorb_thin_segments(labels, (settings.min_segment_width - 1) / 2)
             if settings.min_segment_size > 1:
                 labels = merge_small_segments(labels, settings.min_segment_size)
+            else:
+                labels = split_connected_components(labels)
         return labels
 
     @cached_property
@@ -133,7 +135,7 @@ class LabelFinisher:
                     min_size=GRAPH_MIN_SIZE,
                     channel_axis=-1,
                 )
-            self._graph_segments[scale] = absorb_thin_segments(segments)
+            self._graph_segments[scale] = absorb_thin_segments(segments, GRAPH_MIN_DEPTH)
         return self._graph_segments[scale]
 
 
@@ -146,34 +148,3 @@ def finish_labels(
     :class:`LabelFinisher`, which computes the image-level maps once.
     """
     return LabelFinisher(settings, image)(prediction)
-
-
-def absorb_thin_segments(segments: np.ndarray, depth: float = GRAPH_MIN_DEPTH) -> np.ndarray:
-    """Segments 0..n-1, where every segment thinner than ``2 * depth + 1`` pixels joins others.
-
-    A segment is thin when none of its pixels lies ``depth`` pixels or more (Euclidean) from
-    the nearest pixel on its outline (a pixel with a 4-neighbour in another segment).
-    Graph-based segmentation blurs first, so a step between two regions becomes lines or
-    rings of intermediate values a few pixels wide, large enough to be kept as segments;
-    cutting the network's segments along them would leave slivers and rims on every outline.
-    Their pixels go to the nearest segment that is not thin (all stay when every one is).
-    """
-    from scipy.ndimage import distance_transform_edt
-
-    segments = relabel_consecutive(segments).astype(np.int64) - 1
-    padded = np.pad(segments, 1, mode="edge")
-    centre = padded[1:-1, 1:-1]
-    outline = (
-        (padded[:-2, 1:-1] != centre)
-        | (padded[2:, 1:-1] != centre)
-        | (padded[1:-1, :-2] != centre)
-        | (padded[1:-1, 2:] != centre)
-    )
-    inward = distance_transform_edt(~outline)  # 0 on the outline, 1 next to it, ...
-    deepest = np.zeros(int(segments.max()) + 1)
-    np.maximum.at(deepest, segments.ravel(), inward.ravel())
-    thin = deepest[segments] < depth
-    if not thin.any() or thin.all():
-        return segments
-    _, nearest = distance_transform_edt(thin, return_indices=True)
-    return relabel_consecutive(segments[tuple(nearest)]).astype(np.int64) - 1
