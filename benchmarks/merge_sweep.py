@@ -165,7 +165,12 @@ def _best_choice(
 
 POST_PROCESSING = ("merge_threshold", "min_segment_size")  # swept, so not a --param
 #: Post-processing that --param may set (not swept); it leaves the cached training alone.
-UNTRAINED = {"graph_scale": 0.0, "boundary": "colour", "min_segment_width": 0}
+UNTRAINED = {
+    "graph_scale": 0.0,
+    "boundary": "colour",
+    "min_segment_width": 0,
+    "merge_interior_weight": 0.0,
+}
 
 
 def training_settings(args: argparse.Namespace) -> Any:

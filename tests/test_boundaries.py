@@ -81,6 +81,39 @@ def test_merge_weak_edges_removes_only_boundaries_weaker_than_the_threshold():
     np.testing.assert_array_equal(merge_weak_edges(segments, edge_map, 1.0), np.ones((4, 6)))
 
 
+def test_interior_weight_joins_pieces_of_a_busy_region_but_not_of_a_calm_one():
+    # Four 4-column segments; the boundaries 0|1 and 2|3 both have mean edge 0.3, 1|2 is 1.0.
+    segments = np.repeat(np.repeat(np.arange(4), 4)[np.newaxis], 3, axis=0)
+    edge_map = np.zeros(segments.shape)
+    edge_map[:, :8] = 0.4  # segments 0 and 1: a texture, busy inside
+    edge_map[:, 3:5] = 0.3  # the columns on either side of 0|1
+    edge_map[:, 7:9] = 1.0  # 1|2: a real edge
+    edge_map[:, 11:13] = 0.3  # 2|3 inside a calm region (0 elsewhere)
+    # Judged alone, 0|1 and 2|3 are equally strong: a threshold of 0.2 keeps all four.
+    np.testing.assert_array_equal(merge_weak_edges(segments, edge_map, 0.2), segments + 1)
+    # Against the insides: 0|1 counts 0.3 - 0.5 * min(0.375, 0.475) = 0.1125 < 0.2 and joins;
+    # 2|3 counts 0.3 - 0.5 * 0.075 = 0.2625 and stays; 1|2 stays.
+    merged = merge_weak_edges(segments, edge_map, 0.2, interior_weight=0.5)
+    np.testing.assert_array_equal(merged[0], np.repeat([1, 1, 2, 3], 4))
+    # A weight of 0 is the plain merge.
+    np.testing.assert_array_equal(
+        merge_weak_edges(segments, edge_map, 0.2, interior_weight=0.0), segments + 1
+    )
+
+
+def test_interior_weight_uses_the_joined_inside_of_merged_segments():
+    # 0|1 joins first (weakest); the joined segment's inside is the mean over all its pixels,
+    # which decides whether its boundary with 2 then counts as weak.
+    segments = np.repeat(np.array([[0, 0, 1, 1, 2, 2]]), 2, axis=0)
+    edge_map = np.repeat(np.array([[0.6, 0.0, 0.0, 0.2, 0.2, 0.6]]), 2, axis=0)
+    # 0|1: 0.0 - w * min(0.3, 0.1); 1|2: 0.2 - w * min(0.1, 0.4) before the join, then
+    # 0.2 - w * min(mean(0.6, 0, 0, 0.2) = 0.2, 0.4) = 0.2 - 0.2 w after it.
+    at_half = merge_weak_edges(segments, edge_map, 0.12, interior_weight=0.5)
+    np.testing.assert_array_equal(at_half[0], [1, 1, 1, 1, 1, 1])  # 0.2 - 0.1 = 0.1 < 0.12
+    stricter = merge_weak_edges(segments, edge_map, 0.09, interior_weight=0.5)
+    np.testing.assert_array_equal(stricter[0], [1, 1, 1, 1, 2, 2])  # 0.1 >= 0.09
+
+
 def test_graph_scale_cuts_a_network_segment_along_an_image_edge():
     image = np.zeros((40, 30, 3), np.uint8)
     image[:, 12:] = (230, 220, 40)

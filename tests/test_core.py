@@ -218,6 +218,7 @@ def test_bad_images_raise_clear_errors(image, kwargs, message):
         ({"lr": -1.0}, "lr"),
         ({"momentum": 1.0}, "momentum"),
         ({"precision": "fp8"}, "precision"),
+        ({"merge_interior_weight": -0.5}, "merge_interior_weight"),
         ({"seed": 1.5}, "seed"),
         ({"max_iter": 2.5}, "max_iter"),
     ],
@@ -364,6 +365,25 @@ def test_merge_weak_boundaries_keeps_a_sharp_edge_between_equal_mean_colours():
     # a 1-pixel blur spreads the 3-pixel pattern out (the step becomes about 0.1): joined
     blurred = merge_weak_boundaries(segments, features, threshold=1.5)
     np.testing.assert_array_equal(blurred, np.ones_like(segments))
+
+
+def test_merge_weak_boundaries_interior_weight_joins_a_split_texture_only():
+    # Left: a 0/4 checkerboard split in two by the segments; right: a calm region split the
+    # same way, with a step of 2 between its halves.
+    segments = np.repeat(np.array([[1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]]), 4, axis=0)
+    rows, cols = np.mgrid[:4, :12]
+    features = np.where(cols < 6, 4.0 * ((rows + cols) % 2), np.where(cols < 9, 20.0, 22.0))
+    features = features[..., np.newaxis]
+    # Across 1|2 every step is 4, across 3|4 it is 2: judged alone (threshold 3), 3|4 joins.
+    alone = merge_weak_boundaries(segments, features, threshold=3.0, smoothing=0)
+    np.testing.assert_array_equal(alone[0], np.repeat([1, 2, 3, 3], 3))
+    # Inside the checkerboard every pixel differs by 4 from each neighbour; inside the calm
+    # halves the contrast is 0 but next to their boundary. With weight 1, 1|2 counts
+    # 4 - 4 = 0 and joins; 3|4 counts 2 - (under 0.2) and stays at threshold 1.5.
+    judged = merge_weak_boundaries(
+        segments, features, threshold=1.5, smoothing=0, interior_weight=1.0
+    )
+    np.testing.assert_array_equal(judged[0], np.repeat([1, 1, 2, 3], 3))
 
 
 def test_boundary_contrast_of_integer_features_does_not_wrap_around():

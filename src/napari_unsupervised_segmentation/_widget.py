@@ -79,6 +79,7 @@ _LABELS = {
     "graph_scale": "Graph scale",
     "merge_threshold": "Merge threshold",
     "boundary": "Merge by",
+    "merge_interior_weight": "Interior weight",
     "min_segment_size": "Min segment size",
     "min_segment_width": "Min segment width",
 }
@@ -672,6 +673,7 @@ def _make_controls() -> dict[str, Any]:
         "graph_scale": (FloatSpinBox, {"min": 0.0, "max": 1e6, "step": 50.0}),
         "merge_threshold": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.05}),
         "boundary": (ComboBox, {"choices": list(BOUNDARIES)}),
+        "merge_interior_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.05}),
         "min_segment_size": (SpinBox, {"min": 0, "max": big}),
         "min_segment_width": (SpinBox, {"min": 0, "max": 1000}),
     }

@@ -125,7 +125,11 @@ def _pool_boundaries(
 
 
 def merge_weak_boundaries(
-    segments: np.ndarray, features: np.ndarray, threshold: float, smoothing: float = 1.0
+    segments: np.ndarray,
+    features: np.ndarray,
+    threshold: float,
+    smoothing: float = 1.0,
+    interior_weight: float = 0.0,
 ) -> np.ndarray:
     """Join touching segments, weakest boundary first, until every boundary is strong.
 
@@ -151,6 +155,10 @@ def merge_weak_boundaries(
         Boundaries with a mean contrast below this are removed.
     smoothing : float
         Gaussian sigma (pixels) applied to the features first; 0 for none.
+    interior_weight : float
+        A boundary counts as weaker by this share of the contrast inside the calmer of the
+        two segments (see :func:`merge_weak_edges`); the contrast inside is each pixel's
+        mean contrast with its 4 neighbours, averaged over the segment. 0: the boundary alone.
 
     Returns
     -------
@@ -163,14 +171,41 @@ def merge_weak_boundaries(
     features = np.asarray(features, dtype=np.float64)
     if smoothing > 0:
         features = gaussian_filter(features, (smoothing, smoothing, 0))
-    return _merge_weakest_first(segments, boundary_contrast(segments, features), threshold)
+    interior = local_contrast(features) if interior_weight else None
+    return _merge_weakest_first(
+        segments, boundary_contrast(segments, features), threshold, interior, interior_weight
+    )
 
 
-def merge_weak_edges(segments: np.ndarray, edge_map: np.ndarray, threshold: float) -> np.ndarray:
+def local_contrast(features: np.ndarray) -> np.ndarray:
+    """``(H, W)`` mean feature distance of every pixel to its 4 neighbours (those inside)."""
+    total = np.zeros(features.shape[:2])
+    count = np.zeros(features.shape[:2])
+    for axis in (0, 1):
+        step = np.linalg.norm(np.diff(features, axis=axis), axis=-1)
+        before = (slice(None, -1), slice(None)) if axis == 0 else (slice(None), slice(None, -1))
+        after = (slice(1, None), slice(None)) if axis == 0 else (slice(None), slice(1, None))
+        for side in (before, after):
+            total[side] += step
+            count[side] += 1
+    return total / count
+
+
+def merge_weak_edges(
+    segments: np.ndarray, edge_map: np.ndarray, threshold: float, interior_weight: float = 0.0
+) -> np.ndarray:
     """Join touching segments, weakest boundary first, until every boundary's mean edge is strong.
 
     As :func:`merge_weak_boundaries`, but a boundary's strength is the mean of ``edge_map``
     (for example :func:`~.boundaries.texture_gradient`) over the pixels on either side of it.
+
+    With ``interior_weight`` w > 0, a boundary is judged against the segments it separates:
+    its strength counts as ``mean edge along it - w * min(mean edge inside either segment)``.
+    Inside a texture or a noisy region the edge map is high everywhere, so a boundary between
+    two such pieces must stand out from what lies inside them to keep them apart, while
+    between calm regions a faint boundary still does (Felzenszwalb and Huttenlocher, IJCV
+    2004, compare a boundary with the segments' internal variation in the same spirit).
+    Inside means over the segment's pixels, pooled as segments join.
 
     Parameters
     ----------
@@ -179,7 +214,9 @@ def merge_weak_edges(segments: np.ndarray, edge_map: np.ndarray, threshold: floa
     edge_map : np.ndarray
         ``(H, W)`` boundary strength per pixel.
     threshold : float
-        Boundaries whose mean strength is below this are removed.
+        Boundaries whose (judged) strength is below this are removed.
+    interior_weight : float
+        ``w`` above; 0 judges every boundary by its mean edge alone.
 
     Returns
     -------
@@ -187,39 +224,65 @@ def merge_weak_edges(segments: np.ndarray, edge_map: np.ndarray, threshold: floa
         Labels 1..n, smallest unsigned dtype.
     """
     segments = relabel_consecutive(segments).astype(np.int64) - 1
-    return _merge_weakest_first(segments, boundary_edge_strength(segments, edge_map), threshold)
+    interior = edge_map if interior_weight else None
+    return _merge_weakest_first(
+        segments,
+        boundary_edge_strength(segments, edge_map),
+        threshold,
+        interior,
+        interior_weight,
+    )
 
 
 def _merge_weakest_first(
     segments: np.ndarray,
     boundaries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     threshold: float,
+    interior: np.ndarray | None = None,
+    interior_weight: float = 0.0,
 ) -> np.ndarray:
-    """Greedy joining of ``segments`` (0..n-1) given their boundaries' lengths and sums."""
+    """Greedy joining of ``segments`` (0..n-1) given their boundaries' lengths and sums.
+
+    A boundary's key is its mean value, less ``interior_weight`` times the smaller of the two
+    segments' mean ``interior`` (per-pixel values, pooled as segments join).
+    """
     import heapq
 
     first, second, length, contrast = boundaries
+    n_segments = int(segments.max()) + 1
     # neighbours[i][j] = [boundary length, summed contrast], one list shared by i and j.
-    neighbours: list[dict[int, list[float]]] = [{} for _ in range(int(segments.max()) + 1)]
-    heap = []
-    for i, j, n, total in zip(
-        first.tolist(), second.tolist(), length.tolist(), contrast.tolist(), strict=True
-    ):
+    neighbours: list[dict[int, list[float]]] = [{} for _ in range(n_segments)]
+    relative = interior is not None and interior_weight > 0
+    if relative:
+        pixels = np.bincount(segments.ravel(), minlength=n_segments).astype(np.float64)
+        inside = np.bincount(
+            segments.ravel(), np.asarray(interior, np.float64).ravel(), minlength=n_segments
+        )
+
+    def key(i: int, j: int, edge: list[float]) -> float:
+        strength = edge[1] / edge[0]
+        if relative:
+            strength -= interior_weight * min(inside[i] / pixels[i], inside[j] / pixels[j])
+        return strength
+
+    pairs = list(zip(first.tolist(), second.tolist(), strict=True))
+    for (i, j), n, total in zip(pairs, length.tolist(), contrast.tolist(), strict=True):
         neighbours[i][j] = neighbours[j][i] = [n, total]
-        heap.append((total / n, i, j))
+    heap = [(key(i, j, neighbours[i][j]), i, j) for i, j in pairs]
     heapq.heapify(heap)
-    owner = np.arange(len(neighbours))
+    owner = np.arange(n_segments)
     while heap:
         strength, i, j = heapq.heappop(heap)
         if strength >= threshold:
             break
         edge = neighbours[i].get(j)
-        if edge is None or edge[1] / edge[0] != strength:
+        if edge is None or key(i, j, edge) != strength:
             continue  # outdated: i or j has been joined to another segment since
         if len(neighbours[i]) < len(neighbours[j]):
             i, j = j, i  # keep the segment with more neighbours, move the fewer
         owner[j] = i
         del neighbours[i][j]
+        changed = []
         for k, (n, total) in neighbours[j].items():
             if k == i:
                 continue
@@ -229,8 +292,14 @@ def _merge_weakest_first(
                 pooled = neighbours[i][k] = neighbours[k][i] = [0.0, 0.0]
             pooled[0] += n
             pooled[1] += total
-            heapq.heappush(heap, (pooled[1] / pooled[0], min(i, k), max(i, k)))
+            changed.append(k)
         neighbours[j] = {}
+        if relative:  # i's inside changed, so every boundary of i has a new key
+            pixels[i] += pixels[j]
+            inside[i] += inside[j]
+            changed = list(neighbours[i])
+        for k in changed:
+            heapq.heappush(heap, (key(i, k, neighbours[i][k]), min(i, k), max(i, k)))
     while True:  # follow every segment to the one it finally joined
         root = owner[owner]
         if np.array_equal(root, owner):

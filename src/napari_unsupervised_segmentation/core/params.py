@@ -71,6 +71,15 @@ class SegmentationParams:
             "gradient along it (0..1; thresholds around 0.3)."
         },
     )
+    merge_interior_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Judge each boundary against the segments it separates: its strength "
+            "counts as weaker by this share of the mean strength inside the calmer of the two "
+            "(see boundary), so pieces of one texture join while a faint edge between calm "
+            "regions stays (0: the boundary alone)."
+        },
+    )
     min_segment_size: int = field(
         default=0,
         metadata={
@@ -148,6 +157,11 @@ class SegmentationParams:
             self.merge_threshold,
         )
         _require(
+            _is_real(self.merge_interior_weight) and self.merge_interior_weight >= 0,
+            "merge_interior_weight must be a number >= 0",
+            self.merge_interior_weight,
+        )
+        _require(
             _is_real(self.graph_scale) and self.graph_scale >= 0,
             "graph_scale must be a number >= 0",
             self.graph_scale,
@@ -209,7 +223,7 @@ PRESETS: dict[str, SegmentationParams] = {
     # Measured on BSDS500 train and val (docs/benchmarks.md): a short training with fewer
     # filters and SLIC superpixels that follow edges; its segments cut further along
     # graph-based segments, then joined again across boundaries that are weak in colour and
-    # texture.
+    # texture, judged against the texture inside the segments.
     "default": SegmentationParams(
         n_channels=32,
         n_superpixels=3000,
@@ -217,7 +231,8 @@ PRESETS: dict[str, SegmentationParams] = {
         max_iter=80,
         graph_scale=1000.0,
         boundary="texture",
-        merge_threshold=0.3,
+        merge_threshold=0.18,
+        merge_interior_weight=0.5,
         min_segment_size=16,
         min_segment_width=5,
     ),

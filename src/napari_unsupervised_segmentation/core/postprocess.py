@@ -58,7 +58,8 @@ class LabelFinisher:
         4-connected segments, cut further along graph-based segments (``graph_scale``);
         segments under ``min_segment_size`` pixels join their surroundings, before and after
         touching segments are joined across weak boundaries (``merge_threshold``, measured
-        as ``boundary`` says): specks removed first cannot bridge two different regions.
+        as ``boundary`` says, judged against the segments' insides by
+        ``merge_interior_weight``): specks removed first cannot bridge two different regions.
         Last, segments narrower than ``min_segment_width`` (rims along edges) join their
         neighbours.
 
@@ -83,11 +84,14 @@ class LabelFinisher:
         if settings.min_segment_size > 1:
             labels = merge_small_segments(labels, settings.min_segment_size)
         if settings.merge_threshold:
+            weight = settings.merge_interior_weight
             if settings.boundary == "texture":
-                labels = merge_weak_edges(labels, self.texture_gradient, settings.merge_threshold)
+                labels = merge_weak_edges(
+                    labels, self.texture_gradient, settings.merge_threshold, weight
+                )
             else:
                 labels = merge_weak_boundaries(
-                    labels, self.colour_features, settings.merge_threshold
+                    labels, self.colour_features, settings.merge_threshold, interior_weight=weight
                 )
             if settings.min_segment_size > 1:
                 labels = merge_small_segments(labels, settings.min_segment_size)
