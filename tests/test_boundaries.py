@@ -12,7 +12,11 @@ from napari_unsupervised_segmentation.core.boundaries import (
     texton_map,
     texture_gradient,
 )
-from napari_unsupervised_segmentation.core.labels import boundary_edge_strength, merge_weak_edges
+from napari_unsupervised_segmentation.core.labels import (
+    boundary_edge_strength,
+    local_contrast,
+    merge_weak_edges,
+)
 from napari_unsupervised_segmentation.core.normalize import prepare_image
 from napari_unsupervised_segmentation.core.postprocess import finish_labels
 from napari_unsupervised_segmentation.core.refine import colour_features
@@ -89,29 +93,36 @@ def test_interior_weight_joins_pieces_of_a_busy_region_but_not_of_a_calm_one():
     edge_map[:, 3:5] = 0.3  # the columns on either side of 0|1
     edge_map[:, 7:9] = 1.0  # 1|2: a real edge
     edge_map[:, 11:13] = 0.3  # 2|3 inside a calm region (0 elsewhere)
-    # Judged alone, 0|1 and 2|3 are equally strong: a threshold of 0.2 keeps all four.
-    np.testing.assert_array_equal(merge_weak_edges(segments, edge_map, 0.2), segments + 1)
-    # Against the insides: 0|1 counts 0.3 - 0.5 * min(0.375, 0.475) = 0.1125 < 0.2 and joins;
-    # 2|3 counts 0.3 - 0.5 * 0.075 = 0.2625 and stays; 1|2 stays.
-    merged = merge_weak_edges(segments, edge_map, 0.2, interior_weight=0.5)
+    # Judged alone, 0|1 and 2|3 are equally strong: a threshold of 0.21 keeps all four.
+    np.testing.assert_array_equal(merge_weak_edges(segments, edge_map, 0.21), segments + 1)
+    # Against the insides: 0|1 counts 0.3 - 0.5 * min(0.375, 0.525) = 0.1125 < 0.21 and joins;
+    # 2|3 counts 0.3 - 0.5 * min(0.325, 0.075) = 0.2625 and stays; 1|2 stays.
+    merged = merge_weak_edges(segments, edge_map, 0.21, interior_weight=0.5)
     np.testing.assert_array_equal(merged[0], np.repeat([1, 1, 2, 3], 4))
     # A weight of 0 is the plain merge.
     np.testing.assert_array_equal(
-        merge_weak_edges(segments, edge_map, 0.2, interior_weight=0.0), segments + 1
+        merge_weak_edges(segments, edge_map, 0.21, interior_weight=0.0), segments + 1
     )
 
 
 def test_interior_weight_uses_the_joined_inside_of_merged_segments():
-    # 0|1 joins first (weakest); the joined segment's inside is the mean over all its pixels,
-    # which decides whether its boundary with 2 then counts as weak.
-    segments = np.repeat(np.array([[0, 0, 1, 1, 2, 2]]), 2, axis=0)
-    edge_map = np.repeat(np.array([[0.6, 0.0, 0.0, 0.2, 0.2, 0.6]]), 2, axis=0)
-    # 0|1: 0.0 - w * min(0.3, 0.1); 1|2: 0.2 - w * min(0.1, 0.4) before the join, then
-    # 0.2 - w * min(mean(0.6, 0, 0, 0.2) = 0.2, 0.4) = 0.2 - 0.2 w after it.
-    at_half = merge_weak_edges(segments, edge_map, 0.12, interior_weight=0.5)
-    np.testing.assert_array_equal(at_half[0], [1, 1, 1, 1, 1, 1])  # 0.2 - 0.1 = 0.1 < 0.12
-    stricter = merge_weak_edges(segments, edge_map, 0.09, interior_weight=0.5)
-    np.testing.assert_array_equal(stricter[0], [1, 1, 1, 1, 2, 2])  # 0.1 >= 0.09
+    # 0|1 joins first (weakest); the joined segment's inside is the mean over all its pixels
+    # (not the mean of the two means), which decides whether its boundary with 2 then counts
+    # as weak.
+    segments = np.repeat(np.array([[0, 0, 0, 1, 1, 2, 2]]), 2, axis=0)
+    edge_map = np.repeat(np.array([[0.6, 0.6, 0.0, 0.0, 0.2, 0.2, 0.6]]), 2, axis=0)
+    # Insides 0.4, 0.1, 0.4. 0|1: 0.0 - 0.5 * 0.1 = -0.05; 1|2: 0.2 - 0.5 * 0.1 = 0.15 before
+    # the join, then 0.2 - 0.5 * min(1.4 / 5 = 0.28, 0.4) = 0.06 after it (with the mean of
+    # the two means, 0.25, it would be 0.075; without updating it, 0.15).
+    at_007 = merge_weak_edges(segments, edge_map, 0.07, interior_weight=0.5)
+    np.testing.assert_array_equal(at_007[0], [1] * 7)
+    stricter = merge_weak_edges(segments, edge_map, 0.05, interior_weight=0.5)
+    np.testing.assert_array_equal(stricter[0], [1, 1, 1, 1, 1, 2, 2])
+
+
+def test_local_contrast_is_the_mean_step_to_the_in_image_neighbours():
+    values = np.arange(6.0).reshape(2, 3, 1)  # steps of 1 along rows, 3 between them
+    np.testing.assert_allclose(local_contrast(values), [[2, 5 / 3, 2], [2, 5 / 3, 2]])
 
 
 def test_graph_scale_cuts_a_network_segment_along_an_image_edge():

@@ -219,6 +219,7 @@ def test_bad_images_raise_clear_errors(image, kwargs, message):
         ({"momentum": 1.0}, "momentum"),
         ({"precision": "fp8"}, "precision"),
         ({"merge_interior_weight": -0.5}, "merge_interior_weight"),
+        ({"merge_interior_weight": float("inf")}, "merge_interior_weight"),
         ({"seed": 1.5}, "seed"),
         ({"max_iter": 2.5}, "max_iter"),
     ],

@@ -188,7 +188,7 @@ def local_contrast(features: np.ndarray) -> np.ndarray:
         for side in (before, after):
             total[side] += step
             count[side] += 1
-    return total / count
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 
 def merge_weak_edges(
@@ -205,7 +205,8 @@ def merge_weak_edges(
     two such pieces must stand out from what lies inside them to keep them apart, while
     between calm regions a faint boundary still does (Felzenszwalb and Huttenlocher, IJCV
     2004, compare a boundary with the segments' internal variation in the same spirit).
-    Inside means over the segment's pixels, pooled as segments join.
+    Inside means over all the segment's pixels, pooled as segments join; that includes its
+    rim, so a small segment beside a strong edge looks busy and joins more readily.
 
     Parameters
     ----------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,8 +158,10 @@ class SegmentationParams:
             self.merge_threshold,
         )
         _require(
-            _is_real(self.merge_interior_weight) and self.merge_interior_weight >= 0,
-            "merge_interior_weight must be a number >= 0",
+            _is_real(self.merge_interior_weight)
+            and math.isfinite(self.merge_interior_weight)
+            and self.merge_interior_weight >= 0,
+            "merge_interior_weight must be a finite number >= 0",
             self.merge_interior_weight,
         )
         _require(
