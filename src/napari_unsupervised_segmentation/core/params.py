@@ -69,7 +69,8 @@ class SegmentationParams:
             "help": "What merge_threshold measures: 'colour', the mean colour contrast across "
             "the boundary (Lab for RGB, channels scaled to 0..100 otherwise, after a 1-pixel "
             "blur; thresholds around 2); 'texture', the mean colour-and-texture histogram "
-            "gradient along it (0..1; thresholds around 0.3)."
+            "gradient along it (0..1; thresholds around 0.3, or 0.18 with "
+            "merge_interior_weight 0.5)."
         },
     )
     merge_interior_weight: float = field(
