@@ -225,13 +225,8 @@ def merge_weak_edges(
         Labels 1..n, smallest unsigned dtype.
     """
     segments = relabel_consecutive(segments).astype(np.int64) - 1
-    interior = edge_map if interior_weight else None
     return _merge_weakest_first(
-        segments,
-        boundary_edge_strength(segments, edge_map),
-        threshold,
-        interior,
-        interior_weight,
+        segments, boundary_edge_strength(segments, edge_map), threshold, edge_map, interior_weight
     )
 
 
