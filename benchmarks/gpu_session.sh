@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks still open (core issue: <= 2 ms/iteration on an H100, GPU memory; quality
-# issue: the paper preset on BSDS val, and the default trained 160 iterations instead of 80,
-# a lead measured on 30 val images only), as one script for a session with a GPU.
+# issue: the paper preset on BSDS val), as one script for a session with a GPU.
 # Usage, from the repository root: bash benchmarks/gpu_session.sh [DATA_DIR]
 # Writes logs (and docs/benchmarks.md rows) under ${OUT:-benchmarks/results/gpu}.
 set -uo pipefail
@@ -14,5 +13,3 @@ python benchmarks/speed.py --device cuda --preset default --precision fp32 tf32 
 python benchmarks/speed.py --device cuda --memory --precision tf32 2>&1 | tee "$out/memory.log"
 python benchmarks/bsds.py --method paper --data "$data" --param device=cuda --param precision=tf32 \
   --out "$out/val-paper" --docs "$out/benchmarks_rows.md" 2>&1 | tee "$out/bsds_paper.log"
-python benchmarks/bsds.py --method ours --data "$data" --param device=cuda --param max_iter=160 \
-  --out "$out/val-default-160" --docs "$out/benchmarks_rows.md" 2>&1 | tee "$out/bsds_default_160.log"
