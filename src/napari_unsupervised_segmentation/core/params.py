@@ -224,7 +224,7 @@ def _require(ok: bool, message: str, value: Any) -> None:
 #: Named parameter sets. ``paper`` is the algorithm exactly as published (and the public demo).
 PRESETS: dict[str, SegmentationParams] = {
     "paper": SegmentationParams(),
-    # Measured on BSDS500 train and val (docs/benchmarks.md): a short training with fewer
+    # Measured on BSDS500 train and val (docs/benchmarks.md): a shorter training with fewer
     # filters and SLIC superpixels that follow edges; its segments cut further along
     # graph-based segments, then joined again across boundaries that are weak in colour and
     # texture, judged against the texture inside the segments.
@@ -232,7 +232,7 @@ PRESETS: dict[str, SegmentationParams] = {
         n_channels=32,
         n_superpixels=3000,
         compactness=10.0,
-        max_iter=80,
+        max_iter=160,
         graph_scale=1000.0,
         boundary="texture",
         merge_threshold=0.18,
