@@ -170,6 +170,7 @@ UNTRAINED = {
     "boundary": "colour",
     "min_segment_width": 0,
     "merge_interior_weight": 0.0,
+    "connected_components": False,
 }
 
 
@@ -186,13 +187,16 @@ def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarr
     """Raw (not post-processed) labels after each iteration count, trained once and cached.
 
     The cache file is named by a digest of the training settings, so a changed preset or
-    ``--param`` never reuses labels trained otherwise.
+    ``--param`` never reuses labels trained otherwise. The training runs with every
+    post-processing setting off, so that its steps' labels are the argmax itself and each
+    sweep setting is applied once, exactly as the engine applies it.
     """
     from napari_unsupervised_segmentation import iter_segment
 
-    settings = training_settings(args)
-    trained = settings.replace(max_iter=1, **UNTRAINED)
-    digest = hashlib.sha1(repr(trained).encode()).hexdigest()[:10]
+    trained = training_settings(args).replace(**UNTRAINED)
+    # "argmax": caches before it held labels already cut and rid of rims; never reuse those.
+    key = repr(trained.replace(max_iter=1)) + " argmax"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     path = args.cache / f"{image_id}-{digest}.npz"
     wanted = {f"it{n}" for n in args.iterations}
     raw: dict[str, np.ndarray] = {}
@@ -202,7 +206,7 @@ def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarr
         if wanted <= set(raw):
             return {key: raw[key] for key in wanted}
     image = bsds.load_image(args.data, args.split, image_id)
-    steps = iter_segment(image, settings.replace(max_iter=max(args.iterations)), channel_axis=-1)
+    steps = iter_segment(image, trained.replace(max_iter=max(args.iterations)), channel_axis=-1)
     for step in steps:
         if step.iteration in args.iterations:
             raw[f"it{step.iteration}"] = step.labels
@@ -280,7 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.cache.mkdir(parents=True, exist_ok=True)
     jobs = [(args, image_id) for image_id in ids]
     if args.jobs > 1:
-        with Pool(args.jobs) as pool:
+        # Each worker its share of the threads, as bsds.py --jobs does: the training (and so the
+        # cached labels) then matches a bsds.py run with the same --jobs.
+        threads = max(1, bsds._usable_cpus() // args.jobs)
+        with Pool(args.jobs, initializer=bsds._limit_threads, initargs=(threads,)) as pool:
             per_image = pool.map(score_image, jobs, chunksize=1)
     else:
         per_image = [score_image(job) for job in jobs]

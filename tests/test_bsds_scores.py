@@ -285,6 +285,36 @@ def test_merge_sweep_scores_every_setting_from_one_training(tmp_path, capsys, mo
     assert "per-image choice of these settings" in capsys.readouterr().out
 
 
+def test_merge_sweep_post_processes_exactly_like_the_engine(tmp_path):
+    """A swept setting gives the labels a run of the engine with that setting gives."""
+    from skimage import io
+
+    import bsds
+    import merge_sweep
+    from napari_unsupervised_segmentation import segment
+    from napari_unsupervised_segmentation.core.normalize import prepare_image
+    from napari_unsupervised_segmentation.core.postprocess import LabelFinisher
+
+    data = fake_split(tmp_path / "data")
+    rng = np.random.default_rng(0)
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[:, 20:] = (200, 60, 30)
+    image[10:30, 5:15] = (30, 90, 220)
+    image[:, 17:20] = (20, 200, 40)  # a 3-pixel stripe: a rim that the clean-up removes last
+    image = np.clip(image + rng.normal(0, 25, image.shape), 0, 255).astype(np.uint8)
+    io.imsave(data / "val" / "1001.jpg", image, check_contrast=False)
+    image = bsds.load_image(data, "val", "1001")  # as the sweep reads it (JPEG)
+    argv = ["--data", str(data), "--ids", "1", "--iterations", "3", "--cache", str(tmp_path)]
+    args = merge_sweep.build_parser().parse_args([*argv, "--param", "device=cpu"])
+    raw = merge_sweep.cached_labels(args, "1001")["it3"]
+    base = merge_sweep.training_settings(args)
+    finish = LabelFinisher(base, prepare_image(image, -1))
+    for threshold in (0.1, 0.3):
+        setting = base.replace(max_iter=3, merge_threshold=threshold, min_segment_size=16)
+        engine = segment(image, setting, channel_axis=-1)
+        assert np.array_equal(finish(raw, setting), engine)
+
+
 def image_row(miou: float, sc: float, vi: float) -> scores.ImageStats:
     """Per-image statistics of one ground-truth segment, with PRI on target."""
     return scores.ImageStats(
