@@ -2,8 +2,8 @@
 
 The network is trained once per image (the ``default`` preset, stopping rule off) and its raw
 labels are cached at a few iteration counts; every combination of iteration count,
-``merge_threshold`` and ``min_segment_size`` is then post-processed exactly as the engine does
-(one ``LabelFinisher`` per image) and scored. This is how the default's post-processing was
+``merge_threshold``, ``min_segment_size`` and ``spectral_weight`` is then post-processed
+exactly as the engine does (one ``LabelFinisher`` per image) and scored. This is how the default's post-processing was
 chosen (see docs/benchmarks.md); confirm a choice with a full ``bsds.py --method ours`` run,
 which also applies the stopping rule. ``--bound`` adds how much mIoU a per-image choice among
 the swept settings could reach with the other targets met (it looks at the annotations: a
@@ -163,7 +163,7 @@ def _best_choice(
     return best
 
 
-POST_PROCESSING = ("merge_threshold", "min_segment_size")  # swept, so not a --param
+POST_PROCESSING = ("merge_threshold", "min_segment_size", "spectral_weight")  # swept
 #: Post-processing that --param may set (not swept); it leaves the cached training alone.
 UNTRAINED = {
     "graph_scale": 0.0,
@@ -179,7 +179,11 @@ def training_settings(args: argparse.Namespace) -> Any:
     from napari_unsupervised_segmentation import PRESETS
 
     return PRESETS["default"].replace(
-        **dict(args.param), min_labels=0, merge_threshold=0.0, min_segment_size=0
+        **dict(args.param),
+        min_labels=0,
+        merge_threshold=0.0,
+        min_segment_size=0,
+        spectral_weight=0.0,
     )
 
 
@@ -226,12 +230,16 @@ def score_image(job: tuple[argparse.Namespace, str]) -> dict[tuple, scores.Image
     base = training_settings(args)
     finish = LabelFinisher(base, prepared)  # makes the image-level maps once for all settings
     results = {}
-    for iterations, threshold, min_size in itertools.product(
-        args.iterations, args.thresholds, args.min_sizes
+    for iterations, threshold, min_size, spectral in itertools.product(
+        args.iterations, args.thresholds, args.min_sizes, args.spectral_weights
     ):
-        settings = base.replace(merge_threshold=threshold, min_segment_size=min_size)
+        settings = base.replace(
+            merge_threshold=threshold, min_segment_size=min_size, spectral_weight=spectral
+        )
         labels = finish(raw[f"it{iterations}"], settings)
-        results[(iterations, threshold, min_size)] = scores.image_stats(labels, annotations)
+        results[(iterations, threshold, min_size, spectral)] = scores.image_stats(
+            labels, annotations
+        )
     return results
 
 
@@ -254,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--min-sizes", type=lambda t: numbers(t, int), default=[16])
     parser.add_argument(
+        "--spectral-weights",
+        type=lambda t: numbers(t, float),
+        default=[0.0],
+        help="spectral_weight values (the default's: around 0.2, thresholds around 0.26)",
+    )
+    parser.add_argument(
         "--cache", type=Path, help="folder of cached raw labels (default benchmarks/results/...)"
     )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -273,7 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     swept = sorted({key for key, _ in args.param} & set(POST_PROCESSING))
     if swept:
-        raise SystemExit(f"--param {', '.join(swept)}: swept by --thresholds / --min-sizes")
+        raise SystemExit(
+            f"--param {', '.join(swept)}: swept by --thresholds / --min-sizes / --spectral-weights"
+        )
     try:
         training_settings(args)
     except (TypeError, ValueError) as exc:
@@ -292,11 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         per_image = [score_image(job) for job in jobs]
     print(f"{len(ids)} {args.split} images; targets: {TARGETS}")
-    print("iterations threshold min_size | mIoU all    SC   PRI    VI | segments met")
+    print("iterations threshold min_size spectral | mIoU all    SC   PRI    VI | segments met")
     for key in per_image[0]:
         row = scores.combine([image[key] for image in per_image])
         print(
-            f"{key[0]:10d} {key[1]:9g} {key[2]:8d} | {row['miou_all']:.4f} {row['sc']:.4f} "
+            f"{key[0]:10d} {key[1]:9g} {key[2]:8d} {key[3]:8g} | {row['miou_all']:.4f} "
+            f"{row['sc']:.4f} "
             f"{row['pri']:.4f} {row['vi']:.4f} | {row['median_segments']:8g} {targets_met(row)}"
         )
     if args.bound:
@@ -309,11 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"<= {at_most:.4f} with SC, PRI and VI on target"
             )
         if found is not None:
-            used = ", ".join(f"{key[:2]} x{n}" for key, n in Counter(chosen).most_common(5))
+            used = ", ".join(f"{key} x{n}" for key, n in Counter(chosen).most_common(5))
             print(
                 f"  best choice found | {found['miou_all']:.4f} {found['sc']:.4f} "
                 f"{found['pri']:.4f} {found['vi']:.4f} | {found['median_segments']:8g} "
-                f"{targets_met(found)} | most used (iterations, threshold): {used}"
+                f"{targets_met(found)} | most used (iterations, threshold, size, spectral): {used}"
             )
     return 0
 

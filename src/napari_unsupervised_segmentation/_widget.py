@@ -80,6 +80,7 @@ _LABELS = {
     "merge_threshold": "Merge threshold",
     "boundary": "Merge by",
     "merge_interior_weight": "Interior weight",
+    "spectral_weight": "Spectral weight",
     "min_segment_size": "Min segment size",
     "min_segment_width": "Min segment width",
 }
@@ -674,6 +675,7 @@ def _make_controls() -> dict[str, Any]:
         "merge_threshold": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.05}),
         "boundary": (ComboBox, {"choices": list(BOUNDARIES)}),
         "merge_interior_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.05}),
+        "spectral_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.05}),
         "min_segment_size": (SpinBox, {"min": 0, "max": big}),
         "min_segment_width": (SpinBox, {"min": 0, "max": 1000}),
     }

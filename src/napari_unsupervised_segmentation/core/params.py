@@ -82,6 +82,16 @@ class SegmentationParams:
             "regions stays (0: the boundary alone)."
         },
     )
+    spectral_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "With boundary 'texture': before the merge, add this weight times a global "
+            "cue to the boundary map, the distance of the touching segments in a "
+            "normalised-cuts embedding of the segments' adjacency graph, so that boundaries "
+            "inside one coherent region weaken and those between regions do not (0: the local "
+            "map alone; the colour merge ignores it)."
+        },
+    )
     min_segment_size: int = field(
         default=0,
         metadata={
@@ -164,6 +174,13 @@ class SegmentationParams:
             and self.merge_interior_weight >= 0,
             "merge_interior_weight must be a finite number >= 0",
             self.merge_interior_weight,
+        )
+        _require(
+            _is_real(self.spectral_weight)
+            and math.isfinite(self.spectral_weight)
+            and self.spectral_weight >= 0,
+            "spectral_weight must be a finite number >= 0",
+            self.spectral_weight,
         )
         _require(
             _is_real(self.graph_scale) and self.graph_scale >= 0,

@@ -25,6 +25,7 @@ from .labels import (
 from .normalize import PreparedImage
 from .params import SegmentationParams
 from .refine import colour_features
+from .spectral import spectral_boundaries
 
 #: Felzenszwalb-Huttenlocher smoothing and smallest segment: scikit-image's defaults are 0.8
 #: and 20; 0.5 and 20 are the settings of the BSDS500 reference row and were measured here.
@@ -58,8 +59,9 @@ class LabelFinisher:
         4-connected segments, cut further along graph-based segments (``graph_scale``);
         segments under ``min_segment_size`` pixels join their surroundings, before and after
         touching segments are joined across weak boundaries (``merge_threshold``, measured
-        as ``boundary`` says, judged against the segments' insides by
-        ``merge_interior_weight``): specks removed first cannot bridge two different regions.
+        as ``boundary`` says, globalised by ``spectral_weight``, judged against the segments'
+        insides by ``merge_interior_weight``): specks removed first cannot bridge two
+        different regions.
         Last, segments narrower than ``min_segment_width`` (rims along edges) join their
         neighbours.
 
@@ -86,9 +88,10 @@ class LabelFinisher:
         if settings.merge_threshold:
             weight = settings.merge_interior_weight
             if settings.boundary == "texture":
-                labels = merge_weak_edges(
-                    labels, self.texture_gradient, settings.merge_threshold, weight
-                )
+                edges = self.texture_gradient
+                if settings.spectral_weight:
+                    edges = edges + settings.spectral_weight * spectral_boundaries(labels, edges)
+                labels = merge_weak_edges(labels, edges, settings.merge_threshold, weight)
             else:
                 labels = merge_weak_boundaries(
                     labels, self.colour_features, settings.merge_threshold, interior_weight=weight
