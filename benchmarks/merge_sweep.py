@@ -1,13 +1,15 @@
 """Sweep the default preset's post-processing on BSDS500 without retraining for each setting.
 
-The network is trained once per image (the ``default`` preset, stopping rule off) and its raw
-labels are cached at a few iteration counts; every combination of iteration count,
+The network is trained once per image (the ``default`` preset with every post-processing
+setting off) and its raw labels are cached at a few iteration counts, or at the iteration
+where the demo's stopping rule ends a run earlier; every combination of iteration count,
 ``merge_threshold``, ``min_segment_size`` and ``spectral_weight`` is then post-processed
-exactly as the engine does (one ``LabelFinisher`` per image) and scored. This is how the default's post-processing was
-chosen (see docs/benchmarks.md); confirm a choice with a full ``bsds.py --method ours`` run,
-which also applies the stopping rule. ``--bound`` adds how much mIoU a per-image choice among
-the swept settings could reach with the other targets met (it looks at the annotations: a
-limit for any adaptive rule, not a method).
+exactly as the engine does (one ``LabelFinisher`` per image) and scored, so a swept setting
+gives the labels of a ``bsds.py --method ours`` run of that setting with the same
+``--jobs``. This is how the default's post-processing was chosen (see docs/benchmarks.md).
+``--bound`` adds how much mIoU a per-image choice among the swept settings could reach with
+the other targets met (it looks at the annotations: a limit for any adaptive rule, not a
+method).
 
 Example
 -------
@@ -175,16 +177,21 @@ UNTRAINED = {
 
 
 def training_settings(args: argparse.Namespace) -> Any:
-    """The ``default`` preset with ``--param``, stopping rule and post-processing off."""
+    """The ``default`` preset with ``--param``, stopping rule and post-processing off.
+
+    The stopping rule is applied to the cached steps instead (:func:`cached_labels`).
+    """
     from napari_unsupervised_segmentation import PRESETS
 
-    return PRESETS["default"].replace(
-        **dict(args.param),
-        min_labels=0,
-        merge_threshold=0.0,
-        min_segment_size=0,
-        spectral_weight=0.0,
-    )
+    off = {"min_labels": 0, "merge_threshold": 0.0, "min_segment_size": 0, "spectral_weight": 0.0}
+    return PRESETS["default"].replace(**{**dict(args.param), **off})
+
+
+def stopping_rule(args: argparse.Namespace) -> int:
+    """The ``min_labels`` a full run applies: the default preset's, or ``--param``'s."""
+    from napari_unsupervised_segmentation import PRESETS
+
+    return PRESETS["default"].replace(**dict(args.param)).min_labels
 
 
 def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarray]:
@@ -193,29 +200,42 @@ def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarr
     The cache file is named by a digest of the training settings, so a changed preset or
     ``--param`` never reuses labels trained otherwise. The training runs with every
     post-processing setting off, so that its steps' labels are the argmax itself and each
-    sweep setting is applied once, exactly as the engine applies it.
+    sweep setting is applied once, exactly as the engine applies it. Where the demo's
+    stopping rule (``min_labels``) ends the training earlier, the labels of that iteration
+    stand for every later count, as a full run would have them.
     """
     from napari_unsupervised_segmentation import iter_segment
 
     trained = training_settings(args).replace(**UNTRAINED)
+    stop_at = stopping_rule(args)
     # "argmax": caches before it held labels already cut and rid of rims; never reuse those.
     key = repr(trained.replace(max_iter=1)) + " argmax"
+    if stop_at:
+        key += f", stopped at <= {stop_at} labels"
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     path = args.cache / f"{image_id}-{digest}.npz"
-    wanted = {f"it{n}" for n in args.iterations}
     raw: dict[str, np.ndarray] = {}
     if path.exists():
         with np.load(path) as cached:
             raw = {key: cached[key] for key in cached.files}
-        if wanted <= set(raw):
-            return {key: raw[key] for key in wanted}
-    image = bsds.load_image(args.data, args.split, image_id)
-    steps = iter_segment(image, trained.replace(max_iter=max(args.iterations)), channel_axis=-1)
-    for step in steps:
-        if step.iteration in args.iterations:
-            raw[f"it{step.iteration}"] = step.labels
-    np.savez_compressed(path, **raw)  # keeps the iteration counts cached before
-    return {key: raw[key] for key in wanted}
+    if not all(_source(raw, n) in raw for n in args.iterations):
+        image = bsds.load_image(args.data, args.split, image_id)
+        steps = iter_segment(image, trained.replace(max_iter=max(args.iterations)), channel_axis=-1)
+        for step in steps:
+            if step.iteration in args.iterations:
+                raw[f"it{step.iteration}"] = step.labels
+            if stop_at and step.n_labels <= stop_at:
+                raw[f"it{step.iteration}"] = step.labels
+                raw["stopped_at"] = np.array(step.iteration)
+                break
+        np.savez_compressed(path, **raw)  # keeps the iteration counts cached before
+    return {f"it{n}": raw[_source(raw, n)] for n in args.iterations}
+
+
+def _source(raw: dict[str, np.ndarray], iterations: int) -> str:
+    """The cached labels a run of ``iterations`` ends with (the stopping rule's, if earlier)."""
+    stopped = int(raw.get("stopped_at", 0))
+    return f"it{min(iterations, stopped) if stopped else iterations}"
 
 
 def score_image(job: tuple[argparse.Namespace, str]) -> dict[tuple, scores.ImageStats]:

@@ -287,13 +287,51 @@ def test_merge_sweep_scores_every_setting_from_one_training(tmp_path, capsys, mo
 
 def test_merge_sweep_post_processes_exactly_like_the_engine(tmp_path):
     """A swept setting gives the labels a run of the engine with that setting gives."""
-    from skimage import io
-
-    import bsds
     import merge_sweep
     from napari_unsupervised_segmentation import segment
     from napari_unsupervised_segmentation.core.normalize import prepare_image
     from napari_unsupervised_segmentation.core.postprocess import LabelFinisher
+
+    data, image = sweep_image(tmp_path)
+    argv = ["--data", str(data), "--ids", "1", "--iterations", "3", "--cache", str(tmp_path)]
+    args = merge_sweep.build_parser().parse_args(
+        [*argv, "--param", "device=cpu", "--param", "min_labels=0"]
+    )
+    raw = merge_sweep.cached_labels(args, "1001")["it3"]
+    base = merge_sweep.training_settings(args)
+    finish = LabelFinisher(base, prepare_image(image, -1))
+    for threshold in (0.1, 0.3):
+        setting = base.replace(max_iter=3, merge_threshold=threshold, min_segment_size=16)
+        engine = segment(image, setting, channel_axis=-1)
+        assert np.array_equal(finish(raw, setting), engine)
+
+
+def test_merge_sweep_stops_where_a_full_run_stops(tmp_path):
+    """Where the stopping rule ends the engine's run early, the sweep uses that iteration."""
+    import merge_sweep
+    from napari_unsupervised_segmentation import segment
+
+    data, image = sweep_image(tmp_path)
+    argv = ["--data", str(data), "--ids", "1", "--iterations", "2,4", "--cache", str(tmp_path)]
+    # 40 labels or fewer: the 32-filter network stops after its first iteration.
+    params = ["--param", "device=cpu", "--param", "min_labels=40"]
+    args = merge_sweep.build_parser().parse_args([*argv, *params])
+    cached = merge_sweep.cached_labels(args, "1001")
+    argmax = merge_sweep.training_settings(args).replace(**merge_sweep.UNTRAINED, max_iter=4)
+    engine = segment(image, argmax.replace(min_labels=40), channel_axis=-1)
+    assert np.array_equal(cached["it4"], engine)
+    assert np.array_equal(cached["it2"], cached["it4"])
+    (path,) = tmp_path.glob("1001-*.npz")
+    with np.load(path) as npz:
+        assert int(npz["stopped_at"]) == 1
+    assert not np.array_equal(cached["it4"], segment(image, argmax, channel_axis=-1))  # rule off
+
+
+def sweep_image(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A fake split with one noisy 40x40 image of three regions and a 3-pixel stripe."""
+    from skimage import io
+
+    import bsds
 
     data = fake_split(tmp_path / "data")
     rng = np.random.default_rng(0)
@@ -303,16 +341,7 @@ def test_merge_sweep_post_processes_exactly_like_the_engine(tmp_path):
     image[:, 17:20] = (20, 200, 40)  # a 3-pixel stripe: a rim that the clean-up removes last
     image = np.clip(image + rng.normal(0, 25, image.shape), 0, 255).astype(np.uint8)
     io.imsave(data / "val" / "1001.jpg", image, check_contrast=False)
-    image = bsds.load_image(data, "val", "1001")  # as the sweep reads it (JPEG)
-    argv = ["--data", str(data), "--ids", "1", "--iterations", "3", "--cache", str(tmp_path)]
-    args = merge_sweep.build_parser().parse_args([*argv, "--param", "device=cpu"])
-    raw = merge_sweep.cached_labels(args, "1001")["it3"]
-    base = merge_sweep.training_settings(args)
-    finish = LabelFinisher(base, prepare_image(image, -1))
-    for threshold in (0.1, 0.3):
-        setting = base.replace(max_iter=3, merge_threshold=threshold, min_segment_size=16)
-        engine = segment(image, setting, channel_axis=-1)
-        assert np.array_equal(finish(raw, setting), engine)
+    return data, bsds.load_image(data, "val", "1001")  # as the sweep reads it (JPEG)
 
 
 def image_row(miou: float, sc: float, vi: float) -> scores.ImageStats:

@@ -5,7 +5,6 @@ import pytest
 
 from napari_unsupervised_segmentation import SegmentationParams
 from napari_unsupervised_segmentation.core import boundaries, spectral
-from napari_unsupervised_segmentation.core.labels import merge_weak_edges
 from napari_unsupervised_segmentation.core.normalize import prepare_image
 from napari_unsupervised_segmentation.core.postprocess import LabelFinisher
 from napari_unsupervised_segmentation.core.spectral import spectral_boundaries

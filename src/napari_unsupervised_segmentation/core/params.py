@@ -168,20 +168,8 @@ class SegmentationParams:
             "merge_threshold must be a number >= 0",
             self.merge_threshold,
         )
-        _require(
-            _is_real(self.merge_interior_weight)
-            and math.isfinite(self.merge_interior_weight)
-            and self.merge_interior_weight >= 0,
-            "merge_interior_weight must be a finite number >= 0",
-            self.merge_interior_weight,
-        )
-        _require(
-            _is_real(self.spectral_weight)
-            and math.isfinite(self.spectral_weight)
-            and self.spectral_weight >= 0,
-            "spectral_weight must be a finite number >= 0",
-            self.spectral_weight,
-        )
+        _require_finite_weight("merge_interior_weight", self.merge_interior_weight)
+        _require_finite_weight("spectral_weight", self.spectral_weight)
         _require(
             _is_real(self.graph_scale) and self.graph_scale >= 0,
             "graph_scale must be a number >= 0",
@@ -231,6 +219,14 @@ def _is_int(value: Any) -> bool:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _require_finite_weight(name: str, value: Any) -> None:
+    _require(
+        _is_real(value) and math.isfinite(value) and value >= 0,
+        f"{name} must be a finite number >= 0",
+        value,
+    )
 
 
 def _require(ok: bool, message: str, value: Any) -> None:
