@@ -202,7 +202,8 @@ def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarr
     post-processing setting off, so that its steps' labels are the argmax itself and each
     sweep setting is applied once, exactly as the engine applies it. Where the demo's
     stopping rule (``min_labels``) ends the training earlier, the labels of that iteration
-    stand for every later count, as a full run would have them.
+    stand for every later count, as a full run would have them. A cache is only valid for a
+    deterministic training (a fixed seed, the same device and thread count).
     """
     from napari_unsupervised_segmentation import iter_segment
 
@@ -285,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--spectral-weights",
         type=lambda t: numbers(t, float),
         default=[0.0],
-        help="spectral_weight values (the default's: around 0.2, thresholds around 0.26)",
+        help="spectral_weight values (with the default preset try 0.2, thresholds around 0.26)",
     )
     parser.add_argument(
         "--cache", type=Path, help="folder of cached raw labels (default benchmarks/results/...)"

@@ -306,7 +306,7 @@ def test_merge_sweep_post_processes_exactly_like_the_engine(tmp_path):
         assert np.array_equal(finish(raw, setting), engine)
 
 
-def test_merge_sweep_stops_where_a_full_run_stops(tmp_path):
+def test_merge_sweep_stops_where_a_full_run_stops(tmp_path, monkeypatch):
     """Where the stopping rule ends the engine's run early, the sweep uses that iteration."""
     import merge_sweep
     from napari_unsupervised_segmentation import segment
@@ -325,6 +325,16 @@ def test_merge_sweep_stops_where_a_full_run_stops(tmp_path):
     with np.load(path) as npz:
         assert int(npz["stopped_at"]) == 1
     assert not np.array_equal(cached["it4"], segment(image, argmax, channel_axis=-1))  # rule off
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cache should serve every count up to and past the stop")
+
+    monkeypatch.setattr("napari_unsupervised_segmentation.iter_segment", no_training)
+    other_counts = ["--data", str(data), "--ids", "1", "--iterations", "1,3", "--cache"]
+    again = merge_sweep.build_parser().parse_args([*other_counts, str(tmp_path), *params])
+    reloaded = merge_sweep.cached_labels(again, "1001")
+    assert np.array_equal(reloaded["it3"], cached["it4"])
+    assert np.array_equal(reloaded["it1"], cached["it4"])
 
 
 def sweep_image(tmp_path: Path) -> tuple[Path, np.ndarray]:

@@ -61,6 +61,16 @@ def test_the_cue_is_zero_with_fewer_than_three_segments():
     np.testing.assert_array_equal(spectral_boundaries(two, np.full(two.shape, 0.5)), 0)
 
 
+@pytest.mark.parametrize("n_segments", [4, 32])
+def test_coordinates_leave_out_the_trivial_vector_and_keep_the_others(n_segments):
+    # A chain of segments; small graphs use all of their spectrum.
+    first = np.arange(n_segments - 1)
+    affinity = np.linspace(1.0, 2.0, n_segments - 1)
+    coordinates = spectral.spectral_coordinates(first, first + 1, affinity, n_segments, 8)
+    assert coordinates.shape == (n_segments, min(8, n_segments - 1))
+    assert np.all(coordinates.std(axis=0) > 1e-6)  # the constant (trivial) vector is dropped
+
+
 def test_large_graphs_give_the_dense_solution(monkeypatch):
     blocks, edge_map, _ = two_groups_of_blocks()
     dense = spectral_boundaries(blocks, edge_map)

@@ -87,9 +87,9 @@ class SegmentationParams:
         metadata={
             "help": "With boundary 'texture': before the merge, add this weight times a global "
             "cue to the boundary map, the distance of the touching segments in a "
-            "normalised-cuts embedding of the segments' adjacency graph, so that boundaries "
-            "inside one coherent region weaken and those between regions do not (0: the local "
-            "map alone; the colour merge ignores it)."
+            "normalised-cuts embedding of the segments' adjacency graph: boundaries inside one "
+            "coherent region gain least, so raise merge_threshold with it (0.2: about 0.25) "
+            "(0: the local map alone; the colour merge ignores it)."
         },
     )
     min_segment_size: int = field(
