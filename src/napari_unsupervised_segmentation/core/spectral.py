@@ -74,7 +74,7 @@ def spectral_boundaries(
     if reference <= 0:
         return cue
     distance = np.minimum(distance / reference, CLIP).astype(np.float32)
-    lookup = dict(zip((first * n_segments + second).tolist(), distance.tolist(), strict=True))
+    pair_keys = first * n_segments + second  # sorted, as boundary_edge_strength lists them
     for axis in (0, 1):
         here = labels[1:, :] if axis == 0 else labels[:, 1:]
         there = labels[:-1, :] if axis == 0 else labels[:, :-1]
@@ -82,9 +82,8 @@ def spectral_boundaries(
         keys = np.minimum(here[across], there[across]) * n_segments + np.maximum(
             here[across], there[across]
         )
-        values = np.fromiter((lookup[k] for k in keys.tolist()), np.float32, count=keys.size)
         pair_values = np.zeros(here.shape, np.float32)
-        pair_values[across] = values
+        pair_values[across] = distance[np.searchsorted(pair_keys, keys)]
         if axis == 0:
             cue[1:, :] = np.maximum(cue[1:, :], pair_values)
             cue[:-1, :] = np.maximum(cue[:-1, :], pair_values)
