@@ -173,6 +173,7 @@ UNTRAINED = {
     "min_segment_width": 0,
     "merge_interior_weight": 0.0,
     "connected_components": False,
+    "max_segments": 0,
 }
 
 

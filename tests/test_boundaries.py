@@ -85,6 +85,37 @@ def test_merge_weak_edges_removes_only_boundaries_weaker_than_the_threshold():
     np.testing.assert_array_equal(merge_weak_edges(segments, edge_map, 1.0), np.ones((4, 6)))
 
 
+def test_max_segments_keeps_joining_the_weakest_boundaries_past_the_threshold():
+    # Four segments; boundaries 0|1 (0.3), 1|2 (0.9), 2|3 (0.6), all above the threshold 0.2.
+    segments = np.repeat(np.repeat(np.arange(4), 4)[np.newaxis], 3, axis=0)
+    edge_map = np.zeros(segments.shape)
+    edge_map[:, 3:5] = 0.3
+    edge_map[:, 7:9] = 0.9
+    edge_map[:, 11:13] = 0.6
+    np.testing.assert_array_equal(merge_weak_edges(segments, edge_map, 0.2), segments + 1)
+    capped = merge_weak_edges(segments, edge_map, 0.2, max_segments=2)
+    np.testing.assert_array_equal(capped[0], np.repeat([1, 1, 2, 2], 4))  # 0|1, then 2|3
+    three = merge_weak_edges(segments, edge_map, 0.2, max_segments=3)
+    np.testing.assert_array_equal(three[0], np.repeat([1, 1, 2, 3], 4))
+    # Under the cap already: the threshold alone decides (0|1 and 2|3 are below 0.7).
+    np.testing.assert_array_equal(
+        merge_weak_edges(segments, edge_map, 0.7, max_segments=3)[0], np.repeat([1, 1, 2, 2], 4)
+    )
+
+
+def test_max_segments_alone_joins_the_closest_colours_until_the_cap():
+    # Four stripes: black, dark grey, red, a slightly darker red; no merge threshold.
+    colours = np.array([[0, 0, 0], [25, 25, 25], [255, 0, 0], [245, 0, 0]], np.uint8)
+    stripes = np.repeat(np.repeat(np.arange(4), 5)[np.newaxis], 4, axis=0)
+    prepared = prepare_image(colours[stripes], -1)
+    paper = PRESETS["paper"]  # colour merge, no threshold, no other post-processing
+    np.testing.assert_array_equal(finish_labels(stripes, paper, prepared), stripes + 1)
+    three = finish_labels(stripes, paper.replace(max_segments=3), prepared)
+    np.testing.assert_array_equal(three[0], np.repeat([1, 2, 3, 3], 5))  # the two reds
+    two = finish_labels(stripes, paper.replace(max_segments=2), prepared)
+    np.testing.assert_array_equal(two[0], np.repeat([1, 1, 2, 2], 5))  # then black and grey
+
+
 def test_interior_weight_joins_pieces_of_a_busy_region_but_not_of_a_calm_one():
     # Four 4-column segments; the boundaries 0|1 and 2|3 both have mean edge 0.3, 1|2 is 1.0.
     segments = np.repeat(np.repeat(np.arange(4), 4)[np.newaxis], 3, axis=0)

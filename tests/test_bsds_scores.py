@@ -278,6 +278,7 @@ def test_merge_sweep_scores_every_setting_from_one_training(tmp_path, capsys, mo
     assert (
         merge_sweep.main([*argv, "--param", "graph_scale=300.0", "--param", "boundary=colour"]) == 0
     )
+    assert merge_sweep.main([*argv, "--param", "max_segments=2"]) == 0  # a cap: no training
     capsys.readouterr()
     with pytest.raises(AssertionError, match="cached labels"):  # other settings: not cached
         merge_sweep.main([*argv, "--param", "n_channels=8"])
@@ -300,10 +301,14 @@ def test_merge_sweep_post_processes_exactly_like_the_engine(tmp_path):
     raw = merge_sweep.cached_labels(args, "1001")["it3"]
     base = merge_sweep.training_settings(args)
     finish = LabelFinisher(base, prepare_image(image, -1))
-    for threshold in (0.1, 0.3):
-        setting = base.replace(max_iter=3, merge_threshold=threshold, min_segment_size=16)
+    for threshold, cap in ((0.1, 0), (0.3, 0), (0.1, 3)):
+        setting = base.replace(
+            max_iter=3, merge_threshold=threshold, min_segment_size=16, max_segments=cap
+        )
         engine = segment(image, setting, channel_axis=-1)
         assert np.array_equal(finish(raw, setting), engine)
+        assert cap or engine.max() > 3  # so that the cap of 3 below has work to do
+    assert engine.max() <= 3
 
 
 def test_merge_sweep_stops_where_a_full_run_stops(tmp_path, monkeypatch):

@@ -220,6 +220,8 @@ def test_bad_images_raise_clear_errors(image, kwargs, message):
         ({"precision": "fp8"}, "precision"),
         ({"merge_interior_weight": -0.5}, "merge_interior_weight"),
         ({"merge_interior_weight": float("inf")}, "merge_interior_weight"),
+        ({"max_segments": -1}, "max_segments"),
+        ({"max_segments": 2.5}, "max_segments"),
         ({"seed": 1.5}, "seed"),
         ({"max_iter": 2.5}, "max_iter"),
     ],

@@ -81,6 +81,7 @@ _LABELS = {
     "boundary": "Merge by",
     "merge_interior_weight": "Interior weight",
     "spectral_weight": "Spectral weight",
+    "max_segments": "Max segments",
     "min_segment_size": "Min segment size",
     "min_segment_width": "Min segment width",
 }
@@ -676,6 +677,7 @@ def _make_controls() -> dict[str, Any]:
         "boundary": (ComboBox, {"choices": list(BOUNDARIES)}),
         "merge_interior_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.05}),
         "spectral_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.05}),
+        "max_segments": (SpinBox, {"min": 0, "max": big}),
         "min_segment_size": (SpinBox, {"min": 0, "max": big}),
         "min_segment_width": (SpinBox, {"min": 0, "max": 1000}),
     }

@@ -130,6 +130,7 @@ def merge_weak_boundaries(
     threshold: float,
     smoothing: float = 1.0,
     interior_weight: float = 0.0,
+    max_segments: int = 0,
 ) -> np.ndarray:
     """Join touching segments, weakest boundary first, until every boundary is strong.
 
@@ -159,6 +160,9 @@ def merge_weak_boundaries(
         A boundary counts as weaker by this share of the contrast inside the calmer of the
         two segments (see :func:`merge_weak_edges`); the contrast inside is each pixel's
         mean contrast with its 4 neighbours, averaged over the segment. 0: the boundary alone.
+    max_segments : int
+        Go on joining the weakest boundaries past ``threshold`` until at most this many
+        segments are left (fewer only where no boundary is left to remove); 0: no cap.
 
     Returns
     -------
@@ -173,7 +177,12 @@ def merge_weak_boundaries(
         features = gaussian_filter(features, (smoothing, smoothing, 0))
     interior = local_contrast(features) if interior_weight else None
     return _merge_weakest_first(
-        segments, boundary_contrast(segments, features), threshold, interior, interior_weight
+        segments,
+        boundary_contrast(segments, features),
+        threshold,
+        interior,
+        interior_weight,
+        max_segments,
     )
 
 
@@ -192,7 +201,11 @@ def local_contrast(features: np.ndarray) -> np.ndarray:
 
 
 def merge_weak_edges(
-    segments: np.ndarray, edge_map: np.ndarray, threshold: float, interior_weight: float = 0.0
+    segments: np.ndarray,
+    edge_map: np.ndarray,
+    threshold: float,
+    interior_weight: float = 0.0,
+    max_segments: int = 0,
 ) -> np.ndarray:
     """Join touching segments, weakest boundary first, until every boundary's mean edge is strong.
 
@@ -218,6 +231,8 @@ def merge_weak_edges(
         Boundaries whose (judged) strength is below this are removed.
     interior_weight : float
         ``w`` above; 0 judges every boundary by its mean edge alone.
+    max_segments : int
+        As in :func:`merge_weak_boundaries`: a cap on the segments left; 0: none.
 
     Returns
     -------
@@ -226,7 +241,12 @@ def merge_weak_edges(
     """
     segments = relabel_consecutive(segments).astype(np.int64) - 1
     return _merge_weakest_first(
-        segments, boundary_edge_strength(segments, edge_map), threshold, edge_map, interior_weight
+        segments,
+        boundary_edge_strength(segments, edge_map),
+        threshold,
+        edge_map,
+        interior_weight,
+        max_segments,
     )
 
 
@@ -236,11 +256,14 @@ def _merge_weakest_first(
     threshold: float,
     interior: np.ndarray | None = None,
     interior_weight: float = 0.0,
+    max_segments: int = 0,
 ) -> np.ndarray:
     """Greedy joining of ``segments`` (0..n-1) given their boundaries' lengths and sums.
 
     A boundary's key is its mean value, less ``interior_weight`` times the smaller of the two
-    segments' mean ``interior`` (per-pixel values, pooled as segments join).
+    segments' mean ``interior`` (per-pixel values, pooled as segments join). Joining stops at
+    the first key of ``threshold`` or more, unless more than ``max_segments`` (when > 0) are
+    left.
     """
     import heapq
 
@@ -267,9 +290,10 @@ def _merge_weakest_first(
     heap = [(key(i, j, neighbours[i][j]), i, j) for i, j in pairs]
     heapq.heapify(heap)
     owner = np.arange(n_segments)
+    remaining = n_segments
     while heap:
         strength, i, j = heapq.heappop(heap)
-        if strength >= threshold:
+        if strength >= threshold and (not max_segments or remaining <= max_segments):
             break
         edge = neighbours[i].get(j)
         if edge is None or key(i, j, edge) != strength:
@@ -277,6 +301,7 @@ def _merge_weakest_first(
         if len(neighbours[i]) < len(neighbours[j]):
             i, j = j, i  # keep the segment with more neighbours, move the fewer
         owner[j] = i
+        remaining -= 1
         del neighbours[i][j]
         changed = []
         for k, (n, total) in neighbours[j].items():

@@ -92,6 +92,14 @@ class SegmentationParams:
             "(0: the local map alone; the colour merge ignores it)."
         },
     )
+    max_segments: int = field(
+        default=0,
+        metadata={
+            "help": "Keep joining the touching segments with the weakest boundary (see "
+            "boundary) past merge_threshold until at most this many are left; the last "
+            "clean-up (min_segment_size, min_segment_width) can only remove more (0: no cap)."
+        },
+    )
     min_segment_size: int = field(
         default=0,
         metadata={
@@ -167,6 +175,11 @@ class SegmentationParams:
             _is_real(self.merge_threshold) and self.merge_threshold >= 0,
             "merge_threshold must be a number >= 0",
             self.merge_threshold,
+        )
+        _require(
+            _is_int(self.max_segments) and self.max_segments >= 0,
+            "max_segments must be an integer >= 0 (0: no cap)",
+            self.max_segments,
         )
         _require_finite_weight("merge_interior_weight", self.merge_interior_weight)
         _require_finite_weight("spectral_weight", self.spectral_weight)

@@ -58,7 +58,8 @@ class LabelFinisher:
         Without post-processing, every argmax value is one label. Otherwise labels become
         4-connected segments, cut further along graph-based segments (``graph_scale``);
         segments under ``min_segment_size`` pixels join their surroundings, before and after
-        touching segments are joined across weak boundaries (``merge_threshold``, measured
+        touching segments are joined across weak boundaries (``merge_threshold``, and past it
+        until at most ``max_segments`` are left; measured
         as ``boundary`` says, globalised by ``spectral_weight``, judged against the segments'
         insides by ``merge_interior_weight``): specks removed first cannot bridge two
         different regions.
@@ -73,6 +74,7 @@ class LabelFinisher:
         post_processes = (
             settings.connected_components
             or settings.merge_threshold
+            or settings.max_segments
             or settings.min_segment_size
             or settings.min_segment_width
             or settings.graph_scale
@@ -85,16 +87,22 @@ class LabelFinisher:
         labels = split_connected_components(prediction)
         if settings.min_segment_size > 1:
             labels = merge_small_segments(labels, settings.min_segment_size)
-        if settings.merge_threshold:
+        if settings.merge_threshold or settings.max_segments:
             weight = settings.merge_interior_weight
             if settings.boundary == "texture":
                 edges = self.texture_gradient
                 if settings.spectral_weight:
                     edges = edges + settings.spectral_weight * spectral_boundaries(labels, edges)
-                labels = merge_weak_edges(labels, edges, settings.merge_threshold, weight)
+                labels = merge_weak_edges(
+                    labels, edges, settings.merge_threshold, weight, settings.max_segments
+                )
             else:
                 labels = merge_weak_boundaries(
-                    labels, self.colour_features, settings.merge_threshold, interior_weight=weight
+                    labels,
+                    self.colour_features,
+                    settings.merge_threshold,
+                    interior_weight=weight,
+                    max_segments=settings.max_segments,
                 )
             if settings.min_segment_size > 1:
                 labels = merge_small_segments(labels, settings.min_segment_size)
