@@ -162,7 +162,7 @@ def merge_weak_boundaries(
         mean contrast with its 4 neighbours, averaged over the segment. 0: the boundary alone.
     max_segments : int
         Go on joining the weakest boundaries past ``threshold`` until at most this many
-        segments are left (fewer only where no boundary is left to remove); 0: no cap.
+        segments are left (segments that touch no other stay); 0: no cap.
 
     Returns
     -------
