@@ -172,6 +172,7 @@ UNTRAINED = {
     "boundary": "colour",
     "min_segment_width": 0,
     "merge_interior_weight": 0.0,
+    "premerge_threshold": 0.0,
     "connected_components": False,
     "max_segments": 0,
 }

@@ -56,6 +56,42 @@ def test_spectral_weight_keeps_apart_two_regions_that_the_local_map_alone_joins(
     )
 
 
+def three_bands_of_blocks() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """4 x 12 blocks of 6x6 pixels in three bands of 4 columns; edges 0.05 inside, 0.2 between.
+
+    Returns the blocks, the edge map and the bands (1, 2, 3 from left to right).
+    """
+    rows, cols = np.mgrid[:24, :72]
+    blocks = (rows // 6) * 12 + cols // 6
+    edge_map = np.zeros(blocks.shape)
+    edge_map[(rows % 6 == 0) | (rows % 6 == 5) | (cols % 6 == 0) | (cols % 6 == 5)] = 0.05
+    for first_column in (24, 48):
+        edge_map[(cols == first_column - 1) | (cols == first_column)] = 0.2
+    return blocks, edge_map, 1 + (cols >= 24) + (cols >= 48)
+
+
+def test_premerge_recomputes_the_cue_over_the_joined_pieces_and_finds_the_regions(monkeypatch):
+    blocks, edge_map, bands = three_bands_of_blocks()
+    monkeypatch.setattr(boundaries, "texture_gradient", lambda *args, **kwargs: edge_map)
+    image = prepare_image(np.random.default_rng(0).random(blocks.shape))
+    settings = SegmentationParams(boundary="texture", merge_threshold=0.22, spectral_weight=0.2)
+    finish = LabelFinisher(settings, image)
+    # Over 48 small blocks the cue keeps pairs of blocks apart inside each band ...
+    assert finish(blocks).max() == 12
+    # ... over the pieces a first merge leaves, it separates only the bands.
+    np.testing.assert_array_equal(finish(blocks, settings.replace(premerge_threshold=0.18)), bands)
+    # A premerge threshold above merge_threshold is used as merge_threshold.
+    np.testing.assert_array_equal(
+        finish(blocks, settings.replace(premerge_threshold=0.5)),
+        finish(blocks, settings.replace(premerge_threshold=0.22)),
+    )
+    # Without the spectral cue, and in the colour merge, there is nothing to recompute.
+    for other in (settings.replace(spectral_weight=0.0), settings.replace(boundary="colour")):
+        np.testing.assert_array_equal(
+            finish(blocks, other.replace(premerge_threshold=0.18)), finish(blocks, other)
+        )
+
+
 def test_the_cue_is_zero_with_fewer_than_three_segments():
     two = np.repeat(np.array([[0, 0, 1, 1]]), 3, axis=0)
     np.testing.assert_array_equal(spectral_boundaries(two, np.full(two.shape, 0.5)), 0)
@@ -82,3 +118,9 @@ def test_large_graphs_give_the_dense_solution(monkeypatch):
 def test_spectral_weight_is_validated(value):
     with pytest.raises(ValueError, match="spectral_weight"):
         SegmentationParams(spectral_weight=value)
+
+
+@pytest.mark.parametrize("value", [-0.1, float("inf"), float("nan"), "0.2", True])
+def test_premerge_threshold_is_validated(value):
+    with pytest.raises(ValueError, match="premerge_threshold"):
+        SegmentationParams(premerge_threshold=value)

@@ -92,6 +92,15 @@ class SegmentationParams:
             "(0: the local map alone; the colour merge ignores it)."
         },
     )
+    premerge_threshold: float = field(
+        default=0.0,
+        metadata={
+            "help": "With boundary 'texture' and spectral_weight: merge twice, first until every "
+            "boundary is at least this strong, then again to merge_threshold with the spectral "
+            "cue computed afresh on the joined segments, whose graph sees further than the "
+            "first one's small pieces (0: one merge; at most merge_threshold is used)."
+        },
+    )
     max_segments: int = field(
         default=0,
         metadata={
@@ -176,6 +185,7 @@ class SegmentationParams:
             "merge_threshold must be a number >= 0",
             self.merge_threshold,
         )
+        _require_finite_weight("premerge_threshold", self.premerge_threshold)
         _require(
             _is_int(self.max_segments) and self.max_segments >= 0,
             "max_segments must be an integer >= 0 (0: no cap)",

@@ -62,7 +62,8 @@ class LabelFinisher:
         until at most ``max_segments`` are left; measured
         as ``boundary`` says, globalised by ``spectral_weight``, judged against the segments'
         insides by ``merge_interior_weight``): specks removed first cannot bridge two
-        different regions.
+        different regions. With ``premerge_threshold`` the texture merge runs twice, first
+        to that threshold, and the spectral cue is computed again over the joined segments.
         Last, segments narrower than ``min_segment_width`` (rims along edges) join their
         neighbours.
 
@@ -88,22 +89,7 @@ class LabelFinisher:
         if settings.min_segment_size > 1:
             labels = merge_small_segments(labels, settings.min_segment_size)
         if settings.merge_threshold or settings.max_segments:
-            weight = settings.merge_interior_weight
-            if settings.boundary == "texture":
-                edges = self.texture_gradient
-                if settings.spectral_weight:
-                    edges = edges + settings.spectral_weight * spectral_boundaries(labels, edges)
-                labels = merge_weak_edges(
-                    labels, edges, settings.merge_threshold, weight, settings.max_segments
-                )
-            else:
-                labels = merge_weak_boundaries(
-                    labels,
-                    self.colour_features,
-                    settings.merge_threshold,
-                    interior_weight=weight,
-                    max_segments=settings.max_segments,
-                )
+            labels = self._merge(labels, settings)
             if settings.min_segment_size > 1:
                 labels = merge_small_segments(labels, settings.min_segment_size)
         if settings.min_segment_width > 1:
@@ -113,6 +99,37 @@ class LabelFinisher:
             else:
                 labels = split_connected_components(labels)
         return labels
+
+    def _merge(self, labels: np.ndarray, settings: SegmentationParams) -> np.ndarray:
+        """Join touching segments across weak boundaries (see :meth:`__call__`)."""
+        weight = settings.merge_interior_weight
+        if settings.boundary != "texture":
+            return merge_weak_boundaries(
+                labels,
+                self.colour_features,
+                settings.merge_threshold,
+                interior_weight=weight,
+                max_segments=settings.max_segments,
+            )
+        first = min(settings.premerge_threshold, settings.merge_threshold)
+        if first and settings.spectral_weight:
+            labels = merge_weak_edges(labels, self._edges(labels, settings), first, weight)
+            if settings.min_segment_size > 1:
+                labels = merge_small_segments(labels, settings.min_segment_size)
+        return merge_weak_edges(
+            labels,
+            self._edges(labels, settings),
+            settings.merge_threshold,
+            weight,
+            settings.max_segments,
+        )
+
+    def _edges(self, labels: np.ndarray, settings: SegmentationParams) -> np.ndarray:
+        """The texture gradient, plus the spectral cue over ``labels`` if asked for."""
+        edges = self.texture_gradient
+        if settings.spectral_weight:
+            edges = edges + settings.spectral_weight * spectral_boundaries(labels, edges)
+        return edges
 
     @cached_property
     def colour_features(self) -> np.ndarray:
