@@ -3,7 +3,8 @@
 The network is trained once per image (the ``default`` preset with every post-processing
 setting off) and its raw labels are cached at a few iteration counts, or at the iteration
 where the demo's stopping rule ends a run earlier; every combination of iteration count,
-``merge_threshold``, ``min_segment_size`` and ``spectral_weight`` is then post-processed
+``merge_threshold``, ``min_segment_size``, ``spectral_weight`` and ``premerge_threshold`` is
+then post-processed
 exactly as the engine does (one ``LabelFinisher`` per image) and scored, so a swept setting
 gives the labels of a ``bsds.py --method ours`` run of that setting with the same
 ``--jobs``. This is how the default's post-processing was chosen (see docs/benchmarks.md).
@@ -165,7 +166,7 @@ def _best_choice(
     return best
 
 
-POST_PROCESSING = ("merge_threshold", "min_segment_size", "spectral_weight")  # swept
+POST_PROCESSING = ("merge_threshold", "min_segment_size", "spectral_weight", "premerge_threshold")
 #: Post-processing that --param may set (not swept); it leaves the cached training alone.
 UNTRAINED = {
     "graph_scale": 0.0,
@@ -186,7 +187,7 @@ def training_settings(args: argparse.Namespace) -> Any:
     from napari_unsupervised_segmentation import PRESETS
 
     off = {"min_labels": 0, "merge_threshold": 0.0, "min_segment_size": 0, "spectral_weight": 0.0}
-    return PRESETS["default"].replace(**{**dict(args.param), **off})
+    return PRESETS["default"].replace(**{**dict(args.param), **off, "premerge_threshold": 0.0})
 
 
 def stopping_rule(args: argparse.Namespace) -> int:
@@ -253,16 +254,18 @@ def score_image(job: tuple[argparse.Namespace, str]) -> dict[tuple, scores.Image
     base = training_settings(args)
     finish = LabelFinisher(base, prepared)  # makes the image-level maps once for all settings
     results = {}
-    for iterations, threshold, min_size, spectral in itertools.product(
-        args.iterations, args.thresholds, args.min_sizes, args.spectral_weights
+    for key in itertools.product(
+        args.iterations, args.thresholds, args.min_sizes, args.spectral_weights, args.premerge
     ):
+        iterations, threshold, min_size, spectral, premerge = key
         settings = base.replace(
-            merge_threshold=threshold, min_segment_size=min_size, spectral_weight=spectral
+            merge_threshold=threshold,
+            min_segment_size=min_size,
+            spectral_weight=spectral,
+            premerge_threshold=premerge,
         )
         labels = finish(raw[f"it{iterations}"], settings)
-        results[(iterations, threshold, min_size, spectral)] = scores.image_stats(
-            labels, annotations
-        )
+        results[key] = scores.image_stats(labels, annotations)
     return results
 
 
@@ -291,6 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="spectral_weight values (with the default preset try 0.2, thresholds around 0.26)",
     )
     parser.add_argument(
+        "--premerge-thresholds",
+        dest="premerge",
+        type=lambda t: numbers(t, float),
+        default=[0.0],
+        help="premerge_threshold values (0: one merge; with a spectral weight, a first merge "
+        "to this threshold before the cue is computed again)",
+    )
+    parser.add_argument(
         "--cache", type=Path, help="folder of cached raw labels (default benchmarks/results/...)"
     )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -311,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     swept = sorted({key for key, _ in args.param} & set(POST_PROCESSING))
     if swept:
         raise SystemExit(
-            f"--param {', '.join(swept)}: swept by --thresholds / --min-sizes / --spectral-weights"
+            f"--param {', '.join(swept)}: swept by --thresholds / --min-sizes / "
+            "--spectral-weights / --premerge-thresholds"
         )
     try:
         training_settings(args)
@@ -331,11 +343,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         per_image = [score_image(job) for job in jobs]
     print(f"{len(ids)} {args.split} images; targets: {TARGETS}")
-    print("iterations threshold min_size spectral | mIoU all    SC   PRI    VI | segments met")
+    print(
+        "iterations threshold min_size spectral premerge | mIoU all    SC   PRI    VI | "
+        "segments met"
+    )
     for key in per_image[0]:
         row = scores.combine([image[key] for image in per_image])
         print(
-            f"{key[0]:10d} {key[1]:9g} {key[2]:8d} {key[3]:8g} | {row['miou_all']:.4f} "
+            f"{key[0]:10d} {key[1]:9g} {key[2]:8d} {key[3]:8g} {key[4]:8g} | {row['miou_all']:.4f} "
             f"{row['sc']:.4f} "
             f"{row['pri']:.4f} {row['vi']:.4f} | {row['median_segments']:8g} {targets_met(row)}"
         )
@@ -353,7 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"  best choice found | {found['miou_all']:.4f} {found['sc']:.4f} "
                 f"{found['pri']:.4f} {found['vi']:.4f} | {found['median_segments']:8g} "
-                f"{targets_met(found)} | most used (iterations, threshold, size, spectral): {used}"
+                f"{targets_met(found)} | most used (iterations, threshold, size, spectral, "
+                f"premerge): {used}"
             )
     return 0
 

@@ -251,20 +251,22 @@ def test_merge_sweep_scores_every_setting_from_one_training(tmp_path, capsys, mo
     data, cache = fake_split(tmp_path / "data"), tmp_path / "cache"
     argv = ["--data", str(data), "--ids", "1", "--jobs", "1", "--cache", str(cache)]
     argv += ["--iterations", "1,2", "--thresholds", "0,2", "--min-sizes", "16"]
+    argv += ["--spectral-weights", "0.2", "--premerge-thresholds", "0,0.1"]
     assert merge_sweep.main(argv) == 0
     printed = capsys.readouterr().out.splitlines()[2:]
     rows = [line.split() for line in printed]
-    assert [(r[0], r[1], r[2]) for r in rows] == [
-        ("1", "0", "16"),
-        ("1", "2", "16"),
-        ("2", "0", "16"),
-        ("2", "2", "16"),
+    assert [(r[0], r[1], r[2], r[3], r[4]) for r in rows] == [
+        (iterations, threshold, "16", "0.2", premerge)
+        for iterations in ("1", "2")
+        for threshold in ("0", "2")
+        for premerge in ("0", "0.1")
     ]
     assert all(r[-1] in {"0", "1", "2", "3", "4"} for r in rows)
     cached = list(cache.iterdir())
     assert len(cached) == 1 and cached[0].name.startswith("1001-")
-    with pytest.raises(SystemExit, match="merge_threshold"):
-        merge_sweep.main([*argv, "--param", "merge_threshold=3"])
+    for swept in ("merge_threshold=3", "premerge_threshold=0.1"):
+        with pytest.raises(SystemExit, match=swept.split("=")[0]):
+            merge_sweep.main([*argv, "--param", swept])
 
     import napari_unsupervised_segmentation
 
@@ -301,9 +303,14 @@ def test_merge_sweep_post_processes_exactly_like_the_engine(tmp_path):
     raw = merge_sweep.cached_labels(args, "1001")["it3"]
     base = merge_sweep.training_settings(args)
     finish = LabelFinisher(base, prepare_image(image, -1))
-    for threshold, cap in ((0.1, 0), (0.3, 0), (0.1, 3)):
+    for threshold, cap, premerge in ((0.1, 0, 0.0), (0.3, 0, 0.0), (0.3, 0, 0.1), (0.1, 3, 0.0)):
         setting = base.replace(
-            max_iter=3, merge_threshold=threshold, min_segment_size=16, max_segments=cap
+            max_iter=3,
+            merge_threshold=threshold,
+            min_segment_size=16,
+            max_segments=cap,
+            spectral_weight=0.2 if premerge else 0.0,
+            premerge_threshold=premerge,
         )
         engine = segment(image, setting, channel_axis=-1)
         assert np.array_equal(finish(raw, setting), engine)
