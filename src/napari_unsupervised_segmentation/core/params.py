@@ -69,8 +69,8 @@ class SegmentationParams:
             "help": "What merge_threshold measures: 'colour', the mean colour contrast across "
             "the boundary (Lab for RGB, channels scaled to 0..100 otherwise, after a 1-pixel "
             "blur; thresholds around 2); 'texture', the mean colour-and-texture histogram "
-            "gradient along it (0..1; thresholds around 0.3, or 0.18 with "
-            "merge_interior_weight 0.5)."
+            "gradient along it (0..1; thresholds around 0.3; the default: 0.33 with "
+            "merge_interior_weight 0.3, spectral_weight 0.2 and premerge_threshold 0.28)."
         },
     )
     merge_interior_weight: float = field(
@@ -264,17 +264,18 @@ PRESETS: dict[str, SegmentationParams] = {
     # filters and SLIC superpixels that follow edges; its segments cut further along
     # graph-based segments, then joined again across boundaries that are weak in colour and
     # texture, judged against the texture inside the segments and globalised by a spectral cue
-    # over the segments.
+    # over the segments, computed again after a first merge.
     "default": SegmentationParams(
         n_channels=32,
         n_superpixels=3000,
         compactness=10.0,
         max_iter=160,
-        graph_scale=1000.0,
+        graph_scale=700.0,
         boundary="texture",
-        merge_threshold=0.26,
-        merge_interior_weight=0.5,
+        merge_threshold=0.33,
+        merge_interior_weight=0.3,
         spectral_weight=0.2,
+        premerge_threshold=0.28,
         min_segment_size=16,
         min_segment_width=5,
     ),
