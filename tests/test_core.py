@@ -18,7 +18,7 @@ from napari_unsupervised_segmentation.core.labels import (
     split_connected_components,
 )
 from napari_unsupervised_segmentation.core.normalize import prepare_image
-from napari_unsupervised_segmentation.core.refine import SuperpixelRefiner
+from napari_unsupervised_segmentation.core.refine import SuperpixelRefiner, compute_superpixels
 from napari_unsupervised_segmentation.core.train import continuity_loss
 
 TINY = dict(n_channels=16, n_superpixels=30, device="cpu")
@@ -42,6 +42,45 @@ def majority_share(labels: np.ndarray) -> tuple[int, float]:
 def test_two_colours_give_labels_that_follow_the_edge(seed):
     labels = segment(
         two_colour_image(), channel_axis=-1, max_iter=40, min_labels=2, seed=seed, **TINY
+    )
+    left, left_share = majority_share(labels[:, :16])
+    right, right_share = majority_share(labels[:, 16:])
+    assert left != right
+    assert left_share > 0.95 and right_share > 0.95
+
+
+def three_band_image() -> np.ndarray:
+    """30x36 RGB of three uniform vertical bands, 12 columns each."""
+    image = np.zeros((30, 36, 3), np.uint8)
+    image[:, :12] = (200, 30, 30)
+    image[:, 12:24] = (30, 180, 40)
+    image[:, 24:] = (20, 40, 220)
+    return image
+
+
+def test_graph_superpixels_follow_the_images_edges_whatever_the_count_asked():
+    prepared = prepare_image(three_band_image(), -1)
+    bands = np.repeat(np.arange(3), 12)[np.newaxis].repeat(30, axis=0)
+    few = compute_superpixels(prepared, 10, 10.0, graph_scale=100.0)
+    np.testing.assert_array_equal(compute_superpixels(prepared, 500, 10.0, graph_scale=100.0), few)
+    for superpixel in np.unique(few):  # none straddles an edge
+        assert len(np.unique(bands[few == superpixel])) == 1
+    # Uniform bands stay whole but for the 1-pixel columns the graph's blur leaves at each
+    # edge; SLIC cuts them into about as many pieces as asked for.
+    assert few.max() + 1 <= 3 + 4
+    assert compute_superpixels(prepared, 30, 10.0).max() + 1 > 10
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_graph_superpixels_give_labels_that_follow_the_edge(seed):
+    labels = segment(
+        two_colour_image(),
+        channel_axis=-1,
+        max_iter=40,
+        min_labels=2,
+        seed=seed,
+        superpixel_graph_scale=100.0,
+        **TINY,
     )
     left, left_share = majority_share(labels[:, :16])
     right, right_share = majority_share(labels[:, 16:])
@@ -214,6 +253,7 @@ def test_bad_images_raise_clear_errors(image, kwargs, message):
         ({"min_labels": -1}, "min_labels"),
         ({"n_superpixels": 0}, "n_superpixels"),
         ({"compactness": 0}, "compactness"),
+        ({"superpixel_graph_scale": -1.0}, "superpixel_graph_scale"),
         ({"n_conv": 0}, "n_conv"),
         ({"lr": -1.0}, "lr"),
         ({"momentum": 1.0}, "momentum"),

@@ -29,6 +29,14 @@ class SegmentationParams:
     compactness: float = field(
         default=100.0, metadata={"help": "SLIC compactness (colour vs. space trade-off)."}
     )
+    superpixel_graph_scale: float = field(
+        default=0.0,
+        metadata={
+            "help": "Refine with Felzenszwalb-Huttenlocher graph-based segments of this scale "
+            "instead of SLIC superpixels: their outlines follow the image's edges, and "
+            "n_superpixels and compactness are then unused (0: SLIC, as in the paper)."
+        },
+    )
     n_channels: int = field(
         default=100, metadata={"help": "Filters per conv layer = most possible labels."}
     )
@@ -160,6 +168,11 @@ class SegmentationParams:
             _is_real(self.compactness) and self.compactness > 0,
             "compactness must be a number > 0",
             self.compactness,
+        )
+        _require(
+            _is_real(self.superpixel_graph_scale) and self.superpixel_graph_scale >= 0,
+            "superpixel_graph_scale must be a number >= 0 (0: SLIC superpixels)",
+            self.superpixel_graph_scale,
         )
         _require(
             _is_int(self.n_channels) and self.n_channels >= 2,

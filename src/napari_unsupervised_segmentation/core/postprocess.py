@@ -8,7 +8,6 @@ merge itself.
 
 from __future__ import annotations
 
-import warnings
 from functools import cached_property
 
 import numpy as np
@@ -24,13 +23,9 @@ from .labels import (
 )
 from .normalize import PreparedImage
 from .params import SegmentationParams
-from .refine import colour_features
+from .refine import colour_features, graph_segments
 from .spectral import spectral_boundaries
 
-#: Felzenszwalb-Huttenlocher smoothing and smallest segment: scikit-image's defaults are 0.8
-#: and 20; 0.5 and 20 are the settings of the BSDS500 reference row and were measured here.
-GRAPH_SIGMA = 0.5
-GRAPH_MIN_SIZE = 20
 #: Graph-based segments with no pixel this far from their outline are slivers (1: those
 #: without a pixel whose four neighbours are in the segment).
 GRAPH_MIN_DEPTH = 1
@@ -154,19 +149,8 @@ class LabelFinisher:
 
     def graph_segments(self, scale: float) -> np.ndarray:
         """Felzenszwalb-Huttenlocher segments of the image at ``scale``, 0..n-1 (cached)."""
-        from skimage.segmentation import felzenszwalb
-
         if scale not in self._graph_segments:
-            with warnings.catch_warnings():
-                # The channel axis is given: many channels are meant, not a 3D image.
-                warnings.filterwarnings("ignore", "Got image with third dimension", RuntimeWarning)
-                segments = felzenszwalb(
-                    self.image.channels,
-                    scale=scale,
-                    sigma=GRAPH_SIGMA,
-                    min_size=GRAPH_MIN_SIZE,
-                    channel_axis=-1,
-                )
+            segments = graph_segments(self.image, scale)
             self._graph_segments[scale] = absorb_thin_segments(segments, GRAPH_MIN_DEPTH)
         return self._graph_segments[scale]
 

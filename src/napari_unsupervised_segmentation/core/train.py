@@ -162,7 +162,9 @@ def _train(
         blank = torch.zeros(image.spatial_shape, dtype=torch.int64)
         yield Step(1, 1, True, blank, torch.zeros(()), LabelFinisher(settings, image))
         return
-    superpixels = compute_superpixels(image, settings.n_superpixels, settings.compactness)
+    superpixels = compute_superpixels(
+        image, settings.n_superpixels, settings.compactness, settings.superpixel_graph_scale
+    )
     refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
     model = build_model(image.channels.shape[-1], settings, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
