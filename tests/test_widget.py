@@ -158,7 +158,7 @@ def test_controls_show_default_preset_with_tooltips(viewer_widget):
     _, widget = viewer_widget
     assert widget.preset.value == "default"
     assert widget.params == PRESETS["default"]
-    for name in ("max_iter", "min_labels", "n_superpixels", "seed", "device"):
+    for name in ("max_iter", "min_labels", "n_superpixels", "superpixel_graph_scale", "seed"):
         control = getattr(widget, name)
         assert control.tooltip, name
         assert control.parent is not widget.advanced.native
@@ -169,6 +169,17 @@ def test_controls_show_default_preset_with_tooltips(viewer_widget):
     assert not widget.advanced.native.isHidden()
     widget.preset.value = "paper"
     assert widget.params == PRESETS["paper"] == SegmentationParams()
+
+
+def test_slic_settings_are_greyed_out_while_graph_superpixels_are_on(viewer_widget):
+    _, widget = viewer_widget
+    widget.preset.value = "paper"
+    assert widget.n_superpixels.enabled and widget.compactness.enabled
+    widget.superpixel_graph_scale.value = 100.0
+    assert not widget.n_superpixels.enabled and not widget.compactness.enabled
+    assert widget.params.superpixel_graph_scale == 100.0
+    widget.superpixel_graph_scale.value = 0.0
+    assert widget.n_superpixels.enabled and widget.compactness.enabled
 
 
 def test_live_updates_into_one_layer_and_final_equals_segment(viewer_widget, qtbot, errors):

@@ -87,7 +87,9 @@ _LABELS = {
     "min_segment_size": "Min segment size",
     "min_segment_width": "Min segment width",
 }
-_BASIC = ("max_iter", "min_labels", "n_superpixels", "seed", "device")
+_BASIC = ("max_iter", "min_labels", "n_superpixels", "superpixel_graph_scale", "seed", "device")
+#: Settings that only SLIC superpixels use: greyed out while graph-based superpixels are on.
+_SLIC_ONLY = ("n_superpixels", "compactness")
 
 
 # --- pure helpers (no Qt, no viewer) -------------------------------------------------
@@ -400,6 +402,8 @@ class SegmentationWidget(Container):
         self.preset.changed.connect(self._on_preset)
         self.advanced_toggle.changed.connect(self._on_advanced_toggled)
         self.run_button.changed.connect(self._on_button)
+        self._controls["superpixel_graph_scale"].changed.connect(self._on_superpixel_kind)
+        self._on_superpixel_kind()
 
         active = viewer.layers.selection.active
         if active is not None and active in self.image.choices:
@@ -459,6 +463,11 @@ class SegmentationWidget(Container):
     def _on_preset(self, name: str) -> None:
         if name in PRESETS:
             self.params = PRESETS[name]
+
+    def _on_superpixel_kind(self, *_: Any) -> None:
+        slic = not self._controls["superpixel_graph_scale"].value
+        for name in _SLIC_ONLY:
+            self._controls[name].enabled = slic
 
     def _on_advanced_toggled(self, shown: bool) -> None:
         self.advanced.visible = bool(shown)
