@@ -158,7 +158,8 @@ def test_controls_show_default_preset_with_tooltips(viewer_widget):
     _, widget = viewer_widget
     assert widget.preset.value == "default"
     assert widget.params == PRESETS["default"]
-    for name in ("max_iter", "min_labels", "n_superpixels", "superpixel_graph_scale", "seed"):
+    basic = ("max_iter", "min_labels", "n_superpixels", "superpixel_graph_scale", "seed", "device")
+    for name in basic:
         control = getattr(widget, name)
         assert control.tooltip, name
         assert control.parent is not widget.advanced.native
