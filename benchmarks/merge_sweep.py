@@ -176,7 +176,11 @@ UNTRAINED = {
     "premerge_threshold": 0.0,
     "connected_components": False,
     "max_segments": 0,
+    "merge_region_weight": 0.0,
 }
+#: Settings added after the first caches were made, with the value that means "off": left
+#: out of the cache's digest at that value, so that the caches made before them stay valid.
+ADDED_LATER = {"superpixel_graph_scale": 0.0, "merge_region_weight": 0.0}
 
 
 def training_settings(args: argparse.Namespace) -> Any:
@@ -214,6 +218,9 @@ def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarr
     stop_at = stopping_rule(args)
     # "argmax": caches before it held labels already cut and rid of rims; never reuse those.
     key = repr(trained.replace(max_iter=1)) + " argmax"
+    for name, off in ADDED_LATER.items():
+        if getattr(trained, name) == off:
+            key = key.replace(f", {name}={off!r}", "")
     if stop_at:
         key += f", stopped at <= {stop_at} labels"
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]

@@ -281,6 +281,7 @@ def test_merge_sweep_scores_every_setting_from_one_training(tmp_path, capsys, mo
         merge_sweep.main([*argv, "--param", "graph_scale=300.0", "--param", "boundary=colour"]) == 0
     )
     assert merge_sweep.main([*argv, "--param", "max_segments=2"]) == 0  # a cap: no training
+    assert merge_sweep.main([*argv, "--param", "merge_region_weight=0.4"]) == 0
     capsys.readouterr()
     with pytest.raises(AssertionError, match="cached labels"):  # other settings: not cached
         merge_sweep.main([*argv, "--param", "n_channels=8"])
@@ -303,7 +304,8 @@ def test_merge_sweep_post_processes_exactly_like_the_engine(tmp_path):
     raw = merge_sweep.cached_labels(args, "1001")["it3"]
     base = merge_sweep.training_settings(args)
     finish = LabelFinisher(base, prepare_image(image, -1))
-    for threshold, cap, premerge in ((0.1, 0, 0.0), (0.3, 0, 0.0), (0.3, 0, 0.1), (0.1, 3, 0.0)):
+    swept = ((0.1, 0, 0.0, 0.0), (0.3, 0, 0.0, 0.0), (0.3, 0, 0.1, 0.0), (0.4, 0, 0.2, 0.5))
+    for threshold, cap, premerge, region_weight in (*swept, (0.1, 3, 0.0, 0.0)):
         setting = base.replace(
             max_iter=3,
             merge_threshold=threshold,
@@ -311,6 +313,7 @@ def test_merge_sweep_post_processes_exactly_like_the_engine(tmp_path):
             max_segments=cap,
             spectral_weight=0.2 if premerge else 0.0,
             premerge_threshold=premerge,
+            merge_region_weight=region_weight,
         )
         engine = segment(image, setting, channel_axis=-1)
         assert np.array_equal(finish(raw, setting), engine)

@@ -12,6 +12,9 @@ and the strength is the mean over cues and radii of the largest response over or
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -74,16 +77,12 @@ def texture_gradient(
     if lightness.size > max_pixels:
         from skimage.transform import resize
 
-        factor = (max_pixels / lightness.size) ** 0.5
-        small = tuple(max(1, round(n * factor)) for n in shape)
-        features = resize(features, small + features.shape[2:], anti_aliasing=True)
-        lightness = resize(lightness, small, anti_aliasing=True)
+        features, lightness = shrink(features, lightness, max_pixels)
         gradient = texture_gradient(
             features, lightness, is_rgb=is_rgb, seed=seed, device=device, max_pixels=lightness.size
         )
         return resize(gradient, shape, order=1).astype(np.float32)
-    colour_cues = [quantise(features[..., c], N_BINS) for c in range(features.shape[-1])]
-    textons = texton_map(lightness, seed=seed)
+    colour_cues, textons = histogram_cues(features, lightness, seed=seed)
     # Discs that do not fit twice across the image measure nothing; keep the smallest one.
     radii = [r for r in RADII if 4 * r <= min(shape)] or [min(RADII)]
     colour = np.zeros(shape, np.float32)
@@ -93,11 +92,63 @@ def texture_gradient(
             half_disc_chi2(index, N_BINS, radius, smoothing=BIN_SMOOTHING, device=device)
             for index in colour_cues
         ]
-        # Lab is one colour space: its channels are averaged. Other channels (microscopy
-        # stains) are separate signals: an edge in any one of them is an edge.
-        colour += np.mean(per_channel, axis=0) if is_rgb else np.max(per_channel, axis=0)
+        colour += combine_channels(per_channel, is_rgb)
         texture += half_disc_chi2(textons, N_TEXTONS, radius, device=device)
-    return (COLOUR_WEIGHT * colour + (1 - COLOUR_WEIGHT) * texture) / len(radii)
+    return mix_cues(colour, texture) / len(radii)
+
+
+def histogram_cues(
+    features: np.ndarray,
+    lightness: np.ndarray,
+    *,
+    seed: int | None = 0,
+    max_pixels: int | None = None,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Bin indices of every colour channel (``N_BINS`` each) and the texton map (``N_TEXTONS``).
+
+    With ``max_pixels``, a larger image is binned on a copy shrunk as
+    :func:`texture_gradient` shrinks it, and the bins are enlarged back (nearest pixel).
+    """
+    shape = lightness.shape
+    if max_pixels is not None and lightness.size > max_pixels:
+        from skimage.transform import resize
+
+        colour, textons = histogram_cues(*shrink(features, lightness, max_pixels), seed=seed)
+        enlarged = [
+            resize(index, shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.int64)
+            for index in (*colour, textons)
+        ]
+        return enlarged[:-1], enlarged[-1]
+    colour_cues = [quantise(features[..., c], N_BINS) for c in range(features.shape[-1])]
+    return colour_cues, texton_map(lightness, seed=seed)
+
+
+def shrink(
+    features: np.ndarray, lightness: np.ndarray, max_pixels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Anti-aliased copies of both maps with about ``max_pixels`` pixels (aspect kept)."""
+    from skimage.transform import resize
+
+    factor = (max_pixels / lightness.size) ** 0.5
+    small = tuple(max(1, round(n * factor)) for n in lightness.shape)
+    return (
+        resize(features, small + features.shape[2:], anti_aliasing=True),
+        resize(lightness, small, anti_aliasing=True),
+    )
+
+
+def combine_channels(per_channel: Sequence[Any], is_rgb: bool) -> Any:
+    """One colour distance from per-channel ones (maps or numbers).
+
+    Lab is one colour space: its channels are averaged. Other channels (microscopy stains)
+    are separate signals: an edge in any one of them is an edge.
+    """
+    return np.mean(per_channel, axis=0) if is_rgb else np.max(per_channel, axis=0)
+
+
+def mix_cues(colour: Any, texture: Any) -> Any:
+    """The strength: colour weighs ``COLOUR_WEIGHT``, texture the rest (maps or numbers)."""
+    return COLOUR_WEIGHT * colour + (1 - COLOUR_WEIGHT) * texture
 
 
 def quantise(channel: np.ndarray, n_bins: int) -> np.ndarray:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .regions import HistogramCues, SegmentHistograms
 
 
 def smallest_unsigned_dtype(max_label: int) -> np.dtype:
@@ -206,6 +210,8 @@ def merge_weak_edges(
     threshold: float,
     interior_weight: float = 0.0,
     max_segments: int = 0,
+    regions: HistogramCues | None = None,
+    region_weight: float = 0.0,
 ) -> np.ndarray:
     """Join touching segments, weakest boundary first, until every boundary's mean edge is strong.
 
@@ -233,6 +239,14 @@ def merge_weak_edges(
         ``w`` above; 0 judges every boundary by its mean edge alone.
     max_segments : int
         As in :func:`merge_weak_boundaries`: a cap on the segments left; 0: none.
+    regions : HistogramCues or None
+        The image's binned colour and texton maps, from which every segment's histograms
+        are made and pooled as segments join (:class:`~.regions.HistogramCues`).
+    region_weight : float
+        With ``regions``: a boundary counts as stronger by this times the histogram distance
+        of the two segments it separates (0..1), so segments that look alike inside join
+        across a shading edge and segments of different stuff stay apart across a faint
+        one. 0: the edge alone.
 
     Returns
     -------
@@ -247,6 +261,8 @@ def merge_weak_edges(
         edge_map,
         interior_weight,
         max_segments,
+        regions.of_segments(segments) if regions is not None and region_weight else None,
+        region_weight,
     )
 
 
@@ -257,11 +273,15 @@ def _merge_weakest_first(
     interior: np.ndarray | None = None,
     interior_weight: float = 0.0,
     max_segments: int = 0,
+    regions: SegmentHistograms | None = None,
+    region_weight: float = 0.0,
 ) -> np.ndarray:
     """Greedy joining of ``segments`` (0..n-1) given their boundaries' lengths and sums.
 
     A boundary's key is its mean value, less ``interior_weight`` times the smaller of the two
-    segments' mean ``interior`` (per-pixel values, pooled as segments join). Joining stops at
+    segments' mean ``interior`` (per-pixel values, pooled as segments join), plus
+    ``region_weight`` times the two segments' histogram distance (``regions``, pooled as
+    segments join). Joining stops at
     the first key of ``threshold`` or more, unless more than ``max_segments`` (when > 0) are
     left.
     """
@@ -282,6 +302,8 @@ def _merge_weakest_first(
         strength = edge[1] / edge[0]
         if relative:
             strength -= interior_weight * min(inside[i] / pixels[i], inside[j] / pixels[j])
+        if regions is not None:
+            strength += region_weight * regions.distance(i, j)
         return strength
 
     pairs = list(zip(first.tolist(), second.tolist(), strict=True))
@@ -315,9 +337,12 @@ def _merge_weakest_first(
             pooled[1] += total
             changed.append(k)
         neighbours[j] = {}
-        if relative:  # i's inside changed, so every boundary of i has a new key
+        if relative:
             pixels[i] += pixels[j]
             inside[i] += inside[j]
+        if regions is not None:
+            regions.join(i, j)
+        if relative or regions is not None:  # i changed, so every boundary of i has a new key
             changed = list(neighbours[i])
         for k in changed:
             heapq.heappush(heap, (key(i, k, neighbours[i][k]), min(i, k), max(i, k)))

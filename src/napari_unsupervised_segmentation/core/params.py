@@ -90,6 +90,17 @@ class SegmentationParams:
             "regions stays (0: the boundary alone)."
         },
     )
+    merge_region_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "With boundary 'texture': a boundary also counts as stronger by this times "
+            "the chi-squared distance (0..1) between the colour-and-texton histograms of the "
+            "two segments it separates, pooled as segments join, so segments alike inside "
+            "join across a shading edge and segments of different stuff stay apart across a "
+            "faint one; raise merge_threshold with it (0: the boundary alone; the colour "
+            "merge ignores it)."
+        },
+    )
     spectral_weight: float = field(
         default=0.0,
         metadata={
@@ -205,6 +216,7 @@ class SegmentationParams:
             self.max_segments,
         )
         _require_finite_weight("merge_interior_weight", self.merge_interior_weight)
+        _require_finite_weight("merge_region_weight", self.merge_region_weight)
         _require_finite_weight("spectral_weight", self.spectral_weight)
         _require(
             _is_real(self.graph_scale) and self.graph_scale >= 0,

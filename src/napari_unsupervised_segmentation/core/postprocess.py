@@ -24,6 +24,7 @@ from .labels import (
 from .normalize import PreparedImage
 from .params import SegmentationParams
 from .refine import colour_features, graph_segments
+from .regions import HistogramCues
 from .spectral import spectral_boundaries
 
 #: Graph-based segments with no pixel this far from their outline are slivers (1: those
@@ -106,9 +107,17 @@ class LabelFinisher:
                 interior_weight=weight,
                 max_segments=settings.max_segments,
             )
+        regions = self.histogram_cues if settings.merge_region_weight else None
         first = min(settings.premerge_threshold, settings.merge_threshold)
         if first and settings.spectral_weight:
-            labels = merge_weak_edges(labels, self._edges(labels, settings), first, weight)
+            labels = merge_weak_edges(
+                labels,
+                self._edges(labels, settings),
+                first,
+                weight,
+                regions=regions,
+                region_weight=settings.merge_region_weight,
+            )
             if settings.min_segment_size > 1:
                 labels = merge_small_segments(labels, settings.min_segment_size)
         return merge_weak_edges(
@@ -117,6 +126,8 @@ class LabelFinisher:
             settings.merge_threshold,
             weight,
             settings.max_segments,
+            regions=regions,
+            region_weight=settings.merge_region_weight,
         )
 
     def _edges(self, labels: np.ndarray, settings: SegmentationParams) -> np.ndarray:
@@ -132,20 +143,34 @@ class LabelFinisher:
         return colour_features(self.image)
 
     @cached_property
+    def lightness(self) -> np.ndarray:
+        """Intensity on a 0..100 scale: Lab's L, or the mean of the scaled channels."""
+        features = self.colour_features
+        return features[..., 0] if self.image.is_rgb else features.mean(axis=-1)
+
+    @cached_property
     def texture_gradient(self) -> np.ndarray:
         """Colour-and-texture edge strength per pixel (:func:`~.boundaries.texture_gradient`)."""
         from .boundaries import texture_gradient
 
-        features = self.colour_features
-        lightness = features[..., 0] if self.image.is_rgb else features.mean(axis=-1)
         with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # the same map on any GPU
             return texture_gradient(
-                features,
-                lightness,
+                self.colour_features,
+                self.lightness,
                 is_rgb=self.image.is_rgb,
                 seed=self.settings.seed,
                 device=self.device,
             )
+
+    @cached_property
+    def histogram_cues(self) -> HistogramCues:
+        """Binned colour channels and textons, for the segments' histograms."""
+        from .boundaries import MAX_PIXELS, histogram_cues
+
+        colour, textons = histogram_cues(
+            self.colour_features, self.lightness, seed=self.settings.seed, max_pixels=MAX_PIXELS
+        )
+        return HistogramCues(colour, textons, self.image.is_rgb)
 
     def graph_segments(self, scale: float) -> np.ndarray:
         """Felzenszwalb-Huttenlocher segments of the image at ``scale``, 0..n-1 (cached)."""
