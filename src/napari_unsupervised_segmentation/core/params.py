@@ -77,8 +77,9 @@ class SegmentationParams:
             "help": "What merge_threshold measures: 'colour', the mean colour contrast across "
             "the boundary (Lab for RGB, channels scaled to 0..100 otherwise, after a 1-pixel "
             "blur; thresholds around 2); 'texture', the mean colour-and-texture histogram "
-            "gradient along it (0..1; thresholds around 0.3; the default: 0.33 with "
-            "merge_interior_weight 0.3, spectral_weight 0.2 and premerge_threshold 0.28)."
+            "gradient along it (0..1; thresholds around 0.3; the default: 0.435 with "
+            "merge_interior_weight 0.3, merge_region_weight 0.4, spectral_weight 0.2 and "
+            "premerge_threshold 0.4)."
         },
     )
     merge_interior_weight: float = field(
@@ -288,8 +289,9 @@ PRESETS: dict[str, SegmentationParams] = {
     # Measured on BSDS500 train and val (docs/benchmarks.md): a shorter training with fewer
     # filters and SLIC superpixels that follow edges; its segments cut further along
     # graph-based segments, then joined again across boundaries that are weak in colour and
-    # texture, judged against the texture inside the segments and globalised by a spectral cue
-    # over the segments, computed again after a first merge.
+    # texture, judged against the texture inside the segments and against how alike the two
+    # segments' colour and texton histograms are, and globalised by a spectral cue over the
+    # segments, computed again after a first merge.
     "default": SegmentationParams(
         n_channels=32,
         n_superpixels=3000,
@@ -297,10 +299,11 @@ PRESETS: dict[str, SegmentationParams] = {
         max_iter=160,
         graph_scale=700.0,
         boundary="texture",
-        merge_threshold=0.33,
+        merge_threshold=0.435,
         merge_interior_weight=0.3,
+        merge_region_weight=0.4,
         spectral_weight=0.2,
-        premerge_threshold=0.28,
+        premerge_threshold=0.4,
         min_segment_size=16,
         min_segment_width=5,
     ),
