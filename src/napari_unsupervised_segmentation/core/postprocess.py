@@ -57,7 +57,8 @@ class LabelFinisher:
         touching segments are joined across weak boundaries (``merge_threshold``, and past it
         until at most ``max_segments`` are left; measured
         as ``boundary`` says, globalised by ``spectral_weight``, judged against the segments'
-        insides by ``merge_interior_weight``): specks removed first cannot bridge two
+        insides by ``merge_interior_weight`` and against how alike their histograms are by
+        ``merge_region_weight``): specks removed first cannot bridge two
         different regions. With ``premerge_threshold`` the texture merge runs twice, first
         to that threshold, and the spectral cue is computed again over the joined segments.
         Last, segments narrower than ``min_segment_width`` (rims along edges) join their

@@ -1,4 +1,4 @@
-"""Colour-and-texture histograms of whole segments, pooled as segments join (numpy only).
+"""Colour-and-texture histograms of whole segments, pooled as segments join.
 
 The boundary merge judges two touching segments by the edge between them. Their insides
 say something too: two pieces of one meadow hold the same mix of colours and textons even
