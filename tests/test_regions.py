@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_unsupervised_segmentation import PRESETS
-from napari_unsupervised_segmentation.core.boundaries import N_BINS, histogram_cues
+from napari_unsupervised_segmentation.core.boundaries import N_BINS, enlarge, histogram_cues
 from napari_unsupervised_segmentation.core.labels import merge_weak_edges
 from napari_unsupervised_segmentation.core.normalize import prepare_image
 from napari_unsupervised_segmentation.core.postprocess import LabelFinisher
@@ -60,10 +60,13 @@ def test_large_images_are_binned_at_a_reduced_size_and_enlarged_back():
     rng = np.random.default_rng(0)
     features = rng.uniform(0, 100, (64, 48, 3))
     colour, textons = histogram_cues(features, features[..., 0], max_pixels=32 * 24)
-    assert all(index.shape == (64, 48) for index in (*colour, textons))
-    # Nearest-pixel enlargement: every bin is repeated in 2 x 2 blocks.
-    np.testing.assert_array_equal(textons[::2, ::2], textons[1::2, 1::2])
+    assert all(index.shape == (32, 24) for index in (*colour, textons))
     assert min(index.min() for index in colour) >= 0 and max(i.max() for i in colour) < N_BINS
+    # Nearest-pixel enlargement: every bin is repeated in 2 x 2 blocks.
+    large = enlarge(textons, (64, 48))
+    assert large.shape == (64, 48)
+    np.testing.assert_array_equal(large[::2, ::2], textons)
+    np.testing.assert_array_equal(large[::2, ::2], large[1::2, 1::2])
 
 
 def test_the_finisher_measures_segment_histograms_when_asked():

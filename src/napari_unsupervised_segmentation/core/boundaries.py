@@ -45,6 +45,7 @@ def texture_gradient(
     seed: int | None = 0,
     device: torch.device | str = "cpu",
     max_pixels: int = MAX_PIXELS,
+    cues: tuple[Sequence[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Boundary strength per pixel in [0, 1] from colour and texture histograms.
 
@@ -66,6 +67,9 @@ def texture_gradient(
     max_pixels : int
         Images with more pixels are measured on a copy shrunk to about this many pixels
         (anti-aliased), and the map is scaled back up (bilinear).
+    cues : tuple or None
+        ``histogram_cues(features, lightness, seed=seed, max_pixels=max_pixels)`` when the
+        caller has them already (they are made here otherwise).
 
     Returns
     -------
@@ -74,19 +78,14 @@ def texture_gradient(
         texture, low inside uniform and inside evenly textured regions.
     """
     shape = lightness.shape
-    if lightness.size > max_pixels:
-        from skimage.transform import resize
-
-        features, lightness = shrink(features, lightness, max_pixels)
-        gradient = texture_gradient(
-            features, lightness, is_rgb=is_rgb, seed=seed, device=device, max_pixels=lightness.size
-        )
-        return resize(gradient, shape, order=1).astype(np.float32)
-    colour_cues, textons = histogram_cues(features, lightness, seed=seed)
+    if cues is None:
+        cues = histogram_cues(features, lightness, seed=seed, max_pixels=max_pixels)
+    colour_cues, textons = cues
+    measured = textons.shape  # the shrunk copy's, for a large image
     # Discs that do not fit twice across the image measure nothing; keep the smallest one.
-    radii = [r for r in RADII if 4 * r <= min(shape)] or [min(RADII)]
-    colour = np.zeros(shape, np.float32)
-    texture = np.zeros(shape, np.float32)
+    radii = [r for r in RADII if 4 * r <= min(measured)] or [min(RADII)]
+    colour = np.zeros(measured, np.float32)
+    texture = np.zeros(measured, np.float32)
     for radius in radii:
         per_channel = [
             half_disc_chi2(index, N_BINS, radius, smoothing=BIN_SMOOTHING, device=device)
@@ -94,7 +93,12 @@ def texture_gradient(
         ]
         colour += combine_channels(per_channel, is_rgb)
         texture += half_disc_chi2(textons, N_TEXTONS, radius, device=device)
-    return mix_cues(colour, texture) / len(radii)
+    gradient = mix_cues(colour, texture) / len(radii)
+    if measured != shape:
+        from skimage.transform import resize
+
+        gradient = resize(gradient, shape, order=1).astype(np.float32)
+    return gradient
 
 
 def histogram_cues(
@@ -106,21 +110,22 @@ def histogram_cues(
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Bin indices of every colour channel (``N_BINS`` each) and the texton map (``N_TEXTONS``).
 
-    With ``max_pixels``, a larger image is binned on a copy shrunk as
-    :func:`texture_gradient` shrinks it, and the bins are enlarged back (nearest pixel).
+    With ``max_pixels``, a larger image is binned on a copy shrunk to about that many pixels
+    (:func:`shrink`), so the maps have the shrunk copy's shape.
     """
-    shape = lightness.shape
     if max_pixels is not None and lightness.size > max_pixels:
-        from skimage.transform import resize
-
-        colour, textons = histogram_cues(*shrink(features, lightness, max_pixels), seed=seed)
-        enlarged = [
-            resize(index, shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.int64)
-            for index in (*colour, textons)
-        ]
-        return enlarged[:-1], enlarged[-1]
+        features, lightness = shrink(features, lightness, max_pixels)
     colour_cues = [quantise(features[..., c], N_BINS) for c in range(features.shape[-1])]
     return colour_cues, texton_map(lightness, seed=seed)
+
+
+def enlarge(index: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A bin map scaled up to ``shape``, nearest pixel (bins are categories, not values)."""
+    if index.shape == shape:
+        return index
+    from skimage.transform import resize
+
+    return resize(index, shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.int64)
 
 
 def shrink(

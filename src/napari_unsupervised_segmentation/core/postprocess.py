@@ -150,6 +150,15 @@ class LabelFinisher:
         return features[..., 0] if self.image.is_rgb else features.mean(axis=-1)
 
     @cached_property
+    def binned_cues(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """Colour bins and textons at the size the gradient is measured (made once)."""
+        from .boundaries import MAX_PIXELS, histogram_cues
+
+        return histogram_cues(
+            self.colour_features, self.lightness, seed=self.settings.seed, max_pixels=MAX_PIXELS
+        )
+
+    @cached_property
     def texture_gradient(self) -> np.ndarray:
         """Colour-and-texture edge strength per pixel (:func:`~.boundaries.texture_gradient`)."""
         from .boundaries import texture_gradient
@@ -161,17 +170,19 @@ class LabelFinisher:
                 is_rgb=self.image.is_rgb,
                 seed=self.settings.seed,
                 device=self.device,
+                cues=self.binned_cues,
             )
 
     @cached_property
     def histogram_cues(self) -> HistogramCues:
-        """Binned colour channels and textons, for the segments' histograms."""
-        from .boundaries import MAX_PIXELS, histogram_cues
+        """The gradient's colour bins and textons at full size, for the segments' histograms."""
+        from .boundaries import enlarge
 
-        colour, textons = histogram_cues(
-            self.colour_features, self.lightness, seed=self.settings.seed, max_pixels=MAX_PIXELS
+        shape = self.lightness.shape
+        colour, textons = self.binned_cues
+        return HistogramCues(
+            [enlarge(index, shape) for index in colour], enlarge(textons, shape), self.image.is_rgb
         )
-        return HistogramCues(colour, textons, self.image.is_rgb)
 
     def graph_segments(self, scale: float) -> np.ndarray:
         """Felzenszwalb-Huttenlocher segments of the image at ``scale``, 0..n-1 (cached)."""
