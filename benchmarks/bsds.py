@@ -8,6 +8,7 @@ Examples
     python benchmarks/bsds.py --method kmeans --k 8 --alpha 5
     python benchmarks/bsds.py --method paper --ids 10 --param device=cuda --param precision=tf32
     python benchmarks/bsds.py --method paper --param device=cpu --jobs 2  # 2 images at once
+    python benchmarks/bsds.py --method demo --quirks frozen,init --param device=cuda
 
 Predictions are written as label TIFFs under ``--out`` (default
 ``benchmarks/results/<split>/<method and settings>/<id>.tif``); an image whose TIFF is
@@ -36,15 +37,17 @@ from typing import Any
 import numpy as np
 
 import baselines
+import demo_loop
 import scores  # (puts src/ on sys.path when the package is not installed)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "bsds500"
 DEFAULT_DOCS = REPO_ROOT / "docs" / "benchmarks.md"
-METHODS = ("ours", "paper", "graph", "kmeans", "blank")
+METHODS = ("ours", "paper", "demo", "graph", "kmeans", "blank")
 DISPLAY_NAMES = {
     "ours": "ours",
     "paper": "paper",
+    "demo": "paper's loop, public demo",
     "graph": "graph-based (Felzenszwalb)",
     "kmeans": "k-means",
     "blank": "blank",
@@ -72,6 +75,7 @@ SC 0.5061, PRI 0.6805, VI 2.0500, AP@0.5 0.1441, AP@0.7 0.0728, median 137 segme
 """
 
 Method = Callable[[np.ndarray], np.ndarray]
+ENGINE_METHODS = ("ours", "paper", "demo")  # the engine's settings; --param applies
 
 
 # --------------------------------------------------------------------------- data
@@ -166,8 +170,8 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 def make_method(args: argparse.Namespace) -> tuple[Method, str]:
     """The segmentation function of ``args.method`` and its settings as text."""
-    if args.param and args.method not in ("ours", "paper"):
-        raise SystemExit("--param applies to --method ours or paper only")
+    if args.param and args.method not in ENGINE_METHODS:
+        raise SystemExit("--param applies to --method ours, paper or demo only")
     if args.method == "blank":
         return baselines.blank, ""
     if args.method == "graph":
@@ -188,6 +192,14 @@ def make_method(args: argparse.Namespace) -> tuple[Method, str]:
     overrides = dict(args.param)
     settings = " ".join([f"preset={preset}", *(f"{k}={v}" for k, v in overrides.items())])
     engine_params(args)  # fail now, not on every image, for an unknown or invalid setting
+    if args.method == "demo":
+        quirks = demo_loop.parse_quirks(args.quirks)
+        settings += f" quirks={','.join(quirks) or 'none'}"
+
+        def demo(image: np.ndarray) -> np.ndarray:
+            return demo_loop.demo_segment(image, quirks, **overrides)
+
+        return demo, settings
 
     def engine(image: np.ndarray) -> np.ndarray:
         from napari_unsupervised_segmentation import segment
@@ -434,7 +446,7 @@ def engine_params(args: argparse.Namespace) -> Any:
     """The engine's full settings for ``--method ours|paper`` with the ``--param`` overrides."""
     from napari_unsupervised_segmentation.core.params import PRESETS
 
-    preset = "default" if args.method == "ours" else "paper"
+    preset = "default" if args.method == "ours" else "paper"  # the demo: paper's settings
     try:
         return PRESETS[preset].replace(**dict(args.param))
     except (TypeError, ValueError) as exc:
@@ -448,7 +460,7 @@ def _tag(args: argparse.Namespace, settings: str) -> str:
     before a preset changed are never taken for the new preset's when a run resumes.
     """
     tag = f"{args.method} {settings}".strip()
-    if args.method in ("ours", "paper"):
+    if args.method in ENGINE_METHODS:
         tag += " " + hashlib.sha1(repr(engine_params(args)).encode()).hexdigest()[:10]
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", tag)
 
@@ -485,7 +497,14 @@ def build_parser() -> argparse.ArgumentParser:
     kmeans.add_argument("--k", type=int, default=8, help="clusters (the paper: 2..20)")
     kmeans.add_argument("--alpha", type=int, default=5, help="window side (the paper: 1,3,5,7)")
     kmeans.add_argument("--seed", type=int, default=0)
-    engine = parser.add_argument_group("ours / paper")
+    demo = parser.add_argument_group("demo (the paper preset's settings, the demo's loop)")
+    demo.add_argument(
+        "--quirks",
+        default="all",
+        help=f"the public demo's departures from the paper to copy: comma-separated from "
+        f"{', '.join(demo_loop.QUIRKS)}, or all, or none (see demo_loop.py)",
+    )
+    engine = parser.add_argument_group("ours / paper / demo")
     engine.add_argument(
         "--param",
         type=parse_param,

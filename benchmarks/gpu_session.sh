@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks still open (core issue: <= 2 ms/iteration on an H100, GPU memory; quality
-# issue: the paper preset on BSDS val), as one script for a session with a GPU.
+# issue: the paper preset on BSDS val, and beside it the public demo's loop with its quirks,
+# see benchmarks/demo_loop.py), as one script for a session with a GPU.
 # Usage, from the repository root: bash benchmarks/gpu_session.sh [DATA_DIR]
 # Writes logs (and docs/benchmarks.md rows) under ${OUT:-benchmarks/results/gpu}.
 set -uo pipefail
@@ -13,3 +14,5 @@ python benchmarks/speed.py --device cuda --preset default --precision fp32 tf32 
 python benchmarks/speed.py --device cuda --memory --precision tf32 2>&1 | tee "$out/memory.log"
 python benchmarks/bsds.py --method paper --data "$data" --param device=cuda --param precision=tf32 \
   --out "$out/val-paper" --docs "$out/benchmarks_rows.md" 2>&1 | tee "$out/bsds_paper.log"
+python benchmarks/bsds.py --method demo --quirks all --data "$data" --param device=cuda \
+  --param precision=tf32 --out "$out/val-demo" --docs "$out/benchmarks_rows.md" 2>&1 | tee "$out/bsds_demo.log"

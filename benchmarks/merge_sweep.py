@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--spectral-weights",
         type=lambda t: numbers(t, float),
         default=[0.0],
-        help="spectral_weight values (the default preset: 0.2, threshold 0.33, premerge 0.28)",
+        help="spectral_weight values (the default preset: 0.2, threshold 0.435, premerge 0.4)",
     )
     parser.add_argument(
         "--premerge-thresholds",

@@ -39,8 +39,9 @@ def compute_superpixels(
     """The refinement's superpixels, labelled 0..S-1 consecutively.
 
     With ``graph_scale`` 0, SLIC superpixels as in the paper: RGB images are clustered in
-    Lab, as the public demo does; others on their channels. With ``graph_scale`` > 0,
-    Felzenszwalb-Huttenlocher graph-based segments of that scale instead (see
+    Lab (the public demo hands SLIC OpenCV's BGR order, so its Lab has red and blue
+    swapped; ``benchmarks/demo_loop.py`` measures that); others on their channels. With
+    ``graph_scale`` > 0, Felzenszwalb-Huttenlocher graph-based segments of that scale instead (see
     :func:`graph_segments`): their outlines follow the image's edges, and their number
     follows the image's content rather than ``n_superpixels``.
     """
@@ -49,7 +50,7 @@ def compute_superpixels(
     else:
         from skimage.segmentation import slic
 
-        # RGB goes in as RGB so that SLIC's own Lab conversion matches the public demo exactly.
+        # RGB goes in as RGB, for SLIC's own Lab conversion (the demo's conversion, on RGB).
         data = image.channels if image.is_rgb else colour_features(image)
         superpixels = slic(
             data,

@@ -1,0 +1,130 @@
+"""The paper's loop as the public demo runs it, quirks included, to compare the `paper` preset with.
+
+Kanezaki's public demo (``demo.py`` of kanezaki/pytorch-unsupervised-segmentation) differs
+from the paper, and from the engine's ``paper`` preset, in four ways (the quirk names):
+
+``frozen``
+    The middle blocks' convolutions and BatchNorms sit in a plain Python list, not an
+    ``nn.ModuleList``, so ``model.parameters()`` never yields them: the optimiser leaves
+    them at their random start. With M = 2 only the first 3x3 block and the 1x1
+    classifier learn.
+``init``
+    PyTorch's default initialisation of the convolutions (Kaiming-uniform with
+    a = sqrt(5)), where the paper and the preset use Xavier-uniform.
+``bgr``
+    OpenCV reads the photo in BGR order and hands it to SLIC, which converts it to Lab as
+    if it were RGB: the superpixels follow a colour space with red and blue swapped.
+``extra``
+    The final labels come from one more forward pass after the last update; the engine
+    keeps the last iteration's prediction.
+
+Everything else (the network, the superpixel refinement, SGD, the stopping rule) is the
+engine's, with the ``paper`` preset's settings and any overrides. This is a benchmark
+method (``bsds.py --method demo``), not part of the product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+QUIRKS = ("frozen", "init", "bgr", "extra")
+
+
+def parse_quirks(text: str) -> tuple[str, ...]:
+    """Comma-separated quirk names (``all`` for every one, ``none`` or empty for none)."""
+    if text.strip().lower() == "all":
+        return QUIRKS
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if names in ((), ("none",)):
+        return ()
+    unknown = sorted(set(names) - set(QUIRKS))
+    if unknown:
+        raise ValueError(f"unknown quirk(s) {unknown}; choose from {list(QUIRKS)}")
+    return tuple(name for name in QUIRKS if name in names)
+
+
+def build_demo_model(in_channels: int, settings: Any, quirks: Iterable[str], device: Any):
+    """The engine's network with the demo's start; returns it and the parameters it trains."""
+    import torch
+    from torch import nn
+
+    from napari_unsupervised_segmentation.core.train import build_model
+
+    quirks = set(quirks)
+    model = build_model(in_channels, settings, device)
+    if "init" in quirks:
+        generator = torch.Generator()
+        if settings.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(settings.seed)
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                # PyTorch's own reset, drawn on the CPU from a seeded generator.
+                weight = torch.empty(module.weight.shape)
+                nn.init.kaiming_uniform_(weight, a=5**0.5, generator=generator)
+                bound = 1 / module.weight[0].numel() ** 0.5
+                bias = torch.empty(module.bias.shape).uniform_(-bound, bound, generator=generator)
+                with torch.no_grad():
+                    module.weight.copy_(weight)
+                    module.bias.copy_(bias)
+    frozen: set[int] = set()
+    if "frozen" in quirks:
+        blocks = [m for m in model.features if isinstance(m, nn.Conv2d | nn.BatchNorm2d)]
+        frozen = {id(p) for module in blocks[2:] for p in module.parameters()}
+    trained = [p for p in model.parameters() if id(p) not in frozen]
+    return model, trained
+
+
+def demo_superpixels(prepared: Any, settings: Any, quirks: Iterable[str]) -> np.ndarray:
+    """The refinement's SLIC superpixels, of the BGR image under the ``bgr`` quirk."""
+    from napari_unsupervised_segmentation.core.normalize import PreparedImage
+    from napari_unsupervised_segmentation.core.refine import compute_superpixels
+
+    if "bgr" in quirks and prepared.is_rgb:
+        prepared = PreparedImage(np.ascontiguousarray(prepared.channels[..., ::-1]), True)
+    return compute_superpixels(prepared, settings.n_superpixels, settings.compactness)
+
+
+def demo_segment(
+    image: np.ndarray, quirks: Iterable[str] = QUIRKS, *, channel_axis: int | None = -1, **overrides
+) -> np.ndarray:
+    """Segment ``image`` with the demo's loop: labels 1..n of the image's spatial shape."""
+    import torch
+    import torch.nn.functional as F
+
+    from napari_unsupervised_segmentation.core.devices import precision_context, resolve_device
+    from napari_unsupervised_segmentation.core.normalize import prepare_image
+    from napari_unsupervised_segmentation.core.params import PRESETS
+    from napari_unsupervised_segmentation.core.refine import SuperpixelRefiner
+    from napari_unsupervised_segmentation.core.train import image_tensor
+
+    quirks = set(quirks)
+    settings = PRESETS["paper"].replace(**overrides)
+    device = resolve_device(settings.device)
+    prepared = prepare_image(image, channel_axis)
+    superpixels = demo_superpixels(prepared, settings, quirks)
+    refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
+    model, trained = build_demo_model(prepared.channels.shape[-1], settings, quirks, device)
+    optimizer = torch.optim.SGD(trained, lr=settings.lr, momentum=settings.momentum)
+    pixels = image_tensor(prepared, device)
+    model.train()
+    for _ in range(settings.max_iter):
+        with precision_context(settings.precision, device):
+            responses = model(pixels)
+            prediction = responses.detach().argmax(dim=1)
+            target, label_counts = refine(prediction)
+            loss = F.cross_entropy(responses.float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if int((label_counts > 0).sum()) <= settings.min_labels:
+            break
+    if "extra" in quirks:
+        with torch.no_grad(), precision_context(settings.precision, device):
+            prediction = model(pixels).argmax(dim=1)
+    _, consecutive = np.unique(prediction[0].cpu().numpy(), return_inverse=True)
+    return (consecutive.reshape(prepared.spatial_shape) + 1).astype(np.uint16)
