@@ -172,6 +172,8 @@ def make_method(args: argparse.Namespace) -> tuple[Method, str]:
     """The segmentation function of ``args.method`` and its settings as text."""
     if args.param and args.method not in ENGINE_METHODS:
         raise SystemExit("--param applies to --method ours, paper or demo only")
+    if args.quirks is not None and args.method != "demo":
+        raise SystemExit("--quirks applies to --method demo only")
     if args.method == "blank":
         return baselines.blank, ""
     if args.method == "graph":
@@ -193,7 +195,11 @@ def make_method(args: argparse.Namespace) -> tuple[Method, str]:
     settings = " ".join([f"preset={preset}", *(f"{k}={v}" for k, v in overrides.items())])
     engine_params(args)  # fail now, not on every image, for an unknown or invalid setting
     if args.method == "demo":
-        quirks = demo_loop.parse_quirks(args.quirks)
+        try:
+            quirks = demo_loop.parse_quirks(args.quirks or ",".join(demo_loop.CURRENT_DEMO))
+            demo_loop.check_overrides(overrides)
+        except ValueError as exc:
+            raise SystemExit(f"--method demo: {exc}") from exc
         settings += f" quirks={','.join(quirks) or 'none'}"
 
         def demo(image: np.ndarray) -> np.ndarray:
@@ -443,7 +449,7 @@ def append_row(path: Path, row: str) -> None:
 
 
 def engine_params(args: argparse.Namespace) -> Any:
-    """The engine's full settings for ``--method ours|paper`` with the ``--param`` overrides."""
+    """The engine's settings for ``--method ours|paper|demo`` with the ``--param`` overrides."""
     from napari_unsupervised_segmentation.core.params import PRESETS
 
     preset = "default" if args.method == "ours" else "paper"  # the demo: paper's settings
@@ -500,9 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = parser.add_argument_group("demo (the paper preset's settings, the demo's loop)")
     demo.add_argument(
         "--quirks",
-        default="all",
         help=f"the public demo's departures from the paper to copy: comma-separated from "
-        f"{', '.join(demo_loop.QUIRKS)}, or all, or none (see demo_loop.py)",
+        f"{', '.join(demo_loop.QUIRKS)}, or all, or none (default: today's demo, "
+        f"{','.join(demo_loop.CURRENT_DEMO)}; see demo_loop.py)",
     )
     engine = parser.add_argument_group("ours / paper / demo")
     engine.add_argument(

@@ -1,13 +1,13 @@
 """The paper's loop as the public demo runs it, quirks included, to compare the `paper` preset with.
 
 Kanezaki's public demo (``demo.py`` of kanezaki/pytorch-unsupervised-segmentation) differs
-from the paper, and from the engine's ``paper`` preset, in four ways (the quirk names):
+from the paper, and from the engine's ``paper`` preset, in these ways (the quirk names):
 
 ``frozen``
-    The middle blocks' convolutions and BatchNorms sit in a plain Python list, not an
-    ``nn.ModuleList``, so ``model.parameters()`` never yields them: the optimiser leaves
-    them at their random start. With M = 2 only the first 3x3 block and the 1x1
-    classifier learn.
+    Until pull request #7 (2019-06-19) the demo kept the middle blocks' convolutions and
+    BatchNorms in a plain Python list, not an ``nn.ModuleList``, so ``model.parameters()``
+    never yielded them and the optimiser left them at their random start: with M = 2 only
+    the first 3x3 block and the 1x1 classifier learned. Today's demo trains them.
 ``init``
     PyTorch's default initialisation of the convolutions (Kaiming-uniform with
     a = sqrt(5)), where the paper and the preset use Xavier-uniform.
@@ -15,12 +15,15 @@ from the paper, and from the engine's ``paper`` preset, in four ways (the quirk 
     OpenCV reads the photo in BGR order and hands it to SLIC, which converts it to Lab as
     if it were RGB: the superpixels follow a colour space with red and blue swapped.
 ``extra``
-    The final labels come from one more forward pass after the last update; the engine
-    keeps the last iteration's prediction.
+    Run with ``--visualize 0``, the demo takes its final labels from one more forward pass
+    after the last update; with the default ``--visualize 1``, and in the engine, they are
+    the last iteration's prediction.
 
-Everything else (the network, the superpixel refinement, SGD, the stopping rule) is the
-engine's, with the ``paper`` preset's settings and any overrides. This is a benchmark
-method (``bsds.py --method demo``), not part of the product.
+The demo also defaults to 1000 iterations (``--maxIter``); the preset, the data set's
+reference rows and this loop use 500. Everything else (the network, the superpixel
+refinement, SGD, the stopping rule) is the engine's, with the ``paper`` preset's settings
+and any of the overrides in ``OVERRIDABLE``. This is a benchmark method
+(``bsds.py --method demo``), not part of the product.
 """
 
 from __future__ import annotations
@@ -31,6 +34,25 @@ from typing import Any
 import numpy as np
 
 QUIRKS = ("frozen", "init", "bgr", "extra")
+#: The demo as it is today, run with ``--visualize 0`` (``frozen`` was fixed in 2019).
+CURRENT_DEMO = ("init", "bgr", "extra")
+#: The settings the demo's loop uses; the rest (post-processing, continuity loss, graph
+#: superpixels) are not part of it and must stay at the ``paper`` preset's values.
+OVERRIDABLE = frozenset(
+    {
+        "max_iter",
+        "min_labels",
+        "n_superpixels",
+        "compactness",
+        "n_channels",
+        "n_conv",
+        "lr",
+        "momentum",
+        "seed",
+        "device",
+        "precision",
+    }
+)
 
 
 def parse_quirks(text: str) -> tuple[str, ...]:
@@ -44,6 +66,13 @@ def parse_quirks(text: str) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown quirk(s) {unknown}; choose from {list(QUIRKS)}")
     return tuple(name for name in QUIRKS if name in names)
+
+
+def check_overrides(overrides: dict[str, Any]) -> None:
+    """Raise ValueError for a setting that the demo's loop would silently ignore."""
+    unused = sorted(set(overrides) - OVERRIDABLE)
+    if unused:
+        raise ValueError(f"the demo's loop has no setting {unused}; it takes {sorted(OVERRIDABLE)}")
 
 
 def build_demo_model(in_channels: int, settings: Any, quirks: Iterable[str], device: Any):
@@ -102,6 +131,7 @@ def demo_segment(
     from napari_unsupervised_segmentation.core.refine import SuperpixelRefiner
     from napari_unsupervised_segmentation.core.train import image_tensor
 
+    check_overrides(overrides)
     quirks = set(quirks)
     settings = PRESETS["paper"].replace(**overrides)
     device = resolve_device(settings.device)

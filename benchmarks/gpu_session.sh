@@ -1,19 +1,35 @@
 #!/usr/bin/env bash
 # The GPU checks still open (core issue: <= 2 ms/iteration on an H100, GPU memory; quality
-# issue: the paper preset on BSDS val, and beside it the public demo's loop with its quirks,
-# see benchmarks/demo_loop.py), as one script for a session with a GPU.
-# Usage, from the repository root: bash benchmarks/gpu_session.sh [DATA_DIR] [PART ...]
-# PARTS: speed, paper, demo (default: all three, in that order; a device session with a
-# 10-minute limit per command can run them one call each). The BSDS runs segment 4 images
-# at once (forked workers share the GPU, SLIC runs on the CPU cores) and resume.
-# Writes logs (and docs/benchmarks.md rows) under ${OUT:-benchmarks/results/gpu}.
+# issue: the paper preset on BSDS val, and beside it the public demo's loop, see
+# benchmarks/demo_loop.py), as one script for a session with a GPU.
+# Usage, from the repository root: bash benchmarks/gpu_session.sh [PART ...]
+#   speed     per-iteration speed of both presets at fp32/tf32/bf16, and GPU memory
+#   paper     the paper preset on all of val
+#   demo      today's public demo (quirks init,bgr,extra) on all of val
+#   demo2018  the demo before 2019 (all quirks: its middle block untrained) on all of val
+# Default: speed paper demo. A device session with a 10-minute limit per command can run
+# one part per call. The BSDS runs segment 4 images at once (forked workers share the GPU,
+# SLIC runs on the CPU cores) and resume where they stopped.
+# DATA (default ../shared/data/bsds500) is the BSDS500 folder; logs and rows go to
+# ${OUT:-benchmarks/results/gpu}.
 set -uo pipefail
-data=${1:-../shared/data/bsds500}
-shift || true
-if (($#)); then parts=("$@"); else parts=(speed paper demo); fi
+data=${DATA:-../shared/data/bsds500}
 out=${OUT:-benchmarks/results/gpu}
+if (($#)); then parts=("$@"); else parts=(speed paper demo); fi
+for part in "${parts[@]}"; do
+  case $part in
+    speed | paper | demo | demo2018) ;;
+    *) echo "unknown part: $part (speed, paper, demo, demo2018)" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
+bsds() {  # bsds NAME ARGS...: one val run on the GPU, its row in $out/benchmarks_rows.md
+  local name=$1
+  shift
+  python benchmarks/bsds.py --data "$data" --param device=cuda --param precision=tf32 --jobs 4 \
+    --out "$out/val-$name" --docs "$out/benchmarks_rows.md" "$@" 2>&1 | tee "$out/bsds_$name.log"
+}
 for part in "${parts[@]}"; do
   case $part in
     speed)
@@ -21,14 +37,8 @@ for part in "${parts[@]}"; do
       python benchmarks/speed.py --device cuda --preset default --precision fp32 tf32 bf16 -n 20 2>&1 | tee "$out/speed_default.log"
       python benchmarks/speed.py --device cuda --memory --precision tf32 2>&1 | tee "$out/memory.log"
       ;;
-    paper)
-      python benchmarks/bsds.py --method paper --data "$data" --param device=cuda --param precision=tf32 \
-        --jobs 4 --out "$out/val-paper" --docs "$out/benchmarks_rows.md" 2>&1 | tee "$out/bsds_paper.log"
-      ;;
-    demo)
-      python benchmarks/bsds.py --method demo --quirks all --data "$data" --param device=cuda \
-        --param precision=tf32 --jobs 4 --out "$out/val-demo" --docs "$out/benchmarks_rows.md" 2>&1 | tee "$out/bsds_demo.log"
-      ;;
-    *) echo "unknown part: $part (speed, paper, demo)" >&2; exit 2 ;;
+    paper) bsds paper --method paper ;;
+    demo) bsds demo --method demo ;;
+    demo2018) bsds demo2018 --method demo --quirks all ;;
   esac
 done

@@ -58,25 +58,40 @@ def test_without_the_frozen_quirk_every_block_learns() -> None:
 def test_init_quirk_draws_pytorch_default_weights() -> None:
     default, _ = demo_loop.build_demo_model(3, SETTINGS, ("init",), torch.device("cpu"))
     xavier, _ = demo_loop.build_demo_model(3, SETTINGS, (), torch.device("cpu"))
-    middle_default = default.features[3].weight
-    middle_xavier = xavier.features[3].weight
-    fan_in = middle_default[0].numel()  # 8 channels x 3 x 3
-    # PyTorch's Kaiming-uniform with a = sqrt(5): bound 1/sqrt(fan_in); Xavier's is wider.
-    assert middle_default.abs().max() <= 1 / fan_in**0.5
-    assert middle_xavier.abs().max() > 1 / fan_in**0.5
+    convs = [m for m in default.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 3
+    for conv in convs:
+        # PyTorch's Kaiming-uniform with a = sqrt(5), and its bias: both +-1/sqrt(fan_in);
+        # the largest of 216 to 576 uniform draws lies close to the bound.
+        bound = 1 / conv.weight[0].numel() ** 0.5
+        assert 0.9 * bound < conv.weight.abs().max() <= bound
+        assert conv.bias.abs().max() <= bound
+    first_bound = 1 / xavier.features[0].weight[0].numel() ** 0.5  # 3 x 3 x 3 inputs
+    assert xavier.features[0].weight.abs().max() > first_bound  # Xavier: sqrt(6 / (27 + 72))
     again, _ = demo_loop.build_demo_model(3, SETTINGS, ("init",), torch.device("cpu"))
-    assert torch.equal(again.features[3].weight, middle_default)  # seeded
+    assert torch.equal(again.features[3].weight, default.features[3].weight)  # seeded
 
 
 def test_bgr_quirk_clusters_the_channel_swapped_image() -> None:
-    image = colour_blocks()
+    image = np.random.default_rng(0).integers(0, 256, (24, 24, 3)).astype(np.uint8)
     prepared = prepare_image(image, channel_axis=-1)
     swapped = compute_superpixels(
         prepare_image(image[..., ::-1], channel_axis=-1), SETTINGS.n_superpixels, 100.0
     )
-    assert np.array_equal(demo_loop.demo_superpixels(prepared, SETTINGS, ("bgr",)), swapped)
     plain = compute_superpixels(prepared, SETTINGS.n_superpixels, 100.0)
+    assert not np.array_equal(swapped, plain)  # the swap matters on this image
+    assert np.array_equal(demo_loop.demo_superpixels(prepared, SETTINGS, ("bgr",)), swapped)
     assert np.array_equal(demo_loop.demo_superpixels(prepared, SETTINGS, ()), plain)
+
+
+def test_extra_quirk_labels_with_a_forward_pass_after_the_last_update() -> None:
+    image = colour_blocks()
+    one_update_then_extra = demo_loop.demo_segment(image, ("extra",), **_small(max_iter=1))
+    # without the quirk, iteration 2 predicts with the same once-updated network
+    second_prediction = demo_loop.demo_segment(image, (), **_small(max_iter=2))
+    first_prediction = demo_loop.demo_segment(image, (), **_small(max_iter=1))
+    assert same_partition(one_update_then_extra, second_prediction)
+    assert not same_partition(one_update_then_extra, first_prediction)
 
 
 def test_demo_segment_labels_the_image_consecutively() -> None:
@@ -92,9 +107,7 @@ def test_without_quirks_the_demo_loop_is_the_paper_preset() -> None:
     image = colour_blocks()
     ours = segment(image, "paper", channel_axis=-1, **_small())
     demo = demo_loop.demo_segment(image, (), **_small())
-    pairs = np.unique(np.stack([ours.ravel(), demo.ravel()]), axis=1)
-    # the same partition, whatever the label numbers
-    assert pairs.shape[1] == len(np.unique(ours)) == len(np.unique(demo))
+    assert same_partition(ours, demo)
 
 
 def test_parse_quirks() -> None:
@@ -118,9 +131,27 @@ def test_bsds_runs_the_demo_method_with_engine_overrides() -> None:
     method, settings = bsds.make_method(args)
     assert "quirks=frozen" in settings
     assert method(colour_blocks()).shape == (24, 24)
-    other = bsds.build_parser().parse_args(["--method", "demo", "--quirks", "all"])
+    other = bsds.build_parser().parse_args(
+        ["--method", "demo", "--quirks", "all", *(f"--param={k}={v}" for k, v in _small().items())]
+    )
     assert bsds._tag(args, settings) != bsds._tag(other, bsds.make_method(other)[1])
 
 
-def _small() -> dict[str, object]:
-    return {"n_channels": 8, "n_superpixels": 16, "max_iter": 5, "seed": 3, "device": "cpu"}
+def test_bsds_refuses_what_the_demo_loop_would_ignore() -> None:
+    parse = bsds.build_parser().parse_args
+    with pytest.raises(SystemExit, match="merge_threshold"):
+        bsds.make_method(parse(["--method", "demo", "--param", "merge_threshold=0.3"]))
+    with pytest.raises(SystemExit, match="unknown quirk"):
+        bsds.make_method(parse(["--method", "demo", "--quirks", "bgrr"]))
+    with pytest.raises(SystemExit, match="--quirks"):
+        bsds.make_method(parse(["--method", "paper", "--quirks", "frozen"]))
+
+
+def _small(max_iter: int = 5) -> dict[str, object]:
+    return {"n_channels": 8, "n_superpixels": 16, "max_iter": max_iter, "seed": 3, "device": "cpu"}
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same segments, whatever their label numbers."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return pairs.shape[1] == len(np.unique(a)) == len(np.unique(b))

@@ -15,7 +15,8 @@ BOUNDARIES = ("colour", "texture")
 class SegmentationParams:
     """Settings of :func:`~napari_unsupervised_segmentation.segment`.
 
-    The defaults are those of Kanezaki (ICASSP 2018) and of its public demo.
+    The defaults are those of Kanezaki (ICASSP 2018), with its public demo's stopping rule
+    and 500 iterations (the demo's own default is 1000).
     """
 
     max_iter: int = field(
@@ -283,7 +284,8 @@ def _require(ok: bool, message: str, value: Any) -> None:
         raise ValueError(f"{message}; got {value!r}")
 
 
-#: Named parameter sets. ``paper`` is the algorithm exactly as published (and the public demo).
+#: Named parameter sets. ``paper`` is the algorithm as published, with the public demo's
+#: stopping rule (where the demo departs from the paper, see benchmarks/demo_loop.py).
 PRESETS: dict[str, SegmentationParams] = {
     "paper": SegmentationParams(),
     # Measured on BSDS500 train and val (docs/benchmarks.md): a shorter training with fewer
