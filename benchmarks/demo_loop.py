@@ -121,15 +121,17 @@ def demo_superpixels(prepared: Any, settings: Any, quirks: Iterable[str]) -> np.
 def demo_segment(
     image: np.ndarray, quirks: Iterable[str] = QUIRKS, *, channel_axis: int | None = -1, **overrides
 ) -> np.ndarray:
-    """Segment ``image`` with the demo's loop: labels 1..n of the image's spatial shape."""
+    """Segment ``image`` with the demo's loop; labels as :func:`segment` returns them."""
+    from collections import deque
+
     import torch
-    import torch.nn.functional as F
 
     from napari_unsupervised_segmentation.core.devices import precision_context, resolve_device
     from napari_unsupervised_segmentation.core.normalize import prepare_image
     from napari_unsupervised_segmentation.core.params import PRESETS
+    from napari_unsupervised_segmentation.core.postprocess import LabelFinisher
     from napari_unsupervised_segmentation.core.refine import SuperpixelRefiner
-    from napari_unsupervised_segmentation.core.train import image_tensor
+    from napari_unsupervised_segmentation.core.train import image_tensor, training_steps
 
     check_overrides(overrides)
     quirks = set(quirks)
@@ -141,20 +143,11 @@ def demo_segment(
     model, trained = build_demo_model(prepared.channels.shape[-1], settings, quirks, device)
     optimizer = torch.optim.SGD(trained, lr=settings.lr, momentum=settings.momentum)
     pixels = image_tensor(prepared, device)
-    model.train()
-    for _ in range(settings.max_iter):
-        with precision_context(settings.precision, device):
-            responses = model(pixels)
-            prediction = responses.detach().argmax(dim=1)
-            target, label_counts = refine(prediction)
-            loss = F.cross_entropy(responses.float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if int((label_counts > 0).sum()) <= settings.min_labels:
-            break
-    if "extra" in quirks:
-        with torch.no_grad(), precision_context(settings.precision, device):
-            prediction = model(pixels).argmax(dim=1)
-    _, consecutive = np.unique(prediction[0].cpu().numpy(), return_inverse=True)
-    return (consecutive.reshape(prepared.spatial_shape) + 1).astype(np.uint16)
+    finish = LabelFinisher(settings, prepared, device)
+    steps = training_steps(model, optimizer, pixels, refine, settings, finish)
+    last_step = deque(steps, maxlen=1)[0]
+    if "extra" not in quirks:
+        return np.asarray(last_step.labels)
+    with torch.no_grad(), precision_context(settings.precision, device):
+        prediction = model(pixels).argmax(dim=1)
+    return np.asarray(finish(prediction[0].cpu().numpy()))

@@ -97,7 +97,7 @@ def test_extra_quirk_labels_with_a_forward_pass_after_the_last_update() -> None:
 def test_demo_segment_labels_the_image_consecutively() -> None:
     labels = demo_loop.demo_segment(colour_blocks(), demo_loop.QUIRKS, **_small())
     assert labels.shape == (24, 24)
-    assert labels.dtype == np.uint16
+    assert labels.dtype == np.uint8  # as segment() returns: the smallest unsigned dtype
     assert np.array_equal(np.unique(labels), np.arange(1, labels.max() + 1))
 
 

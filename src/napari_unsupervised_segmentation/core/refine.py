@@ -41,9 +41,9 @@ def compute_superpixels(
     With ``graph_scale`` 0, SLIC superpixels as in the paper: RGB images are clustered in
     Lab (the public demo hands SLIC OpenCV's BGR order, so its Lab has red and blue
     swapped; ``benchmarks/demo_loop.py`` measures that); others on their channels. With
-    ``graph_scale`` > 0, Felzenszwalb-Huttenlocher graph-based segments of that scale instead (see
-    :func:`graph_segments`): their outlines follow the image's edges, and their number
-    follows the image's content rather than ``n_superpixels``.
+    ``graph_scale`` > 0, Felzenszwalb-Huttenlocher graph-based segments of that scale
+    instead (see :func:`graph_segments`): their outlines follow the image's edges, and
+    their number follows the image's content rather than ``n_superpixels``.
     """
     if graph_scale > 0:
         superpixels = graph_segments(image, graph_scale)

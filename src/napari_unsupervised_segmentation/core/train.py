@@ -168,8 +168,26 @@ def _train(
     refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
     model = build_model(image.channels.shape[-1], settings, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
-    pixels = image_tensor(image, device)
     finish = LabelFinisher(settings, image, device)  # shared: image-level maps made once
+    yield from training_steps(
+        model, optimizer, image_tensor(image, device), refine, settings, finish
+    )
+
+
+def training_steps(
+    model: SegmentationNet,
+    optimizer: torch.optim.Optimizer,
+    pixels: torch.Tensor,
+    refine: SuperpixelRefiner,
+    settings: SegmentationParams,
+    finish: LabelFinisher,
+) -> Iterator[Step]:
+    """The paper's iterations: predict, refine by superpixels, one SGD step on the refined labels.
+
+    Stops after ``settings.max_iter`` steps or once ``settings.min_labels`` labels or fewer are
+    left (the public demo's rule); ``benchmarks/demo_loop.py`` runs it with the demo's start.
+    """
+    device = pixels.device
     model.train()
     for iteration in range(1, settings.max_iter + 1):
         with precision_context(settings.precision, device):
