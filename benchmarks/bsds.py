@@ -30,9 +30,10 @@ import subprocess
 import sys
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -74,7 +75,16 @@ SC 0.5061, PRI 0.6805, VI 2.0500, AP@0.5 0.1441, AP@0.7 0.0728, median 137 segme
 
 """
 
-Method = Callable[[np.ndarray], np.ndarray]
+
+class Trained(NamedTuple):
+    """A self-training method's labels and the SGD updates it made before stopping."""
+
+    labels: np.ndarray
+    iterations: int
+
+
+#: Labels for an image; the self-training methods also say how many iterations they ran.
+Method = Callable[[np.ndarray], "np.ndarray | Trained"]
 ENGINE_METHODS = ("ours", "paper", "demo")  # the engine's settings; --param applies
 
 
@@ -202,15 +212,17 @@ def make_method(args: argparse.Namespace) -> tuple[Method, str]:
             raise SystemExit(f"--method demo: {exc}") from exc
         settings += f" quirks={','.join(quirks) or 'none'}"
 
-        def demo(image: np.ndarray) -> np.ndarray:
-            return demo_loop.demo_segment(image, quirks, **overrides)
+        def demo(image: np.ndarray) -> Trained:
+            return Trained(*demo_loop.demo_train(image, quirks, **overrides))
 
         return demo, settings
 
-    def engine(image: np.ndarray) -> np.ndarray:
-        from napari_unsupervised_segmentation import segment
+    def engine(image: np.ndarray) -> Trained:
+        from napari_unsupervised_segmentation import iter_segment
 
-        return np.asarray(segment(image, preset, channel_axis=-1, **overrides))
+        # segment() returns the same labels; the last step also tells the iterations run
+        last_step = deque(iter_segment(image, preset, channel_axis=-1, **overrides), maxlen=1)[0]
+        return Trained(np.asarray(last_step.labels), last_step.iteration)
 
     return engine, settings
 
@@ -230,6 +242,9 @@ def run(
 ) -> tuple[list[scores.ImageStats], dict[str, float], dict[str, str]]:
     """Segment (unless already done) and score every image.
 
+    The labels go to ``out/<id>.tif``, the seconds to ``out/times.json`` and, for a method
+    that returns :class:`Trained`, the iterations it ran to ``out/iterations.json``.
+
     Parameters
     ----------
     jobs : int
@@ -246,12 +261,15 @@ def run(
         Error message per image id that failed.
     """
     out.mkdir(parents=True, exist_ok=True)
-    times_path = out / "times.json"
+    times_path, iterations_path = out / "times.json", out / "iterations.json"
     times: dict[str, float] = json.loads(times_path.read_text()) if times_path.exists() else {}
+    iterations: dict[str, int] = (
+        json.loads(iterations_path.read_text()) if iterations_path.exists() else {}
+    )
     failures: dict[str, str] = {}
     ids = list(dict.fromkeys(ids))  # an id listed twice is segmented and scored once
     pending = [i for i in ids if not (out / f"{i}.tif").exists()]
-    for n, (image_id, seconds, error) in enumerate(
+    for n, (image_id, seconds, trained, error) in enumerate(
         _segment_all(method, data, split, pending, out, jobs), 1
     ):
         if error is not None:
@@ -260,7 +278,12 @@ def run(
             continue
         times[image_id] = seconds
         times_path.write_text(json.dumps(times, indent=0, sort_keys=True))
-        log(f"[{n}/{len(pending)}] {image_id}: {seconds:.2f} s")
+        note = ""
+        if trained is not None:
+            iterations[image_id] = trained
+            iterations_path.write_text(json.dumps(iterations, indent=0, sort_keys=True))
+            note = f", {trained} iterations"
+        log(f"[{n}/{len(pending)}] {image_id}: {seconds:.2f} s{note}")
     stats: list[scores.ImageStats] = []
     rows = []
     for image_id in ids:
@@ -283,7 +306,8 @@ def run(
     return stats, {i: times[i] for i in ids if i in times}, failures
 
 
-SegmentResult = tuple[str, float | None, str | None]  # image id, seconds, error and traceback
+#: Image id, seconds, iterations (self-training methods), error and traceback.
+SegmentResult = tuple[str, float | None, int | None, str | None]
 
 
 def _segment(method: Method, data: Path, split: str, image_id: str, out: Path) -> SegmentResult:
@@ -291,12 +315,13 @@ def _segment(method: Method, data: Path, split: str, image_id: str, out: Path) -
     try:
         image = load_image(data, split, image_id)
         start = time.perf_counter()
-        labels = method(image)
+        result = method(image)
         seconds = time.perf_counter() - start
+        labels, iterations = result if isinstance(result, Trained) else (result, None)
         write_labels(out / f"{image_id}.tif", labels)
     except Exception as exc:
-        return image_id, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
-    return image_id, seconds, None
+        return image_id, None, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    return image_id, seconds, iterations, None
 
 
 _WORKER_METHOD: Method | None = None  # set before forking the workers, which inherit it
@@ -357,7 +382,7 @@ def _segment_all(
                 try:
                     yield future.result()
                 except BrokenProcessPool as exc:
-                    yield futures[future], None, f"worker process died: {exc}"
+                    yield futures[future], None, None, f"worker process died: {exc}"
     finally:
         _WORKER_METHOD = None
 

@@ -122,6 +122,13 @@ def demo_segment(
     image: np.ndarray, quirks: Iterable[str] = QUIRKS, *, channel_axis: int | None = -1, **overrides
 ) -> np.ndarray:
     """Segment ``image`` with the demo's loop; labels as :func:`segment` returns them."""
+    return demo_train(image, quirks, channel_axis=channel_axis, **overrides)[0]
+
+
+def demo_train(
+    image: np.ndarray, quirks: Iterable[str] = QUIRKS, *, channel_axis: int | None = -1, **overrides
+) -> tuple[np.ndarray, int]:
+    """:func:`demo_segment`'s labels and the SGD updates made before the loop stopped."""
     from collections import deque
 
     import torch
@@ -147,7 +154,7 @@ def demo_segment(
     steps = training_steps(model, optimizer, pixels, refine, settings, finish)
     last_step = deque(steps, maxlen=1)[0]
     if "extra" not in quirks:
-        return np.asarray(last_step.labels)
+        return np.asarray(last_step.labels), last_step.iteration
     with torch.no_grad(), precision_context(settings.precision, device):
         prediction = model(pixels).argmax(dim=1)
-    return np.asarray(finish(prediction[0].cpu().numpy()))
+    return np.asarray(finish(prediction[0].cpu().numpy())), last_step.iteration

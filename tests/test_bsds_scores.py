@@ -233,6 +233,28 @@ def test_runner_scores_resumes_and_logs(tmp_path: Path) -> None:
     assert lines[-1] == "Text after the table."
 
 
+def test_runner_records_the_iterations_of_self_training_methods(tmp_path: Path) -> None:
+    import json
+
+    import bsds
+
+    data = fake_split(tmp_path / "data")
+    small = ["n_channels=4", "n_superpixels=8", "device=cpu", "max_iter=3"]
+    for method, rule, expected in (("paper", "min_labels=0", 3), ("demo", "min_labels=4", 1)):
+        out = tmp_path / method
+        params = [arg for setting in (*small, rule) for arg in ("--param", setting)]
+        argv = ["--method", method, *params, "--data", str(data), "--out", str(out), "--no-docs"]
+        assert bsds.main(argv) == 0
+        assert json.loads((out / "iterations.json").read_text()) == dict.fromkeys(
+            ("1001", "1002"), expected
+        )
+    graph = tmp_path / "graph"
+    assert (
+        bsds.main(["--method", "graph", "--data", str(data), "--out", str(graph), "--no-docs"]) == 0
+    )
+    assert (graph / "times.json").exists() and not (graph / "iterations.json").exists()
+
+
 def test_engine_prediction_folder_changes_with_the_preset(monkeypatch):
     import bsds
     from napari_unsupervised_segmentation.core import params

@@ -101,6 +101,17 @@ def test_demo_segment_labels_the_image_consecutively() -> None:
     assert np.array_equal(np.unique(labels), np.arange(1, labels.max() + 1))
 
 
+def test_demo_train_counts_the_updates_until_the_stopping_rule() -> None:
+    image = colour_blocks()
+    labels, iterations = demo_loop.demo_train(image, demo_loop.QUIRKS, **_small(), min_labels=0)
+    assert iterations == 5  # the rule off: every one of max_iter updates
+    assert same_partition(
+        labels, demo_loop.demo_segment(image, demo_loop.QUIRKS, **_small(), min_labels=0)
+    )
+    # a rule that every prediction meets (at most 8 labels from 8 channels) stops after one
+    assert demo_loop.demo_train(image, demo_loop.QUIRKS, **_small(), min_labels=8)[1] == 1
+
+
 def test_without_quirks_the_demo_loop_is_the_paper_preset() -> None:
     from napari_unsupervised_segmentation import segment
 
@@ -130,7 +141,8 @@ def test_bsds_runs_the_demo_method_with_engine_overrides() -> None:
     )
     method, settings = bsds.make_method(args)
     assert "quirks=frozen" in settings
-    assert method(colour_blocks()).shape == (24, 24)
+    labels, iterations = method(colour_blocks())
+    assert labels.shape == (24, 24) and 1 <= iterations <= 5
     other = bsds.build_parser().parse_args(
         ["--method", "demo", "--quirks", "all", *(f"--param={k}={v}" for k, v in _small().items())]
     )
