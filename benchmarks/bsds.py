@@ -284,26 +284,38 @@ def run(
             iterations_path.write_text(json.dumps(iterations, indent=0, sort_keys=True))
             note = f", {trained} iterations"
         log(f"[{n}/{len(pending)}] {image_id}: {seconds:.2f} s{note}")
-    stats: list[scores.ImageStats] = []
-    rows = []
-    for image_id in ids:
-        if image_id in failures:
-            continue
-        try:
-            labels = read_labels(out / f"{image_id}.tif")
-            image_stats = scores.image_stats(labels, load_annotations(data, split, image_id))
-        except Exception as exc:  # one failing image must not stop the run
-            failures[image_id] = f"{type(exc).__name__}: {exc}"
-            log(f"{image_id}: FAILED {failures[image_id]}\n{traceback.format_exc()}")
-            continue
-        stats.append(image_stats)
-        rows.append({"id": image_id, **image_stats.as_dict()})
-    log(f"scored {len(stats)} of {len(ids)} images")
-    if rows:
+    scored = score_folder(data, split, [i for i in ids if i not in failures], out, failures, log)
+    log(f"scored {len(scored)} of {len(ids)} images")
+    if scored:
+        rows = [{"id": image_id, **stats.as_dict()} for image_id, stats in scored.items()]
         header = list(rows[0])
         lines = [",".join(header)] + [",".join(str(r[h]) for h in header) for r in rows]
         (out / "scores.csv").write_text("\n".join(lines) + "\n")
-    return stats, {i: times[i] for i in ids if i in times}, failures
+    return list(scored.values()), {i: times[i] for i in ids if i in times}, failures
+
+
+def score_folder(
+    data: Path,
+    split: str,
+    ids: Sequence[str],
+    folder: Path,
+    failures: dict[str, str],
+    log: Callable[[str], None] = print,
+) -> dict[str, scores.ImageStats]:
+    """Score the predictions ``folder/<id>.tif`` of ``ids``, in that order.
+
+    An image that cannot be read or scored is logged and added to ``failures``; the others
+    still score.
+    """
+    scored: dict[str, scores.ImageStats] = {}
+    for image_id in ids:
+        try:
+            labels = read_labels(folder / f"{image_id}.tif")
+            scored[image_id] = scores.image_stats(labels, load_annotations(data, split, image_id))
+        except Exception as exc:  # one failing image must not stop the run
+            failures[image_id] = f"{type(exc).__name__}: {exc}"
+            log(f"{image_id}: FAILED {failures[image_id]}\n{traceback.format_exc()}")
+    return scored
 
 
 #: Image id, seconds, iterations (self-training methods), error and traceback.

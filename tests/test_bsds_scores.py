@@ -500,3 +500,60 @@ def test_runner_segments_images_in_parallel_as_one_at_a_time(tmp_path: Path, cap
     assert bsds.main([*argv, "--out", str(tmp_path / "5"), "--jobs", "2"]) == 0  # all resumed
     row = capsys.readouterr().out.splitlines()[-1]
     assert "| `scale=100 sigma=0.5 min_size=20` |" in row
+
+
+def test_compare_scores_the_images_every_folder_has(tmp_path: Path, capsys) -> None:
+    import bsds
+    import compare
+
+    data = fake_split(tmp_path / "data")
+    graph, blank = tmp_path / "graph", tmp_path / "blank"
+    common = ["--data", str(data), "--no-docs"]
+    assert bsds.main(["--method", "graph", "--scale", "100", "--out", str(graph), *common]) == 0
+    assert bsds.main(["--method", "blank", "--out", str(blank), *common]) == 0
+    (blank / "1002.tif").unlink()  # a run that stopped part-way
+    assert bsds.main(["--method", "graph", "--out", str(graph), "--ids", "1001", *common]) == 0
+    graph_row_on_1001 = capsys.readouterr().out.splitlines()[-1]
+
+    assert compare.main([str(graph), str(blank), "--data", str(data), "--resamples", "50"]) == 0
+    captured = capsys.readouterr()
+    assert "1 of 2 val images in every folder" in captured.err
+    lines = captured.out.splitlines()
+    row_cells = graph_row_on_1001.split(" | ")
+    # the same scores, seconds and image count as bsds.py's row on that image alone
+    assert lines[1].rstrip(" |").split(" | ")[3:] == row_cells[3:14]
+    difference = lines[-1]
+    assert difference.startswith(f"| {blank.name} |")
+    miou_cell = difference.split(" | ")[1]
+    assert miou_cell.startswith("-")  # one label scores below the two right halves
+    assert difference.endswith("| 0 of 1 |")  # blank never has more segments
+
+    assert compare.main([str(graph), str(graph), "--data", str(data), "--resamples", "20"]) == 0
+    same = capsys.readouterr().out.splitlines()[-1]
+    assert same.count("+0.0000 (+0.0000 to +0.0000)") == len(compare.COMPARED)
+
+    assert compare.main([str(graph), str(tmp_path / "empty"), "--data", str(data)]) == 1
+
+
+def test_paired_bootstrap_brackets_a_difference_seen_on_every_image() -> None:
+    import compare
+
+    rng = np.random.default_rng(1)
+    first, second = [], []
+    for _ in range(12):
+        stats = scores.ImageStats(
+            iou_all=rng.uniform(2, 5), n_all=10, iou_fine=1.0, n_fine=5, iou_coarse=1.0,
+            n_coarse=2, covering=rng.uniform(300, 600), covering_area=1000, pri=0.7, vi=2.0,
+            ap50=0.1, ap70=0.05, n_segments=20,
+        )  # fmt: skip
+        first.append(stats)
+        second.append(
+            scores.ImageStats(**{**stats.as_dict(), "iou_all": stats.iou_all + 1, "vi": 1.5})
+        )
+    intervals = compare.paired_bootstrap(first, second, resamples=200)
+    low, high = intervals["miou_all"]
+    assert 0 < low <= 0.1 <= high  # +1 IoU over 10 segments on every image: exactly +0.1
+    assert intervals["vi"] == pytest.approx((-0.5, -0.5))
+    assert intervals["sc"] == pytest.approx((0.0, 0.0))
+    with pytest.raises(ValueError, match="same, non-zero number"):
+        compare.paired_bootstrap(first, second[:-1])
