@@ -53,10 +53,25 @@ DISPLAY_NAMES = {
     "kmeans": "k-means",
     "blank": "blank",
 }
-TABLE_HEADER = (
-    "| method | settings | split | mIoU all | fine | coarse | SC | PRI | VI | AP@0.5 | AP@0.7 "
-    "| median segments | s/image | n images | commit | machine | date |"
-)
+#: Columns of a row: what was run and its scores, then where and when it ran.
+SCORE_COLUMNS = (
+    "method", "settings", "split", "mIoU all", "fine", "coarse", "SC", "PRI", "VI", "AP@0.5",
+    "AP@0.7", "median segments", "s/image", "n images",
+)  # fmt: skip
+PROVENANCE_COLUMNS = ("commit", "machine", "date")
+
+
+def table_header(columns: Sequence[str]) -> str:
+    """The markdown header line of a table with ``columns``."""
+    return "| " + " | ".join(columns) + " |"
+
+
+def table_separator(columns: Sequence[str]) -> str:
+    """The markdown line under the header of a table with ``columns``."""
+    return "|---" * len(columns) + "|"
+
+
+TABLE_HEADER = table_header(SCORE_COLUMNS + PROVENANCE_COLUMNS)
 DOCS_INTRO = """# Benchmarks
 
 Scores on the BSDS500 splits (Arbelaez et al., TPAMI 2011) as defined in
@@ -262,10 +277,8 @@ def run(
     """
     out.mkdir(parents=True, exist_ok=True)
     times_path, iterations_path = out / "times.json", out / "iterations.json"
-    times: dict[str, float] = json.loads(times_path.read_text()) if times_path.exists() else {}
-    iterations: dict[str, int] = (
-        json.loads(iterations_path.read_text()) if iterations_path.exists() else {}
-    )
+    times: dict[str, float] = read_json(times_path)
+    iterations: dict[str, int] = read_json(iterations_path)
     failures: dict[str, str] = {}
     ids = list(dict.fromkeys(ids))  # an id listed twice is segmented and scored once
     pending = [i for i in ids if not (out / f"{i}.tif").exists()]
@@ -284,7 +297,8 @@ def run(
             iterations_path.write_text(json.dumps(iterations, indent=0, sort_keys=True))
             note = f", {trained} iterations"
         log(f"[{n}/{len(pending)}] {image_id}: {seconds:.2f} s{note}")
-    scored = score_folder(data, split, [i for i in ids if i not in failures], out, failures, log)
+    scored, unscored = score_folder(data, split, [i for i in ids if i not in failures], out, log)
+    failures.update(unscored)
     log(f"scored {len(scored)} of {len(ids)} images")
     if scored:
         rows = [{"id": image_id, **stats.as_dict()} for image_id, stats in scored.items()]
@@ -299,15 +313,20 @@ def score_folder(
     split: str,
     ids: Sequence[str],
     folder: Path,
-    failures: dict[str, str],
     log: Callable[[str], None] = print,
-) -> dict[str, scores.ImageStats]:
-    """Score the predictions ``folder/<id>.tif`` of ``ids``, in that order.
+) -> tuple[dict[str, scores.ImageStats], dict[str, str]]:
+    """Score the predictions ``folder/<id>.tif`` of ``ids`` against the annotations.
 
-    An image that cannot be read or scored is logged and added to ``failures``; the others
-    still score.
+    Returns
+    -------
+    scored : dict
+        :class:`scores.ImageStats` per image id, in the order of ``ids``.
+    failures : dict
+        Error message per image id that could not be read or scored (also logged with its
+        traceback); the other images still score.
     """
     scored: dict[str, scores.ImageStats] = {}
+    failures: dict[str, str] = {}
     for image_id in ids:
         try:
             labels = read_labels(folder / f"{image_id}.tif")
@@ -315,7 +334,12 @@ def score_folder(
         except Exception as exc:  # one failing image must not stop the run
             failures[image_id] = f"{type(exc).__name__}: {exc}"
             log(f"{image_id}: FAILED {failures[image_id]}\n{traceback.format_exc()}")
-    return scored
+    return scored, failures
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The mapping saved in ``path`` (``times.json``, ``iterations.json``), or ``{}``."""
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 #: Image id, seconds, iterations (self-training methods), error and traceback.
@@ -469,7 +493,7 @@ def format_row(
 
 def append_row(path: Path, row: str) -> None:
     """Add ``row`` at the end of the results table of ``path`` (created when absent)."""
-    separator = "|" + "---|" * TABLE_HEADER.count(" | ") + "---|"
+    separator = table_separator(SCORE_COLUMNS + PROVENANCE_COLUMNS)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"{DOCS_INTRO}{TABLE_HEADER}\n{separator}\n{row}\n")

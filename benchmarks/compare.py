@@ -2,10 +2,11 @@
 
 A run of the paper's loop on a CPU takes hours, so it is often scored part-way (while it
 still runs, or after it stopped), and two such runs can only be compared on the images both
-have done: image sets differ by more than methods do. This script segments nothing. For each
-folder it prints the row ``bsds.py`` would print for those images; with two or more folders
-it adds every folder's difference from the first with a paired bootstrap 95% interval
-(images resampled with replacement, the same resample for both folders).
+have done: image sets differ by more than methods do. This script segments nothing and
+writes nothing. For each folder it prints a row with the scores of ``bsds.py``'s table on
+those images (named by the folder); with two or more folders it adds every folder's
+difference from the first with a paired bootstrap 95% interval (images resampled with
+replacement, the same resample for both folders).
 
 Examples
 --------
@@ -18,7 +19,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,9 +28,9 @@ import numpy as np
 import bsds
 import scores
 
-#: The scores whose differences get an interval (pooled or averaged as in the benchmark).
-COMPARED = ("miou_all", "sc", "pri", "vi")
-HEADER_NAMES = {"miou_all": "mIoU all", "sc": "SC", "pri": "PRI", "vi": "VI"}
+#: The scores whose differences get an interval (pooled or averaged as in the benchmark),
+#: and their column names.
+COMPARED = {"miou_all": "mIoU all", "sc": "SC", "pri": "PRI", "vi": "VI"}
 
 
 def common_ids(folders: Sequence[Path], candidates: Sequence[str]) -> list[str]:
@@ -65,16 +65,11 @@ def paired_bootstrap(
     }
 
 
-def _json(folder: Path, name: str) -> dict[str, float]:
-    path = folder / name
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def folder_row(
     folder: Path, ids: Sequence[str], stats: Sequence[scores.ImageStats], split: str
 ) -> str:
     """The ``bsds.py`` table row of ``folder`` on ``ids`` (seconds: mean of its times.json)."""
-    times = _json(folder, "times.json")
+    times = bsds.read_json(folder / "times.json")
     seconds = [times[i] for i in ids if i in times]
     mean_seconds = float(np.mean(seconds)) if seconds else None
     return bsds.format_row(folder.name, "", split, scores.combine(stats), mean_seconds)
@@ -82,7 +77,7 @@ def folder_row(
 
 def iterations_note(folder: Path, ids: Sequence[str]) -> str | None:
     """Median and range of the iterations a self-training run made on ``ids``, if recorded."""
-    iterations = _json(folder, "iterations.json")
+    iterations = bsds.read_json(folder / "iterations.json")
     counts = [iterations[i] for i in ids if i in iterations]
     if not counts:
         return None
@@ -116,7 +111,11 @@ def _log(message: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].replace("``", ""),
+        epilog="Exit status 1: no image in every folder; 2: an image could not be scored "
+        "(it is left out of every row).",
+    )
     parser.add_argument("folders", type=Path, nargs="+", help="prediction folders of bsds.py")
     parser.add_argument("--split", choices=("val", "train"), default="val")
     parser.add_argument("--data", type=Path, default=bsds.DEFAULT_DATA, help="the BSDS500 folder")
@@ -129,38 +128,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
+    """Command-line entry point; returns the exit status (2 if an image could not be scored)."""
     args = build_parser().parse_args(argv)
     if args.resamples < 1:
         raise SystemExit("--resamples must be >= 1")
-    candidates = bsds.read_ids(args.data, args.split, args.ids)
+    candidates = list(dict.fromkeys(bsds.read_ids(args.data, args.split, args.ids)))
     ids = common_ids(args.folders, candidates)
     print(f"{len(ids)} of {len(candidates)} {args.split} images in every folder", file=sys.stderr)
     if not ids:
+        empty = [str(f) for f in args.folders if not common_ids([f], candidates)]
+        if empty:
+            print(f"no prediction of these images in: {', '.join(empty)}", file=sys.stderr)
         return 1
-    failures: dict[str, str] = {}
-    per_folder = [
-        bsds.score_folder(args.data, args.split, ids, folder, failures, log=_log)
-        for folder in args.folders
-    ]
-    if failures:
-        print(f"could not score: {', '.join(sorted(failures))}", file=sys.stderr)
+    per_folder, failed = [], set()
+    for folder in args.folders:
+        scored, failures = bsds.score_folder(
+            args.data,
+            args.split,
+            ids,
+            folder,
+            log=lambda message, f=folder: _log(f"{f}: {message}"),
+        )
+        per_folder.append(scored)
+        failed.update(failures)
+    ids = [i for i in ids if i not in failed]
+    if not ids:
         return 2
-    print(bsds.TABLE_HEADER.rsplit(" | commit", 1)[0] + " |")
+    print(bsds.table_header(bsds.SCORE_COLUMNS))
+    print(bsds.table_separator(bsds.SCORE_COLUMNS))
     for folder, scored in zip(args.folders, per_folder, strict=True):
-        print(folder_row(folder, ids, list(scored.values()), args.split))
+        print(folder_row(folder, ids, [scored[i] for i in ids], args.split))
     notes = [iterations_note(folder, ids) for folder in args.folders]
+    if any(notes):
+        print()
     for note in filter(None, notes):
         print(note)
     if len(args.folders) > 1:
-        names = " | ".join(HEADER_NAMES[key] for key in COMPARED)
-        print(f"\n| minus {args.folders[0].name} | {names} | images with more segments |")
-        print("|---" * (len(COMPARED) + 2) + "|")
+        columns = [f"minus {args.folders[0].name}", *COMPARED.values(), "images with more segments"]
+        print(f"\n{bsds.table_header(columns)}\n{bsds.table_separator(columns)}")
         first = [per_folder[0][i] for i in ids]
         for folder, scored in zip(args.folders[1:], per_folder[1:], strict=True):
             second = [scored[i] for i in ids]
             print(difference_row(folder.name, first, second, args.resamples, args.seed))
-    return 0
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":

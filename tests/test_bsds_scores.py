@@ -521,7 +521,7 @@ def test_compare_scores_the_images_every_folder_has(tmp_path: Path, capsys) -> N
     lines = captured.out.splitlines()
     row_cells = graph_row_on_1001.split(" | ")
     # the same scores, seconds and image count as bsds.py's row on that image alone
-    assert lines[1].rstrip(" |").split(" | ")[3:] == row_cells[3:14]
+    assert lines[2].rstrip(" |").split(" | ")[3:] == row_cells[3:14]
     difference = lines[-1]
     assert difference.startswith(f"| {blank.name} |")
     miou_cell = difference.split(" | ")[1]
@@ -533,6 +533,27 @@ def test_compare_scores_the_images_every_folder_has(tmp_path: Path, capsys) -> N
     assert same.count("+0.0000 (+0.0000 to +0.0000)") == len(compare.COMPARED)
 
     assert compare.main([str(graph), str(tmp_path / "empty"), "--data", str(data)]) == 1
+    assert "no prediction of these images in: " + str(tmp_path / "empty") in capsys.readouterr().err
+
+    # an id listed twice counts once; iterations are reported where a run recorded them
+    (graph / "iterations.json").write_text('{"1001": 7, "1002": 500}')
+    argv = [str(graph), str(graph), "--data", str(data), "--ids", "1002,1001,1002"]
+    assert compare.main([*argv, "--resamples", "5"]) == 0
+    captured = capsys.readouterr()
+    assert "2 of 2 val images in every folder" in captured.err
+    assert f"{graph.name}: iterations median 253.5, 7 to 500 (2 images)" in captured.out
+    assert captured.out.splitlines()[-1].endswith("| 0 of 2 |")
+
+    # a prediction that cannot be read is named and left out of every row
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("1001.tif", "1002.tif"):
+        (copy / name).write_bytes((graph / name).read_bytes())
+    (copy / "1002.tif").write_bytes(b"not a TIFF")
+    assert compare.main([str(graph), str(copy), "--data", str(data), "--resamples", "5"]) == 2
+    captured = capsys.readouterr()
+    assert f"{copy}: 1002: FAILED" in captured.err
+    assert all(line.endswith("| 1 |") for line in captured.out.splitlines()[2:4])
 
 
 def test_paired_bootstrap_brackets_a_difference_seen_on_every_image() -> None:
@@ -551,9 +572,10 @@ def test_paired_bootstrap_brackets_a_difference_seen_on_every_image() -> None:
             scores.ImageStats(**{**stats.as_dict(), "iou_all": stats.iou_all + 1, "vi": 1.5})
         )
     intervals = compare.paired_bootstrap(first, second, resamples=200)
-    low, high = intervals["miou_all"]
-    assert 0 < low <= 0.1 <= high  # +1 IoU over 10 segments on every image: exactly +0.1
-    assert intervals["vi"] == pytest.approx((-0.5, -0.5))
+    # +1 IoU over 10 segments on every image: +0.1 in every resample, but only if both
+    # folders are pooled over the same draw (unpaired draws would spread it)
+    assert intervals["miou_all"] == pytest.approx((0.1, 0.1))
     assert intervals["sc"] == pytest.approx((0.0, 0.0))
+    assert intervals["vi"] == pytest.approx((-0.5, -0.5))
     with pytest.raises(ValueError, match="same, non-zero number"):
         compare.paired_bootstrap(first, second[:-1])
