@@ -144,20 +144,59 @@ def test_console_examples_from_the_readme(make_napari_viewer, qtbot):
     widget = namespace["widget"]
     assert widget.is_running
     qtbot.waitUntil(lambda: not widget.is_running, timeout=120_000)
-    assert viewer.layers["coffee labels"] is labels_layer  # updated in place
+    # the layer added by hand in (a) is not the plugin's: kept, the widget adds its own
+    assert widget.labels_layer is viewer.layers["coffee labels [1]"]
 
     exec(examples["c"], namespace)
-    assert namespace["labels_layer"] is labels_layer
-    assert [layer.name for layer in viewer.layers] == ["coffee", "coffee labels"]
+    assert namespace["labels_layer"] is widget.labels_layer  # the plugin's layer, reused
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["coffee", "coffee labels", "coffee labels [1]"]
     # (a), (b) and (c) use the same settings and seed, so they agree.
-    np.testing.assert_array_equal(labels_layer.data, expected)
+    for layer in viewer.layers[1:]:
+        np.testing.assert_array_equal(layer.data, expected)
 
 
-def test_a_same_named_layer_with_other_dimensions_is_replaced_in_place(make_napari_viewer):
+def test_a_users_layer_of_the_same_name_is_never_overwritten(make_napari_viewer):
     viewer = make_napari_viewer()
-    viewer.add_labels(np.zeros((32, 32), dtype=np.uint8), name="vol labels")
+    mine = viewer.add_labels(np.full((32, 32), 7, dtype=np.uint8), name="img labels")
+    flat = viewer.add_labels(np.ones((32, 32), dtype=np.uint8), name="vol labels")  # 2D
+    viewer.add_image(_image(), name="img")
     viewer.add_image(np.stack([_image(seed=s) for s in range(2)]), name="vol")
-    labels = segment_layer("vol", viewer, FAST)
-    assert labels.data.shape == (1, 32, 32)
-    assert [layer.name for layer in viewer.layers] == ["vol labels", "vol"]
-    assert viewer.layers["vol labels"] is labels
+    labels = segment_layer("img", viewer, FAST)
+    assert labels is not mine and labels.name == "img labels [1]"
+    assert (mine.data == 7).all()
+    vol_labels = segment_layer("vol", viewer, FAST)
+    assert vol_labels is not flat and vol_labels.data.shape == (1, 32, 32)
+    assert flat in viewer.layers and (flat.data == 1).all()
+    assert segment_layer("img", viewer, FAST, seed=1) is labels  # its own layer: reused
+
+
+def test_edited_or_renamed_labels_are_kept_and_a_new_layer_is_added(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(_image(), name="img")
+    first = segment_layer("img", viewer, FAST)
+    first.data[:4, :4] = 99  # painted, filled or set from the console
+    painted = first.data.copy()
+    second = segment_layer("img", viewer, FAST)
+    assert second is not first and second.name == "img labels [1]"
+    np.testing.assert_array_equal(first.data, painted)
+    second.name = "keep this"
+    third = segment_layer("img", viewer, FAST)
+    assert third not in (first, second)
+    assert segment_layer("img", viewer, FAST, seed=1) is third  # unedited: reused
+    np.testing.assert_array_equal(second.data, segment(_image(), FAST))
+
+
+def test_each_plane_of_a_stack_keeps_its_labels_layer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    volume = np.stack([_image(seed=s) for s in range(3)])
+    viewer.add_image(volume, name="vol")
+    viewer.dims.set_current_step(0, 2)
+    plane_2 = segment_layer("vol", viewer, FAST)
+    viewer.dims.set_current_step(0, 0)
+    plane_0 = segment_layer("vol", viewer, FAST)
+    assert plane_0 is not plane_2
+    np.testing.assert_array_equal(plane_2.data[0], segment(volume[2], FAST))
+    np.testing.assert_allclose(plane_2.translate, (2.0, 0.0, 0.0))
+    np.testing.assert_array_equal(plane_0.data[0], segment(volume[0], FAST))
+    assert segment_layer("vol", viewer, FAST) is plane_0

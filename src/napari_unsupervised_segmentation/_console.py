@@ -1,14 +1,16 @@
 """From a napari image layer to the engine and back, shared by the console and the widget.
 
 :func:`layer_input` snapshots the 2D plane (with its channels) to segment for an image layer
-and remembers how to place the result; :func:`show_labels` adds or updates the
-"<image name> labels" Labels layer with the image's spatial transforms; :func:`segment_layer`
+and remembers how to place the result; :func:`show_labels` puts the labels into a
+"<image name> labels" Labels layer with the image's spatial transforms (reusing one only
+while it holds what the plugin last wrote into it); :func:`segment_layer`
 chains both around :func:`~napari_unsupervised_segmentation.segment` for napari's console.
 Nothing here imports Qt, and torch is only imported when :func:`segment_layer` runs.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,12 +25,14 @@ if TYPE_CHECKING:
     from .core import SegmentationParams
 
 __all__ = [
+    "METADATA_KEY",
     "LayerInput",
     "PlanePlan",
     "labels_layer_name",
     "layer_displayed_axes",
     "layer_input",
     "plan_plane",
+    "reusable_labels_layer",
     "segment_layer",
     "show_labels",
 ]
@@ -237,12 +241,52 @@ def layer_input(
     )
 
 
-def find_labels_layer(viewer: napari.Viewer, name: str) -> Labels | None:
-    """The Labels layer called ``name`` in ``viewer``, if any."""
+#: ``Labels.metadata`` key under which the plugin records what it last wrote into a layer.
+METADATA_KEY = "napari-unsupervised-segmentation"
+
+
+def _fingerprint(data: Any) -> tuple[str, tuple[int, ...], int]:
+    """dtype, shape and CRC-32 of a label array: tells whether anyone edited it since."""
+    array = np.ascontiguousarray(data)
+    return array.dtype.str, tuple(array.shape), zlib.crc32(array.view(np.uint8).ravel())
+
+
+def _source_of(inp: LayerInput) -> dict[str, Any]:
+    """What a Labels layer segments: the image layer's name and the plane of that layer."""
+    plan = inp.plan
+    return {
+        "image": inp.layer_name,
+        "shape": inp.layer_shape,
+        "plane": (plan.plane_axes, plan.channel_axis, plan.index),
+    }
+
+
+def _record_write(layer: Labels, inp: LayerInput) -> None:
+    """Note in the layer's metadata which plane it holds and a fingerprint of its data."""
+    layer.metadata[METADATA_KEY] = {
+        **_source_of(inp),
+        "name": layer.name,
+        "fingerprint": _fingerprint(layer.data),
+    }
+
+
+def reusable_labels_layer(viewer: napari.Viewer, inp: LayerInput) -> Labels | None:
+    """The Labels layer a new run on ``inp`` may overwrite, if any.
+
+    Only a layer this plugin wrote for the same image and plane, still under the name it
+    was given and unchanged since (not painted, filled, erased or set from the console), is
+    reused; any other layer, even one named "<image> labels", is left alone.
+    """
     from napari.layers import Labels
 
-    for layer in viewer.layers:
-        if layer.name == name and isinstance(layer, Labels):
+    for layer in reversed(list(viewer.layers)):
+        record = layer.metadata.get(METADATA_KEY) if isinstance(layer, Labels) else None
+        if (
+            isinstance(record, dict)
+            and record.get("name") == layer.name
+            and all(record.get(key) == value for key, value in _source_of(inp).items())
+            and record.get("fingerprint") == _fingerprint(layer.data)
+        ):
             return layer
     return None
 
@@ -255,31 +299,30 @@ def show_labels(
     *,
     set_transforms: bool = True,
 ) -> Labels:
-    """Put ``labels`` (of ``inp``'s plane) into the "<image> labels" layer, creating it if needed.
+    """Put ``labels`` (of ``inp``'s plane) into a Labels layer and return that layer.
 
-    ``layer`` is the Labels layer used so far (if it is still in the viewer it is updated even
-    when renamed). An existing layer is updated in place, so re-running replaces its content
-    instead of piling up layers; ``set_transforms`` also (re)applies the image's transforms.
+    ``layer`` is the Labels layer of the current run (updated in place while it is in the
+    viewer, even when renamed). Without one, the layer of an earlier run on the same image
+    and plane is reused if nobody edited it since (:func:`reusable_labels_layer`), so that
+    re-running does not pile up layers; otherwise a new "<image name> labels" layer is added
+    (napari appends " [1]", " [2]", ... when that name is taken), so no one's labels are
+    overwritten. ``set_transforms`` also (re)applies the image's transforms.
     """
     from napari.layers import Labels
 
     data = inp.to_layer_data(labels)
     if layer is None or layer not in viewer.layers:
-        layer = find_labels_layer(viewer, inp.labels_name)
-    if layer is not None and layer.data.ndim == data.ndim:
+        layer = reusable_labels_layer(viewer, inp)
+    if layer is not None:
         layer.data = data
         if set_transforms:
             for name, value in inp.transforms.items():
                 setattr(layer, name, value)
-        return layer
-    new = Labels(data, name=inp.labels_name, **inp.transforms)
-    if layer is not None:  # same name, other number of axes: replace it where it was
-        index = viewer.layers.index(layer)
-        viewer.layers.remove(layer)
-        viewer.layers.insert(index, new)
     else:
-        viewer.add_layer(new)
-    return new  # the layer itself, not the proxy napari may hand to plugins
+        layer = Labels(data, name=inp.labels_name, **inp.transforms)
+        viewer.add_layer(layer)
+    _record_write(layer, inp)
+    return layer  # the layer itself, not the proxy napari may hand to plugins
 
 
 def segment_layer(
@@ -290,7 +333,7 @@ def segment_layer(
     channel_axis: int | None = None,
     **overrides: Any,
 ) -> Labels:
-    """Segment an image layer and add or update its "<image name> labels" Labels layer.
+    """Segment an image layer into a "<image name> labels" Labels layer (see :func:`show_labels`).
 
     For napari's console: ``layer_or_name`` is a layer or a layer name in ``viewer``
     (default: ``napari.current_viewer()``); ``params`` and ``overrides`` are as for
