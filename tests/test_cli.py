@@ -129,3 +129,31 @@ def test_out_that_is_a_file_is_a_usage_error(tmp_path, capsys):
         main(["--sample", "coffee", "--out", str(not_a_folder)])
     assert exit_info.value.code == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_existing_outputs_and_inputs_are_never_overwritten(tmp_path, capsys):
+    image = np.random.default_rng(0).integers(0, 255, (16, 16), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    by_hand = np.full((16, 16), 7, np.uint8)
+    tifffile.imwrite(tmp_path / "a_labels.tif", by_hand)  # an input, and a.tif's output name
+    inputs = [str(tmp_path / "a.tif"), str(tmp_path / "a_labels.tif")]
+    for extra in ([], ["--overwrite"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*inputs, "--out", str(tmp_path), "--quiet", *FAST, *extra])
+        assert exit_info.value.code == 2
+        assert "a_labels.tif is one of the input images" in capsys.readouterr().err
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "a_labels.tif"), by_hand)
+    assert not (tmp_path / "a_labels_labels.tif").exists()  # refused before any work
+
+    out = tmp_path / "out"
+    assert main([inputs[0], "--out", str(out), "--quiet", *FAST]) == 0
+    first = (out / "a_labels.tif").read_bytes()
+    again = [inputs[0], "--out", str(out), "--quiet", *FAST, "--preset", "paper"]
+    with pytest.raises(SystemExit):
+        main(again)
+    assert "exists (pass --overwrite" in capsys.readouterr().err
+    assert (out / "a_labels.tif").read_bytes() == first
+    assert main([*again, "--overwrite"]) == 0
+    assert (out / "a_labels.tif").read_bytes() != first
+    expected = segment(image, "paper", max_iter=3, n_channels=8, n_superpixels=40, device="cpu")
+    np.testing.assert_array_equal(read_label_tiff(out / "a_labels.tif")[0], expected)

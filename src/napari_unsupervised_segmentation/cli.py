@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="AXIS",
         help="channel axis, 'none' for grayscale, or 'auto': (H, W) grayscale, (H, W, 3|4) colour",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace label TIFFs that already exist in --out (default: refuse to start)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     engine = parser.add_argument_group("engine parameters (default: the preset's value)")
     for field in dataclasses.fields(SegmentationParams):
@@ -122,7 +127,30 @@ def segment_to_file(
             bar.update(1)
             bar.set_postfix(labels=step.n_labels)
     assert step is not None
-    return write_label_tiff(out_dir / f"{name}_labels.tif", step.labels)
+    return write_label_tiff(output_path(out_dir, name), step.labels)
+
+
+def output_path(out_dir: Path, name: str) -> Path:
+    """The label TIFF written for the input called ``name``."""
+    return out_dir / f"{name}_labels.tif"
+
+
+def _overwrite_problems(args: argparse.Namespace, names: Sequence[str]) -> list[str]:
+    """Why writing the outputs of ``names`` would destroy a file, one message per output.
+
+    An output that is one of the input images is always refused (it would be overwritten
+    before it is read); any other existing output only without ``--overwrite``.
+    """
+    problems = []
+    for name in names:
+        target = output_path(args.out, name)
+        if not target.exists():
+            continue
+        if any(path.exists() and target.samefile(path) for path in args.images):
+            problems.append(f"{target} is one of the input images")
+        elif not args.overwrite:
+            problems.append(f"{target} exists (pass --overwrite to replace it)")
+    return problems
 
 
 def _inputs(args: argparse.Namespace) -> list[tuple[str, Any]]:
@@ -169,6 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--out {args.out}: {error}")
     failures = 0
     inputs = _inputs(args)
+    problems = _overwrite_problems(args, [name for name, _ in inputs])
+    if problems:
+        parser.error("not overwriting: " + "; ".join(problems))
     for name, load in tqdm(
         inputs, desc="images", unit="image", disable=args.quiet or len(inputs) < 2
     ):
