@@ -47,6 +47,11 @@ def _siblings(path: Path) -> list[str]:
         ((2, 3, 12, 10), 70_000, np.int32, np.uint32, "TZYX"),
         ((2, 2, 2, 6, 5), 9, np.uint16, np.uint8, "TZCYX"),
         ((8, 9), 1, bool, np.uint8, "YX"),
+        # axes of size 1 (the widget's plane of a stack) are kept, also in last place
+        ((1, 12, 10), 200, np.uint8, np.uint8, "ZYX"),
+        ((3, 1, 12, 10), 70_000, np.int32, np.uint32, "TZYX"),
+        ((12, 10, 1), 5, np.uint8, np.uint8, "ZYX"),
+        ((2, 3, 12, 1), 300, np.uint16, np.uint16, "TZYX"),
     ],
 )
 def test_round_trip_keeps_values_dtype_axes_and_scale(
@@ -69,6 +74,18 @@ def test_round_trip_keeps_values_dtype_axes_and_scale(
     assert info["name"] == "seg"
     assert is_label_tiff(path)
     assert _siblings(path) == ["seg.tif"]
+
+
+@pytest.mark.parametrize("high", [200, 70_000])  # ImageJ hyperstack, OME-TIFF
+@pytest.mark.parametrize("shape", [(1, 12, 10), (12, 10, 1), (2, 3, 12, 1)])
+def test_other_readers_read_planes_with_axes_of_size_1(
+    tmp_path: Path, shape: tuple[int, ...], high: int
+) -> None:
+    labels = _labels(shape, high, np.int64)
+    path = write_label_tiff(tmp_path / "seg.tif", labels)
+    read = tifffile.imread(path)  # drops leading axes of size 1, keeps the values in order
+    assert read.size == labels.size and read.shape[-2:] == shape[-2:]
+    np.testing.assert_array_equal(read.ravel(), labels.ravel())
 
 
 def test_more_than_65535_labels_survive_as_uint32(tmp_path: Path) -> None:

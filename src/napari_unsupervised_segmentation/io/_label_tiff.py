@@ -8,7 +8,9 @@ What is written:
   because ImageJ hyperstacks can hold neither; the pixel size is in the OME-XML
   (``PhysicalSizeX/Y/Z``, ``TimeIncrement``).
 * Always zlib (deflate) compressed, and marked with a line ``napari labels`` in the ImageJ
-  ``Info`` property or the OME image ``Description``, so that the reader knows its own files.
+  ``Info`` property or the OME image ``Description``, so that the reader knows its own files,
+  beside a line ``axes=...`` with which the reader restores axes of size 1 (tifffile drops
+  them).
 
 Files are written to a temporary file in the target folder and moved into place at the end,
 so that a failed write never leaves a partial file nor destroys an existing one.
@@ -34,6 +36,7 @@ LABEL_MARKER = "napari labels"
 """The line that marks a TIFF written by :func:`write_label_tiff` as a label image."""
 
 _MARKER_TEXT = f"{LABEL_MARKER}\nwritten by napari-unsupervised-segmentation"
+_AXES_LINE = re.compile(r"^axes=([TZCYX]{2,5})$", re.MULTILINE)  # the axes as written
 _AXES_ORDER = "TZCYX"
 _DEFAULT_AXES = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TZCYX"}
 _SUFFIXES = (".tif", ".tiff")
@@ -160,9 +163,15 @@ def write_label_tiff(
     sizes = dict(zip(axes, _check_scale(scale, arr.ndim), strict=True))
     unit = _check_unit(units)
     ome = _ome_options(data, axes, sizes, unit, _file_stem(target))
-    imagej = _imagej_options(axes, sizes, unit) if data.dtype in _IMAGEJ_DTYPES else None
+    if data.dtype in _IMAGEJ_DTYPES:
+        # All six hyperstack axes spelled out: tifffile would otherwise take a last axis of
+        # size 1 (a one-pixel-wide plane) for samples and write a file that cannot be read.
+        hyperstack = data.reshape([data.shape[axes.index(a)] if a in axes else 1 for a in "TZCYX"])
+        first_try = hyperstack[..., np.newaxis], _imagej_options(axes, sizes, unit)
+    else:
+        first_try = data, ome
     try:
-        _write_and_replace(target, data, imagej or ome, bigtiff=False)
+        _write_and_replace(target, *first_try, bigtiff=False)
     except ValueError as exc:
         # The compressed size is known only while writing. Beyond 4 GB write a BigTIFF, as
         # OME-TIFF: ImageJ hyperstacks cannot be BigTIFF, Bio-Formats (Fiji) reads these.
@@ -196,7 +205,13 @@ def read_label_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str,
         with tifffile.TiffFile(source) as tif:
             series = tif.series[0]
             axes, shape = series.axes, tuple(series.shape)
-            sizes, unit, marker = _describe(tif)
+            sizes, unit, marker, written_axes = _describe(tif)
+            # tifffile drops axes of size 1; the writer's files say which axes they had
+            full_axes, full_shape = series.get_axes(False), series.get_shape(False)
+            if written_axes and all(axis in full_axes for axis in written_axes):
+                unsqueezed = tuple(full_shape[full_axes.index(axis)] for axis in written_axes)
+                if np.prod(unsqueezed) == np.prod(shape):
+                    axes = written_axes
             _check_complete(source, series)
             offset = series.dataoffset
             file_dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
@@ -210,6 +225,8 @@ def read_label_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str,
         if mappable:
             mapped = np.memmap(source, dtype=file_dtype, mode="c", offset=offset, shape=shape)
             data = np.asarray(mapped)
+        if axes != series.axes:
+            data = data.reshape(unsqueezed)
     except (FileNotFoundError, LabelTiffError):
         raise
     except Exception as exc:
@@ -305,7 +322,7 @@ def _canonical_unit(unit: object) -> str | None:
 
 def _imagej_options(axes: str, sizes: dict[str, float], unit: str | None) -> dict[str, Any]:
     """tifffile arguments for an ImageJ hyperstack (uint8, uint16)."""
-    metadata: dict[str, Any] = {"axes": axes, "Info": _MARKER_TEXT}
+    metadata: dict[str, Any] = {"axes": "TZCYXS", "Info": f"{_MARKER_TEXT}\naxes={axes}"}
     if "Z" in sizes:
         metadata["spacing"] = sizes["Z"]
     if "T" in sizes:
@@ -330,7 +347,7 @@ def _ome_options(
     stored at the start of the file (tifffile's own OME writer appends it at the end, where a
     truncated file would lose it without an error).
     """
-    metadata: dict[str, Any] = {"Name": name, "Description": _MARKER_TEXT}
+    metadata: dict[str, Any] = {"Name": name, "Description": f"{_MARKER_TEXT}\naxes={axes}"}
     ome_unit = _UNITS[unit][1] if unit is not None else "pixel"
     for axis in "XYZ":
         if axis in sizes:
@@ -375,8 +392,9 @@ def _write_and_replace(
         raise
 
 
-def _describe(tif: tifffile.TiffFile) -> tuple[dict[str, float], str | None, bool]:
-    """Pixel sizes per axis letter, spatial unit and marker from ImageJ or OME metadata."""
+def _describe(tif: tifffile.TiffFile) -> tuple[dict[str, float], str | None, bool, str | None]:
+    """Pixel sizes per axis letter, spatial unit, marker and the axes the writer was given
+    (its own files only), from ImageJ or OME metadata."""
     if tif.is_ome:
         return _describe_ome(tif.ome_metadata or "")
     if tif.is_imagej:
@@ -391,19 +409,21 @@ def _describe(tif: tifffile.TiffFile) -> tuple[dict[str, float], str | None, boo
                 value = float(imagej.get(key, 1.0))
                 if np.isfinite(value) and value > 0:
                     sizes[axis] = value
-        marker = _has_marker_line(str(imagej.get("Info", "")))
-        return sizes, _canonical_unit(imagej.get("unit")), marker
-    return {}, None, False
+        info = str(imagej.get("Info", ""))
+        marker = _has_marker_line(info)
+        return sizes, _canonical_unit(imagej.get("unit")), marker, _written_axes(info, marker)
+    return {}, None, False, None
 
 
-def _describe_ome(xml: str) -> tuple[dict[str, float], str | None, bool]:
-    """Pixel sizes, unit and marker of the first image in an OME-XML document."""
+def _describe_ome(xml: str) -> tuple[dict[str, float], str | None, bool, str | None]:
+    """Pixel sizes, unit, marker and written axes of the first image in an OME-XML document."""
     root = ElementTree.fromstring(xml)
     image = next((e for e in root.iter() if _local(e.tag) == "Image"), None)
     if image is None:
-        return {}, None, False
+        return {}, None, False, None
     description = next((e for e in image if _local(e.tag) == "Description"), None)
-    marker = description is not None and _has_marker_line(description.text or "")
+    text = "" if description is None else description.text or ""
+    marker = _has_marker_line(text)
     pixels = next((e for e in image if _local(e.tag) == "Pixels"), None)
     sizes: dict[str, float] = {}
     unit = None
@@ -416,7 +436,13 @@ def _describe_ome(xml: str) -> tuple[dict[str, float], str | None, bool]:
         if "PhysicalSizeX" in pixels.attrib:  # OME's default length unit is µm
             unit = _canonical_unit(pixels.attrib.get("PhysicalSizeXUnit", "µm"))
     sizes = {axis: v for axis, v in sizes.items() if np.isfinite(v) and v > 0}
-    return sizes, unit, marker
+    return sizes, unit, marker, _written_axes(text, marker)
+
+
+def _written_axes(text: str, marker: bool) -> str | None:
+    """The ``axes=...`` line that :func:`write_label_tiff` adds beside its marker, if any."""
+    found = _AXES_LINE.search(text) if marker else None
+    return found.group(1) if found else None
 
 
 def _local(tag: str) -> str:
