@@ -402,3 +402,21 @@ def test_a_cancelled_close_keeps_training(qtbot):
     _call_if_hidden(weakref.ref(window), lambda: calls.append("hidden"))
     _call_if_hidden(lambda: None, lambda: calls.append("gone"))
     assert calls == ["hidden", "gone"]
+
+
+def test_every_value_a_control_allows_at_its_ends_is_a_valid_setting(qapp):
+    from magicgui.widgets import FloatSpinBox, SpinBox
+
+    from napari_unsupervised_segmentation._widget import _make_controls
+
+    controls = _make_controls()
+    defaults = {name: control.value for name, control in controls.items()}
+    checked = 0
+    for name, control in controls.items():
+        if isinstance(control, SpinBox | FloatSpinBox):
+            for end in (control.min, control.max):
+                control.value = end  # what the box shows and hands over, after its rounding
+                params_from_values({**defaults, name: control.value})  # raises if invalid
+                checked += 1
+            control.value = defaults[name]
+    assert checked >= 2 * 20

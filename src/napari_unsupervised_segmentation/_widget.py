@@ -678,7 +678,8 @@ def _make_controls() -> dict[str, Any]:
         "device": (ComboBox, {"choices": lambda _w: device_choices()}),
         "n_channels": (SpinBox, {"min": 2, "max": 4096}),
         "n_conv": (SpinBox, {"min": 1, "max": 64}),
-        "lr": (FloatSpinBox, {"min": 1e-5, "max": 100.0, "step": 1e-3}),
+        # min: the smallest value its three decimals show (a smaller one would read as 0)
+        "lr": (FloatSpinBox, {"min": 1e-3, "max": 100.0, "step": 1e-3}),
         "momentum": (FloatSpinBox, {"min": 0.0, "max": 0.999, "step": 1e-3}),
         "compactness": (FloatSpinBox, {"min": 1e-3, "max": 1e6, "step": 1e-3}),
         "superpixel_graph_scale": (FloatSpinBox, {"min": 0.0, "max": 1e6, "step": 50.0}),
