@@ -44,6 +44,29 @@ def test_layer_displayed_axes_follows_napari_axis_order():
     assert layer_displayed_axes((0, 1, 2, 3), 2, 2) == (0, 1)  # 2D layer in a 4D world
     assert layer_displayed_axes((0, 1), 2, 3) == (1, 2)  # more layer axes than world axes
     assert layer_displayed_axes((0, 1, 2), 3, 3) == (0, 1, 2)
+    # a 3D layer beside a 4D one, world axes rolled: the layer keeps world axes 1..3 in
+    # their world order (1, 2, 3) -> layer axes (0, 1, 2); it shows (1, 2), not (0, 2)
+    assert layer_displayed_axes((1, 2, 0, 3), 2, 3) == (1, 2)
+    assert layer_displayed_axes((3, 0, 2, 1), 2, 2) == (1, 0)
+
+
+def test_layer_displayed_axes_agrees_with_napari_for_every_axis_order():
+    from itertools import permutations
+
+    from napari.layers.base import base
+
+    # napari's own mapping, private: on the layers' slicing state (0.9) or on Layer (older)
+    owner = getattr(base, "_LayerSlicingState", base.Layer)
+    to_layer = getattr(owner, "_world_to_layer_dims_impl", None)
+    if to_layer is None:
+        pytest.skip("this napari has no _world_to_layer_dims_impl to compare with")
+    for world_ndim in range(2, 6):
+        for layer_ndim in range(2, 6):
+            for order in permutations(range(world_ndim)):
+                for ndisplay in (2, 3):
+                    napari_order = to_layer(order, world_ndim, layer_ndim)
+                    expected = tuple(int(a) for a in napari_order[-min(ndisplay, layer_ndim) :])
+                    assert layer_displayed_axes(order, ndisplay, layer_ndim) == expected
 
 
 def test_plan_plane_picks_displayed_axes_and_clips_the_index():

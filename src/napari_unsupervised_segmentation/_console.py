@@ -48,18 +48,15 @@ def layer_displayed_axes(
 ) -> tuple[int, ...]:
     """The layer axes napari displays, given the viewer's axis order and ``ndisplay``.
 
-    Mirrors how napari maps the world's axis order onto a layer with fewer or more axes
-    (a layer's axes are the world's last ``layer_ndim`` axes).
+    A layer's axes are the world's last ``layer_ndim`` axes. As napari does, the layer's
+    axis order keeps those world axes in the order they have in ``world_order``; a layer
+    with more axes than the world puts its extra (leading) axes first.
     """
-    world_ndim = len(world_order)
-    if world_ndim > layer_ndim:
-        kept = list(world_order[-layer_ndim:])
-        order = [sorted(kept).index(axis) for axis in kept]
-    elif world_ndim < layer_ndim:
-        extra = layer_ndim - world_ndim
-        order = list(range(extra)) + [axis + extra for axis in world_order]
+    offset = len(world_order) - layer_ndim
+    if offset >= 0:
+        order = [axis - offset for axis in world_order if axis >= offset]
     else:
-        order = list(world_order)
+        order = list(range(-offset)) + [axis - offset for axis in world_order]
     return tuple(order[-min(ndisplay, layer_ndim) :])
 
 
