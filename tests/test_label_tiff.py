@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
@@ -197,11 +198,26 @@ def test_foreign_uint16_mask_is_labels_and_plain_images_are_not(tmp_path: Path) 
     assert info["name"] == "cells_cp_masks"
 
 
-def test_uncompressed_files_are_memory_mapped_copy_on_write(tmp_path: Path) -> None:
+def test_small_uncompressed_files_are_read_into_memory(tmp_path: Path) -> None:
+    path = tmp_path / "cells_cp_masks.tif"  # Cellpose saves its masks uncompressed
+    mask = _labels((16, 16), 50, np.uint16)
+    tifffile.imwrite(path, mask)
+    data, info = read_label_tiff(path)
+    assert info["memory_mapped"] is False and not isinstance(data.base, np.memmap)
+    os.replace(path, tmp_path / "moved.tif")  # the file is not held open
+    np.testing.assert_array_equal(data, mask)
+
+
+def test_large_uncompressed_files_are_memory_mapped_copy_on_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import napari_unsupervised_segmentation.io._label_tiff as label_tiff
+
     path = tmp_path / "stack_labels.tif"
     mask = _labels((4, 16, 16), 50, np.uint16)
     tifffile.imwrite(path, mask, photometric="minisblack")
     before = path.read_bytes()
+    monkeypatch.setattr(label_tiff, "MEMORY_MAP_MIN_BYTES", mask.nbytes)  # "large"
 
     data, info = read_label_tiff(path)
     assert info["memory_mapped"] is True
@@ -210,12 +226,18 @@ def test_uncompressed_files_are_memory_mapped_copy_on_write(tmp_path: Path) -> N
     assert path.read_bytes() == before
 
 
-def test_memory_mapped_labels_can_be_saved_over_their_own_file(tmp_path: Path) -> None:
+def test_memory_mapped_labels_can_be_saved_over_their_own_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import napari_unsupervised_segmentation.io._label_tiff as label_tiff
+
+    monkeypatch.setattr(label_tiff, "MEMORY_MAP_MIN_BYTES", 1)
     path = tmp_path / "edit_labels.tif"
     tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint16), photometric="minisblack")
-    data, _ = read_label_tiff(path)
+    data, info = read_label_tiff(path)
+    assert info["memory_mapped"] is True
     data[1, 2:4, 2:4] = 5
-    write_label_tiff(path, data)
+    write_label_tiff(path, data)  # fine on Linux and macOS; Windows refuses, see below
     np.testing.assert_array_equal(read_label_tiff(path)[0], data)
 
 
@@ -313,6 +335,23 @@ def test_failure_midway_keeps_old_file_and_leaves_no_temporary(
         write_label_tiff(path, _labels((5, 6), 9))
     assert path.read_bytes() == before
     assert _siblings(path) == ["old_labels.tif"]
+
+
+def test_a_file_that_cannot_be_replaced_is_named_and_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_label_tiff(tmp_path / "open_labels.tif", _labels((5, 6), 7))
+    before = path.read_bytes()
+
+    def refuse(source: Any, target: Any) -> None:  # Windows, for a file mapped or open
+        raise PermissionError(13, "Access is denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(PermissionError, match="open_labels.tif.*save under another name"):
+        write_label_tiff(path, _labels((5, 6), 9))
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert _siblings(path) == ["open_labels.tif"]
 
 
 def test_retries_as_bigtiff_when_classic_tiff_overflows(

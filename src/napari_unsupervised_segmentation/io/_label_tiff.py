@@ -43,6 +43,11 @@ _SUFFIXES = (".tif", ".tiff")
 _LABEL_NAME = re.compile(r"(?:^|[_\-. ])(?:labels?|masks?|seg)$", re.IGNORECASE)
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 _UINT32_MAX = int(np.iinfo(np.uint32).max)
+#: Uncompressed files at least this large are memory-mapped; smaller ones are read into
+#: memory, so that the file is not held open (on Windows a mapped file cannot be replaced,
+#: so the common "open, paint, save over it" would fail) and no other program's later
+#: change to the file shows up in the layer.
+MEMORY_MAP_MIN_BYTES = 256 * 2**20
 
 # Canonical (pint) unit name -> (ImageJ spelling, OME-XML spelling).
 _UNITS = {
@@ -184,8 +189,9 @@ def write_label_tiff(
 def read_label_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
     """Read the first image series of a TIFF with its calibration.
 
-    Uncompressed contiguous data in native byte order is memory-mapped copy-on-write (edits
-    stay in memory, the file is never changed); compressed data is decoded once.
+    Uncompressed contiguous data in native byte order of :data:`MEMORY_MAP_MIN_BYTES` or more
+    is memory-mapped copy-on-write (edits stay in memory, the file is never changed); other
+    data is read or decoded into memory once.
 
     Returns
     -------
@@ -215,7 +221,12 @@ def read_label_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str,
             _check_complete(source, series)
             offset = series.dataoffset
             file_dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
-            mappable = offset is not None and file_dtype.isnative and series.size > 0
+            mappable = (
+                offset is not None
+                and file_dtype.isnative
+                and series.size > 0
+                and series.nbytes >= MEMORY_MAP_MIN_BYTES
+            )
             data = None if mappable else series.asarray()
         if data is not None and data.shape != shape:  # tifffile only logs missing planes
             raise LabelTiffError(
@@ -385,7 +396,13 @@ def _write_and_replace(
             tifffile.imwrite(handle, data, bigtiff=bigtiff, **options)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, target)
+        try:
+            os.replace(temporary, target)
+        except PermissionError as exc:
+            raise PermissionError(
+                f"cannot replace {str(target)!r}: another program has it open, or (on "
+                "Windows) a layer memory-maps it; save under another name"
+            ) from exc
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
