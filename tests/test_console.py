@@ -223,3 +223,18 @@ def test_each_plane_of_a_stack_keeps_its_labels_layer(make_napari_viewer):
     np.testing.assert_allclose(plane_2.translate, (2.0, 0.0, 0.0))
     np.testing.assert_array_equal(plane_0.data[0], segment(volume[0], FAST))
     assert segment_layer("vol", viewer, FAST) is plane_0
+
+
+def test_a_plane_too_large_for_the_memory_is_refused_with_a_message(
+    make_napari_viewer, monkeypatch
+):
+    from napari_unsupervised_segmentation.core import memory
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(_image(), name="img")
+    monkeypatch.setattr(memory, "available_memory", lambda: 1000)
+    with pytest.raises(MemoryError, match="a 32 x 32 image needs about"):
+        layer_input(layer, viewer.dims, params=FAST)  # checked before the plane is copied
+    with pytest.raises(MemoryError, match="crop or a downscaled copy"):
+        segment_layer("img", viewer, FAST)
+    assert [layer.name for layer in viewer.layers] == ["img"]

@@ -439,3 +439,20 @@ def test_napari_facing_modules_import_torch_lazily():
     imports = "".join(f"import napari_unsupervised_segmentation.{m};" for m in modules)
     code = f"import sys;{imports}assert 'torch' not in sys.modules, 'torch imported eagerly'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_image_too_large_for_the_memory_available_is_refused_before_training(monkeypatch):
+    from napari_unsupervised_segmentation.core import memory
+
+    image = np.random.default_rng(0).random((64, 96))
+    settings = PRESETS["paper"].replace(max_iter=2, n_superpixels=50)
+    network, other = memory.estimate_bytes(64, 96, settings)
+    assert network == 64 * 96 * 4 * 100 * 9  # 100 filters, 9 float32 maps each (2 blocks)
+    monkeypatch.setattr(memory, "available_memory", lambda: network + other - 1)
+    with pytest.raises(MemoryError, match=r"a 64 x 96 image needs about .* GiB.*crop"):
+        iter_segment(image, settings)  # raised at the call, before any training
+    # on a CUDA device only the computer's share counts; fewer filters fit
+    memory.check_memory(64, 96, settings, network_in_memory=False)
+    assert segment(image, settings, n_channels=50).shape == (64, 96)
+    monkeypatch.setattr(memory, "available_memory", lambda: None)  # unknown: no check
+    assert segment(image, settings).shape == (64, 96)

@@ -324,6 +324,20 @@ def test_bad_layer_notifies_and_viewer_keeps_working(viewer_widget, qtbot, kind,
     assert "good labels" in viewer.layers
 
 
+def test_an_image_too_large_for_the_memory_notifies_and_nothing_starts(
+    viewer_widget, errors, monkeypatch
+):
+    from napari_unsupervised_segmentation.core import memory
+
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(_image(), name="img")
+    monkeypatch.setattr(memory, "available_memory", lambda: 1000)
+    _start(widget, layer)
+    assert not widget.is_running
+    assert "needs about" in errors()[-1] and "MemoryError" not in errors()[-1]
+    assert [lay.name for lay in viewer.layers] == ["img"]
+
+
 def test_no_image_layer_notifies(viewer_widget, errors):
     viewer, widget = viewer_widget
     viewer.add_labels(np.zeros((8, 8), dtype=np.uint8), name="not an image")

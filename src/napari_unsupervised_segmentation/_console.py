@@ -188,14 +188,19 @@ def _labels_transforms(layer: Image, plan: PlanePlan) -> dict[str, Any]:
 
 
 def layer_input(
-    layer: Any, dims: Dims | None = None, channel_axis: int | None = None
+    layer: Any,
+    dims: Dims | None = None,
+    channel_axis: int | None = None,
+    params: SegmentationParams | None = None,
 ) -> LayerInput:
     """Snapshot (copy) the plane of image ``layer`` that the viewer displays.
 
     ``dims`` is the viewer's ``viewer.dims`` (None: the layer's last two axes at index 0).
     ``channel_axis`` names a layer axis holding channels of a non-RGB layer. RGB(A) layers
     use their colour axis. Raises ValueError with a message for the user when the layer
-    cannot be segmented.
+    cannot be segmented. With ``params``, a plane too large to segment in the memory
+    available raises MemoryError before it is copied (a multiscale layer's full-resolution
+    level can be far larger than what the screen shows).
     """
     from napari.layers import Image
 
@@ -219,6 +224,11 @@ def layer_input(
         displayed = layer_displayed_axes(tuple(dims.order), dims.ndisplay, ndim)
         point = layer.world_to_data(dims.point) if ndim > 2 else [0.0] * ndim
     plan = plan_plane(spatial_shape, displayed, point, channel_axis)
+    if params is not None:
+        from .core.memory import check_memory  # numpy only: no torch import here
+
+        height, width = (spatial_shape[axis] for axis in plan.plane_axes)
+        check_memory(height, width, params, network_in_memory=False)  # the rest: at training
     key = tuple(slice(None) if i is None else i for i in plan.index)
     if rgb:
         key = (*key, slice(None))
@@ -350,8 +360,10 @@ def segment_layer(
         layer = viewer.layers[layer_or_name]
     else:
         layer = layer_or_name
-    inp = layer_input(layer, viewer.dims, channel_axis=channel_axis)
-    from .core import segment
+    from .core.train import resolve_params, segment
 
-    labels = segment(inp.image, params, channel_axis=inp.channel_axis, **overrides)
+    settings = resolve_params(params, **overrides)
+    inp = layer_input(layer, viewer.dims, channel_axis=channel_axis, params=settings)
+
+    labels = segment(inp.image, settings, channel_axis=inp.channel_axis)
     return show_labels(viewer, inp, labels)

@@ -520,9 +520,10 @@ class SegmentationWidget(Container):
             return
         try:
             params = self.params
-            inp = layer_input(layer, self._viewer.dims, self.channel_axis.value)
+            inp = layer_input(layer, self._viewer.dims, self.channel_axis.value, params)
         except Exception as exc:  # e.g. a layer that cannot be segmented: tell, never raise
-            show_error(str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}")
+            known = isinstance(exc, ValueError | MemoryError)
+            show_error(str(exc) if known else f"{type(exc).__name__}: {exc}")
             return
         self._start(inp, params)
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .devices import precision_context, resolve_device
+from .memory import check_memory
 from .model import SegmentationNet
 from .normalize import PreparedImage, prepare_image
 from .params import PRESETS, SegmentationParams
@@ -104,10 +105,15 @@ def iter_segment(
     ------
     ValueError
         For a bad image or bad parameters, before any training starts.
+    MemoryError
+        When the image needs more memory than the computer has available (see
+        :func:`~napari_unsupervised_segmentation.core.memory.check_memory`), before any
+        training starts.
     """
     settings = resolve_params(params, **overrides)
     prepared = prepare_image(image, channel_axis)
     device = resolve_device(settings.device)
+    check_memory(*prepared.spatial_shape, settings, network_in_memory=device.type in ("cpu", "mps"))
     return _train(prepared, settings, device)
 
 
