@@ -184,6 +184,14 @@ def test_sixteen_bit_uses_robust_range_despite_hot_pixel():
     assert channels[10, 10] == 0.0 and channels[10, 40] == 1.0
 
 
+def test_float_values_near_the_largest_double_are_scaled_like_any_other():
+    image = np.random.default_rng(0).uniform(-1.0, 1.0, (20, 20))
+    expected = prepare_image(image).channels
+    huge = prepare_image(image * 1.7e308).channels  # differences would overflow to inf
+    assert np.isfinite(huge).all()
+    np.testing.assert_allclose(huge, expected, atol=1e-6)
+
+
 def test_uint8_is_divided_by_255():
     image = np.array([[0, 51], [255, 102]], np.uint8)
     np.testing.assert_allclose(prepare_image(image).channels[..., 0], image / 255, rtol=1e-6)
