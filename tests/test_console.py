@@ -195,13 +195,18 @@ def test_a_users_layer_of_the_same_name_is_never_overwritten(make_napari_viewer)
 
 
 def test_edited_or_renamed_labels_are_kept_and_a_new_layer_is_added(make_napari_viewer):
+    from napari.utils.notifications import notification_manager
+
     viewer = make_napari_viewer()
     viewer.add_image(_image(), name="img")
     first = segment_layer("img", viewer, FAST)
     first.data[:4, :4] = 99  # painted, filled or set from the console
     painted = first.data.copy()
+    shown = len(notification_manager.records)
     second = segment_layer("img", viewer, FAST)
     assert second is not first and second.name == "img labels [1]"
+    messages = [str(n.message) for n in notification_manager.records[shown:]]
+    assert any("'img labels' is kept" in m and "'img labels [1]'" in m for m in messages)
     np.testing.assert_array_equal(first.data, painted)
     second.name = "keep this"
     third = segment_layer("img", viewer, FAST)

@@ -328,6 +328,13 @@ def show_labels(
     else:
         layer = Labels(data, name=inp.labels_name, **inp.transforms)
         viewer.add_layer(layer)
+        if layer.name != inp.labels_name:  # napari made the name unique
+            from napari.utils.notifications import show_info
+
+            show_info(
+                f"{inp.labels_name!r} is kept (edited, made elsewhere or of another plane); "
+                f"the new labels are in {layer.name!r}"
+            )
     _record_write(layer, inp)
     return layer  # the layer itself, not the proxy napari may hand to plugins
 
