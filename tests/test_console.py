@@ -193,6 +193,12 @@ def test_a_users_layer_of_the_same_name_is_never_overwritten(make_napari_viewer)
     assert flat in viewer.layers and (flat.data == 1).all()
     assert segment_layer("img", viewer, FAST, seed=1) is labels  # its own layer: reused
 
+    # a copy with the same data, name and metadata (napari's "Duplicate Layer") is not it
+    viewer.layers.remove(labels)
+    twin = viewer.add_labels(labels.data.copy(), name=labels.name, metadata=labels.metadata)
+    assert twin.metadata == labels.metadata and twin.name == labels.name
+    assert segment_layer("img", viewer, FAST) is not twin
+
 
 def test_edited_or_renamed_labels_are_kept_and_a_new_layer_is_added(make_napari_viewer):
     from napari.utils.notifications import notification_manager

@@ -464,3 +464,9 @@ def test_an_image_too_large_for_the_memory_available_is_refused_before_training(
     assert segment(image, settings, n_channels=50).shape == (64, 96)
     monkeypatch.setattr(memory, "available_memory", lambda: None)  # unknown: no check
     assert segment(image, settings).shape == (64, 96)
+    # channels first: the plane is (64, 96), whatever the channel count
+    monkeypatch.setattr(memory, "available_memory", lambda: network + other - 1)
+    with pytest.raises(MemoryError, match=f"a 64 x 96 image.*{memory.SWITCH}=0"):
+        iter_segment(np.stack([image] * 5), settings, channel_axis=0)
+    monkeypatch.setenv(memory.SWITCH, "0")  # the user's way to run anyway
+    assert segment(image, settings).shape == (64, 96)

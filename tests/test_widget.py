@@ -214,6 +214,30 @@ def test_running_again_replaces_the_layer_content(viewer_widget, qtbot):
     )
 
 
+def test_labels_painted_or_renamed_mid_run_are_left_alone(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(_image(), name="img")
+    _start(widget, layer, ENDLESS)
+    qtbot.waitUntil(lambda: widget.updates_shown >= 1, timeout=TIMEOUT)
+    painted = widget.labels_layer
+    painted.data[:4, :4] = 99  # the user paints while it trains
+    kept = painted.data.copy()
+    qtbot.waitUntil(lambda: widget.labels_layer is not painted, timeout=TIMEOUT)
+    assert widget.labels_layer.name == "img labels [1]"
+    renamed = widget.labels_layer
+    renamed.name = "mine"
+    qtbot.waitUntil(lambda: widget.labels_layer is not renamed, timeout=TIMEOUT)
+    frozen = renamed.data.copy()
+    shown = widget.updates_shown
+    qtbot.waitUntil(lambda: widget.updates_shown >= shown + 2, timeout=TIMEOUT)
+    widget.stop()
+    _wait_done(qtbot, widget)
+    np.testing.assert_array_equal(painted.data, kept)
+    np.testing.assert_array_equal(renamed.data, frozen)
+    assert widget.labels_layer.name == "img labels [1]"  # free again after the renaming
+    assert [lay.name for lay in viewer.layers] == ["img", "img labels", "mine", "img labels [1]"]
+
+
 def test_stop_mid_run_keeps_labels_and_ends_the_worker(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     layer = viewer.add_image(_image(), name="img")
@@ -325,7 +349,7 @@ def test_bad_layer_notifies_and_viewer_keeps_working(viewer_widget, qtbot, kind,
 
 
 def test_an_image_too_large_for_the_memory_notifies_and_nothing_starts(
-    viewer_widget, errors, monkeypatch
+    viewer_widget, qtbot, errors, monkeypatch
 ):
     from napari_unsupervised_segmentation.core import memory
 
@@ -333,7 +357,13 @@ def test_an_image_too_large_for_the_memory_notifies_and_nothing_starts(
     layer = viewer.add_image(_image(), name="img")
     monkeypatch.setattr(memory, "available_memory", lambda: 1000)
     _start(widget, layer)
-    assert not widget.is_running
+    assert not widget.is_running  # refused before the plane is copied
+    assert "needs about" in errors()[-1] and "MemoryError" not in errors()[-1]
+    # enough for the plane, not for the network on the CPU: refused as training starts
+    network, other = memory.estimate_bytes(32, 32, FAST)
+    monkeypatch.setattr(memory, "available_memory", lambda: other + network // 2)
+    _start(widget, layer)
+    _wait_done(qtbot, widget)
     assert "needs about" in errors()[-1] and "MemoryError" not in errors()[-1]
     assert [lay.name for lay in viewer.layers] == ["img"]
 
@@ -434,3 +464,11 @@ def test_every_value_a_control_allows_at_its_ends_is_a_valid_setting(qapp):
                 checked += 1
             control.value = defaults[name]
     assert checked >= 2 * 20
+
+
+def test_settings_outside_the_controls_are_refused_without_changing_any(viewer_widget):
+    _, widget = viewer_widget
+    before = widget.params
+    with pytest.raises(ValueError, match="lr=0.0001 is outside the widget's 0.001 to 100"):
+        widget.params = PRESETS["paper"].replace(lr=1e-4)  # paper differs in most settings
+    assert widget.params == before

@@ -31,6 +31,7 @@ __all__ = [
     "labels_layer_name",
     "layer_displayed_axes",
     "layer_input",
+    "holds_last_write",
     "plan_plane",
     "reusable_labels_layer",
     "segment_layer",
@@ -269,33 +270,40 @@ def _source_of(inp: LayerInput) -> dict[str, Any]:
 
 
 def _record_write(layer: Labels, inp: LayerInput) -> None:
-    """Note in the layer's metadata which plane it holds and a fingerprint of its data."""
+    """Note in the layer's metadata which plane it holds and a fingerprint of its data.
+
+    The layer's ``id`` is kept too: napari copies the metadata into a duplicate, which must
+    not pass for the plugin's layer.
+    """
     layer.metadata[METADATA_KEY] = {
         **_source_of(inp),
+        "layer": id(layer),
         "name": layer.name,
         "fingerprint": _fingerprint(layer.data),
     }
 
 
-def reusable_labels_layer(viewer: napari.Viewer, inp: LayerInput) -> Labels | None:
-    """The Labels layer a new run on ``inp`` may overwrite, if any.
-
-    Only a layer this plugin wrote for the same image and plane, still under the name it
-    was given and unchanged since (not painted, filled, erased or set from the console), is
-    reused; any other layer, even one named "<image> labels", is left alone.
-    """
+def holds_last_write(layer: Any, inp: LayerInput) -> bool:
+    """Whether ``layer`` is a Labels layer this plugin wrote for ``inp``'s image and plane,
+    still under the name it was given and unchanged since (not painted, filled, erased or
+    set from the console): the only kind of layer a run may write into."""
     from napari.layers import Labels
 
-    for layer in reversed(list(viewer.layers)):
-        record = layer.metadata.get(METADATA_KEY) if isinstance(layer, Labels) else None
-        if (
-            isinstance(record, dict)
-            and record.get("name") == layer.name
-            and all(record.get(key) == value for key, value in _source_of(inp).items())
-            and record.get("fingerprint") == _fingerprint(layer.data)
-        ):
-            return layer
-    return None
+    record = layer.metadata.get(METADATA_KEY) if isinstance(layer, Labels) else None
+    return (
+        isinstance(record, dict)
+        and record.get("layer") == id(layer)
+        and record.get("name") == layer.name
+        and all(record.get(key) == value for key, value in _source_of(inp).items())
+        and record.get("fingerprint") == _fingerprint(layer.data)
+    )
+
+
+def reusable_labels_layer(viewer: napari.Viewer, inp: LayerInput) -> Labels | None:
+    """The topmost layer of ``viewer`` that a run on ``inp`` may overwrite, if any
+    (:func:`holds_last_write`); any other layer, even one named "<image> labels", is left
+    alone."""
+    return next((lay for lay in reversed(viewer.layers) if holds_last_write(lay, inp)), None)
 
 
 def show_labels(
@@ -308,21 +316,24 @@ def show_labels(
 ) -> Labels:
     """Put ``labels`` (of ``inp``'s plane) into a Labels layer and return that layer.
 
-    ``layer`` is the Labels layer of the current run (updated in place while it is in the
-    viewer, even when renamed). Without one, the layer of an earlier run on the same image
-    and plane is reused if nobody edited it since (:func:`reusable_labels_layer`), so that
-    re-running does not pile up layers; otherwise a new "<image name> labels" layer is added
-    (napari appends " [1]", " [2]", ... when that name is taken), so no one's labels are
-    overwritten. ``set_transforms`` also (re)applies the image's transforms.
+    ``layer`` is the Labels layer of the current run, updated in place while it holds what
+    the run last wrote (:func:`holds_last_write`). Without one, the layer of an earlier run
+    on the same image and plane is reused if nobody renamed or edited it since
+    (:func:`reusable_labels_layer`), so that re-running does not pile up layers; otherwise a
+    new "<image name> labels" layer is added (napari appends " [1]", " [2]", ... when that
+    name is taken), so no one's labels are overwritten. ``set_transforms`` also (re)applies
+    the image's transforms.
     """
     from napari.layers import Labels
 
     data = inp.to_layer_data(labels)
-    if layer is None or layer not in viewer.layers:
+    run_layer = layer
+    if layer is None or layer not in viewer.layers or not holds_last_write(layer, inp):
+        # first update, or the run's layer was removed, renamed or edited: it is not ours
         layer = reusable_labels_layer(viewer, inp)
     if layer is not None:
         layer.data = data
-        if set_transforms:
+        if set_transforms or layer is not run_layer:
             for name, value in inp.transforms.items():
                 setattr(layer, name, value)
     else:

@@ -175,8 +175,8 @@ def train_updates(
         finally:
             steps.close()
     except Exception as exc:  # shown as a notification by the widget
-        message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-        yield Failure(message)
+        known = isinstance(exc, ValueError | MemoryError)  # messages written for the user
+        yield Failure(str(exc) if known else f"{type(exc).__name__}: {exc}")
     finally:
         done.set()
 
@@ -429,9 +429,17 @@ class SegmentationWidget(Container):
 
     @params.setter
     def params(self, params: SegmentationParams) -> None:
-        for f in dataclasses.fields(params):
-            value = getattr(params, f.name)
-            self._controls[f.name].value = -1 if f.name == "seed" and value is None else value
+        """Show ``params`` in the controls; ValueError, and no control changed, for a value
+        outside what a control offers (e.g. ``lr`` below 0.001)."""
+        values = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+        if values["seed"] is None:
+            values["seed"] = -1
+        for name, value in values.items():
+            box = self._controls[name]
+            if isinstance(box, SpinBox | FloatSpinBox) and not box.min <= value <= box.max:
+                raise ValueError(f"{name}={value} is outside the widget's {box.min} to {box.max}")
+        for name, value in values.items():
+            self._controls[name].value = value
 
     @property
     def labels_layer(self) -> Labels | None:

@@ -191,15 +191,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     from tqdm import tqdm
 
+    inputs = _inputs(args)
+    problems = _overwrite_problems(args, [name for name, _ in inputs])
+    if problems:
+        parser.error("not overwriting: " + "; ".join(problems))
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         parser.error(f"--out {args.out}: {error}")
     failures = 0
-    inputs = _inputs(args)
-    problems = _overwrite_problems(args, [name for name, _ in inputs])
-    if problems:
-        parser.error("not overwriting: " + "; ".join(problems))
     for name, load in tqdm(
         inputs, desc="images", unit="image", disable=args.quiet or len(inputs) < 2
     ):

@@ -4,7 +4,13 @@ take napari, and any unsaved work in it, down)."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 from .params import SegmentationParams
+
+#: Set to ``0`` to switch the check off (an estimate can be wrong; the run may then swap).
+SWITCH = "UNSUPERVISED_SEGMENTATION_MEMORY_CHECK"
 
 #: float32 feature maps kept per channel and pixel for the backward pass: a conv output,
 #: its ReLU and BatchNorm outputs for each of the ``n_conv`` blocks, and the classifier's
@@ -29,12 +35,28 @@ def estimate_bytes(height: int, width: int, settings: SegmentationParams) -> tup
 
 
 def available_memory() -> int | None:
-    """Bytes of memory the system can give without swapping (psutil), or None if unknown."""
+    """Bytes of memory the system can give without swapping (psutil), or None if unknown.
+
+    On macOS psutil's "available" leaves out memory the system would free on demand
+    (purgeable, compressible), so there the total is used: only what cannot fit at all is
+    refused.
+    """
     try:
         import psutil
     except ImportError:  # napari installs psutil; a bare engine install may lack it
         return None
-    return int(psutil.virtual_memory().available)
+    memory = psutil.virtual_memory()
+    return int(memory.total if sys.platform == "darwin" else memory.available)
+
+
+def spatial_shape(shape: tuple[int, ...], channel_axis: int | None) -> tuple[int, int] | None:
+    """``(H, W)`` of an image of ``shape`` with ``channel_axis``, None if they do not fit."""
+    if channel_axis is None:
+        return (shape[0], shape[1]) if len(shape) == 2 else None
+    if len(shape) != 3 or not -3 <= channel_axis <= 2:
+        return None
+    height, width = (size for axis, size in enumerate(shape) if axis != channel_axis % 3)
+    return height, width
 
 
 def check_memory(
@@ -47,7 +69,7 @@ def check_memory(
     reports its own out-of-memory error without harm to the process.
     """
     free = available_memory()
-    if free is None:
+    if free is None or os.environ.get(SWITCH, "").strip() == "0":
         return
     network, other = estimate_bytes(height, width, settings)
     needed = other + (network if network_in_memory else 0)
@@ -57,5 +79,6 @@ def check_memory(
     raise MemoryError(
         f"a {height} x {width} image needs about {needed / gib:.1f} GiB of memory with these "
         f"settings and {free / gib:.1f} GiB is available; segment a crop or a downscaled "
-        f"copy, or use fewer filters (n_channels={settings.n_channels})"
+        f"copy, or use fewer filters (n_channels={settings.n_channels}); to run anyway, "
+        f"set the environment variable {SWITCH}=0"
     )

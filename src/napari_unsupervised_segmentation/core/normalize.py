@@ -112,7 +112,7 @@ def _normalise_channel(channel: np.ndarray) -> np.ndarray:
     if channel.dtype == np.uint8:
         return channel.astype(np.float32) / np.float32(255)
     values = channel.astype(np.float64)
-    peak = np.abs(values).max()
+    peak = max(values.max(), -values.min())
     if peak > 1e300:  # differences of such values overflow; the scaling below ignores units
         values /= peak
     low, high = np.percentile(values, [LOW_PERCENTILE, HIGH_PERCENTILE])

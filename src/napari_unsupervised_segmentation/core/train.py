@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .devices import precision_context, resolve_device
-from .memory import check_memory
+from .memory import check_memory, spatial_shape
 from .model import SegmentationNet
 from .normalize import PreparedImage, prepare_image
 from .params import PRESETS, SegmentationParams
@@ -111,9 +111,11 @@ def iter_segment(
         training starts.
     """
     settings = resolve_params(params, **overrides)
-    prepared = prepare_image(image, channel_axis)
     device = resolve_device(settings.device)
-    check_memory(*prepared.spatial_shape, settings, network_in_memory=device.type in ("cpu", "mps"))
+    plane = spatial_shape(np.shape(image), channel_axis)
+    if plane is not None:  # (else prepare_image says what is wrong) before any copy is made
+        check_memory(*plane, settings, network_in_memory=device.type in ("cpu", "mps"))
+    prepared = prepare_image(image, channel_axis)
     return _train(prepared, settings, device)
 
 

@@ -400,8 +400,8 @@ def _write_and_replace(
             os.replace(temporary, target)
         except PermissionError as exc:
             raise PermissionError(
-                f"cannot replace {str(target)!r}: another program has it open, or (on "
-                "Windows) a layer memory-maps it; save under another name"
+                f"cannot replace {str(target)!r}: it is read-only, open in another program, "
+                "or (on Windows) memory-mapped by an open layer; save under another name"
             ) from exc
     except BaseException:
         with contextlib.suppress(OSError):
