@@ -249,3 +249,15 @@ def test_a_plane_too_large_for_the_memory_is_refused_with_a_message(
     with pytest.raises(MemoryError, match="crop or a downscaled copy"):
         segment_layer("img", viewer, FAST)
     assert [layer.name for layer in viewer.layers] == ["img"]
+
+
+def test_four_uint8_channels_of_a_layer_are_all_used(make_napari_viewer):
+    viewer = make_napari_viewer()
+    data = np.zeros((4, 32, 32), np.uint8)
+    data[3, 8:24, 8:24] = 200  # the square exists only in the fourth channel
+    viewer.add_image(data, name="c4")
+    inp = layer_input(viewer.layers["c4"], viewer.dims, channel_axis=0)
+    assert inp.image.shape == (4, 32, 32) and inp.channel_axis == 0  # not taken for RGBA
+    labels = segment_layer("c4", viewer, FAST, channel_axis=0)
+    np.testing.assert_array_equal(labels.data[0], segment(data, FAST, channel_axis=0))
+    assert len(np.unique(labels.data[0])) > 1

@@ -206,6 +206,7 @@ def test_rgba_drops_alpha_and_channel_first_is_accepted():
         prepare_image(channel_first, channel_axis=0).channels,
         prepare_image(two_colour_image(), channel_axis=-1).channels,
     )
+    assert not prepare_image(channel_first, channel_axis=0).is_rgb  # three stains, not RGB
     assert segment(rgba, channel_axis=-1, max_iter=2, **TINY).shape == (24, 32)
 
 

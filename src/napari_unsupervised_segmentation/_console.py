@@ -117,8 +117,8 @@ def plan_plane(
 class LayerInput:
     """A snapshot of what to segment for an image layer and how to place the labels."""
 
-    image: np.ndarray  # the plane, channels last when there are channels
-    channel_axis: int | None  # for the engine: -1 or None
+    image: np.ndarray  # the plane: (H, W), (H, W, 3|4) for an RGB(A) layer, else (C, H, W)
+    channel_axis: int | None  # for the engine: -1 (RGB), 0 (channels) or None
     layer_name: str
     layer_shape: tuple[int, ...]  # the layer's spatial shape (RGB channels excluded)
     plan: PlanePlan
@@ -235,10 +235,10 @@ def layer_input(
         key = (*key, slice(None))
     image = np.array(data[key])  # a copy: the user may edit the layer while training runs
     engine_channel_axis: int | None = -1 if rgb else None
-    if plan.channel_axis is not None:
+    if plan.channel_axis is not None:  # first: the engine takes channels last for colour
         kept = [ax for ax, i in enumerate(plan.index) if i is None]
-        image = np.moveaxis(image, kept.index(plan.channel_axis), -1)
-        engine_channel_axis = -1
+        image = np.moveaxis(image, kept.index(plan.channel_axis), 0)
+        engine_channel_axis = 0
     return LayerInput(
         image=image,
         channel_axis=engine_channel_axis,

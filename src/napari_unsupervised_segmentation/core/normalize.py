@@ -37,8 +37,9 @@ def prepare_image(image: np.ndarray, channel_axis: int | None = None) -> Prepare
         A 2D grayscale image ``(H, W)`` when ``channel_axis`` is None, else a 2D image with
         one channel axis, e.g. ``(H, W, 3)`` RGB or ``(C, H, W)`` multichannel.
     channel_axis : int or None
-        Axis of ``image`` holding the channels. Three channels are taken as RGB; four
-        uint8 channels on the last axis as RGBA, whose alpha is dropped.
+        Axis of ``image`` holding the channels. Three channels on the last axis are taken
+        as RGB, four uint8 channels there as RGBA, whose alpha is dropped; channels on any
+        other axis (``(C, H, W)``) are independent channels, e.g. microscopy stains.
 
     Returns
     -------
@@ -69,7 +70,9 @@ def prepare_image(image: np.ndarray, channel_axis: int | None = None) -> Prepare
     if is_rgba:
         array = array[..., :3]
     channels = np.stack([_normalise_channel(array[..., c]) for c in range(array.shape[2])], -1)
-    return PreparedImage(channels=channels, is_rgb=array.shape[2] == 3)
+    # Colour (Lab superpixels, averaged edges) only for channels last, as photos come;
+    # channels on another axis are microscopy stains (edges of the strongest stain).
+    return PreparedImage(channels=channels, is_rgb=array.shape[2] == 3 and channels_were_last)
 
 
 def _check_dtype(array: np.ndarray) -> None:
