@@ -28,13 +28,13 @@ def _chain(error: BaseException | None) -> str:
 
 def test_open_marked_file_as_labels(make_napari_viewer: Callable[..., Any], tmp_path: Path) -> None:
     labels = np.random.default_rng(1).integers(0, 500, (3, 16, 20)).astype(np.uint16)
-    path = write_label_tiff(tmp_path / "nuclei.tif", labels, scale=(2, 0.5, 0.5), units="um")
+    path = write_label_tiff(tmp_path / "nuclei_labels.tif", labels, scale=(2, 0.5, 0.5), units="um")
     viewer = make_napari_viewer()
 
     [layer] = viewer.open(str(path), plugin=PLUGIN)
 
     assert layer._type_string == "labels"
-    assert layer.name == "nuclei"
+    assert layer.name == "nuclei_labels"
     assert layer.data.dtype == np.uint16
     np.testing.assert_array_equal(layer.data, labels)
     np.testing.assert_allclose(layer.scale, (2, 0.5, 0.5))
@@ -50,17 +50,17 @@ def test_save_and_reopen_4d_uint32(make_napari_viewer: Callable[..., Any], tmp_p
     )
     layer.units = ("second", "micrometer", "micrometer", "micrometer")
 
-    written = layer.save(str(tmp_path / "cells_out.tif"), plugin=PLUGIN)
-    assert [Path(p).name for p in written] == ["cells_out.tif"]
-    data, info = read_label_tiff(tmp_path / "cells_out.tif")
+    written = layer.save(str(tmp_path / "cells_labels.tif"), plugin=PLUGIN)
+    assert [Path(p).name for p in written] == ["cells_labels.tif"]
+    data, info = read_label_tiff(tmp_path / "cells_labels.tif")
     assert data.dtype == np.uint32
     assert info["axes"] == "TZYX"
     np.testing.assert_array_equal(data, labels)
 
-    [reopened] = viewer.open(str(tmp_path / "cells_out.tif"), plugin=PLUGIN)
+    [reopened] = viewer.open(str(tmp_path / "cells_labels.tif"), plugin=PLUGIN)
     np.testing.assert_array_equal(reopened.data, labels)
     np.testing.assert_allclose(reopened.scale, (10, 2, 0.5, 0.5))
-    assert reopened.name == "cells_out"
+    assert reopened.name == "cells_labels"
     assert tuple(reopened.axis_labels) == ("t", "z", "y", "x")
     assert [str(unit) for unit in reopened.units] == ["pixel"] + ["micrometer"] * 3
 
@@ -99,17 +99,24 @@ def test_foreign_mask_opens_as_labels_and_image_is_left_to_napari(
     assert labels._type_string == "labels"
     np.testing.assert_array_equal(labels.data, mask)
 
-    with pytest.raises(Exception) as error:  # npe2 error type varies
-        viewer.open(str(tmp_path / "cells.tif"), plugin=PLUGIN)
-    assert "refused" in _chain(error.value)
-    [image] = viewer.open(str(tmp_path / "cells.tif"), plugin="napari")
+    from napari.plugins import _npe2
+
+    # a plain name is napari's alone: opening it never asks which reader to use
+    assert PLUGIN not in _npe2.get_readers(str(tmp_path / "cells.tif"))
+    [image] = viewer.open(str(tmp_path / "cells.tif"))
     assert image._type_string == "image"
+    # a label name on something that is not labels: offered, then refused
+    tifffile.imwrite(tmp_path / "prob_labels.tif", mask.astype(np.float32))
+    assert PLUGIN in _npe2.get_readers(str(tmp_path / "prob_labels.tif"))
+    with pytest.raises(Exception) as error:  # npe2 error type varies
+        viewer.open(str(tmp_path / "prob_labels.tif"), plugin=PLUGIN)
+    assert "refused" in _chain(error.value)
 
 
 def test_truncated_file_error_names_it_and_viewer_keeps_working(
     make_napari_viewer: Callable[..., Any], tmp_path: Path
 ) -> None:
-    raw = write_label_tiff(tmp_path / "good.tif", np.ones((4, 30, 40), np.uint16) * 300)
+    raw = write_label_tiff(tmp_path / "good_labels.tif", np.ones((4, 30, 40), np.uint16) * 300)
     broken = tmp_path / "broken_labels.tif"
     broken.write_bytes(raw.read_bytes()[:-200])
     viewer = make_napari_viewer()

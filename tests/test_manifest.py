@@ -59,3 +59,28 @@ def test_layers_segment_menu_docks_the_widget(make_napari_viewer):
     app.commands.execute_command(WIDGET_COMMAND).result()
     docked = [w for w in viewer.window.dock_widgets.values() if isinstance(w, SegmentationWidget)]
     assert len(docked) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "offered"),
+    [
+        ("cells_labels.tif", True),
+        ("coffee labels.tif", True),  # napari's default name when saving layer "coffee labels"
+        ("img_cp_masks.tif", True),  # Cellpose
+        ("Stack-Mask.TIFF", True),
+        ("nuclei.seg.ome.tif", True),
+        ("cells.tif", False),
+        ("stack.ome.tiff", False),
+        ("labels.png", False),
+    ],
+)
+def test_reader_is_offered_for_label_names_only(manifest, name, offered):
+    from fnmatch import fnmatchcase
+
+    from napari_unsupervised_segmentation.io import has_label_name
+
+    [reader] = manifest.contributions.readers
+    matched = any(fnmatchcase(name, pattern) for pattern in reader.filename_patterns)
+    assert matched is offered
+    if name.lower().endswith((".tif", ".tiff")):
+        assert has_label_name(name) is offered  # the patterns and the reader agree
