@@ -10,7 +10,7 @@ import tifffile
 from napari_unsupervised_segmentation import segment
 from napari_unsupervised_segmentation.cli import (
     build_parser,
-    guess_channel_axis,
+    image_axes,
     main,
     params_from_args,
 )
@@ -33,6 +33,30 @@ def test_segments_files_into_label_tiffs_matching_the_api(tmp_path):
     )
     np.testing.assert_array_equal(labels, expected)
     assert read_label_tiff(out / "gray_labels.tif")[0].shape == (20, 30)
+
+
+def test_colour_stays_channels_last_and_stains_first(tmp_path, monkeypatch):
+    from napari_unsupervised_segmentation.core import normalize
+
+    seen = []
+    original = normalize.prepare_image
+
+    def spy(image, channel_axis=None):
+        prepared = original(image, channel_axis)
+        seen.append(prepared.is_rgb)
+        return prepared
+
+    monkeypatch.setattr(normalize, "prepare_image", spy)
+    monkeypatch.setattr("napari_unsupervised_segmentation.core.train.prepare_image", spy)
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tmp_path / "rgb.tif", rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    stains = rng.integers(0, 255, (3, 20, 30), dtype=np.uint8)
+    tifffile.imwrite(
+        tmp_path / "cyx.tif", stains, photometric="minisblack", metadata={"axes": "CYX"}
+    )
+    files = [str(tmp_path / "rgb.tif"), str(tmp_path / "cyx.tif")]
+    assert main([*files, "--out", str(tmp_path / "out"), "--quiet", *FAST]) == 0
+    assert seen == [True, False]  # (H, W, 3) is RGB; the file's C axis holds three stains
 
 
 def test_bad_file_is_reported_and_skipped_and_exit_code_says_so(tmp_path, capsys):
@@ -59,8 +83,12 @@ def test_sample_runs_without_an_input_file(tmp_path):
     assert labels.shape == (400, 600)
 
 
-def test_unknown_sample_is_an_error(tmp_path):
-    assert main(["--sample", "nope", "--out", str(tmp_path), "--quiet"]) == 1
+def test_unknown_sample_or_channel_axis_is_a_usage_error(tmp_path, capsys):
+    for bad in (["--sample", "nope"], ["--sample", "coffee", "--channel-axis", "c"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*bad, "--out", str(tmp_path), "--quiet"])
+        assert exit_info.value.code == 2
+    assert "auto, none or an axis number" in capsys.readouterr().err
 
 
 def test_every_parameter_is_a_flag_and_unset_flags_keep_the_preset():
@@ -84,12 +112,43 @@ def test_invalid_parameter_exits_with_usage_error(tmp_path, capsys):
     assert "max_iter" in capsys.readouterr().err
 
 
-def test_channel_axis_guess():
-    assert guess_channel_axis(np.zeros((4, 4)), "auto") is None
-    assert guess_channel_axis(np.zeros((4, 4, 3)), "auto") == -1
-    assert guess_channel_axis(np.zeros((2, 4, 4)), "0") == 0
+def test_channel_and_stack_axes():
+    assert image_axes((4, 4), "auto") == (None, ())
+    assert image_axes((4, 4, 3), "auto") == (2, ())
+    assert image_axes((2, 4, 4), 0) == (0, ())
+    assert image_axes((5, 2, 4, 4), "auto", "ZCYX") == (1, (0,))  # the TIFF says C
+    assert image_axes((3, 5, 4, 4, 3), "auto", "TZYXS") == (4, (0, 1))  # RGB samples
+    assert image_axes((5, 4, 4), None) == (None, (0,))
     with pytest.raises(ValueError, match="--channel-axis"):
-        guess_channel_axis(np.zeros((5, 6, 7)), "auto")
+        image_axes((5, 6, 7), "auto")
+    with pytest.raises(ValueError, match="out of range"):
+        image_axes((5, 6, 7), 3)
+
+
+def test_stacks_are_refused_or_segmented_plane_by_plane(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    zyx = rng.integers(0, 4000, (3, 20, 24), dtype=np.uint16)
+    zyx[:, 5:15, 6:18] += 3000
+    tifffile.imwrite(tmp_path / "stack.ome.tif", zyx, metadata={"axes": "ZYX"})
+    czyx = rng.integers(0, 255, (2, 2, 20, 24), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "two.tif", np.moveaxis(czyx, 0, 1), imagej=True,
+                     metadata={"axes": "ZCYX"})  # fmt: skip
+    out = tmp_path / "out"
+    files = [str(tmp_path / "stack.ome.tif"), str(tmp_path / "two.tif")]
+    assert main([*files, "--out", str(out), "--quiet", *FAST]) == 1
+    errors = capsys.readouterr().err
+    assert "a stack of 2D planes" in errors and "--planes" in errors
+    assert not out.exists() or not list(out.iterdir())
+
+    assert main([*files, "--out", str(out), "--quiet", *FAST, "--planes"]) == 0
+    settings = {"max_iter": 3, "n_channels": 8, "n_superpixels": 40, "device": "cpu"}
+    labels, info = read_label_tiff(out / "stack_labels.tif")  # ".ome" is not kept
+    assert labels.shape == (3, 20, 24) and info["axes"] == "ZYX"
+    for z in range(3):
+        np.testing.assert_array_equal(labels[z], segment(zyx[z], **settings))
+    labels, info = read_label_tiff(out / "two_labels.tif")
+    assert labels.shape == (2, 20, 24) and info["axes"] == "ZYX"  # channels segmented together
+    np.testing.assert_array_equal(labels[1], segment(czyx[:, 1], channel_axis=0, **settings))
 
 
 def test_module_entry_point_prints_help():

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from ._sample_data import SAMPLES as SAMPLE_NAMES
 from .core.params import PRESETS, SegmentationParams
+from .io._label_tiff import _file_stem
 
 PROG = "unsupervised-segmentation"
 
@@ -31,17 +33,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--sample",
         action="append",
         default=[],
-        metavar="NAME",
-        help="segment a bundled sample image instead of / besides files (coffee, ihc)",
+        choices=sorted(SAMPLE_NAMES),
+        help="segment a bundled sample image instead of / besides files",
     )
     parser.add_argument(
         "--preset", choices=sorted(PRESETS), default="default", help="parameter set to start from"
     )
     parser.add_argument(
         "--channel-axis",
+        type=channel_axis_setting,
         default="auto",
         metavar="AXIS",
-        help="channel axis, 'none' for grayscale, or 'auto': (H, W) grayscale, (H, W, 3|4) colour",
+        help="channel axis, 'none' for grayscale, or 'auto': a TIFF's C or S axis, else (H, W) "
+        "grayscale, (H, W, 3|4) colour",
+    )
+    parser.add_argument(
+        "--planes",
+        action="store_true",
+        help="segment each 2D plane of a stack (z-stack, time series) on its own and write "
+        "one label stack (each plane numbered from 1)",
     )
     parser.add_argument(
         "--overwrite",
@@ -80,31 +90,66 @@ def params_from_args(args: argparse.Namespace) -> SegmentationParams:
     return PRESETS[args.preset].replace(**overrides)
 
 
-def guess_channel_axis(image: np.ndarray, setting: str) -> int | None:
-    """``'auto'``: 2D is grayscale and a last axis of 3 or 4 is colour; else the given axis."""
-    if setting.lower() == "none":
-        return None
-    if setting.lower() != "auto":
-        return int(setting)
-    if image.ndim == 2:
-        return None
-    if image.ndim == 3 and image.shape[-1] in (3, 4):
-        return -1
-    raise ValueError(
-        f"cannot tell the channel axis of an image of shape {image.shape}; "
-        "pass --channel-axis (e.g. 0 for (C, H, W)) or --channel-axis none"
-    )
+def channel_axis_setting(text: str) -> str | int | None:
+    """``--channel-axis``: ``auto``, ``none`` or an axis number (checked when parsing)."""
+    lowered = text.strip().lower()
+    if lowered in ("auto", "none"):
+        return None if lowered == "none" else "auto"
+    try:
+        return int(lowered)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto, none or an axis number, got {text!r}"
+        ) from None
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Pixels of an image file (TIFF through tifffile, other formats through imageio)."""
+def image_axes(
+    shape: tuple[int, ...], setting: str | int | None, letters: str | None = None
+) -> tuple[int | None, tuple[int, ...]]:
+    """The channel axis and the stack axes (one 2D plane per index) of an image.
+
+    ``setting`` is ``--channel-axis``. ``"auto"``: a TIFF's own axis letters say it when
+    known (``S``, the samples of RGB, or else ``C``, holds channels); otherwise 2D is
+    grayscale and a last axis of 3 or 4 is colour. The last two other axes are the plane;
+    any axis left is a stack axis.
+    """
+    ndim = len(shape)
+    if setting == "auto":
+        if letters is not None and len(letters) == ndim:
+            found = [letters.find(axis) for axis in "SC" if axis in letters]
+            channel_axis = found[0] if found else None
+        elif ndim == 3 and shape[-1] in (3, 4):
+            channel_axis = ndim - 1
+        elif ndim == 2:
+            channel_axis = None
+        else:
+            raise ValueError(
+                f"cannot tell the channel axis of an image of shape {shape}; pass "
+                "--channel-axis (e.g. 0 for (C, H, W)) or --channel-axis none (a grayscale stack)"
+            )
+    elif setting is None:
+        channel_axis = None
+    else:
+        if not -ndim <= int(setting) < ndim:
+            raise ValueError(f"--channel-axis {setting} is out of range for shape {shape}")
+        channel_axis = int(setting) % ndim
+    others = [axis for axis in range(ndim) if axis != channel_axis]
+    if len(others) < 2:
+        raise ValueError(f"an image of shape {shape} has no 2D plane besides its channels")
+    return channel_axis, tuple(others[:-2])
+
+
+def read_image(path: Path) -> tuple[np.ndarray, str | None]:
+    """Pixels of an image file and, for a TIFF, its axis letters (tifffile's, e.g. ``ZYX``)."""
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
-        return tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            return series.asarray(), series.axes
     from skimage.io import imread
 
-    return imread(path)
+    return imread(path), None
 
 
 def segment_to_file(
@@ -113,21 +158,66 @@ def segment_to_file(
     out_dir: Path,
     args: argparse.Namespace,
     params: SegmentationParams,
+    letters: str | None = None,
 ) -> Path:
-    """Segment one image with a progress bar over iterations; write ``<name>_labels.tif``."""
+    """Segment one image (each plane of a stack with ``--planes``) into ``<name>_labels.tif``.
+
+    Progress bars run over the iterations of each plane.
+    """
+    from .io import write_label_tiff
+
+    channel_axis, stack_axes = image_axes(image.shape, args.channel_axis, letters)
+    if stack_axes and not args.planes:
+        described = f" (axes {letters})" if letters else ""
+        raise ValueError(
+            f"shape {image.shape}{described} is a stack of 2D planes along axes "
+            f"{', '.join(map(str, stack_axes))}; pass --planes to segment each plane, or "
+            "--channel-axis N if axis N holds channels"
+        )
+    # the stack axes first; the channels keep their place beside the plane (last: colour)
+    plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
+    arranged = np.transpose(image, [*stack_axes, *plane_axes])
+    stack_shape = arranged.shape[: len(stack_axes)]
+    engine_channel_axis = None if channel_axis is None else plane_axes.index(channel_axis)
+    planes = [
+        _segment_plane(
+            f"{name} {index}" if index else name, arranged[index], args, params, engine_channel_axis
+        )
+        for index in np.ndindex(stack_shape)
+    ]
+    labels = np.stack(planes).reshape(*stack_shape, *planes[0].shape)
+    axes = _stack_letters(letters, stack_axes)
+    return write_label_tiff(output_path(out_dir, name), labels, axes=axes)
+
+
+def _segment_plane(
+    desc: str,
+    plane: np.ndarray,
+    args: argparse.Namespace,
+    params: SegmentationParams,
+    channel_axis: int | None,
+) -> np.ndarray:
+    """Labels of one 2D plane (channels first, if any), with a progress bar over iterations."""
     from tqdm import tqdm
 
     from .core import iter_segment
-    from .io import write_label_tiff
 
-    channel_axis = guess_channel_axis(image, args.channel_axis)
     step = None
-    with tqdm(total=params.max_iter, desc=name, unit="it", leave=False, disable=args.quiet) as bar:
-        for step in iter_segment(image, params, channel_axis=channel_axis):
+    with tqdm(total=params.max_iter, desc=desc, unit="it", leave=False, disable=args.quiet) as bar:
+        for step in iter_segment(plane, params, channel_axis=channel_axis):
             bar.update(1)
             bar.set_postfix(labels=step.n_labels)
     assert step is not None
-    return write_label_tiff(output_path(out_dir, name), step.labels)
+    return step.labels
+
+
+def _stack_letters(letters: str | None, stack_axes: tuple[int, ...]) -> str | None:
+    """TIFF axes of a label stack: the input's T and Z letters where it has them, else the
+    default for the number of dimensions."""
+    if not stack_axes:
+        return None
+    kept = "".join(letters[axis] for axis in stack_axes) if letters else ""
+    return f"{kept}YX" if kept in ("T", "Z", "TZ") else None
 
 
 def output_path(out_dir: Path, name: str) -> Path:
@@ -159,9 +249,9 @@ def _inputs(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
     inputs: list[tuple[str, Any]] = []
     for sample in args.sample:
-        inputs.append((sample, lambda sample=sample: load_sample(sample)[0]))
+        inputs.append((sample, lambda sample=sample: (load_sample(sample)[0], None)))
     for path in args.images:
-        inputs.append((path.stem, lambda path=path: read_image(path)))
+        inputs.append((_file_stem(path), lambda path=path: read_image(path)))
     return _unique_names(inputs)
 
 
@@ -204,7 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         inputs, desc="images", unit="image", disable=args.quiet or len(inputs) < 2
     ):
         try:
-            written = segment_to_file(name, load(), args.out, args, params)
+            image, letters = load()
+            written = segment_to_file(name, image, args.out, args, params, letters)
         except Exception as error:  # one bad file must not stop the others
             failures += 1
             print(f"{PROG}: skipped {name}: {error}", file=sys.stderr)
