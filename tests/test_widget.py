@@ -172,6 +172,28 @@ def test_controls_show_default_preset_with_tooltips(viewer_widget):
     assert widget.params == PRESETS["paper"] == SegmentationParams()
 
 
+def test_a_preset_keeps_the_chosen_device_and_precision(viewer_widget):
+    _, widget = viewer_widget
+    widget.device.value, widget.precision.value = "cpu", "bf16"
+    widget.max_iter.value = 7
+    widget.preset.value = "paper"
+    assert widget.params == PRESETS["paper"].replace(device="cpu", precision="bf16")
+
+
+def test_channel_axis_list_follows_the_chosen_layer_in_order(viewer_widget):
+    viewer, widget = viewer_widget
+    three = viewer.add_image(np.zeros((3, 32, 32)), name="c3")
+    stack = viewer.add_image(np.zeros((5, 16, 32)), name="zyx")
+    widget.image.value = three
+    widget.channel_axis.value = 0
+    widget.image.value = stack
+    names = [
+        widget.channel_axis.native.itemText(i) for i in range(widget.channel_axis.native.count())
+    ]
+    assert names == ["none", "axis 0 (size 5)", "axis 1 (size 16)", "axis 2 (size 32)"]
+    assert widget.channel_axis.value is None
+
+
 def test_slic_settings_are_greyed_out_while_graph_superpixels_are_on(viewer_widget):
     _, widget = viewer_widget
     widget.preset.value = "paper"

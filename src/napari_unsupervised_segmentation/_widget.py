@@ -465,13 +465,18 @@ class SegmentationWidget(Container):
         return choices
 
     def _on_image_changed(self, *_: Any) -> None:
+        # emptied first: magicgui keeps items that did not change in place and appends the
+        # new ones, which would list another layer's axes out of order
+        self.channel_axis.native.clear()
         self.channel_axis.reset_choices()
         layer = self.image.value
         self.channel_axis.visible = bool(layer is not None and not layer.rgb and layer.ndim >= 3)
 
     def _on_preset(self, name: str) -> None:
+        """Fill every setting from the preset but the hardware ones (device, precision)."""
         if name in PRESETS:
-            self.params = PRESETS[name]
+            current = self.params
+            self.params = PRESETS[name].replace(device=current.device, precision=current.precision)
 
     def _on_superpixel_kind(self, *_: Any) -> None:
         slic = not self._controls["superpixel_graph_scale"].value
