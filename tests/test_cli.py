@@ -81,6 +81,11 @@ def test_sample_runs_without_an_input_file(tmp_path):
     assert main(["--sample", "coffee", "--out", str(out), "--quiet", *FAST, "--max-iter", "1"]) == 0
     labels, _ = read_label_tiff(out / "coffee_labels.tif")
     assert labels.shape == (400, 600)
+    stack = ["--sample", "stack", "--out", str(out), "--quiet", *FAST, "--max-iter", "1"]
+    assert main(stack) == 1  # a z-stack: refused without --planes
+    assert main([*stack, "--planes"]) == 0
+    labels, info = read_label_tiff(out / "stack_labels.tif")
+    assert labels.shape == (6, 160, 160) and info["axes"] == "ZYX"
 
 
 def test_unknown_sample_or_channel_axis_is_a_usage_error(tmp_path, capsys):

@@ -34,7 +34,7 @@ TOP_LEVEL = ROOT / "napari.yaml"
 WIDGET = "Unsupervised Segmentation"
 READER = f"{PLUGIN}.get_reader"
 WRITER = f"{PLUGIN}.write_labels"
-SAMPLES = {"coffee", "ihc"}
+SAMPLES = {"coffee", "ihc", "cell", "stack"}
 
 
 def _manifest_file_of(package_dirs) -> Path:

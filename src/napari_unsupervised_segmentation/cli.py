@@ -249,7 +249,7 @@ def _inputs(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
     inputs: list[tuple[str, Any]] = []
     for sample in args.sample:
-        inputs.append((sample, lambda sample=sample: (load_sample(sample)[0], None)))
+        inputs.append((sample, lambda sample=sample: load_sample(sample)))
     for path in args.images:
         inputs.append((_file_stem(path), lambda path=path: read_image(path)))
     return _unique_names(inputs)
