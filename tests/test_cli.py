@@ -54,9 +54,12 @@ def test_colour_stays_channels_last_and_stains_first(tmp_path, monkeypatch):
     tifffile.imwrite(
         tmp_path / "cyx.tif", stains, photometric="minisblack", metadata={"axes": "CYX"}
     )
-    files = [str(tmp_path / "rgb.tif"), str(tmp_path / "cyx.tif")]
+    planar = np.moveaxis(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8), -1, 0)
+    tifffile.imwrite(tmp_path / "planar.tif", planar, photometric="rgb", planarconfig="separate")
+    files = [str(tmp_path / name) for name in ("rgb.tif", "cyx.tif", "planar.tif")]
     assert main([*files, "--out", str(tmp_path / "out"), "--quiet", *FAST]) == 0
-    assert seen == [True, False]  # (H, W, 3) is RGB; the file's C axis holds three stains
+    # (H, W, 3) is RGB; the file's C axis holds three stains; planar RGB (S, Y, X) is RGB
+    assert seen == [True, False, True]
 
 
 def test_bad_file_is_reported_and_skipped_and_exit_code_says_so(tmp_path, capsys):
@@ -128,6 +131,11 @@ def test_channel_and_stack_axes():
         image_axes((5, 6, 7), "auto")
     with pytest.raises(ValueError, match="out of range"):
         image_axes((5, 6, 7), 3)
+    assert image_axes((2, 3, 4, 8, 8), "auto", "CZTYX") == (0, (2, 1))  # time before depth
+    with pytest.raises(ValueError, match="cannot tell"):  # tifffile's Q: an unknown axis
+        image_axes((24, 32, 5), "auto", "QYX")
+    with pytest.raises(ValueError, match="both channels"):
+        image_axes((2, 8, 8, 3), "auto", "CYXS")
 
 
 def test_stacks_are_refused_or_segmented_plane_by_plane(tmp_path, capsys):

@@ -171,7 +171,9 @@ def test_scikit_image_reads_the_files(tmp_path: Path) -> None:
         ("nuclei-mask.TIF", True),
         ("CELLS_SEG.TIFF", True),
         ("x_labels.ome.tif", True),
-        ("labels.tif", True),
+        ("labels.tif", False),  # no separator: not a name's ending
+        ("img labels [1].tif", True),  # napari's name for a second "img labels" layer
+        ("cellmask.tif", False),
         ("cells.tif", False),
         ("masked_cells.tif", False),
         ("segmentation.tif", False),

@@ -103,6 +103,14 @@ def channel_axis_setting(text: str) -> str | int | None:
         ) from None
 
 
+def known_letters(letters: str | None, ndim: int) -> str | None:
+    """A TIFF's axis letters when they say what every axis is, else None (tifffile writes
+    ``Q`` or ``I`` for an axis it knows nothing about)."""
+    if letters is None or len(letters) != ndim or set(letters) & set("QI"):
+        return None
+    return letters
+
+
 def image_axes(
     shape: tuple[int, ...], setting: str | int | None, letters: str | None = None
 ) -> tuple[int | None, tuple[int, ...]]:
@@ -114,8 +122,14 @@ def image_axes(
     any axis left is a stack axis.
     """
     ndim = len(shape)
+    letters = known_letters(letters, ndim)
     if setting == "auto":
-        if letters is not None and len(letters) == ndim:
+        if letters is not None:
+            if "S" in letters and "C" in letters:
+                raise ValueError(
+                    f"axes {letters} hold both channels (C) and colour samples (S); "
+                    "pass --channel-axis N for the axis to segment together"
+                )
             found = [letters.find(axis) for axis in "SC" if axis in letters]
             channel_axis = found[0] if found else None
         elif ndim == 3 and shape[-1] in (3, 4):
@@ -125,7 +139,8 @@ def image_axes(
         else:
             raise ValueError(
                 f"cannot tell the channel axis of an image of shape {shape}; pass "
-                "--channel-axis (e.g. 0 for (C, H, W)) or --channel-axis none (a grayscale stack)"
+                "--channel-axis (e.g. 0 for (C, H, W)), or --channel-axis none --planes for "
+                "a grayscale stack"
             )
     elif setting is None:
         channel_axis = None
@@ -136,7 +151,10 @@ def image_axes(
     others = [axis for axis in range(ndim) if axis != channel_axis]
     if len(others) < 2:
         raise ValueError(f"an image of shape {shape} has no 2D plane besides its channels")
-    return channel_axis, tuple(others[:-2])
+    stack = others[:-2]
+    if letters is not None:  # time before depth, as the label stack is written (TZYX)
+        stack.sort(key=lambda axis: "TZ".find(letters[axis]) % 3)
+    return channel_axis, tuple(stack)
 
 
 def read_image(path: Path) -> tuple[np.ndarray, str | None]:
@@ -174,8 +192,13 @@ def segment_to_file(
             f"{', '.join(map(str, stack_axes))}; pass --planes to segment each plane, or "
             "--channel-axis N if axis N holds channels"
         )
-    # the stack axes first; the channels keep their place beside the plane (last: colour)
+    # the stack axes first; the channels keep their place beside the plane (last: colour),
+    # except a TIFF's colour samples (S), which go last even when stored planar (S, Y, X)
     plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
+    letters = known_letters(letters, image.ndim)
+    if channel_axis is not None and letters is not None and letters[channel_axis] == "S":
+        plane_axes.remove(channel_axis)
+        plane_axes.append(channel_axis)
     arranged = np.transpose(image, [*stack_axes, *plane_axes])
     stack_shape = arranged.shape[: len(stack_axes)]
     engine_channel_axis = None if channel_axis is None else plane_axes.index(channel_axis)

@@ -40,7 +40,8 @@ _AXES_LINE = re.compile(r"^axes=([TZCYX]{2,5})$", re.MULTILINE)  # the axes as w
 _AXES_ORDER = "TZCYX"
 _DEFAULT_AXES = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TZCYX"}
 _SUFFIXES = (".tif", ".tiff")
-_LABEL_NAME = re.compile(r"(?:^|[_\-. ])(?:labels?|masks?|seg)$", re.IGNORECASE)
+# A separator, the ending, and the " [N]" napari adds to a repeated layer name.
+_LABEL_NAME = re.compile(r"[_\-. ](?:labels?|masks?|seg)(?: \[\d+\])?$", re.IGNORECASE)
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 _UINT32_MAX = int(np.iinfo(np.uint32).max)
 #: Uncompressed files at least this large are memory-mapped; smaller ones are read into
@@ -85,8 +86,10 @@ def has_label_name(path: str | os.PathLike[str]) -> bool:
     """Whether the file name marks a label image, e.g. ``*_labels.tif`` or ``*_masks.tif``.
 
     Recognised endings (case-insensitive, before ``.tif``/``.tiff``/``.ome.tif``): ``labels``,
-    ``label``, ``masks``, ``mask``, ``seg``, after ``_``, ``-``, ``.`` or a space. These are
-    the names that Cellpose, StarDist and common scripts give their label images.
+    ``label``, ``masks``, ``mask``, ``seg``, after ``_``, ``-``, ``.`` or a space, and
+    optionally followed by napari's `` [N]`` (``img labels [1].tif``). These are the names
+    that Cellpose, StarDist and common scripts give their label images. (napari offers the
+    plugin's reader only for lower-case endings: npe2 matches the name's case.)
     """
     return bool(_LABEL_NAME.search(_file_stem(Path(path))))
 
