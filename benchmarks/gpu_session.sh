@@ -6,6 +6,7 @@
 #   speed     per-iteration speed of both presets at fp32/tf32/bf16, and GPU memory
 #   paper     the paper preset on all of val
 #   demo      today's public demo (quirks init,bgr,extra) on all of val
+#   init      the preset's loop with PyTorch's default initialisation only (quirk init)
 #   demo2018  the demo before 2019 (all quirks: its middle block untrained) on all of val
 # Default: speed paper demo. A device session with a 10-minute limit per command can run
 # one part per call. The BSDS runs segment 4 images at once (forked workers share the GPU,
@@ -18,8 +19,8 @@ out=${OUT:-benchmarks/results/gpu}
 if (($#)); then parts=("$@"); else parts=(speed paper demo); fi
 for part in "${parts[@]}"; do
   case $part in
-    speed | paper | demo | demo2018) ;;
-    *) echo "unknown part: $part (speed, paper, demo, demo2018)" >&2; exit 2 ;;
+    speed | paper | demo | init | demo2018) ;;
+    *) echo "unknown part: $part (speed, paper, demo, init, demo2018)" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$out"
@@ -39,6 +40,7 @@ for part in "${parts[@]}"; do
       ;;
     paper) bsds paper --method paper ;;
     demo) bsds demo --method demo ;;
+    init) bsds init --method demo --quirks init ;;
     demo2018) bsds demo2018 --method demo --quirks all ;;
   esac
 done
