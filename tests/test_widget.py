@@ -192,6 +192,14 @@ def test_channel_axis_list_follows_the_chosen_layer_in_order(viewer_widget):
     ]
     assert names == ["none", "axis 0 (size 5)", "axis 1 (size 16)", "axis 2 (size 32)"]
     assert widget.channel_axis.value is None
+    labelled = viewer.add_image(np.zeros((3, 2, 16, 16)), name="zcyx", axis_labels="zcyx")
+    widget.image.value = labelled
+    assert widget.channel_axis.value == 1  # the axis the layer calls "c" is chosen
+    box = widget.channel_axis.native
+    assert [box.itemText(i) for i in range(box.count())][1:3] == [
+        "axis 0 (z, size 3)",
+        "axis 1 (c, size 2)",
+    ]
 
 
 def test_slic_settings_are_greyed_out_while_graph_superpixels_are_on(viewer_widget):

@@ -99,7 +99,7 @@ def cell() -> list[tuple[np.ndarray, dict[str, Any], str]]:
 
 
 def stack() -> list[tuple[np.ndarray, dict[str, Any], str]]:
-    """napari sample data: the synthetic two-channel z-stack as one image layer (choose
-    Channel axis 1 in the widget to segment both channels together)."""
+    """napari sample data: the synthetic two-channel z-stack as one image layer, its axes
+    labelled so that the widget picks Channel axis 1 (both channels segmented together)."""
     meta = {"name": "stack", "axis_labels": ("z", "c", "y", "x")}
     return [(_stack_array(), meta, "image")]

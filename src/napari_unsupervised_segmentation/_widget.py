@@ -461,7 +461,9 @@ class SegmentationWidget(Container):
         layer = self.image.value if hasattr(self, "image") else None
         if layer is not None and not layer.rgb and layer.ndim >= 3:
             shape = layer.data[0].shape if layer.multiscale else layer.data.shape
-            choices += [(f"axis {ax} (size {size})", ax) for ax, size in enumerate(shape)]
+            for axis, (size, name) in enumerate(zip(shape, _axis_names(layer), strict=True)):
+                label = f"{name}, size {size}" if name else f"size {size}"
+                choices.append((f"axis {axis} ({label})", axis))
         return choices
 
     def _on_image_changed(self, *_: Any) -> None:
@@ -470,7 +472,12 @@ class SegmentationWidget(Container):
         self.channel_axis.native.clear()
         self.channel_axis.reset_choices()
         layer = self.image.value
-        self.channel_axis.visible = bool(layer is not None and not layer.rgb and layer.ndim >= 3)
+        may_have_channels = bool(layer is not None and not layer.rgb and layer.ndim >= 3)
+        self.channel_axis.visible = may_have_channels
+        if may_have_channels:  # an axis the layer calls "c" or "channel" is chosen
+            named = [i for i, n in enumerate(_axis_names(layer)) if n in _CHANNEL_NAMES]
+            if len(named) == 1:
+                self.channel_axis.value = named[0]
 
     def _on_preset(self, name: str) -> None:
         """Fill every setting from the preset but the hardware ones (device, precision)."""
@@ -675,6 +682,18 @@ def _final_status(run: _Run) -> str:
             f" (loss {last.loss:.4f})."
         )
     return f"{text}\n{run.inp.note}" if run.inp.note else text
+
+
+#: Axis labels that say an axis holds channels.
+_CHANNEL_NAMES = frozenset({"c", "ch", "channel", "channels"})
+
+
+def _axis_names(layer: Any) -> list[str]:
+    """The layer's axis labels, lower-cased, with napari's default numbers ("-3") as ""."""
+    labels = [str(label) for label in getattr(layer, "axis_labels", None) or ()]
+    if len(labels) != layer.ndim:
+        return [""] * layer.ndim
+    return ["" if label.lstrip("-").isdigit() else label.lower() for label in labels]
 
 
 def _make_controls() -> dict[str, Any]:
