@@ -136,6 +136,7 @@ def test_channel_and_stack_axes():
         image_axes((24, 32, 5), "auto", "QYX")
     with pytest.raises(ValueError, match="both channels"):
         image_axes((2, 8, 8, 3), "auto", "CYXS")
+    assert image_axes((2, 8, 8, 3), 0, "CYXS") == (0, (3,))  # as advised: the plane stays Y, X
 
 
 def test_stacks_are_refused_or_segmented_plane_by_plane(tmp_path, capsys):

@@ -454,7 +454,7 @@ def test_an_image_too_large_for_the_memory_available_is_refused_before_training(
     from napari_unsupervised_segmentation.core import memory
 
     image = np.random.default_rng(0).random((64, 96))
-    settings = PRESETS["paper"].replace(max_iter=2, n_superpixels=50)
+    settings = PRESETS["paper"].replace(max_iter=2, n_superpixels=50, device="cpu")
     network, other = memory.estimate_bytes(64, 96, settings)
     assert network == 64 * 96 * 4 * 100 * 9  # 100 filters, 9 float32 maps each (2 blocks)
     monkeypatch.setattr(memory, "available_memory", lambda: network + other - 1)

@@ -70,6 +70,8 @@ def test_layers_segment_menu_docks_the_widget(make_napari_viewer):
         ("img_cp_masks.tif", True),  # Cellpose
         ("stack-mask.TIFF", True),  # npe2 lower-cases the extension only
         ("nuclei.seg.ome.tif", True),
+        ("cells_masks [1].tif", True),  # a second "cells_masks" layer, saved
+        ("x_seg [2].ome.tiff", True),
         ("cells.tif", False),
         ("cellmask.tif", False),  # no separator before the ending
         ("stack.ome.tiff", False),
@@ -85,3 +87,10 @@ def test_reader_is_offered_for_label_names_only(name, offered):
     assert (PLUGIN in readers) is offered  # as napari's File > Open decides
     if name.lower().endswith((".tif", ".tiff")):
         assert has_label_name(name) is offered  # the patterns and the reader's rule agree
+
+
+def test_reader_patterns_are_the_ones_the_name_rule_generates(manifest):
+    from napari_unsupervised_segmentation.io._label_tiff import reader_filename_patterns
+
+    [reader] = manifest.contributions.readers
+    assert list(reader.filename_patterns) == reader_filename_patterns()

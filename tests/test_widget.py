@@ -392,7 +392,7 @@ def test_an_image_too_large_for_the_memory_notifies_and_nothing_starts(
     # enough for the plane, not for the network on the CPU: refused as training starts
     network, other = memory.estimate_bytes(32, 32, FAST)
     monkeypatch.setattr(memory, "available_memory", lambda: other + network // 2)
-    _start(widget, layer)
+    _start(widget, layer, FAST.replace(device="cpu"))  # the network in the computer's memory
     _wait_done(qtbot, widget)
     assert "needs about" in errors()[-1] and "MemoryError" not in errors()[-1]
     assert [lay.name for lay in viewer.layers] == ["img"]

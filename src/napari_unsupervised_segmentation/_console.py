@@ -199,9 +199,11 @@ def layer_input(
     ``dims`` is the viewer's ``viewer.dims`` (None: the layer's last two axes at index 0).
     ``channel_axis`` names a layer axis holding channels of a non-RGB layer. RGB(A) layers
     use their colour axis. Raises ValueError with a message for the user when the layer
-    cannot be segmented. With ``params``, a plane too large to segment in the memory
-    available raises MemoryError before it is copied (a multiscale layer's full-resolution
-    level can be far larger than what the screen shows).
+    cannot be segmented. With ``params``, a plane whose computer-memory share (see
+    :func:`~napari_unsupervised_segmentation.core.memory.check_memory`; the network's is
+    checked when training starts) exceeds the memory available raises MemoryError before it
+    is copied (a multiscale layer's full-resolution level can be far larger than what the
+    screen shows).
     """
     from napari.layers import Image
 
@@ -272,15 +274,20 @@ def _source_of(inp: LayerInput) -> dict[str, Any]:
 def _record_write(layer: Labels, inp: LayerInput) -> None:
     """Note in the layer's metadata which plane it holds and a fingerprint of its data.
 
-    The layer's ``id`` is kept too: napari copies the metadata into a duplicate, which must
-    not pass for the plugin's layer.
+    The layer's ``unique_id`` is kept too: napari copies the metadata into a duplicate,
+    which must not pass for the plugin's layer.
     """
     layer.metadata[METADATA_KEY] = {
         **_source_of(inp),
-        "layer": id(layer),
+        "layer": _identity(layer),
         "name": layer.name,
         "fingerprint": _fingerprint(layer.data),
     }
+
+
+def _identity(layer: Any) -> str:
+    """A layer's napari ``unique_id`` (a UUID; ``id()`` where napari has none)."""
+    return str(getattr(layer, "unique_id", id(layer)))
 
 
 def holds_last_write(layer: Any, inp: LayerInput) -> bool:
@@ -292,7 +299,7 @@ def holds_last_write(layer: Any, inp: LayerInput) -> bool:
     record = layer.metadata.get(METADATA_KEY) if isinstance(layer, Labels) else None
     return (
         isinstance(record, dict)
-        and record.get("layer") == id(layer)
+        and record.get("layer") == _identity(layer)
         and record.get("name") == layer.name
         and all(record.get(key) == value for key, value in _source_of(inp).items())
         and record.get("fingerprint") == _fingerprint(layer.data)

@@ -83,23 +83,33 @@ def load_sample(name: str) -> tuple[np.ndarray, str]:
     return sample.load(), sample.axes
 
 
+def _layer(name: str) -> list[tuple[np.ndarray, dict[str, Any], str]]:
+    """The sample as napari LayerData: RGB for colour samples, axis labels for stacks."""
+    image, axes = load_sample(name)
+    meta: dict[str, Any] = {"name": name}
+    if "S" in axes:
+        meta["rgb"] = True
+    elif len(axes) > 2:
+        meta["axis_labels"] = tuple(axes.lower())
+    return [(image, meta, "image")]
+
+
 def coffee() -> list[tuple[np.ndarray, dict[str, Any], str]]:
     """napari sample data: the coffee cup photo as an RGB image layer."""
-    return [(_coffee_array(), {"name": "coffee", "rgb": True}, "image")]
+    return _layer("coffee")
 
 
 def ihc() -> list[tuple[np.ndarray, dict[str, Any], str]]:
     """napari sample data: the IHC micrograph as an RGB image layer."""
-    return [(_ihc_array(), {"name": "ihc", "rgb": True}, "image")]
+    return _layer("ihc")
 
 
 def cell() -> list[tuple[np.ndarray, dict[str, Any], str]]:
     """napari sample data: the phase-contrast cell as a grayscale image layer."""
-    return [(_cell_array(), {"name": "cell"}, "image")]
+    return _layer("cell")
 
 
 def stack() -> list[tuple[np.ndarray, dict[str, Any], str]]:
     """napari sample data: the synthetic two-channel z-stack as one image layer, its axes
-    labelled so that the widget picks Channel axis 1 (both channels segmented together)."""
-    meta = {"name": "stack", "axis_labels": ("z", "c", "y", "x")}
-    return [(_stack_array(), meta, "image")]
+    labelled ``z c y x`` so that the widget picks Channel axis 1 (both channels together)."""
+    return _layer("stack")

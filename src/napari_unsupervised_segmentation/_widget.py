@@ -175,10 +175,17 @@ def train_updates(
         finally:
             steps.close()
     except Exception as exc:  # shown as a notification by the widget
-        known = isinstance(exc, ValueError | MemoryError)  # messages written for the user
-        yield Failure(str(exc) if known else f"{type(exc).__name__}: {exc}")
+        yield Failure(user_message(exc))
     finally:
         done.set()
+
+
+def user_message(exc: BaseException) -> str:
+    """The text a notification shows for ``exc``: the engine's ValueError and MemoryError
+    messages are written for the user; anything else also says what kind of error it is."""
+    if isinstance(exc, ValueError | MemoryError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _lower_thread_priority() -> None:
@@ -542,8 +549,7 @@ class SegmentationWidget(Container):
             params = self.params
             inp = layer_input(layer, self._viewer.dims, self.channel_axis.value, params)
         except Exception as exc:  # e.g. a layer that cannot be segmented: tell, never raise
-            known = isinstance(exc, ValueError | MemoryError)
-            show_error(str(exc) if known else f"{type(exc).__name__}: {exc}")
+            show_error(user_message(exc))
             return
         self._start(inp, params)
 

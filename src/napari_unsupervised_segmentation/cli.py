@@ -117,9 +117,10 @@ def image_axes(
     """The channel axis and the stack axes (one 2D plane per index) of an image.
 
     ``setting`` is ``--channel-axis``. ``"auto"``: a TIFF's own axis letters say it when
-    known (``S``, the samples of RGB, or else ``C``, holds channels); otherwise 2D is
-    grayscale and a last axis of 3 or 4 is colour. The last two other axes are the plane;
-    any axis left is a stack axis.
+    known (``S``, the samples of RGB, or ``C``; both at once is an error); otherwise 2D is
+    grayscale and a last axis of 3 or 4 is colour. The plane is the ``Y`` and ``X`` axes
+    when the letters are known, else the last two axes other than the channels; any axis
+    left is a stack axis, time before depth.
     """
     ndim = len(shape)
     letters = known_letters(letters, ndim)
@@ -151,7 +152,19 @@ def image_axes(
     others = [axis for axis in range(ndim) if axis != channel_axis]
     if len(others) < 2:
         raise ValueError(f"an image of shape {shape} has no 2D plane besides its channels")
-    stack = others[:-2]
+    if (
+        letters is not None
+        and {"Y", "X"} <= set(letters)
+        and channel_axis
+        not in (
+            letters.find("Y"),
+            letters.find("X"),
+        )
+    ):
+        plane = [letters.find("Y"), letters.find("X")]
+    else:
+        plane = others[-2:]
+    stack = [axis for axis in others if axis not in plane]
     if letters is not None:  # time before depth, as the label stack is written (TZYX)
         stack.sort(key=lambda axis: "TZ".find(letters[axis]) % 3)
     return channel_axis, tuple(stack)

@@ -40,8 +40,14 @@ _AXES_LINE = re.compile(r"^axes=([TZCYX]{2,5})$", re.MULTILINE)  # the axes as w
 _AXES_ORDER = "TZCYX"
 _DEFAULT_AXES = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TZCYX"}
 _SUFFIXES = (".tif", ".tiff")
+#: Endings that mark a label file's name (after a separator), and the TIFF suffixes.
+LABEL_ENDINGS = ("labels", "label", "masks", "mask", "seg")
+_SEPARATORS = "_. -"
+_TIFF_SUFFIXES = ("tif", "tiff", "ome.tif", "ome.tiff")
 # A separator, the ending, and the " [N]" napari adds to a repeated layer name.
-_LABEL_NAME = re.compile(r"[_\-. ](?:labels?|masks?|seg)(?: \[\d+\])?$", re.IGNORECASE)
+_LABEL_NAME = re.compile(
+    rf"[{re.escape(_SEPARATORS)}](?:{'|'.join(LABEL_ENDINGS)})(?: \[[^\]]*\])?$", re.IGNORECASE
+)
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 _UINT32_MAX = int(np.iinfo(np.uint32).max)
 #: Uncompressed files at least this large are memory-mapped; smaller ones are read into
@@ -85,13 +91,26 @@ class LabelTiffError(ValueError):
 def has_label_name(path: str | os.PathLike[str]) -> bool:
     """Whether the file name marks a label image, e.g. ``*_labels.tif`` or ``*_masks.tif``.
 
-    Recognised endings (case-insensitive, before ``.tif``/``.tiff``/``.ome.tif``): ``labels``,
-    ``label``, ``masks``, ``mask``, ``seg``, after ``_``, ``-``, ``.`` or a space, and
-    optionally followed by napari's `` [N]`` (``img labels [1].tif``). These are the names
-    that Cellpose, StarDist and common scripts give their label images. (napari offers the
-    plugin's reader only for lower-case endings: npe2 matches the name's case.)
+    Recognised endings (:data:`LABEL_ENDINGS`, case-insensitive, before ``.tif``, ``.tiff``,
+    ``.ome.tif`` or ``.ome.tiff``): ``labels``, ``label``, ``masks``, ``mask``, ``seg``, after
+    ``_``, ``-``, ``.`` or a space, optionally followed by napari's `` [N]``
+    (``img labels [1].tif``). These are the names that Cellpose, StarDist and common
+    scripts give their label images. (napari offers the plugin's reader only for lower-case
+    endings: see :func:`reader_filename_patterns`.)
     """
     return bool(_LABEL_NAME.search(_file_stem(Path(path))))
+
+
+def reader_filename_patterns() -> list[str]:
+    """The napari reader's filename patterns (``napari.yaml``): the names
+    :func:`has_label_name` accepts, with lower-case endings (npe2 lower-cases the patterns
+    and compares them with the name, lower-cased from its first dot only)."""
+    return [
+        f"*[{_SEPARATORS}]{ending}{tail}.{suffix}"
+        for ending in LABEL_ENDINGS
+        for tail in ("", " [[]*]")
+        for suffix in _TIFF_SUFFIXES
+    ]
 
 
 def label_dtype(labels: Any) -> np.dtype:
