@@ -49,16 +49,6 @@ def available_memory() -> int | None:
     return int(memory.total if sys.platform == "darwin" else memory.available)
 
 
-def spatial_shape(shape: tuple[int, ...], channel_axis: int | None) -> tuple[int, int] | None:
-    """``(H, W)`` of an image of ``shape`` with ``channel_axis``, None if they do not fit."""
-    if channel_axis is None:
-        return (shape[0], shape[1]) if len(shape) == 2 else None
-    if len(shape) != 3 or not -3 <= channel_axis <= 2:
-        return None
-    height, width = (size for axis, size in enumerate(shape) if axis != channel_axis % 3)
-    return height, width
-
-
 def check_memory(
     height: int, width: int, settings: SegmentationParams, *, network_in_memory: bool = True
 ) -> None:

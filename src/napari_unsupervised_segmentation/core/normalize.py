@@ -75,6 +75,17 @@ def prepare_image(image: np.ndarray, channel_axis: int | None = None) -> Prepare
     return PreparedImage(channels=channels, is_rgb=array.shape[2] == 3 and channels_were_last)
 
 
+def plane_shape(shape: tuple[int, ...], channel_axis: int | None) -> tuple[int, int] | None:
+    """``(H, W)`` of an image of ``shape`` with ``channel_axis``, from the shape alone (no
+    copy); None when they do not fit together (:func:`prepare_image` then says why)."""
+    if channel_axis is None:
+        return (shape[0], shape[1]) if len(shape) == 2 else None
+    if len(shape) != 3 or not -3 <= channel_axis <= 2:
+        return None
+    height, width = (size for axis, size in enumerate(shape) if axis != channel_axis % 3)
+    return height, width
+
+
 def _check_dtype(array: np.ndarray) -> None:
     if array.dtype.kind == "b":
         raise ValueError("image has dtype bool: convert it to an integer or float image first")

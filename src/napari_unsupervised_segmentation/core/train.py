@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from .devices import precision_context, resolve_device
-from .memory import check_memory, spatial_shape
+from .memory import check_memory
 from .model import SegmentationNet
-from .normalize import PreparedImage, prepare_image
+from .normalize import PreparedImage, plane_shape, prepare_image
 from .params import PRESETS, SegmentationParams
 from .postprocess import LabelFinisher
 from .refine import SuperpixelRefiner, compute_superpixels
@@ -112,7 +112,7 @@ def iter_segment(
     """
     settings = resolve_params(params, **overrides)
     device = resolve_device(settings.device)
-    plane = spatial_shape(np.shape(image), channel_axis)
+    plane = plane_shape(np.shape(image), channel_axis)
     if plane is not None:  # (else prepare_image says what is wrong) before any copy is made
         check_memory(*plane, settings, network_in_memory=device.type in ("cpu", "mps"))
     prepared = prepare_image(image, channel_axis)
