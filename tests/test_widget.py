@@ -502,3 +502,20 @@ def test_settings_outside_the_controls_are_refused_without_changing_any(viewer_w
     with pytest.raises(ValueError, match="lr=0.0001 is outside the widget's 0.001 to 100"):
         widget.params = PRESETS["paper"].replace(lr=1e-4)  # paper differs in most settings
     assert widget.params == before
+
+
+def test_the_stack_sample_segments_both_channels_of_the_plane_shown(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    [layer] = viewer.open_sample("napari-unsupervised-segmentation", "stack")
+    viewer.dims.set_current_step(0, 2)
+    widget.image.value = layer
+    assert widget.channel_axis.value == 1  # labelled "c": chosen without a click
+    widget.params = FAST
+    widget.run()
+    _wait_done(qtbot, widget)
+    labels = widget.labels_layer
+    assert labels.data.shape == (1, 2, 160, 160)
+    np.testing.assert_allclose(labels.translate, (2, 0, 0, 0))
+    expected = segment(layer.data[2], FAST, channel_axis=0)  # (C, Y, X): two stains
+    np.testing.assert_array_equal(labels.data[0, 0], expected)
+    np.testing.assert_array_equal(labels.data[0, 1], expected)
