@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-_AXES_ORDER = "TZCYX"
-
 
 class LabelsNotSavedError(RuntimeError):
     """The layer's data cannot be stored as a label TIFF; nothing was written.
@@ -55,10 +53,11 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 
 def _axes_from_labels(labels: Sequence[str] | None, ndim: int) -> str | None:
     """TIFF axes from napari axis labels such as ``("z", "y", "x")``, else None."""
+    from .io._label_tiff import _check_axes
+
     if not labels or len(labels) != ndim:
         return None
-    axes = "".join(str(label).upper() for label in labels)
-    order = [_AXES_ORDER.find(axis) for axis in axes]
-    if len(axes) != ndim or -1 in order or order != sorted(set(order)) or axes[-2:] != "YX":
+    try:
+        return _check_axes("".join(str(label) for label in labels), ndim)
+    except ValueError:  # not letters of TZCYX in order ending in YX: the default axes
         return None
-    return axes
