@@ -26,8 +26,9 @@ def estimate_bytes(height: int, width: int, settings: SegmentationParams) -> tup
 
     The network part lives on the training device; the other part in the computer's memory.
     Fitted on the 2-core CPU of the project's benchmarks (coffee sample resized to 0.96 and
-    2.16 megapixels, growth of the peak resident memory): 1.16 kB per pixel for the
-    ``default`` preset (estimate 1.41) and 3.5 kB for ``paper`` (estimate 3.86).
+    2.16 megapixels, growth of the peak resident memory: 1120 and 2514 MiB for the
+    ``default`` preset, 3379 and 7563 MiB for ``paper``): 1.22 kB per pixel for ``default``
+    (estimate 1.41) and 3.67 kB for ``paper`` (estimate 3.86).
     """
     pixels = int(height) * int(width)
     maps = _MAPS_PER_BLOCK * settings.n_conv + _MAPS_CLASSIFIER
