@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._sample_data import SAMPLES as SAMPLE_NAMES
+from ._sample_data import SAMPLES, load_sample
 from .core.params import PRESETS, SegmentationParams
 from .io._label_tiff import _file_stem
 
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--sample",
         action="append",
         default=[],
-        choices=sorted(SAMPLE_NAMES),
+        choices=sorted(SAMPLES),
         help="segment a bundled sample image instead of / besides files",
     )
     parser.add_argument(
@@ -152,18 +152,11 @@ def image_axes(
     others = [axis for axis in range(ndim) if axis != channel_axis]
     if len(others) < 2:
         raise ValueError(f"an image of shape {shape} has no 2D plane besides its channels")
-    if (
-        letters is not None
-        and {"Y", "X"} <= set(letters)
-        and channel_axis
-        not in (
-            letters.find("Y"),
-            letters.find("X"),
-        )
-    ):
-        plane = [letters.find("Y"), letters.find("X")]
-    else:
-        plane = others[-2:]
+    plane = others[-2:]
+    if letters is not None and {"Y", "X"} <= set(letters):
+        named = [letters.index("Y"), letters.index("X")]
+        if channel_axis not in named:
+            plane = named
     stack = [axis for axis in others if axis not in plane]
     if letters is not None:  # time before depth, as the label stack is written (TZYX)
         stack.sort(key=lambda axis: "TZ".find(letters[axis]) % 3)
@@ -281,8 +274,6 @@ def _overwrite_problems(args: argparse.Namespace, names: Sequence[str]) -> list[
 
 def _inputs(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """(name, loader) for every sample and file, in the order given."""
-    from ._sample_data import load_sample
-
     inputs: list[tuple[str, Any]] = []
     for sample in args.sample:
         inputs.append((sample, lambda sample=sample: load_sample(sample)))

@@ -236,10 +236,11 @@ def read_label_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str,
             sizes, unit, marker, written_axes = _describe(tif)
             # tifffile drops axes of size 1; the writer's files say which axes they had
             full_axes, full_shape = series.get_axes(False), series.get_shape(False)
+            restored: tuple[int, ...] | None = None
             if written_axes and all(axis in full_axes for axis in written_axes):
                 unsqueezed = tuple(full_shape[full_axes.index(axis)] for axis in written_axes)
                 if np.prod(unsqueezed) == np.prod(shape):
-                    axes = written_axes
+                    axes, restored = written_axes, unsqueezed
             _check_complete(source, series)
             offset = series.dataoffset
             file_dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
@@ -258,8 +259,8 @@ def read_label_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str,
         if mappable:
             mapped = np.memmap(source, dtype=file_dtype, mode="c", offset=offset, shape=shape)
             data = np.asarray(mapped)
-        if axes != series.axes:
-            data = data.reshape(unsqueezed)
+        if restored is not None:
+            data = data.reshape(restored)
     except (FileNotFoundError, LabelTiffError):
         raise
     except Exception as exc:
