@@ -35,14 +35,14 @@ def test_segments_files_into_label_tiffs_matching_the_api(tmp_path):
     assert read_label_tiff(out / "gray_labels.tif")[0].shape == (20, 30)
 
 
-def test_colour_stays_channels_last_and_stains_first(tmp_path, monkeypatch):
+def test_colour_is_told_by_the_tiff_axes_or_the_rgb_flag(tmp_path, monkeypatch):
     from napari_unsupervised_segmentation.core import normalize
 
     seen = []
     original = normalize.prepare_image
 
-    def spy(image, channel_axis=None):
-        prepared = original(image, channel_axis)
+    def spy(image, channel_axis=None, rgb=None):
+        prepared = original(image, channel_axis, rgb)
         seen.append(prepared.is_rgb)
         return prepared
 
@@ -56,10 +56,22 @@ def test_colour_stays_channels_last_and_stains_first(tmp_path, monkeypatch):
     )
     planar = np.moveaxis(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8), -1, 0)
     tifffile.imwrite(tmp_path / "planar.tif", planar, photometric="rgb", planarconfig="separate")
-    files = [str(tmp_path / name) for name in ("rgb.tif", "cyx.tif", "planar.tif")]
+    tifffile.imwrite(
+        tmp_path / "yxc.tif",
+        np.moveaxis(stains, 0, -1),
+        photometric="minisblack",
+        metadata={"axes": "YXC"},
+    )
+    names = ("rgb.tif", "cyx.tif", "planar.tif", "yxc.tif")
+    files = [str(tmp_path / name) for name in names]
     assert main([*files, "--out", str(tmp_path / "out"), "--quiet", *FAST]) == 0
-    # (H, W, 3) is RGB; the file's C axis holds three stains; planar RGB (S, Y, X) is RGB
-    assert seen == [True, False, True]
+    # (H, W, 3) is RGB; a C axis holds stains, also when last; planar RGB (S, Y, X) is RGB
+    assert seen == [True, False, True, False]
+    seen.clear()
+    args = ["--out", str(tmp_path / "again"), "--quiet", *FAST]
+    assert main([files[0], "--no-rgb", *args]) == 0
+    assert main([files[1], "--rgb", *args]) == 0
+    assert seen == [False, True]
 
 
 def test_bad_file_is_reported_and_skipped_and_exit_code_says_so(tmp_path, capsys):

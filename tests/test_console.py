@@ -257,7 +257,23 @@ def test_four_uint8_channels_of_a_layer_are_all_used(make_napari_viewer):
     data[3, 8:24, 8:24] = 200  # the square exists only in the fourth channel
     viewer.add_image(data, name="c4")
     inp = layer_input(viewer.layers["c4"], viewer.dims, channel_axis=0)
-    assert inp.image.shape == (4, 32, 32) and inp.channel_axis == 0  # not taken for RGBA
+    assert inp.image.shape == (4, 32, 32) and inp.channel_axis == 0 and not inp.rgb  # no RGBA
     labels = segment_layer("c4", viewer, FAST, channel_axis=0)
     np.testing.assert_array_equal(labels.data[0], segment(data, FAST, channel_axis=0))
     assert len(np.unique(labels.data[0])) > 1
+
+
+def test_colour_comes_from_the_layer_not_from_where_the_channels_lie(make_napari_viewer):
+    viewer = make_napari_viewer()
+    photo = np.zeros((32, 32, 3), np.uint8)
+    photo[:, 16:] = (200, 40, 40)
+    viewer.add_image(photo, name="photo")  # napari takes (H, W, 3) uint8 as RGB
+    viewer.add_image(photo, name="stains", rgb=False)  # a 3D stack; its last axis: channels
+    colour = layer_input(viewer.layers["photo"], viewer.dims)
+    assert colour.rgb and colour.channel_axis == -1
+    viewer.dims.order = (2, 0, 1)  # display the stack's first two axes
+    stains = layer_input(viewer.layers["stains"], viewer.dims, channel_axis=2)
+    assert not stains.rgb and stains.image.shape == (3, 32, 32)
+    labels = segment_layer("stains", viewer, FAST, channel_axis=2)
+    expected = segment(photo, FAST, channel_axis=-1, rgb=False)
+    np.testing.assert_array_equal(labels.data[..., 0], expected)

@@ -225,6 +225,33 @@ def test_multichannel_microscopy_is_not_rgb():
     assert segment(image, channel_axis=0, max_iter=2, **TINY).shape == (20, 24)
 
 
+def test_rgb_argument_overrides_the_guess_from_the_layout():
+    stains = np.random.default_rng(1).integers(0, 4000, (20, 24, 3), dtype=np.uint16)
+    assert prepare_image(stains, channel_axis=-1).is_rgb  # the guess: channels last are RGB
+    as_stains = prepare_image(stains, channel_axis=-1, rgb=False)
+    assert not as_stains.is_rgb and as_stains.channels.shape == (20, 24, 3)
+    # the same labels as the same stains given channels first, where the guess is "stains"
+    np.testing.assert_array_equal(
+        segment(stains, channel_axis=-1, rgb=False, max_iter=3, **TINY),
+        segment(np.moveaxis(stains, -1, 0), channel_axis=0, max_iter=3, **TINY),
+    )
+    four = np.zeros((24, 32, 4), np.uint8)
+    four[..., 3] = 255
+    assert prepare_image(four, channel_axis=-1, rgb=False).channels.shape == (24, 32, 4)
+    rgba_first = np.moveaxis(np.dstack([two_colour_image(), four[..., 3]]), -1, 0)
+    colour = prepare_image(rgba_first.astype(np.uint16), channel_axis=0, rgb=True)
+    assert colour.is_rgb and colour.channels.shape == (24, 32, 3)
+
+
+@pytest.mark.parametrize(
+    ("image", "channel_axis"),
+    [(np.zeros((8, 8, 2)), -1), (np.zeros((5, 8, 8)), 0), (np.zeros((8, 8)), None)],
+)
+def test_rgb_true_needs_three_or_four_channels(image, channel_axis):
+    with pytest.raises(ValueError, match="rgb=True needs 3"):
+        prepare_image(image, channel_axis=channel_axis, rgb=True)
+
+
 @pytest.mark.parametrize(
     ("image", "kwargs", "message"),
     [

@@ -119,6 +119,7 @@ class LayerInput:
 
     image: np.ndarray  # the plane: (H, W), (H, W, 3|4) for an RGB(A) layer, else (C, H, W)
     channel_axis: int | None  # for the engine: -1 (RGB), 0 (channels) or None
+    rgb: bool  # the layer's colour axis holds the channels (else they are independent)
     layer_name: str
     layer_shape: tuple[int, ...]  # the layer's spatial shape (RGB channels excluded)
     plan: PlanePlan
@@ -237,13 +238,14 @@ def layer_input(
         key = (*key, slice(None))
     image = np.array(data[key])  # a copy: the user may edit the layer while training runs
     engine_channel_axis: int | None = -1 if rgb else None
-    if plan.channel_axis is not None:  # first: the engine takes channels last for colour
+    if plan.channel_axis is not None:  # (C, H, W), microscopy's usual layout
         kept = [ax for ax, i in enumerate(plan.index) if i is None]
         image = np.moveaxis(image, kept.index(plan.channel_axis), 0)
         engine_channel_axis = 0
     return LayerInput(
         image=image,
         channel_axis=engine_channel_axis,
+        rgb=rgb,
         layer_name=layer.name,
         layer_shape=spatial_shape,
         plan=plan,
@@ -390,5 +392,5 @@ def segment_layer(
     settings = resolve_params(params, **overrides)
     inp = layer_input(layer, viewer.dims, channel_axis=channel_axis, params=settings)
 
-    labels = segment(inp.image, settings, channel_axis=inp.channel_axis)
+    labels = segment(inp.image, settings, channel_axis=inp.channel_axis, rgb=inp.rgb)
     return show_labels(viewer, inp, labels)

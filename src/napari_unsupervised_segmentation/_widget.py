@@ -136,6 +136,8 @@ def train_updates(
     done: threading.Event,
     interval: float = UPDATE_INTERVAL,
     clock: Callable[[], float] = time.monotonic,
+    *,
+    rgb: bool | None = None,
 ) -> Iterator[Update | Failure]:
     """Run the engine and yield throttled :class:`Update` s (runs in the worker thread).
 
@@ -144,12 +146,14 @@ def train_updates(
     Setting ``stop`` ends training before the next iteration (a step that finishes meanwhile
     is still sent, as the final one). Engine errors are yielded as a :class:`Failure`
     instead of raised, so nothing reaches the Qt event loop. ``done`` is set at the end.
+    ``channel_axis`` and ``rgb`` say how ``image`` holds its channels, as in
+    :func:`~napari_unsupervised_segmentation.iter_segment`.
     """
     _lower_thread_priority()
     try:
         from .core import iter_segment
 
-        steps = iter_segment(image, params, channel_axis=channel_axis)
+        steps = iter_segment(image, params, channel_axis=channel_axis, rgb=rgb)
         try:
             last_sent: float | None = None
             wait = interval
@@ -577,6 +581,7 @@ class SegmentationWidget(Container):
             run.stop,
             run.done,
             self.update_interval,
+            rgb=inp.rgb,
         )
         run.worker.yielded.connect(_weak_slot(self._on_yielded, run))
         run.worker.finished.connect(_weak_slot(self._on_finished, run))

@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
         "grayscale, (H, W, 3|4) colour",
     )
     parser.add_argument(
+        "--rgb",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the channels are colour, RGB or RGBA (--no-rgb: independent channels such as "
+        "stains); default: a TIFF's S axis is colour and its C axis is not, else three "
+        "channels last (four if uint8) are colour",
+    )
+    parser.add_argument(
         "--planes",
         action="store_true",
         help="segment each 2D plane of a stack (z-stack, time series) on its own and write "
@@ -198,19 +206,23 @@ def segment_to_file(
             f"{', '.join(map(str, stack_axes))}; pass --planes to segment each plane, or "
             "--channel-axis N if axis N holds channels"
         )
-    # the stack axes first; the channels keep their place beside the plane (last: colour),
-    # except a TIFF's colour samples (S), which go last even when stored planar (S, Y, X)
+    # the stack axes first; the channels keep their place beside the plane
     plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
     letters = known_letters(letters, image.ndim)
-    if channel_axis is not None and letters is not None and letters[channel_axis] == "S":
-        plane_axes.remove(channel_axis)
-        plane_axes.append(channel_axis)
+    rgb = args.rgb
+    if rgb is None and channel_axis is not None and letters is not None:
+        rgb = {"S": True, "C": False}.get(letters[channel_axis])  # S: RGB, even planar
     arranged = np.transpose(image, [*stack_axes, *plane_axes])
     stack_shape = arranged.shape[: len(stack_axes)]
     engine_channel_axis = None if channel_axis is None else plane_axes.index(channel_axis)
     planes = [
         _segment_plane(
-            f"{name} {index}" if index else name, arranged[index], args, params, engine_channel_axis
+            f"{name} {index}" if index else name,
+            arranged[index],
+            args,
+            params,
+            engine_channel_axis,
+            rgb,
         )
         for index in np.ndindex(stack_shape)
     ]
@@ -225,15 +237,16 @@ def _segment_plane(
     args: argparse.Namespace,
     params: SegmentationParams,
     channel_axis: int | None,
+    rgb: bool | None,
 ) -> np.ndarray:
-    """Labels of one 2D plane (channels first, if any), with a progress bar over iterations."""
+    """Labels of one 2D plane, with a progress bar over iterations."""
     from tqdm import tqdm
 
     from .core import iter_segment
 
     step = None
     with tqdm(total=params.max_iter, desc=desc, unit="it", leave=False, disable=args.quiet) as bar:
-        for step in iter_segment(plane, params, channel_axis=channel_axis):
+        for step in iter_segment(plane, params, channel_axis=channel_axis, rgb=rgb):
             bar.update(1)
             bar.set_postfix(labels=step.n_labels)
     assert step is not None

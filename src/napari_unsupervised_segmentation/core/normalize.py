@@ -28,7 +28,9 @@ class PreparedImage:
         return self.channels.shape[:2]
 
 
-def prepare_image(image: np.ndarray, channel_axis: int | None = None) -> PreparedImage:
+def prepare_image(
+    image: np.ndarray, channel_axis: int | None = None, rgb: bool | None = None
+) -> PreparedImage:
     """Validate ``image`` and normalise each channel to [0, 1].
 
     Parameters
@@ -37,9 +39,13 @@ def prepare_image(image: np.ndarray, channel_axis: int | None = None) -> Prepare
         A 2D grayscale image ``(H, W)`` when ``channel_axis`` is None, else a 2D image with
         one channel axis, e.g. ``(H, W, 3)`` RGB or ``(C, H, W)`` multichannel.
     channel_axis : int or None
-        Axis of ``image`` holding the channels. Three channels on the last axis are taken
-        as RGB, four uint8 channels there as RGBA, whose alpha is dropped; channels on any
-        other axis (``(C, H, W)``) are independent channels, e.g. microscopy stains.
+        Axis of ``image`` holding the channels.
+    rgb : bool or None
+        Whether the channels are colour: True for RGB (3 channels) or RGBA (4, the alpha is
+        dropped), False for independent channels such as microscopy stains (no colour
+        conversion, no channel dropped). None guesses from the layout, as photos come:
+        three channels on the last axis are RGB and four uint8 channels there RGBA; channels
+        on any other axis (``(C, H, W)``) are independent.
 
     Returns
     -------
@@ -52,12 +58,23 @@ def prepare_image(image: np.ndarray, channel_axis: int | None = None) -> Prepare
     ------
     ValueError
         For NaN or inf, an empty image or a side shorter than 2 pixels, bool, complex or
-        non-numeric data, and a dimension count or ``channel_axis`` that does not fit.
+        non-numeric data, a dimension count or ``channel_axis`` that does not fit, and
+        ``rgb=True`` without 3 or 4 channels.
     """
     array = np.asarray(image)
     _check_dtype(array)
     channels_were_last = channel_axis is not None and channel_axis in (-1, array.ndim - 1)
     array = _channels_last(array, channel_axis)
+    if rgb is None:
+        # Photos come (H, W, 3) or (H, W, 4) uint8; a (C, H, W) stack is microscopy channels.
+        n_channels, is_uint8 = array.shape[2], array.dtype == np.uint8
+        rgb = channels_were_last and (n_channels == 3 or (n_channels == 4 and is_uint8))
+    elif rgb and array.shape[2] not in (3, 4):
+        raise ValueError(
+            f"rgb=True needs 3 (RGB) or 4 (RGBA) channels, but the image has {array.shape[2]}"
+            + ("" if channel_axis is not None else " (channel_axis=None: grayscale)")
+            + "; pass rgb=False for independent channels"
+        )
     if array.shape[0] < 2 or array.shape[1] < 2:
         raise ValueError(
             f"image is too small: its spatial shape is {array.shape[:2]}, and both sides "
@@ -65,14 +82,11 @@ def prepare_image(image: np.ndarray, channel_axis: int | None = None) -> Prepare
         )
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise ValueError("image contains NaN or infinite values; replace them (e.g. np.nan_to_num)")
-    # (H, W, 4) uint8 is how RGBA photos come; a (4, H, W) stack is four microscopy channels.
-    is_rgba = array.shape[2] == 4 and array.dtype == np.uint8 and channels_were_last
-    if is_rgba:
-        array = array[..., :3]
+    if rgb:
+        array = array[..., :3]  # RGBA: the alpha says nothing about where objects are
     channels = np.stack([_normalise_channel(array[..., c]) for c in range(array.shape[2])], -1)
-    # Colour (Lab superpixels, averaged edges) only for channels last, as photos come;
-    # channels on another axis are microscopy stains (edges of the strongest stain).
-    return PreparedImage(channels=channels, is_rgb=array.shape[2] == 3 and channels_were_last)
+    # Colour gets Lab superpixels and averaged edges; stains the edges of the strongest stain.
+    return PreparedImage(channels=channels, is_rgb=bool(rgb))
 
 
 def plane_shape(shape: tuple[int, ...], channel_axis: int | None) -> tuple[int, int] | None:

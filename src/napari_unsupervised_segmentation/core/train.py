@@ -79,6 +79,7 @@ def iter_segment(
     params: SegmentationParams | str | None = None,
     *,
     channel_axis: int | None = None,
+    rgb: bool | None = None,
     **overrides: Any,
 ) -> Iterator[Step]:
     """Segment ``image`` by self-training, yielding a :class:`Step` after every iteration.
@@ -92,6 +93,11 @@ def iter_segment(
         A parameter set or a preset name (``'default'``, ``'paper'``).
     channel_axis : int or None
         The channel axis; None for grayscale.
+    rgb : bool or None
+        Whether the channels are colour (RGB, or RGBA whose alpha is dropped): superpixels
+        and edges then work in Lab. False keeps every channel as an independent one
+        (microscopy stains); None guesses: three channels last are RGB, four uint8 ones
+        RGBA, channels on any other axis independent.
     **overrides
         Any field of :class:`SegmentationParams`, e.g. ``max_iter=100, seed=1``.
 
@@ -115,7 +121,7 @@ def iter_segment(
     plane = plane_shape(np.shape(image), channel_axis)
     if plane is not None:  # (else prepare_image says what is wrong) before any copy is made
         check_memory(*plane, settings, network_in_memory=device.type in ("cpu", "mps"))
-    prepared = prepare_image(image, channel_axis)
+    prepared = prepare_image(image, channel_axis, rgb)
     return _train(prepared, settings, device)
 
 
@@ -124,6 +130,7 @@ def segment(
     params: SegmentationParams | str | None = None,
     *,
     channel_axis: int | None = None,
+    rgb: bool | None = None,
     **overrides: Any,
 ) -> np.ndarray:
     """Segment ``image`` and return the final labels (see :func:`iter_segment`).
@@ -134,7 +141,7 @@ def segment(
         Labels of the image's spatial shape, consecutive from 1, in the smallest unsigned
         integer dtype that holds them.
     """
-    steps = iter_segment(image, params, channel_axis=channel_axis, **overrides)
+    steps = iter_segment(image, params, channel_axis=channel_axis, rgb=rgb, **overrides)
     last_step = deque(steps, maxlen=1)[0]  # max_iter >= 1 guarantees one step
     return last_step.labels
 
