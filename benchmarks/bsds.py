@@ -54,9 +54,13 @@ DISPLAY_NAMES = {
     "blank": "blank",
 }
 #: Columns of a row: what was run and its scores, then where and when it ran.
+#: The score columns of a row, each with its key in :func:`scores.combine`'s result.
+SCORE_KEYS = {
+    "mIoU all": "miou_all", "fine": "miou_fine", "coarse": "miou_coarse", "SC": "sc",
+    "PRI": "pri", "VI": "vi", "AP@0.5": "ap50", "AP@0.7": "ap70",
+}  # fmt: skip
 SCORE_COLUMNS = (
-    "method", "settings", "split", "mIoU all", "fine", "coarse", "SC", "PRI", "VI", "AP@0.5",
-    "AP@0.7", "median segments", "s/image", "n images",
+    "method", "settings", "split", *SCORE_KEYS, "median segments", "s/image", "n images",
 )  # fmt: skip
 PROVENANCE_COLUMNS = ("commit", "machine", "date")
 
@@ -479,10 +483,7 @@ def format_row(
         method,
         f"`{settings}`" if settings else "",
         split,
-        *(_number(result[key]) for key in ("miou_all", "miou_fine", "miou_coarse", "sc", "pri")),
-        _number(result["vi"]),
-        _number(result["ap50"]),
-        _number(result["ap70"]),
+        *(_number(result[key]) for key in SCORE_KEYS.values()),
         f"{median:.0f}" if float(median).is_integer() else f"{median:.1f}",
         "n/a" if seconds is None else f"{seconds:.3f}" if seconds < 10 else f"{seconds:.1f}",
         n_images,

@@ -579,3 +579,16 @@ def test_paired_bootstrap_brackets_a_difference_seen_on_every_image() -> None:
     assert intervals["vi"] == pytest.approx((-0.5, -0.5))
     with pytest.raises(ValueError, match="same, non-zero number"):
         compare.paired_bootstrap(first, second[:-1])
+
+
+def test_table_row_puts_each_score_under_its_column() -> None:
+    import bsds
+
+    result = {"median_segments": 12.5, "n_images": 3}
+    result.update({key: n / 100 for n, key in enumerate(bsds.SCORE_KEYS.values(), 1)})
+    row = bsds.format_row("m", "a=1", "val", result, 2.0, extra=("abc", "cpu", "today"))
+    header = bsds.TABLE_HEADER.strip("| ").split(" | ")
+    cells = dict(zip(header, row.strip("| ").split(" | "), strict=True))
+    assert cells["SC"] == f"{result['sc']:.4f}" and cells["VI"] == f"{result['vi']:.4f}"
+    assert cells["AP@0.7"] == f"{result['ap70']:.4f}" and cells["median segments"] == "12.5"
+    assert (cells["settings"], cells["n images"], cells["date"]) == ("`a=1`", "3", "today")
