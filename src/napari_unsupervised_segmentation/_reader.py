@@ -12,8 +12,6 @@ from typing import Any
 LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
 
-_KNOWN_AXES = "TZCYX"
-
 
 def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
     """Return :func:`read_labels` when every path is a label TIFF, else None.
@@ -44,6 +42,7 @@ def read_labels(path: str | Sequence[str]) -> list[LayerData]:
     as a notification.
     """
     from .io import read_label_tiff
+    from .io._label_tiff import _AXES_ORDER  # the letters the label TIFF module knows
 
     paths = [path] if isinstance(path, str) else list(path)
     layers: list[LayerData] = []
@@ -51,7 +50,7 @@ def read_labels(path: str | Sequence[str]) -> list[LayerData]:
         data, info = read_label_tiff(item)
         meta: dict[str, Any] = {"name": info["name"], "scale": info["scale"]}
         axes: str = info["axes"]
-        if len(set(axes)) == len(axes) and set(axes) <= set(_KNOWN_AXES):
+        if len(set(axes)) == len(axes) and set(axes) <= set(_AXES_ORDER):
             meta["axis_labels"] = tuple(axis.lower() for axis in axes)
             if info["units"] is not None:
                 meta["units"] = tuple(info["units"] if axis in "ZYX" else "pixel" for axis in axes)
