@@ -35,7 +35,7 @@ def test_segments_files_into_label_tiffs_matching_the_api(tmp_path):
     assert read_label_tiff(out / "gray_labels.tif")[0].shape == (20, 30)
 
 
-def test_colour_is_told_by_the_tiff_axes_or_the_rgb_flag(tmp_path, monkeypatch):
+def test_colour_is_told_by_the_tiff_axes_or_the_rgb_flag(tmp_path, monkeypatch, capsys):
     from napari_unsupervised_segmentation.core import normalize
 
     seen = []
@@ -67,6 +67,10 @@ def test_colour_is_told_by_the_tiff_axes_or_the_rgb_flag(tmp_path, monkeypatch):
     assert main([*files, "--out", str(tmp_path / "out"), "--quiet", *FAST]) == 0
     # (H, W, 3) is RGB; a C axis holds stains, also when last; planar RGB (S, Y, X) is RGB
     assert seen == [True, False, True, False]
+    # planar samples are what tifffile makes of any (3, H, W) array: said, not silent
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "planar stores its 3 planes" in notes[0]
+    assert "--no-rgb" in notes[0] and "--channel-axis none --planes" in notes[0]
     seen.clear()
     args = ["--out", str(tmp_path / "again"), "--quiet", *FAST]
     assert main([files[0], "--no-rgb", *args]) == 0

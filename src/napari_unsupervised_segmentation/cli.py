@@ -212,6 +212,8 @@ def segment_to_file(
     rgb = args.rgb
     if rgb is None and channel_axis is not None and letters is not None:
         rgb = {"S": True, "C": False}.get(letters[channel_axis])  # S: RGB, even planar
+        if rgb and channel_axis < letters.index("Y"):
+            _note_planar_colour(name, image.shape[channel_axis])
     arranged = np.transpose(image, [*stack_axes, *plane_axes])
     stack_shape = arranged.shape[: len(stack_axes)]
     engine_channel_axis = None if channel_axis is None else plane_axes.index(channel_axis)
@@ -229,6 +231,22 @@ def segment_to_file(
     labels = np.stack(planes).reshape(*stack_shape, *planes[0].shape)
     axes = _stack_letters(letters, stack_axes)
     return write_label_tiff(output_path(out_dir, name), labels, axes=axes)
+
+
+def _note_planar_colour(name: str, n_samples: int) -> None:
+    """Warn that planes stored as colour samples are taken as colour, as the file says.
+
+    ``tifffile.imwrite`` and ``skimage.io.imsave`` store any ``(3|4, H, W)`` array so
+    unless told otherwise: a 3-plane stack or three stains would silently become one
+    colour image (and a fourth plane its alpha).
+    """
+    alpha = " (the fourth is taken as alpha and dropped)" if n_samples == 4 else ""
+    print(
+        f"{PROG}: note: {name} stores its {n_samples} planes as the samples of a colour "
+        f"image; segmenting them as colour{alpha}. Pass --no-rgb if they are stains, or "
+        "--channel-axis none --planes if they are a stack of planes",
+        file=sys.stderr,
+    )
 
 
 def _segment_plane(
