@@ -83,16 +83,20 @@ def test_bad_file_is_reported_and_skipped_and_exit_code_says_so(tmp_path, capsys
     tifffile.imwrite(good, np.random.default_rng(0).integers(0, 255, (16, 16), dtype=np.uint8))
     broken = tmp_path / "broken.tif"
     broken.write_bytes(b"not a tiff at all")
+    damaged = tmp_path / "damaged.tif"
+    damaged.write_bytes(b"II*\x00garbage")  # a TIFF header pointing nowhere
     nan_image = tmp_path / "nan.tif"
     tifffile.imwrite(nan_image, np.full((16, 16), np.nan, np.float32))
     out = tmp_path / "out"
-    code = main([str(broken), str(nan_image), str(good), "--out", str(out), "--quiet", *FAST])
+    inputs = [str(broken), str(damaged), str(nan_image), str(good)]
+    code = main([*inputs, "--out", str(out), "--quiet", *FAST])
     assert code == 1
     assert (out / "good_labels.tif").exists()
     assert not (out / "broken_labels.tif").exists()
     errors = capsys.readouterr().err
     assert "skipped broken" in errors and "skipped nan" in errors and "NaN" in errors
-    assert "2 of 3 image(s) failed" in errors
+    assert "skipped damaged: damaged.tif is a damaged TIFF" in errors
+    assert "3 of 4 image(s) failed" in errors
 
 
 def test_sample_runs_without_an_input_file(tmp_path):

@@ -177,6 +177,8 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None]:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
+            if not tif.series:  # a TIFF header with nothing readable behind it
+                raise ValueError(f"{path.name} is a damaged TIFF: it holds no readable image")
             series = tif.series[0]
             return series.asarray(), series.axes
     from skimage.io import imread
