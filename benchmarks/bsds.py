@@ -53,12 +53,12 @@ DISPLAY_NAMES = {
     "kmeans": "k-means",
     "blank": "blank",
 }
-#: Columns of a row: what was run and its scores, then where and when it ran.
 #: The score columns of a row, each with its key in :func:`scores.combine`'s result.
 SCORE_KEYS = {
     "mIoU all": "miou_all", "fine": "miou_fine", "coarse": "miou_coarse", "SC": "sc",
     "PRI": "pri", "VI": "vi", "AP@0.5": "ap50", "AP@0.7": "ap70",
 }  # fmt: skip
+#: Columns of a row: what was run and its scores, then where and when it ran.
 SCORE_COLUMNS = (
     "method", "settings", "split", *SCORE_KEYS, "median segments", "s/image", "n images",
 )  # fmt: skip

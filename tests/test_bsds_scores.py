@@ -589,6 +589,9 @@ def test_table_row_puts_each_score_under_its_column() -> None:
     row = bsds.format_row("m", "a=1", "val", result, 2.0, extra=("abc", "cpu", "today"))
     header = bsds.TABLE_HEADER.strip("| ").split(" | ")
     cells = dict(zip(header, row.strip("| ").split(" | "), strict=True))
-    assert cells["SC"] == f"{result['sc']:.4f}" and cells["VI"] == f"{result['vi']:.4f}"
-    assert cells["AP@0.7"] == f"{result['ap70']:.4f}" and cells["median segments"] == "12.5"
+    # each score distinct, so that two swapped columns show
+    assert [cells[column] for column in bsds.SCORE_KEYS] == [
+        f"{result[key]:.4f}" for key in ("miou_all", "miou_fine", "miou_coarse", "sc", "pri")
+    ] + [f"{result[key]:.4f}" for key in ("vi", "ap50", "ap70")]
+    assert cells["median segments"] == "12.5"
     assert (cells["settings"], cells["n images"], cells["date"]) == ("`a=1`", "3", "today")
