@@ -157,6 +157,9 @@ def test_channel_and_stack_axes():
     with pytest.raises(ValueError, match="both channels"):
         image_axes((2, 8, 8, 3), "auto", "CYXS")
     assert image_axes((2, 8, 8, 3), 0, "CYXS") == (0, (3,))  # as advised: the plane stays Y, X
+    # a plain TIFF's colour stack: Q is unknown, but S, Y and X are what the file says
+    assert image_axes((2, 8, 8, 3), "auto", "QYXS") == (3, (0,))
+    assert image_axes((2, 8, 8, 3), None, "QYXS") == (None, (0, 3))  # planes stay Y, X
 
 
 def test_stacks_are_refused_or_segmented_plane_by_plane(tmp_path, capsys):
@@ -250,3 +253,59 @@ def test_existing_outputs_and_inputs_are_never_overwritten(tmp_path, capsys):
     assert (out / "a_labels.tif").read_bytes() != first
     expected = segment(image, "paper", max_iter=3, n_channels=8, n_superpixels=40, device="cpu")
     np.testing.assert_array_equal(read_label_tiff(out / "a_labels.tif")[0], expected)
+
+
+def test_extra_samples_of_a_grayscale_tiff_are_channels_not_colour(tmp_path, monkeypatch):
+    from napari_unsupervised_segmentation.core import normalize
+
+    seen = []
+    original = normalize.prepare_image
+
+    def spy(image, channel_axis=None, rgb=None):
+        prepared = original(image, channel_axis, rgb)
+        seen.append((prepared.is_rgb, prepared.channels.shape[-1]))
+        return prepared
+
+    monkeypatch.setattr("napari_unsupervised_segmentation.core.train.prepare_image", spy)
+    rng = np.random.default_rng(0)
+    for n in (2, 4):  # tifffile names them S, as microscopes' multi-sample files
+        data = rng.integers(0, 4000, (16, 18, n), dtype=np.uint16)
+        tifffile.imwrite(
+            tmp_path / f"s{n}.tif", data, photometric="minisblack", planarconfig="contig"
+        )
+    rgba = rng.integers(0, 4000, (16, 18, 4), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb")  # 4th: alpha
+    files = [str(tmp_path / name) for name in ("s2.tif", "s4.tif", "rgba.tif")]
+    assert main([*files, "--out", str(tmp_path / "out"), "--quiet", *FAST]) == 0
+    assert seen == [(False, 2), (False, 4), (True, 3)]
+
+
+def test_colour_stack_of_a_plain_tiff_is_segmented_plane_by_plane(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (2, 20, 24, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "frames.tif", frames)  # axes QYXS: the Q axis is unnamed
+    out = tmp_path / "out"
+    assert (
+        main([str(tmp_path / "frames.tif"), "--out", str(out), "--quiet", "--planes", *FAST]) == 0
+    )
+    labels, _ = read_label_tiff(out / "frames_labels.tif")
+    settings = {"max_iter": 3, "n_channels": 8, "n_superpixels": 40, "device": "cpu"}
+    assert labels.shape == (2, 20, 24)
+    np.testing.assert_array_equal(labels[1], segment(frames[1], channel_axis=-1, **settings))
+
+
+def test_rgb_flag_without_a_colour_axis_is_reported_in_the_flags_words(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "gray.tif", np.zeros((16, 16), np.uint8))
+    code = main([str(tmp_path / "gray.tif"), "--rgb", "--out", str(tmp_path / "o"), *FAST])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "--rgb needs a channel axis of 3 or 4 entries" in error and "leave --rgb out" in error
+
+
+def test_a_tiff_cut_off_mid_data_is_reported_as_damaged(tmp_path, capsys):
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[:2000])  # an interrupted copy
+    assert main([str(cut), "--out", str(tmp_path / "o"), "--quiet", *FAST]) == 1
+    assert "skipped cut: cut.tif is a damaged TIFF" in capsys.readouterr().err

@@ -273,7 +273,22 @@ def test_colour_comes_from_the_layer_not_from_where_the_channels_lie(make_napari
     assert colour.rgb and colour.channel_axis == -1
     viewer.dims.order = (2, 0, 1)  # display the stack's first two axes
     stains = layer_input(viewer.layers["stains"], viewer.dims, channel_axis=2)
-    assert not stains.rgb and stains.image.shape == (3, 32, 32)
+    assert not stains.rgb and stains.image.shape == (32, 32, 3) and stains.channel_axis == 2
     labels = segment_layer("stains", viewer, FAST, channel_axis=2)
     expected = segment(photo, FAST, channel_axis=-1, rgb=False)
     np.testing.assert_array_equal(labels.data[..., 0], expected)
+    assert not np.array_equal(expected, segment(photo, FAST, channel_axis=-1))  # not colour
+    with pytest.raises(TypeError, match="takes colour from the layer"):
+        segment_layer("photo", viewer, FAST, rgb=False)
+
+
+def test_four_uint16_channels_that_napari_calls_rgba_are_all_used(make_napari_viewer):
+    viewer = make_napari_viewer()
+    data = np.random.default_rng(0).integers(0, 4000, (40, 40, 4), dtype=np.uint16)
+    data[10:30, 10:30, 3] += 30000  # the square exists only in the fourth channel
+    layer = viewer.add_image(data, name="four")
+    assert layer.rgb  # napari's guess from the shape alone
+    inp = layer_input(layer, viewer.dims)
+    assert not inp.rgb and inp.image.shape == (40, 40, 4)
+    labels = segment_layer("four", viewer, FAST)
+    np.testing.assert_array_equal(labels.data, segment(data, FAST, channel_axis=-1, rgb=False))

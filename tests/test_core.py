@@ -248,7 +248,7 @@ def test_rgb_argument_overrides_the_guess_from_the_layout():
     [(np.zeros((8, 8, 2)), -1), (np.zeros((5, 8, 8)), 0), (np.zeros((8, 8)), None)],
 )
 def test_rgb_true_needs_three_or_four_channels(image, channel_axis):
-    with pytest.raises(ValueError, match="rgb=True needs 3"):
+    with pytest.raises(ValueError, match="rgb=True needs a channel axis of 3"):
         prepare_image(image, channel_axis=channel_axis, rgb=True)
 
 

@@ -355,6 +355,23 @@ def test_4d_layer_with_channel_axis(viewer_widget, qtbot):
     np.testing.assert_array_equal(labels[0, 0], expected)
 
 
+def test_three_channels_on_the_last_axis_of_a_non_rgb_layer_are_stains(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    data = np.random.default_rng(3).integers(0, 4000, (32, 32, 3), dtype=np.uint16)
+    data[8:24, 8:24, 1] += 20000
+    layer = viewer.add_image(data, name="yxc", rgb=False)
+    viewer.dims.order = (2, 0, 1)  # show Y and X; the last axis holds the channels
+    widget.image.value = layer
+    widget.channel_axis.value = 2
+    widget.params = FAST
+    widget.run()
+    _wait_done(qtbot, widget)
+    labels = viewer.layers["yxc labels"].data[..., 0]
+    stains = segment(data, FAST, channel_axis=-1, rgb=False)
+    np.testing.assert_array_equal(labels, stains)
+    assert not np.array_equal(stains, segment(data, FAST, channel_axis=-1))  # not as colour
+
+
 @pytest.mark.parametrize("kind", ["nan", "too small"])
 def test_bad_layer_notifies_and_viewer_keeps_working(viewer_widget, qtbot, kind, errors):
     viewer, widget = viewer_widget

@@ -117,9 +117,9 @@ def plan_plane(
 class LayerInput:
     """A snapshot of what to segment for an image layer and how to place the labels."""
 
-    image: np.ndarray  # the plane: (H, W), (H, W, 3|4) for an RGB(A) layer, else (C, H, W)
-    channel_axis: int | None  # for the engine: -1 (RGB), 0 (channels) or None
-    rgb: bool  # the layer's colour axis holds the channels (else they are independent)
+    image: np.ndarray  # the plane, its axes in the layer's order; (H, W, 3|4) for RGB(A)
+    channel_axis: int | None  # for the engine: the plane's channel axis, or None
+    rgb: bool  # colour (RGB, or RGBA whose alpha is dropped), else independent channels
     layer_name: str
     layer_shape: tuple[int, ...]  # the layer's spatial shape (RGB channels excluded)
     plan: PlanePlan
@@ -198,13 +198,15 @@ def layer_input(
     """Snapshot (copy) the plane of image ``layer`` that the viewer displays.
 
     ``dims`` is the viewer's ``viewer.dims`` (None: the layer's last two axes at index 0).
-    ``channel_axis`` names a layer axis holding channels of a non-RGB layer. RGB(A) layers
-    use their colour axis. Raises ValueError with a message for the user when the layer
-    cannot be segmented. With ``params``, a plane whose computer-memory share (see
+    ``channel_axis`` names a layer axis holding channels of a non-RGB layer: they are
+    independent channels (stains). RGB(A) layers use their colour axis as colour, except
+    four channels of a dtype other than uint8, which stay four channels. Raises ValueError
+    with a message for the user when the layer cannot be segmented. With ``params``, a
+    plane whose computer-memory share (see
     :func:`~napari_unsupervised_segmentation.core.memory.check_memory`; the network's is
-    checked when training starts) exceeds the memory available raises MemoryError before it
-    is copied (a multiscale layer's full-resolution level can be far larger than what the
-    screen shows).
+    checked when training starts) exceeds the memory available raises MemoryError before
+    it is copied (a multiscale layer's full-resolution level can be far larger than what
+    the screen shows).
     """
     from napari.layers import Image
 
@@ -238,14 +240,16 @@ def layer_input(
         key = (*key, slice(None))
     image = np.array(data[key])  # a copy: the user may edit the layer while training runs
     engine_channel_axis: int | None = -1 if rgb else None
-    if plan.channel_axis is not None:  # (C, H, W), microscopy's usual layout
+    if plan.channel_axis is not None:
         kept = [ax for ax, i in enumerate(plan.index) if i is None]
-        image = np.moveaxis(image, kept.index(plan.channel_axis), 0)
-        engine_channel_axis = 0
+        engine_channel_axis = kept.index(plan.channel_axis)
+    # napari calls any (H, W, 3|4) layer RGB(A) whatever its dtype; four channels that are
+    # not uint8 are far more often four stains than colour and alpha: keep all four
+    colour = rgb and (image.shape[-1] == 3 or image.dtype == np.uint8)
     return LayerInput(
         image=image,
         channel_axis=engine_channel_axis,
-        rgb=rgb,
+        rgb=colour,
         layer_name=layer.name,
         layer_shape=spatial_shape,
         plan=plan,
@@ -387,6 +391,12 @@ def segment_layer(
         layer = viewer.layers[layer_or_name]
     else:
         layer = layer_or_name
+    if "rgb" in overrides:
+        raise TypeError(
+            "segment_layer takes colour from the layer: an RGB layer is colour, channels on "
+            "channel_axis are independent; to use an RGB layer's channels one by one, add its "
+            "data again with viewer.add_image(data, rgb=False) and pass channel_axis=-1"
+        )
     from .core.train import resolve_params, segment
 
     settings = resolve_params(params, **overrides)

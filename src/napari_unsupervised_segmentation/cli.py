@@ -131,16 +131,21 @@ def image_axes(
     left is a stack axis, time before depth.
     """
     ndim = len(shape)
+    raw_letters = letters if letters is not None and len(letters) == ndim else None
     letters = known_letters(letters, ndim)
     if setting == "auto":
-        if letters is not None:
-            if "S" in letters and "C" in letters:
-                raise ValueError(
-                    f"axes {letters} hold both channels (C) and colour samples (S); "
-                    "pass --channel-axis N for the axis to segment together"
-                )
-            found = [letters.find(axis) for axis in "SC" if axis in letters]
-            channel_axis = found[0] if found else None
+        # S and C are what the file says, even beside axes tifffile cannot name (Q)
+        named = raw_letters or ""
+        if "S" in named and "C" in named:
+            raise ValueError(
+                f"axes {named} hold both channels (C) and colour samples (S); "
+                "pass --channel-axis N for the axis to segment together"
+            )
+        found = [named.find(axis) for axis in "SC" if axis in named]
+        if found:
+            channel_axis = found[0]
+        elif letters is not None:
+            channel_axis = None
         elif ndim == 3 and shape[-1] in (3, 4):
             channel_axis = ndim - 1
         elif ndim == 2:
@@ -161,8 +166,9 @@ def image_axes(
     if len(others) < 2:
         raise ValueError(f"an image of shape {shape} has no 2D plane besides its channels")
     plane = others[-2:]
-    if letters is not None and {"Y", "X"} <= set(letters):
-        named = [letters.index("Y"), letters.index("X")]
+    # Y and X are reliable even beside axes tifffile cannot name (Q: a plain TIFF stack)
+    if raw_letters is not None and raw_letters.count("Y") == raw_letters.count("X") == 1:
+        named = [raw_letters.index("Y"), raw_letters.index("X")]
         if channel_axis not in named:
             plane = named
     stack = [axis for axis in others if axis not in plane]
@@ -172,18 +178,34 @@ def image_axes(
 
 
 def read_image(path: Path) -> tuple[np.ndarray, str | None]:
-    """Pixels of an image file and, for a TIFF, its axis letters (tifffile's, e.g. ``ZYX``)."""
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
+    """Pixels of an image file and, for a TIFF, its axis letters (tifffile's, e.g. ``ZYX``).
 
-        with tifffile.TiffFile(path) as tif:
-            if not tif.series:  # a TIFF header with nothing readable behind it
-                raise ValueError(f"{path.name} is a damaged TIFF: it holds no readable image")
-            series = tif.series[0]
-            return series.asarray(), series.axes
-    from skimage.io import imread
+    ``S`` is kept only for the samples of a colour image (3 or 4 of them, RGB or YCbCr);
+    the extra samples of a grayscale TIFF are channels, ``C``.
+    """
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        from skimage.io import imread
 
-    return imread(path), None
+        return imread(path), None
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if not tif.series:  # a TIFF header with nothing readable behind it
+            raise ValueError(f"{path.name} is a damaged TIFF: it holds no readable image")
+        series = tif.series[0]
+        try:
+            pixels = series.asarray()
+        except MemoryError:
+            raise
+        except Exception as error:  # cut off mid-data (an interrupted copy) and the like
+            raise ValueError(f"{path.name} is a damaged TIFF: {error}") from error
+        letters = series.axes
+        if "S" in letters:
+            samples = series.shape[letters.index("S")]
+            colour = (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
+            if tif.pages.first.photometric not in colour or samples not in (3, 4):
+                letters = letters.replace("S", "Q" if "C" in letters else "C")
+        return pixels, letters
 
 
 def segment_to_file(
@@ -210,12 +232,8 @@ def segment_to_file(
         )
     # the stack axes first; the channels keep their place beside the plane
     plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
+    rgb = colour_setting(name, image.shape, channel_axis, letters, args.rgb)
     letters = known_letters(letters, image.ndim)
-    rgb = args.rgb
-    if rgb is None and channel_axis is not None and letters is not None:
-        rgb = {"S": True, "C": False}.get(letters[channel_axis])  # S: RGB, even planar
-        if rgb and channel_axis < letters.index("Y"):
-            _note_planar_colour(name, image.shape[channel_axis])
     arranged = np.transpose(image, [*stack_axes, *plane_axes])
     stack_shape = arranged.shape[: len(stack_axes)]
     engine_channel_axis = None if channel_axis is None else plane_axes.index(channel_axis)
@@ -233,6 +251,31 @@ def segment_to_file(
     labels = np.stack(planes).reshape(*stack_shape, *planes[0].shape)
     axes = _stack_letters(letters, stack_axes)
     return write_label_tiff(output_path(out_dir, name), labels, axes=axes)
+
+
+def colour_setting(
+    name: str,
+    shape: tuple[int, ...],
+    channel_axis: int | None,
+    letters: str | None,
+    flag: bool | None,
+) -> bool | None:
+    """The engine's ``rgb`` for an image: ``--rgb``/``--no-rgb`` (``flag``) when given, else
+    a TIFF's own word (``S``: colour samples, ``C``: channels), else None (the engine's
+    guess from the layout)."""
+    if flag and (channel_axis is None or shape[channel_axis] not in (3, 4)):
+        found = "none" if channel_axis is None else f"{shape[channel_axis]} entries"
+        raise ValueError(
+            f"--rgb needs a channel axis of 3 or 4 entries (RGB, RGBA), and shape {shape} has "
+            f"{found} on the channel axis; leave --rgb out, or give the colour axis with "
+            "--channel-axis"
+        )
+    if flag is not None or channel_axis is None or letters is None or len(letters) != len(shape):
+        return flag
+    rgb = {"S": True, "C": False}.get(letters[channel_axis])
+    if rgb and channel_axis < letters.find("Y"):  # planar: S stored before the rows
+        _note_planar_colour(name, shape[channel_axis])
+    return rgb
 
 
 def _note_planar_colour(name: str, n_samples: int) -> None:

@@ -71,9 +71,13 @@ def prepare_image(
         rgb = channels_were_last and (n_channels == 3 or (n_channels == 4 and is_uint8))
     elif rgb and array.shape[2] not in (3, 4):
         raise ValueError(
-            f"rgb=True needs 3 (RGB) or 4 (RGBA) channels, but the image has {array.shape[2]}"
-            + ("" if channel_axis is not None else " (channel_axis=None: grayscale)")
-            + "; pass rgb=False for independent channels"
+            "rgb=True needs a channel axis of 3 (RGB) or 4 (RGBA) channels; "
+            + (
+                "channel_axis=None declares a grayscale image: give the colour axis"
+                if channel_axis is None
+                else f"this image has {array.shape[2]}: pass rgb=False (or leave it out) "
+                "for independent channels"
+            )
         )
     if array.shape[0] < 2 or array.shape[1] < 2:
         raise ValueError(
