@@ -35,7 +35,9 @@ def test_segments_files_into_label_tiffs_matching_the_api(tmp_path):
     assert read_label_tiff(out / "gray_labels.tif")[0].shape == (20, 30)
 
 
-def test_colour_is_told_by_the_tiff_axes_or_the_rgb_flag(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def prepared_images(monkeypatch):
+    """Every image the engine prepares, as (is colour, channel count), in order."""
     from napari_unsupervised_segmentation.core import normalize
 
     seen = []
@@ -43,11 +45,15 @@ def test_colour_is_told_by_the_tiff_axes_or_the_rgb_flag(tmp_path, monkeypatch, 
 
     def spy(image, channel_axis=None, rgb=None):
         prepared = original(image, channel_axis, rgb)
-        seen.append(prepared.is_rgb)
+        seen.append((prepared.is_rgb, prepared.channels.shape[-1]))
         return prepared
 
-    monkeypatch.setattr(normalize, "prepare_image", spy)
     monkeypatch.setattr("napari_unsupervised_segmentation.core.train.prepare_image", spy)
+    return seen
+
+
+def test_colour_is_told_by_the_tiff_axes_or_the_rgb_flag(tmp_path, prepared_images, capsys):
+    seen = prepared_images
     rng = np.random.default_rng(0)
     tifffile.imwrite(tmp_path / "rgb.tif", rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
     stains = rng.integers(0, 255, (3, 20, 30), dtype=np.uint8)
@@ -66,7 +72,7 @@ def test_colour_is_told_by_the_tiff_axes_or_the_rgb_flag(tmp_path, monkeypatch, 
     files = [str(tmp_path / name) for name in names]
     assert main([*files, "--out", str(tmp_path / "out"), "--quiet", *FAST]) == 0
     # (H, W, 3) is RGB; a C axis holds stains, also when last; planar RGB (S, Y, X) is RGB
-    assert seen == [True, False, True, False]
+    assert [is_rgb for is_rgb, _ in seen] == [True, False, True, False]
     # planar samples are what tifffile makes of any (3, H, W) array: said, not silent
     notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
     assert len(notes) == 1 and "planar stores its 3 planes" in notes[0]
@@ -75,7 +81,7 @@ def test_colour_is_told_by_the_tiff_axes_or_the_rgb_flag(tmp_path, monkeypatch, 
     args = ["--out", str(tmp_path / "again"), "--quiet", *FAST]
     assert main([files[0], "--no-rgb", *args]) == 0
     assert main([files[1], "--rgb", *args]) == 0
-    assert seen == [False, True]
+    assert [is_rgb for is_rgb, _ in seen] == [False, True]
 
 
 def test_bad_file_is_reported_and_skipped_and_exit_code_says_so(tmp_path, capsys):
@@ -255,18 +261,8 @@ def test_existing_outputs_and_inputs_are_never_overwritten(tmp_path, capsys):
     np.testing.assert_array_equal(read_label_tiff(out / "a_labels.tif")[0], expected)
 
 
-def test_extra_samples_of_a_grayscale_tiff_are_channels_not_colour(tmp_path, monkeypatch):
-    from napari_unsupervised_segmentation.core import normalize
-
-    seen = []
-    original = normalize.prepare_image
-
-    def spy(image, channel_axis=None, rgb=None):
-        prepared = original(image, channel_axis, rgb)
-        seen.append((prepared.is_rgb, prepared.channels.shape[-1]))
-        return prepared
-
-    monkeypatch.setattr("napari_unsupervised_segmentation.core.train.prepare_image", spy)
+def test_extra_samples_of_a_grayscale_tiff_are_channels_not_colour(tmp_path, prepared_images):
+    seen = prepared_images
     rng = np.random.default_rng(0)
     for n in (2, 4):  # tifffile names them S, as microscopes' multi-sample files
         data = rng.integers(0, 4000, (16, 18, n), dtype=np.uint16)
