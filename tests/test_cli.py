@@ -298,10 +298,50 @@ def test_rgb_flag_without_a_colour_axis_is_reported_in_the_flags_words(tmp_path,
     assert "--rgb needs a channel axis of 3 or 4 entries" in error and "leave --rgb out" in error
 
 
-def test_a_tiff_cut_off_mid_data_is_reported_as_damaged(tmp_path, capsys):
+def test_a_tiff_cut_off_is_reported_as_damaged_not_read_in_part(tmp_path, capsys):
+    rng = np.random.default_rng(0)
     whole = tmp_path / "whole.tif"
-    tifffile.imwrite(whole, np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
-    cut = tmp_path / "cut.tif"
-    cut.write_bytes(whole.read_bytes()[:2000])  # an interrupted copy
-    assert main([str(cut), "--out", str(tmp_path / "o"), "--quiet", *FAST]) == 1
-    assert "skipped cut: cut.tif is a damaged TIFF" in capsys.readouterr().err
+    tifffile.imwrite(whole, rng.integers(0, 255, (64, 64), dtype=np.uint8))
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, rng.integers(0, 255, (6, 64, 64), dtype=np.uint8), imagej=True,
+                     metadata={"axes": "ZYX"})  # fmt: skip
+    cut = {  # interrupted copies
+        "data": whole.read_bytes()[:2000],
+        "structure": whole.read_bytes()[:100],
+        "stack": stack.read_bytes()[: stack.stat().st_size * 3 // 10],  # tifffile: 1st page
+    }
+    for name, content in cut.items():
+        (tmp_path / f"{name}.tif").write_bytes(content)
+    files = [str(tmp_path / f"{name}.tif") for name in cut]
+    assert main([*files, "--planes", "--out", str(tmp_path / "o"), "--quiet", *FAST]) == 1
+    errors = capsys.readouterr().err
+    for name in cut:
+        assert f"skipped {name}: {name}.tif is a damaged TIFF" in errors
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+def test_a_tiff_compressed_beyond_tifffile_alone_asks_for_imagecodecs(tmp_path, capsys):
+    import importlib.util
+
+    from PIL import Image
+
+    if importlib.util.find_spec("imagecodecs") is not None:
+        pytest.skip("imagecodecs is installed: LZW files simply read")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(
+        tmp_path / "lzw.tif", compression="tiff_lzw"
+    )
+    assert main([str(tmp_path / "lzw.tif"), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert "pip install imagecodecs" in error and "damaged" not in error
+
+
+def test_only_rgb_samples_with_alpha_as_the_fourth_are_colour(tmp_path, prepared_images):
+    rng = np.random.default_rng(0)
+    rgbx = rng.integers(0, 4000, (16, 18, 4), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "rgbx.tif", rgbx, photometric="rgb", extrasamples=[0])
+    pages = rng.integers(0, 4000, (16, 18, 3), dtype=np.uint16)  # 16 pages of 18 x 3: QYX
+    tifffile.imwrite(tmp_path / "pages.tif", pages, photometric="minisblack")
+    files = [str(tmp_path / name) for name in ("rgbx.tif", "pages.tif")]
+    assert main([*files, "--out", str(tmp_path / "out"), "--quiet", *FAST]) == 0
+    # the fourth sample is not alpha: four channels; three last in a TIFF that says no RGB
+    assert prepared_images == [(False, 4), (False, 3)]

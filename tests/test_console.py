@@ -278,8 +278,14 @@ def test_colour_comes_from_the_layer_not_from_where_the_channels_lie(make_napari
     expected = segment(photo, FAST, channel_axis=-1, rgb=False)
     np.testing.assert_array_equal(labels.data[..., 0], expected)
     assert not np.array_equal(expected, segment(photo, FAST, channel_axis=-1))  # not colour
-    with pytest.raises(TypeError, match="takes colour from the layer"):
+    with pytest.raises(TypeError, match="takes colour from the layer") as refused:
         segment_layer("photo", viewer, FAST, rgb=False)
+    # the advice works as written
+    assert "viewer.dims.order = (2, 0, 1)" in str(refused.value)
+    viewer.add_image(photo, name="again", rgb=False)
+    viewer.dims.order = (2, 0, 1)
+    again = segment_layer("again", viewer, FAST, channel_axis=-1)
+    np.testing.assert_array_equal(again.data[..., 0], expected)
 
 
 def test_four_uint16_channels_that_napari_calls_rgba_are_all_used(make_napari_viewer):

@@ -393,9 +393,11 @@ def segment_layer(
         layer = layer_or_name
     if "rgb" in overrides:
         raise TypeError(
-            "segment_layer takes colour from the layer: an RGB layer is colour, channels on "
-            "channel_axis are independent; to use an RGB layer's channels one by one, add its "
-            "data again with viewer.add_image(data, rgb=False) and pass channel_axis=-1"
+            "segment_layer takes colour from the layer: an RGB layer is colour (four channels "
+            "that are not uint8 stay four channels), channels on channel_axis are independent; "
+            "to use an RGB layer's channels one by one, add its data again with "
+            "viewer.add_image(data, rgb=False), show its first two axes with "
+            "viewer.dims.order = (2, 0, 1) and pass channel_axis=-1"
         )
     from .core.train import resolve_params, segment
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="the channels are colour, RGB or RGBA (--no-rgb: independent channels such as "
-        "stains); default: a TIFF's S axis is colour and its C axis is not, else three "
-        "channels last (four if uint8) are colour",
+        "stains); default: in a TIFF only the samples of RGB (S) are colour, in other files "
+        "three channels last (four if uint8)",
     )
     parser.add_argument(
         "--planes",
@@ -180,8 +181,10 @@ def image_axes(
 def read_image(path: Path) -> tuple[np.ndarray, str | None]:
     """Pixels of an image file and, for a TIFF, its axis letters (tifffile's, e.g. ``ZYX``).
 
-    ``S`` is kept only for the samples of a colour image (3 or 4 of them, RGB or YCbCr);
-    the extra samples of a grayscale TIFF are channels, ``C``.
+    ``S`` is kept only for the samples of a colour image (see :func:`_colour_letters`).
+    A TIFF that tifffile finds damaged (cut off, broken structure: errors it logs while
+    falling back to what it can read, such as the first page of a cut-off ImageJ stack)
+    raises ValueError rather than passing part of the file for the whole.
     """
     if path.suffix.lower() not in (".tif", ".tiff"):
         from skimage.io import imread
@@ -189,23 +192,66 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None]:
         return imread(path), None
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
-        if not tif.series:  # a TIFF header with nothing readable behind it
-            raise ValueError(f"{path.name} is a damaged TIFF: it holds no readable image")
-        series = tif.series[0]
-        try:
+    errors = _LoggedErrors()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(errors)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise ValueError("it holds no readable image")
+            series = tif.series[0]
             pixels = series.asarray()
-        except MemoryError:
-            raise
-        except Exception as error:  # cut off mid-data (an interrupted copy) and the like
-            raise ValueError(f"{path.name} is a damaged TIFF: {error}") from error
-        letters = series.axes
-        if "S" in letters:
-            samples = series.shape[letters.index("S")]
-            colour = (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
-            if tif.pages.first.photometric not in colour or samples not in (3, 4):
-                letters = letters.replace("S", "Q" if "C" in letters else "C")
-        return pixels, letters
+            letters = _colour_letters(series)
+    except MemoryError:
+        raise
+    except Exception as error:
+        if "imagecodecs" in str(error):  # sound, but compressed (LZW, JPEG, ...)
+            message = f"{path.name}: {error}; install it: pip install imagecodecs"
+            raise ValueError(message) from error
+        raise ValueError(f"{path.name} is a damaged TIFF: {error}") from error
+    finally:
+        logger.removeHandler(errors)
+    if errors.messages:
+        raise ValueError(f"{path.name} is a damaged TIFF: {errors.messages[0]}")
+    return pixels, letters
+
+
+class _LoggedErrors(logging.Handler):
+    """Collects the error messages a logger emits (tifffile logs, then reads what it can)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _colour_letters(series: Any) -> str:
+    """A TIFF series' axis letters, with ``S`` only for the samples of a colour image.
+
+    Colour is RGB, or YCbCr compressed as JPEG (decoded to RGB), with 3 samples, or 4 when
+    the fourth is alpha; any other samples (a grayscale image's extra samples, an RGB
+    image's unspecified fourth) are channels, ``C`` (``Q``, unknown, beside a ``C`` axis).
+    """
+    import tifffile
+
+    letters: str = series.axes
+    if "S" not in letters:
+        return letters
+    page = series.keyframe
+    photometric, compression = page.photometric, page.compression
+    is_colour = photometric == tifffile.PHOTOMETRIC.RGB or (
+        photometric == tifffile.PHOTOMETRIC.YCBCR and compression == tifffile.COMPRESSION.JPEG
+    )
+    samples = series.shape[letters.index("S")]
+    alpha = (tifffile.EXTRASAMPLE.ASSOCALPHA, tifffile.EXTRASAMPLE.UNASSALPHA)
+    if samples == 4:
+        extras = tuple(page.extrasamples)
+        is_colour = is_colour and bool(extras) and extras[0] in alpha
+    if is_colour and samples in (3, 4):
+        return letters
+    return letters.replace("S", "Q" if "C" in letters else "C")
 
 
 def segment_to_file(
@@ -261,8 +307,8 @@ def colour_setting(
     flag: bool | None,
 ) -> bool | None:
     """The engine's ``rgb`` for an image: ``--rgb``/``--no-rgb`` (``flag``) when given, else
-    a TIFF's own word (``S``: colour samples, ``C``: channels), else None (the engine's
-    guess from the layout)."""
+    a TIFF's own word (colour only on its ``S`` axis), else None (the engine's guess from the
+    layout)."""
     if flag and (channel_axis is None or shape[channel_axis] not in (3, 4)):
         found = "none" if channel_axis is None else f"{shape[channel_axis]} entries"
         raise ValueError(
@@ -272,7 +318,7 @@ def colour_setting(
         )
     if flag is not None or channel_axis is None or letters is None or len(letters) != len(shape):
         return flag
-    rgb = {"S": True, "C": False}.get(letters[channel_axis])
+    rgb = letters[channel_axis] == "S"  # a TIFF holds colour only as the samples of RGB
     if rgb and channel_axis < letters.find("Y"):  # planar: S stored before the rows
         _note_planar_colour(name, shape[channel_axis])
     return rgb
