@@ -210,6 +210,8 @@ def layer_input(
     """
     from napari.layers import Image
 
+    from .core.normalize import channels_look_like_colour  # numpy only: no torch import
+
     if not isinstance(layer, Image):
         kind = type(layer).__name__
         raise ValueError(
@@ -243,9 +245,9 @@ def layer_input(
     if plan.channel_axis is not None:
         kept = [ax for ax, i in enumerate(plan.index) if i is None]
         engine_channel_axis = kept.index(plan.channel_axis)
-    # napari calls any (H, W, 3|4) layer RGB(A) whatever its dtype; four channels that are
-    # not uint8 are far more often four stains than colour and alpha: keep all four
-    colour = rgb and (image.shape[-1] == 3 or image.dtype == np.uint8)
+    # napari calls any (H, W, 3|4) layer RGB(A) whatever its dtype; the engine's own rule
+    # decides (four channels that are not uint8 stay four channels)
+    colour = rgb and channels_look_like_colour(image.shape[-1], image.dtype)
     return LayerInput(
         image=image,
         channel_axis=engine_channel_axis,

@@ -67,8 +67,7 @@ def prepare_image(
     array = _channels_last(array, channel_axis)
     if rgb is None:
         # Photos come (H, W, 3) or (H, W, 4) uint8; a (C, H, W) stack is microscopy channels.
-        n_channels, is_uint8 = array.shape[2], array.dtype == np.uint8
-        rgb = channels_were_last and (n_channels == 3 or (n_channels == 4 and is_uint8))
+        rgb = channels_were_last and channels_look_like_colour(array.shape[2], array.dtype)
     elif rgb and array.shape[2] not in (3, 4):
         raise ValueError(
             "rgb=True needs a channel axis of 3 (RGB) or 4 (RGBA) channels; "
@@ -91,6 +90,13 @@ def prepare_image(
     channels = np.stack([_normalise_channel(array[..., c]) for c in range(array.shape[2])], -1)
     # Colour gets Lab superpixels and averaged edges; stains the edges of the strongest stain.
     return PreparedImage(channels=channels, is_rgb=bool(rgb))
+
+
+def channels_look_like_colour(n_channels: int, dtype: np.dtype) -> bool:
+    """Whether channels on the last axis are taken for colour when nobody says: three (RGB),
+    or four uint8 (RGBA, as photos come); four of another dtype are far more often four
+    microscopy stains than colour and alpha."""
+    return n_channels == 3 or (n_channels == 4 and np.dtype(dtype) == np.uint8)
 
 
 def plane_shape(shape: tuple[int, ...], channel_axis: int | None) -> tuple[int, int] | None:
