@@ -200,6 +200,20 @@ def test_a_users_layer_of_the_same_name_is_never_overwritten(make_napari_viewer)
     assert segment_layer("img", viewer, FAST) is not twin
 
 
+def test_another_image_of_the_same_name_does_not_take_over_its_labels(make_napari_viewer):
+    # two files called sample.tif, or two console images called "img": same name and shape
+    viewer = make_napari_viewer()
+    viewer.add_image(_image(seed=0), name="img")
+    first = segment_layer("img", viewer, FAST)
+    kept = first.data.copy()
+    viewer.layers.remove("img")
+    viewer.add_image(_image(seed=1), name="img")
+    second = segment_layer("img", viewer, FAST)
+    assert second is not first and second.name == "img labels [1]"
+    np.testing.assert_array_equal(first.data, kept)
+    assert segment_layer("img", viewer, FAST, seed=1) is second  # its own layer: reused
+
+
 def test_edited_or_renamed_labels_are_kept_and_a_new_layer_is_added(make_napari_viewer):
     from napari.utils.notifications import notification_manager
 

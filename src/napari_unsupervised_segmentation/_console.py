@@ -124,6 +124,7 @@ class LayerInput:
     layer_shape: tuple[int, ...]  # the layer's spatial shape (RGB channels excluded)
     plan: PlanePlan
     transforms: dict[str, Any] = field(default_factory=dict)  # Labels layer keyword arguments
+    layer_id: str = ""  # the image layer's napari unique_id: another image may share its name
 
     @property
     def labels_name(self) -> str:
@@ -256,6 +257,7 @@ def layer_input(
         layer_shape=spatial_shape,
         plan=plan,
         transforms=_labels_transforms(layer, plan),
+        layer_id=_identity(layer),
     )
 
 
@@ -270,9 +272,11 @@ def _fingerprint(data: Any) -> tuple[str, tuple[int, ...], int]:
 
 
 def _source_of(inp: LayerInput) -> dict[str, Any]:
-    """What a Labels layer segments: the image layer's name and the plane of that layer."""
+    """What a Labels layer segments: the image layer (its identity, as two images may share
+    a name, and its name) and the plane of that layer."""
     plan = inp.plan
     return {
+        "image_layer": inp.layer_id,
         "image": inp.layer_name,
         "shape": inp.layer_shape,
         "plane": (plan.plane_axes, plan.channel_axis, plan.index),
