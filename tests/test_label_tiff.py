@@ -383,6 +383,23 @@ def test_retries_as_bigtiff_when_classic_tiff_overflows(
     assert info["scale"] == (2.0, 1.0, 1.0)
 
 
+def test_labels_converted_to_32_bit_in_fiji_are_not_claimed(tmp_path: Path) -> None:
+    # Fiji keeps the Info property (and so the marker) through Image > Type > 32-bit
+    path = write_label_tiff(tmp_path / "cells.tif", _labels((20, 30), 9))
+    with tifffile.TiffFile(path) as tif:
+        info = tif.imagej_metadata["Info"]
+    assert is_label_tiff(path)
+    as_float = tmp_path / "cells_labels.tif"
+    tifffile.imwrite(
+        as_float,
+        _labels((20, 30), 9).astype(np.float32),
+        imagej=True,
+        metadata={"axes": "YX", "Info": info},
+    )
+    assert read_label_tiff(as_float)[1]["marker"] is True
+    assert not is_label_tiff(as_float)  # napari cannot show floats as labels
+
+
 # --- corrupt and truncated files -------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
 def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
     """Return :func:`read_labels` when every path is a label TIFF, else None.
 
-    A label TIFF carries the writer's marker, or is a single-channel integer TIFF whose
+    A label TIFF is a single-channel integer TIFF that carries the writer's marker or whose
     name marks it as labels (``*_labels.tif``, ``*_masks.tif``, ...). Only the header is
     read. A file with such a name that cannot be parsed is claimed too, so that the reader
     reports what is wrong with it instead of napari's image reader.

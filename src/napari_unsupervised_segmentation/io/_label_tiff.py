@@ -282,8 +282,9 @@ def read_label_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str,
 def is_label_tiff(path: str | os.PathLike[str]) -> bool:
     """Whether the file is a label TIFF, deciding from its header only (no pixels read).
 
-    True when it carries the writer's marker, or when it is a single-channel integer TIFF
-    whose name marks it as labels (:func:`has_label_name`).
+    True for a single-channel integer TIFF that carries the writer's marker or whose name
+    marks it as labels (:func:`has_label_name`). The marker alone is not enough: Fiji keeps
+    it when a labels file is converted to 32-bit, and napari cannot show floats as labels.
     """
     return _sniff(path) == "labels"
 
@@ -292,9 +293,8 @@ def _sniff(path: str | os.PathLike[str]) -> Literal["labels", "other", "unreadab
     """Classify a file from its name and first image header (no pixel data read)."""
     try:
         with tifffile.TiffFile(path) as tif:
-            if _describe(tif)[2]:
-                return "labels"
-            if not has_label_name(path):
+            marker = _describe(tif)[2]
+            if not (marker or has_label_name(path)):
                 return "other"
             page = tif.pages.first
             integer = page.dtype is not None and np.dtype(page.dtype).kind in "ui"
