@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -178,8 +178,20 @@ def image_axes(
     return channel_axis, tuple(stack)
 
 
-def read_image(path: Path) -> tuple[np.ndarray, str | None]:
-    """Pixels of an image file and, for a TIFF, its axis letters (tifffile's, e.g. ``ZYX``).
+class Calibration(NamedTuple):
+    """What an image file says about its pixels' physical size (ImageJ or OME metadata)."""
+
+    sizes: dict[str, float]  # size per axis letter (X, Y, Z in ``unit``; T in seconds)
+    unit: str | None  # the length unit, or None when the file names none
+
+
+#: What a file without calibration (PNG, JPEG, a plain TIFF) or a sample has.
+UNCALIBRATED = Calibration({}, None)
+
+
+def read_image(path: Path) -> tuple[np.ndarray, str | None, Calibration]:
+    """Pixels of an image file and, for a TIFF, its axis letters (tifffile's, e.g. ``ZYX``)
+    and calibration, which the labels keep so that Fiji measures them as it does the image.
 
     ``S`` is kept only for the samples of a colour image (see :func:`_colour_letters`).
     A TIFF that tifffile finds damaged (cut off, broken structure: errors it logs while
@@ -189,7 +201,7 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None]:
     if path.suffix.lower() not in (".tif", ".tiff"):
         from skimage.io import imread
 
-        return imread(path), None
+        return imread(path), None, UNCALIBRATED
     import tifffile
 
     errors = _LoggedErrors()
@@ -202,6 +214,7 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None]:
             series = tif.series[0]
             pixels = series.asarray()
             letters = _colour_letters(series)
+            calibration = _calibration(tif)
     except MemoryError:
         raise
     except Exception as error:
@@ -213,7 +226,19 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None]:
         logger.removeHandler(errors)
     if errors.messages:
         raise ValueError(f"{path.name} is a damaged TIFF: {errors.messages[0]}")
-    return pixels, letters
+    return pixels, letters, calibration
+
+
+def _calibration(tif: Any) -> Calibration:
+    """A TIFF's pixel sizes and unit; uncalibrated when its metadata cannot be parsed (the
+    pixels are still good)."""
+    from .io._label_tiff import _describe  # the reader's own parser of ImageJ and OME
+
+    try:
+        sizes, unit = _describe(tif)[:2]
+    except Exception:  # malformed OME-XML or ImageJ values: the image is still readable
+        return UNCALIBRATED
+    return Calibration(sizes, unit)
 
 
 class _LoggedErrors(logging.Handler):
@@ -261,10 +286,12 @@ def segment_to_file(
     args: argparse.Namespace,
     params: SegmentationParams,
     letters: str | None = None,
+    calibration: Calibration = UNCALIBRATED,
 ) -> Path:
     """Segment one image (each plane of a stack with ``--planes``) into ``<name>_labels.tif``.
 
-    Progress bars run over the iterations of each plane.
+    The labels keep the image's pixel sizes and unit (``calibration``) for the axes they
+    share with it. Progress bars run over the iterations of each plane.
     """
     from .io import write_label_tiff
 
@@ -296,7 +323,18 @@ def segment_to_file(
     ]
     labels = np.stack(planes).reshape(*stack_shape, *planes[0].shape)
     axes = _stack_letters(letters, stack_axes)
-    return write_label_tiff(output_path(out_dir, name), labels, axes=axes)
+    scale = _label_scale(calibration, axes, labels.ndim)
+    unit = calibration.unit if scale is not None else None
+    return write_label_tiff(output_path(out_dir, name), labels, axes=axes, scale=scale, units=unit)
+
+
+def _label_scale(calibration: Calibration, axes: str | None, ndim: int) -> list[float] | None:
+    """Pixel sizes of the label axes (``axes``: T and Z letters the input named, then YX;
+    None: unnamed stack axes, which get 1), or None when the image states none."""
+    if not calibration.sizes:
+        return None
+    letters = axes if axes is not None else "?" * (ndim - 2) + "YX"
+    return [calibration.sizes.get(letter, 1.0) for letter in letters]
 
 
 def colour_setting(
@@ -398,7 +436,7 @@ def _inputs(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """(name, loader) for every sample and file, in the order given."""
     inputs: list[tuple[str, Any]] = []
     for sample in args.sample:
-        inputs.append((sample, lambda sample=sample: load_sample(sample)))
+        inputs.append((sample, lambda sample=sample: (*load_sample(sample), UNCALIBRATED)))
     for path in args.images:
         inputs.append((_file_stem(path), lambda path=path: read_image(path)))
     return _unique_names(inputs)
@@ -443,8 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         inputs, desc="images", unit="image", disable=args.quiet or len(inputs) < 2
     ):
         try:
-            image, letters = load()
-            written = segment_to_file(name, image, args.out, args, params, letters)
+            image, letters, calibration = load()
+            written = segment_to_file(name, image, args.out, args, params, letters, calibration)
         except Exception as error:  # one bad file must not stop the others
             failures += 1
             print(f"{PROG}: skipped {name}: {error}", file=sys.stderr)
