@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 import numpy as np
@@ -139,6 +141,59 @@ def test_train_updates_stops_on_request_with_the_current_labels():
     rest = list(gen)
     assert first.iteration == 1
     assert len(rest) <= 1 and done.is_set()
+
+
+def _clock_that_sets(*events: threading.Event):
+    """A fake clock (0.1 s per step) that sets ``events`` during the second step, as a press
+    of Stop or a closing viewer does while the worker trains."""
+    ticks = iter(np.arange(0.0, 100.0, 0.1))
+
+    def clock() -> float:
+        now = float(next(ticks))
+        if now > 0.05:
+            for event in events:
+                event.set()
+        return now
+
+    return clock
+
+
+def test_stop_during_a_step_sends_that_step_with_its_labels():
+    stop, done = threading.Event(), threading.Event()
+    items = list(train_updates(_image(), None, ENDLESS, stop, done, 10.0, _clock_that_sets(stop)))
+    assert [(item.iteration, item.is_last) for item in items] == [(1, False), (2, True)]
+    assert items[-1].labels is not None and done.is_set()
+
+
+def test_a_closing_viewer_makes_no_more_labels():
+    stop, done, abandon = threading.Event(), threading.Event(), threading.Event()
+    clock = _clock_that_sets(abandon, stop)
+    items = list(train_updates(_image(), None, ENDLESS, stop, done, 10.0, clock, abandon=abandon))
+    assert [item.iteration for item in items] == [1] and done.is_set()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "setpriority") or not sys.platform.startswith("linux") or os.geteuid() != 0,
+    reason="only a privileged Linux user may raise a thread's priority back",
+)
+def test_the_worker_thread_gets_its_priority_back():
+    # napari's pool reuses the thread for other workers: they must not inherit nice +10
+    seen: dict[str, int] = {}
+
+    def worker() -> None:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, 0)  # as napari's threads start (pytest may be niced)
+        seen["before"] = os.getpriority(os.PRIO_PROCESS, tid)
+        gen = train_updates(_image(), None, FAST, threading.Event(), threading.Event())
+        next(gen)
+        seen["during"] = os.getpriority(os.PRIO_PROCESS, tid)
+        list(gen)
+        seen["after"] = os.getpriority(os.PRIO_PROCESS, tid)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join(60)
+    assert (seen["before"], seen["during"], seen["after"]) == (0, 10, 0)
 
 
 def test_train_updates_turns_engine_errors_into_a_failure():

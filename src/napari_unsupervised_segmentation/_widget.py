@@ -138,18 +138,36 @@ def train_updates(
     clock: Callable[[], float] = time.monotonic,
     *,
     rgb: bool | None = None,
+    abandon: threading.Event | None = None,
 ) -> Iterator[Update | Failure]:
     """Run the engine and yield throttled :class:`Update` s (runs in the worker thread).
 
     Updates come at most every ``interval`` seconds of ``clock``, and less often when the
     labels are slow to make (:func:`update_interval_after`, timed with ``perf_counter``).
     Setting ``stop`` ends training before the next iteration (a step that finishes meanwhile
-    is still sent, as the final one). Engine errors are yielded as a :class:`Failure`
+    is still sent, as the final one, with its labels). Setting ``abandon`` as well (the
+    viewer is closing: nobody will see them) ends it without making any more labels, which
+    can take long on a big image. Engine errors are yielded as a :class:`Failure`
     instead of raised, so nothing reaches the Qt event loop. ``done`` is set at the end.
     ``channel_axis`` and ``rgb`` say how ``image`` holds its channels, as in
     :func:`~napari_unsupervised_segmentation.iter_segment`.
     """
-    _lower_thread_priority()
+    with _lowered_thread_priority():
+        yield from _updates(image, channel_axis, params, stop, done, interval, clock, rgb, abandon)
+
+
+def _updates(
+    image: np.ndarray,
+    channel_axis: int | None,
+    params: SegmentationParams,
+    stop: threading.Event,
+    done: threading.Event,
+    interval: float,
+    clock: Callable[[], float],
+    rgb: bool | None,
+    abandon: threading.Event | None,
+) -> Iterator[Update | Failure]:
+    """The body of :func:`train_updates`, which runs it at a lowered thread priority."""
     try:
         from .core import iter_segment
 
@@ -162,8 +180,10 @@ def train_updates(
                     step = next(steps)
                 except StopIteration:
                     return
-                final = bool(step.is_last) or stop.is_set()
                 now = clock()
+                final = bool(step.is_last) or stop.is_set()
+                if abandon is not None and abandon.is_set():
+                    return
                 if should_deliver(now, last_sent, wait, final):
                     first = last_sent is None
                     last_sent = now
@@ -192,19 +212,32 @@ def user_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _lower_thread_priority() -> None:
+@contextlib.contextmanager
+def _lowered_thread_priority() -> Iterator[None]:
     """Let the GUI thread win the CPU over training (Linux: nice +10 for this worker thread).
 
     Only the calling thread (and the compute threads it starts) is affected, and only when it
     is not the main thread. On a small CPU this keeps napari responsive while training, at
-    little cost to training when the GUI is idle. Elsewhere a no-op.
+    little cost to training when the GUI is idle. Elsewhere a no-op. The thread belongs to
+    napari's shared pool: its priority is put back at the end where the OS allows it (Linux
+    lets only privileged users raise a priority; otherwise Qt retires the idle thread after
+    30 s, and a worker that reuses it before then runs at the lower priority too).
     """
-    if threading.current_thread() is threading.main_thread():
-        return
-    if sys.platform.startswith("linux") and hasattr(os, "setpriority"):
+    restore: tuple[int, int] | None = None
+    if threading.current_thread() is not threading.main_thread() and (
+        sys.platform.startswith("linux") and hasattr(os, "setpriority")
+    ):
         with contextlib.suppress(OSError):
             tid = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), 10))
+            before = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, max(before, 10))
+            restore = (tid, before)
+    try:
+        yield
+    finally:
+        if restore is not None:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, *restore)
 
 
 def status_text(update: Update, max_iter: int, note: str = "") -> str:
@@ -259,6 +292,7 @@ class _Run:
     inp: LayerInput
     params: SegmentationParams
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    abandon: threading.Event = dataclasses.field(default_factory=threading.Event)
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
     worker: Any = None
     progress: Any = None
@@ -293,6 +327,7 @@ def _shutdown(life: _Lifeline, *_: Any) -> None:
     life.closed = True
     run, life.run = life.run, None
     if run is not None:
+        run.abandon.set()  # no more labels: nobody will see them
         run.stop.set()
         run.close_progress()
         run.done.wait(SHUTDOWN_WAIT)
@@ -558,7 +593,7 @@ class SegmentationWidget(Container):
         self._start(inp, params)
 
     def stop(self) -> None:
-        """Stop after the current iteration, keeping the labels shown so far."""
+        """Stop after the current iteration and show its labels."""
         run = self._life.run
         if run is None:
             return
@@ -582,6 +617,7 @@ class SegmentationWidget(Container):
             run.done,
             self.update_interval,
             rgb=inp.rgb,
+            abandon=run.abandon,
         )
         run.worker.yielded.connect(_weak_slot(self._on_yielded, run))
         run.worker.finished.connect(_weak_slot(self._on_finished, run))
