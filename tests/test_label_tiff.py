@@ -356,24 +356,20 @@ def test_a_file_that_cannot_be_replaced_is_named_and_kept(
     assert _siblings(path) == ["open_labels.tif"]
 
 
-def test_retries_as_bigtiff_when_classic_tiff_overflows(
+def test_labels_too_big_for_a_classic_tiff_are_written_as_ome_bigtiff(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = tifffile.imwrite
-    calls: list[bool] = []
+    # beyond 4 GiB tifffile's ImageJ writer truncates the file (with a warning) instead of
+    # failing: the size decides before writing (a small limit stands in for 3.75 GiB)
+    from napari_unsupervised_segmentation.io import _label_tiff
 
-    def overflow_unless_bigtiff(file: Any, data: Any, *, bigtiff: bool, **kwargs: Any) -> None:
-        calls.append(bigtiff)
-        if not bigtiff:
-            file.write(b"partial")
-            raise ValueError("data too large for non-BigTIFF file")
-        real(file, data, bigtiff=bigtiff, **kwargs)
-
-    monkeypatch.setattr(tifffile, "imwrite", overflow_unless_bigtiff)
-    labels = _labels((3, 5, 6), 9)
+    monkeypatch.setattr(_label_tiff, "CLASSIC_TIFF_MAX_BYTES", 90)
+    small = write_label_tiff(tmp_path / "small.tif", _labels((2, 5, 6), 9))  # 60 bytes
+    with tifffile.TiffFile(small) as tif:
+        assert tif.is_imagej and not tif.is_bigtiff
+    labels = _labels((3, 5, 6), 9)  # 90 bytes
     path = write_label_tiff(tmp_path / "huge.tif", labels, scale=(2, 1, 1))
-    assert calls == [False, True]
-    assert _siblings(path) == ["huge.tif"]
+    assert _siblings(path) == ["huge.tif", "small.tif"]  # no temporary file left
     with tifffile.TiffFile(path) as tif:
         assert tif.is_bigtiff
         assert tif.is_ome

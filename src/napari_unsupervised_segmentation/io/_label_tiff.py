@@ -4,7 +4,7 @@ What is written:
 
 * uint8 and uint16 labels: an ImageJ hyperstack (axes such as YX, ZYX, TZYX), with the pixel
   size in the resolution tags, ``spacing`` (Z), ``finterval`` (T) and ``unit``.
-* uint32 labels, and any file whose compressed size exceeds 4 GB (BigTIFF): an OME-TIFF,
+* uint32 labels, and labels of 3.75 GiB or more uncompressed (BigTIFF): an OME-TIFF,
   because ImageJ hyperstacks can hold neither; the pixel size is in the OME-XML
   (``PhysicalSizeX/Y/Z``, ``TimeIncrement``).
 * Always zlib (deflate) compressed, and marked with a line ``napari labels`` in the ImageJ
@@ -55,6 +55,13 @@ _UINT32_MAX = int(np.iinfo(np.uint32).max)
 #: so the common "open, paint, save over it" would fail) and no other program's later
 #: change to the file shows up in the layer.
 MEMORY_MAP_MIN_BYTES = 256 * 2**20
+
+#: Labels smaller than this (uncompressed) always fit a classic TIFF (4 GiB of offsets) once
+#: compressed: zlib adds at most a few bytes per 16 kB block, and the margin covers that and
+#: the page directories. Larger ones are written as BigTIFF at once, whatever they compress
+#: to: tifffile's ImageJ writer would not fail beyond 4 GiB but truncate the file with a
+#: warning, which no later check could undo.
+CLASSIC_TIFF_MAX_BYTES = 2**32 - 2**28
 
 # Canonical (pint) unit name -> (ImageJ spelling, OME-XML spelling).
 _UNITS = {
@@ -197,13 +204,9 @@ def write_label_tiff(
         first_try = hyperstack[..., np.newaxis], _imagej_options(axes, sizes, unit)
     else:
         first_try = data, ome
-    try:
+    if data.nbytes < CLASSIC_TIFF_MAX_BYTES:
         _write_and_replace(target, *first_try, bigtiff=False)
-    except ValueError as exc:
-        # The compressed size is known only while writing. Beyond 4 GB write a BigTIFF, as
-        # OME-TIFF: ImageJ hyperstacks cannot be BigTIFF, Bio-Formats (Fiji) reads these.
-        if "BigTIFF" not in str(exc):
-            raise
+    else:  # as OME-TIFF: ImageJ hyperstacks cannot be BigTIFF; Bio-Formats (Fiji) reads it
         _write_and_replace(target, data, ome, bigtiff=True)
     return target
 
