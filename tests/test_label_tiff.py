@@ -379,6 +379,42 @@ def test_labels_too_big_for_a_classic_tiff_are_written_as_ome_bigtiff(
     assert info["scale"] == (2.0, 1.0, 1.0)
 
 
+def test_ome_sizes_in_different_units_are_read_in_one(tmp_path: Path) -> None:
+    # OME gives each axis its unit: Z in nm beside X and Y in µm, the interval in ms
+    path = tmp_path / "cells_labels.ome.tif"
+    tifffile.imwrite(path, _labels((2, 3, 8, 9), 5).astype(np.uint8), ome=True,
+                     metadata={"axes": "TZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2,
+                               "PhysicalSizeZ": 500, "PhysicalSizeZUnit": "nm",
+                               "TimeIncrement": 100, "TimeIncrementUnit": "ms"})  # fmt: skip
+    _, info = read_label_tiff(path)
+    assert info["units"] == "micrometer"
+    np.testing.assert_allclose(info["scale"], (0.1, 0.5, 0.2, 0.2))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32])  # ImageJ and OME layout
+def test_a_layers_units_per_axis_are_saved_in_one_length_unit_and_seconds(
+    tmp_path: Path, dtype: type
+) -> None:
+
+    labels = _labels((2, 3, 8, 9), 5).astype(dtype)
+    meta = {
+        "scale": (100.0, 500.0, 0.2, 0.2),
+        "units": ("millisecond", "nanometer", "micrometer", "micrometer"),  # napari's names
+        "axis_labels": ("t", "z", "y", "x"),
+    }
+    [written] = write_labels(str(tmp_path / "cells_labels.tif"), labels, meta)
+    data, info = read_label_tiff(written)
+    np.testing.assert_array_equal(data, labels)
+    assert info["units"] == "micrometer"
+    np.testing.assert_allclose(info["scale"], (0.1, 0.5, 0.2, 0.2))
+    # a spatial axis in pixels: no common unit, the sizes are kept as they are
+    meta["units"] = ("second", "pixel", "micrometer", "micrometer")
+    [written] = write_labels(str(tmp_path / "mixed_labels.tif"), labels, meta)
+    _, info = read_label_tiff(written)
+    assert info["units"] is None
+    np.testing.assert_allclose(info["scale"], (100.0, 500.0, 0.2, 0.2))
+
+
 def test_labels_converted_to_32_bit_in_fiji_are_not_claimed(tmp_path: Path) -> None:
     # Fiji keeps the Info property (and so the marker) through Image > Type > 32-bit
     path = write_label_tiff(tmp_path / "cells.tif", _labels((20, 30), 9))

@@ -89,6 +89,29 @@ _UNIT_ALIASES = {
     "metre": "meter",
 }
 _NO_UNIT = {"", "pixel", "pixels", "px", "none"}
+#: Metres in one of each supported length unit: sizes given in different units share one.
+_METRES = {
+    "micrometer": 1e-6,
+    "nanometer": 1e-9,
+    "millimeter": 1e-3,
+    "centimeter": 1e-2,
+    "meter": 1.0,
+}
+#: Seconds in one of each time unit (pint's names, as napari's ``layer.units``, and OME's).
+_SECONDS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "ms": 1e-3,
+    "millisecond": 1e-3,
+    "µs": 1e-6,
+    "us": 1e-6,
+    "microsecond": 1e-6,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
 
 
 class LabelTiffError(ValueError):
@@ -357,6 +380,20 @@ def _canonical_unit(unit: object) -> str | None:
     return text if text in _UNITS else _UNIT_ALIASES.get(text)
 
 
+def _length_factor(unit: object, to: str | None) -> float | None:
+    """How many ``to`` (a canonical length unit) make one ``unit``; None when either is not
+    a supported length unit."""
+    canonical = _canonical_unit(unit)
+    if canonical is None or to is None:
+        return None
+    return _METRES[canonical] / _METRES[to]
+
+
+def _seconds_factor(unit: object) -> float | None:
+    """Seconds in one ``unit`` of time, or None when it is not a known time unit."""
+    return _SECONDS.get(str(unit).strip().lower())
+
+
 def _imagej_options(axes: str, sizes: dict[str, float], unit: str | None) -> dict[str, Any]:
     """tifffile arguments for an ImageJ hyperstack (uint8, uint16)."""
     metadata: dict[str, Any] = {"axes": "TZCYXS", "Info": f"{_MARKER_TEXT}\naxes={axes}"}
@@ -471,13 +508,17 @@ def _describe_ome(xml: str) -> tuple[dict[str, float], str | None, bool, str | N
     sizes: dict[str, float] = {}
     unit = None
     if pixels is not None:
-        for axis, key in (("X", "PhysicalSizeX"), ("Y", "PhysicalSizeY"), ("Z", "PhysicalSizeZ")):
-            if key in pixels.attrib:
-                sizes[axis] = float(pixels.attrib[key])
-        if "TimeIncrement" in pixels.attrib:
-            sizes["T"] = float(pixels.attrib["TimeIncrement"])
-        if "PhysicalSizeX" in pixels.attrib:  # OME's default length unit is µm
-            unit = _canonical_unit(pixels.attrib.get("PhysicalSizeXUnit", "µm"))
+        attrib = pixels.attrib
+        if "PhysicalSizeX" in attrib:  # OME's default length unit is µm
+            unit = _canonical_unit(attrib.get("PhysicalSizeXUnit", "µm"))
+        for axis in "XYZ":  # each axis has its own unit: Y and Z are converted to X's
+            key = f"PhysicalSize{axis}"
+            if key in attrib:
+                factor = _length_factor(attrib.get(f"{key}Unit", "µm"), unit)
+                sizes[axis] = float(attrib[key]) * (1.0 if factor is None else factor)
+        if "TimeIncrement" in attrib:  # in seconds, as ImageJ's frame interval
+            factor = _seconds_factor(attrib.get("TimeIncrementUnit", "s"))
+            sizes["T"] = float(attrib["TimeIncrement"]) * (1.0 if factor is None else factor)
     sizes = {axis: v for axis, v in sizes.items() if np.isfinite(v) and v > 0}
     return sizes, unit, marker, _written_axes(text, marker)
 
