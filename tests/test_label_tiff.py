@@ -415,6 +415,34 @@ def test_a_layers_units_per_axis_are_saved_in_one_length_unit_and_seconds(
     np.testing.assert_allclose(info["scale"], (100.0, 500.0, 0.2, 0.2))
 
 
+def test_one_bit_masks_are_labels_0_and_1(tmp_path: Path) -> None:
+    from PIL import Image
+
+    mask = np.zeros((12, 20), bool)
+    mask[3:9, 5:15] = True
+    tifffile.imwrite(tmp_path / "tf_mask.tif", mask)  # tifffile writes bool as 1 bit
+    Image.fromarray(mask).convert("1").save(tmp_path / "pil_mask.tif")
+    for name in ("tf_mask.tif", "pil_mask.tif"):
+        assert is_label_tiff(tmp_path / name)
+        data, _ = read_label_tiff(tmp_path / name)
+        assert data.dtype == np.uint8
+        np.testing.assert_array_equal(data, mask)
+
+
+def test_a_compression_tifffile_alone_cannot_read_asks_for_imagecodecs(tmp_path: Path) -> None:
+    import importlib.util
+
+    from PIL import Image
+
+    if importlib.util.find_spec("imagecodecs") is not None:
+        pytest.skip("imagecodecs is installed: LZW files simply read")
+    path = tmp_path / "qupath_labels.tif"  # LZW: PIL's, OpenCV's and QuPath's usual choice
+    Image.fromarray(np.eye(8, dtype=np.uint8)).save(path, compression="tiff_lzw")
+    assert is_label_tiff(path)
+    with pytest.raises(LabelTiffError, match="qupath_labels.tif.*pip install imagecodecs"):
+        read_label_tiff(path)
+
+
 def test_labels_converted_to_32_bit_in_fiji_are_not_claimed(tmp_path: Path) -> None:
     # Fiji keeps the Info property (and so the marker) through Image > Type > 32-bit
     path = write_label_tiff(tmp_path / "cells.tif", _labels((20, 30), 9))

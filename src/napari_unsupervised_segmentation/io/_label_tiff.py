@@ -272,6 +272,7 @@ def read_label_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str,
             file_dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
             mappable = (
                 offset is not None
+                and file_dtype.kind != "b"  # 1-bit masks are packed 8 pixels to a byte
                 and file_dtype.isnative
                 and series.size > 0
                 and series.nbytes >= MEMORY_MAP_MIN_BYTES
@@ -287,9 +288,15 @@ def read_label_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str,
             data = np.asarray(mapped)
         if restored is not None:
             data = data.reshape(restored)
+        if data.dtype == bool:  # a 1-bit mask: labels 0 and 1, as napari needs integers
+            data = data.view(np.uint8)
     except (FileNotFoundError, LabelTiffError):
         raise
     except Exception as exc:
+        if "imagecodecs" in str(exc):  # sound, but compressed as tifffile alone cannot read
+            raise LabelTiffError(
+                f"cannot read {str(source)!r}: {exc}; install it: pip install imagecodecs"
+            ) from exc
         raise LabelTiffError(
             f"cannot read {str(source)!r}: not a valid or complete TIFF file "
             f"({type(exc).__name__}: {exc})"
@@ -308,7 +315,7 @@ def read_label_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str,
 def is_label_tiff(path: str | os.PathLike[str]) -> bool:
     """Whether the file is a label TIFF, deciding from its header only (no pixels read).
 
-    True for a single-channel integer TIFF that carries the writer's marker or whose name
+    True for a single-channel integer (or 1-bit) TIFF that carries the writer's marker or whose name
     marks it as labels (:func:`has_label_name`). The marker alone is not enough: Fiji keeps
     it when a labels file is converted to 32-bit, and napari cannot show floats as labels.
     """
@@ -323,7 +330,7 @@ def _sniff(path: str | os.PathLike[str]) -> Literal["labels", "other", "unreadab
             if not (marker or has_label_name(path)):
                 return "other"
             page = tif.pages.first
-            integer = page.dtype is not None and np.dtype(page.dtype).kind in "ui"
+            integer = page.dtype is not None and np.dtype(page.dtype).kind in "uib"  # b: 1-bit
             return "labels" if integer and page.samplesperpixel == 1 else "other"
     except Exception:
         return "unreadable"
