@@ -291,7 +291,14 @@ def test_bad_images_raise_clear_errors(image, kwargs, message):
         ({"max_segments": -1}, "max_segments"),
         ({"max_segments": 2.5}, "max_segments"),
         ({"seed": 1.5}, "seed"),
+        ({"seed": -1}, "seed"),  # the widget's "random"; in scripts: None
+        ({"seed": 2**64}, "seed"),
         ({"max_iter": 2.5}, "max_iter"),
+        ({"lr": float("inf")}, "lr"),
+        ({"compactness": float("nan")}, "compactness"),
+        ({"graph_scale": float("inf")}, "graph_scale"),
+        ({"n_channels": 3}, "min_labels must be below n_channels"),  # would stop at once
+        ({"n_channels": 4, "min_labels": 5}, "min_labels must be below n_channels"),
     ],
 )
 def test_bad_parameters_raise_clear_errors(change, message):
@@ -299,6 +306,14 @@ def test_bad_parameters_raise_clear_errors(change, message):
         SegmentationParams(**change)
     with pytest.raises(ValueError, match=message):
         segment(two_colour_image(), channel_axis=-1, **change)
+
+
+def test_numpy_numbers_are_accepted_as_plain_numbers():
+    # values computed with numpy (a sweep over np.arange, an array's size) are fine
+    params = SegmentationParams(max_iter=np.int64(3), lr=np.float32(0.5), seed=np.uint8(7))
+    assert (params.max_iter, params.lr, params.seed) == (3, 0.5, 7)
+    assert type(params.max_iter) is int and type(params.lr) is float
+    assert params == SegmentationParams(max_iter=3, lr=0.5, seed=7)
 
 
 def test_unknown_parameter_and_preset_are_rejected():

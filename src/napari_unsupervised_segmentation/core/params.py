@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 BOUNDARIES = ("colour", "texture")
@@ -158,6 +161,9 @@ class SegmentationParams:
     )
 
     def __post_init__(self) -> None:
+        for name, value in dataclasses.asdict(self).items():
+            if isinstance(value, np.integer | np.floating):  # numpy scalars as plain numbers
+                object.__setattr__(self, name, value.item())
         self.validate()
 
     def validate(self) -> None:
@@ -191,6 +197,13 @@ class SegmentationParams:
             _is_int(self.n_channels) and self.n_channels >= 2,
             "n_channels must be an integer >= 2 (it bounds the number of labels)",
             self.n_channels,
+        )
+        _require(
+            self.min_labels < self.n_channels,
+            f"min_labels must be below n_channels ({self.n_channels}): a prediction never has "
+            "more labels than channels, so training would stop at the first iteration; lower "
+            "min_labels (0 turns the stopping rule off) or raise n_channels",
+            self.min_labels,
         )
         _require(
             _is_int(self.n_conv) and self.n_conv >= 1, "n_conv must be an integer >= 1", self.n_conv
@@ -244,7 +257,9 @@ class SegmentationParams:
             self.connected_components,
         )
         _require(
-            self.seed is None or _is_int(self.seed), "seed must be an integer or None", self.seed
+            self.seed is None or (_is_int(self.seed) and 0 <= self.seed < 2**64),
+            "seed must be an integer from 0 to 2**64 - 1, or None (a random seed)",
+            self.seed,
         )
         _require(
             isinstance(self.device, str) and bool(self.device),
@@ -264,11 +279,17 @@ class SegmentationParams:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """Python and numpy integers, not bools (True is not a number of iterations)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
 
 
 def _is_real(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """Finite Python and numpy numbers, not bools: inf or nan would train to nonsense."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool | np.bool_)
+        and math.isfinite(value)
+    )
 
 
 def _require_finite_weight(name: str, value: Any) -> None:
