@@ -349,6 +349,49 @@ def test_bf16_precision_runs_on_cpu():
     assert labels.shape == (24, 32)
 
 
+def test_torch_modes_of_the_caller_neither_break_training_nor_change():
+    # inference scripts run under no_grad or inference_mode; some set float64 as default
+    image = two_colour_image()
+    expected = segment(image, channel_axis=-1, max_iter=3, **TINY)
+    with torch.no_grad():
+        np.testing.assert_array_equal(segment(image, channel_axis=-1, max_iter=3, **TINY), expected)
+        steps = iter_segment(image, channel_axis=-1, max_iter=3, **TINY)
+        next(steps)
+        assert not torch.is_grad_enabled()  # a paused generator leaves the caller's mode
+        steps.close()
+    with torch.inference_mode():
+        np.testing.assert_array_equal(segment(image, channel_axis=-1, max_iter=3, **TINY), expected)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        labels = segment(image, channel_axis=-1, max_iter=3, **TINY)
+    finally:
+        torch.set_default_dtype(default)
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_fp32_means_no_tf32_on_cuda_and_the_callers_flags_come_back():
+    from napari_unsupervised_segmentation.core.devices import precision_context
+
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = (conv.fp32_precision, matmul.fp32_precision, torch.backends.fp32_precision)
+    cuda = torch.device("cuda")  # the flags are set without a GPU; nothing runs on it
+    try:
+        torch.backends.fp32_precision = "tf32"  # PyTorch's newer switch, set by the user
+        flags = (conv.fp32_precision, matmul.fp32_precision)
+        with precision_context("fp32", cuda):
+            assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+        with precision_context("tf32", cuda):
+            assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+        assert (conv.fp32_precision, matmul.fp32_precision) == flags
+        # the default preset's texture gradient once used the legacy switch: an error here
+        labels = segment(two_colour_image(), channel_axis=-1, max_iter=2, **TINY)
+        assert labels.shape == (24, 32)
+    finally:
+        torch.backends.fp32_precision = before[2]
+        conv.fp32_precision, matmul.fp32_precision = before[:2]
+
+
 def test_label_helpers():
     assert smallest_unsigned_dtype(255) == np.uint8
     assert smallest_unsigned_dtype(256) == np.uint16

@@ -64,21 +64,52 @@ def _mps_available() -> bool:
 def precision_context(precision: str, device: torch.device) -> Iterator[None]:
     """Run the enclosed torch code in ``precision``; global flags are restored afterwards.
 
-    ``fp32``: plain float32. ``tf32``: float32 storage with TensorFloat-32 matmuls and
-    convolutions on CUDA (no effect elsewhere). ``bf16``: autocast to bfloat16, which recent
-    CPUs (AVX512-BF16, AMX) and GPUs compute fast.
+    ``fp32``: plain float32 (on CUDA, PyTorch's default lets cuDNN convolutions use
+    TensorFloat-32: turned off here). ``tf32``: float32 storage with TensorFloat-32 matmuls
+    and convolutions on CUDA (no effect elsewhere). ``bf16``: autocast to bfloat16, which
+    recent CPUs (AVX512-BF16, AMX) and GPUs compute fast.
     """
     if precision == "bf16":
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
             yield
-        return
-    if precision == "tf32" and device.type == "cuda":
-        old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    elif device.type == "cuda":
+        with _cuda_tf32(precision == "tf32"):
+            yield
+    else:
+        yield
+
+
+@contextlib.contextmanager
+def _cuda_tf32(enabled: bool) -> Iterator[None]:
+    """TensorFloat-32 in CUDA convolutions and matmuls on or off; restored afterwards.
+
+    PyTorch 2.9 and later keep per-operator flags (``fp32_precision``) and raise when the
+    legacy ``allow_tf32`` switches are used while those differ (a user may have set them),
+    so the new flags are used where they exist.
+    """
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    matmul = torch.backends.cuda.matmul
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        old = (conv.fp32_precision, matmul.fp32_precision)
+        conv.fp32_precision = matmul.fp32_precision = "tf32" if enabled else "ieee"
         try:
             yield
         finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+            conv.fp32_precision, matmul.fp32_precision = old
         return
-    yield
+    legacy = (matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = legacy
+
+
+@contextlib.contextmanager
+def autograd_enabled() -> Iterator[None]:
+    """Gradients on and inference mode off, whatever the caller chose: a script may well
+    call :func:`~napari_unsupervised_segmentation.segment` inside ``torch.no_grad()``.
+    Enter it around each piece of training, never across a ``yield`` (the caller's mode
+    must hold while a generator is paused)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield

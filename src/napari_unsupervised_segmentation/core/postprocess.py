@@ -13,6 +13,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from .devices import precision_context
 from .labels import (
     absorb_thin_segments,
     merge_small_segments,
@@ -163,7 +164,8 @@ class LabelFinisher:
         """Colour-and-texture edge strength per pixel (:func:`~.boundaries.texture_gradient`)."""
         from .boundaries import texture_gradient
 
-        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # the same map on any GPU
+        # the same map on any GPU: no TF32
+        with precision_context("fp32", torch.device(self.device)):
             return texture_gradient(
                 self.colour_features,
                 self.lightness,

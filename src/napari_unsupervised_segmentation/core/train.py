@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .devices import precision_context, resolve_device
+from .devices import autograd_enabled, precision_context, resolve_device
 from .memory import check_memory
 from .model import SegmentationNet
 from .normalize import PreparedImage, plane_shape, prepare_image
@@ -149,10 +149,11 @@ def segment(
 def build_model(
     in_channels: int, settings: SegmentationParams, device: torch.device
 ) -> SegmentationNet:
-    """The network with seeded Xavier initialisation, identical on every device."""
+    """The network with seeded Xavier initialisation, identical on every device (float32,
+    whatever ``torch.set_default_dtype`` the caller chose)."""
     with torch.device("meta"):
         model = SegmentationNet(in_channels, settings.n_channels, settings.n_conv)
-    model = model.to_empty(device="cpu")
+    model = model.to_empty(device="cpu").float()
     generator = torch.Generator()
     if settings.seed is None:
         generator.seed()
@@ -180,13 +181,13 @@ def _train(
     superpixels = compute_superpixels(
         image, settings.n_superpixels, settings.compactness, settings.superpixel_graph_scale
     )
-    refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
-    model = build_model(image.channels.shape[-1], settings, device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
+    with autograd_enabled():  # tensors made under the caller's inference_mode cannot train
+        refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
+        model = build_model(image.channels.shape[-1], settings, device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
+        pixels = image_tensor(image, device)
     finish = LabelFinisher(settings, image, device)  # shared: image-level maps made once
-    yield from training_steps(
-        model, optimizer, image_tensor(image, device), refine, settings, finish
-    )
+    yield from training_steps(model, optimizer, pixels, refine, settings, finish)
 
 
 def training_steps(
@@ -205,16 +206,17 @@ def training_steps(
     device = pixels.device
     model.train()
     for iteration in range(1, settings.max_iter + 1):
-        with precision_context(settings.precision, device):
-            responses = model(pixels)
-            prediction = responses.detach().argmax(dim=1)
-            target, label_counts = refine(prediction)
-            loss = F.cross_entropy(responses.float(), target)
-            if settings.continuity_weight:
-                loss = loss + settings.continuity_weight * continuity_loss(responses)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        with autograd_enabled():
+            with precision_context(settings.precision, device):
+                responses = model(pixels)
+                prediction = responses.detach().argmax(dim=1)
+                target, label_counts = refine(prediction)
+                loss = F.cross_entropy(responses.float(), target)
+                if settings.continuity_weight:
+                    loss = loss + settings.continuity_weight * continuity_loss(responses)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
         n_labels = int((label_counts > 0).sum())
         stop = iteration == settings.max_iter or n_labels <= settings.min_labels
         yield Step(iteration, n_labels, stop, prediction[0], loss.detach(), finish)
