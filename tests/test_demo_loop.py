@@ -108,8 +108,9 @@ def test_demo_train_counts_the_updates_until_the_stopping_rule() -> None:
     assert same_partition(
         labels, demo_loop.demo_segment(image, demo_loop.QUIRKS, **_small(), min_labels=0)
     )
-    # a rule that every prediction meets (at most 8 labels from 8 channels) stops after one
-    assert demo_loop.demo_train(image, demo_loop.QUIRKS, **_small(), min_labels=8)[1] == 1
+    # a rule that every prediction meets (at most 576 labels from 24x24 pixels) stops after one
+    every = {**_small(), "n_channels": 600, "min_labels": 576}
+    assert demo_loop.demo_train(image, demo_loop.QUIRKS, **every)[1] == 1
 
 
 def test_without_quirks_the_demo_loop_is_the_paper_preset() -> None:

@@ -562,10 +562,24 @@ def test_every_value_a_control_allows_at_its_ends_is_a_valid_setting(qapp):
         if isinstance(control, SpinBox | FloatSpinBox):
             for end in (control.min, control.max):
                 control.value = end  # what the box shows and hands over, after its rounding
-                params_from_values({**defaults, name: control.value})  # raises if invalid
+                # what every box shows (one box may bound another), raises if invalid
+                params_from_values({n: c.value for n, c in controls.items()})
                 checked += 1
             control.value = defaults[name]
+            controls["min_labels"].value = defaults["min_labels"]  # n_channels may lower it
     assert checked >= 2 * 20
+
+
+def test_the_stopping_rule_stays_below_the_number_of_filters(qapp):
+    from napari_unsupervised_segmentation._widget import _make_controls
+
+    controls = _make_controls()
+    assert controls["min_labels"].max == controls["n_channels"].value - 1
+    controls["n_channels"].value = 3
+    assert controls["min_labels"].value == 2  # was 3: every prediction would have stopped
+    controls["n_channels"].value = 100
+    controls["min_labels"].value = 50
+    assert controls["min_labels"].value == 50
 
 
 def test_settings_outside_the_controls_are_refused_without_changing_any(viewer_widget):

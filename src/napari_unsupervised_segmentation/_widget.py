@@ -482,8 +482,11 @@ class SegmentationWidget(Container):
             values["seed"] = -1
         for name, value in values.items():
             box = self._controls[name]
-            if isinstance(box, SpinBox | FloatSpinBox) and not box.min <= value <= box.max:
+            # min_labels' box follows n_channels (set first, below); params has checked both
+            top = value if name == "min_labels" else getattr(box, "max", None)
+            if isinstance(box, SpinBox | FloatSpinBox) and not box.min <= value <= top:
                 raise ValueError(f"{name}={value} is outside the widget's {box.min} to {box.max}")
+        self._controls["n_channels"].value = values.pop("n_channels")
         for name, value in values.items():
             self._controls[name].value = value
 
@@ -789,7 +792,20 @@ def _make_controls() -> dict[str, Any]:
         text = _LABELS.get(f.name, f.name.replace("_", " ").capitalize())
         label_kw = {"text": text} if cls is CheckBox else {"label": text}
         controls[f.name] = cls(name=f.name, value=value, tooltip=tooltip, **label_kw, **kwargs)
+    _keep_min_labels_below(controls["n_channels"], controls["min_labels"])
     return controls
+
+
+def _keep_min_labels_below(channels: SpinBox, min_labels: SpinBox) -> None:
+    """Bound the stopping rule's label count below the number of filters, now and whenever
+    that changes: a prediction never has more labels than filters, so a rule of that many
+    would stop training at the first iteration (lowering the filters lowers the rule)."""
+
+    def bound(n_channels: int) -> None:
+        min_labels.max = n_channels - 1
+
+    channels.changed.connect(bound)
+    bound(channels.value)
 
 
 def _spec_for(value: Any) -> tuple[type, dict[str, Any]]:
