@@ -443,6 +443,14 @@ def test_a_compression_tifffile_alone_cannot_read_asks_for_imagecodecs(tmp_path:
         read_label_tiff(path)
 
 
+def test_a_pixel_size_a_tiff_cannot_hold_is_refused_with_advice(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="nm instead of m"):
+        write_label_tiff(tmp_path / "tiny.tif", _labels((4, 5), 3), scale=(1e-10, 1e-10), units="m")
+    assert not list(tmp_path.iterdir())
+    path = write_label_tiff(tmp_path / "tiny.tif", _labels((4, 5), 3), scale=(0.1, 0.1), units="nm")
+    assert read_label_tiff(path)[1]["scale"] == (0.1, 0.1)
+
+
 def test_labels_converted_to_32_bit_in_fiji_are_not_claimed(tmp_path: Path) -> None:
     # Fiji keeps the Info property (and so the marker) through Image > Type > 32-bit
     path = write_label_tiff(tmp_path / "cells.tif", _labels((20, 30), 9))

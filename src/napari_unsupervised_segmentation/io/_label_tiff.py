@@ -56,6 +56,9 @@ _UINT32_MAX = int(np.iinfo(np.uint32).max)
 #: change to the file shows up in the layer.
 MEMORY_MAP_MIN_BYTES = 256 * 2**20
 
+#: The largest numerator or denominator of a TIFF rational (the resolution tags).
+_RATIONAL_MAX = 2**32 - 1
+
 #: Labels smaller than this (uncompressed) always fit a classic TIFF (4 GiB of offsets) once
 #: compressed: zlib adds at most a few bytes per 16 kB block, and the margin covers that and
 #: the page directories. Larger ones are written as BigTIFF at once, whatever they compress
@@ -219,6 +222,7 @@ def write_label_tiff(
     axes = _check_axes(axes, arr.ndim)
     sizes = dict(zip(axes, _check_scale(scale, arr.ndim), strict=True))
     unit = _check_unit(units)
+    _check_resolution(sizes, unit)
     ome = _ome_options(data, axes, sizes, unit, _file_stem(target))
     if data.dtype in _IMAGEJ_DTYPES:
         # All six hyperstack axes spelled out: tifffile would otherwise take a last axis of
@@ -367,6 +371,19 @@ def _check_scale(scale: Sequence[float] | None, ndim: int) -> list[float]:
     if len(values) != ndim or not all(np.isfinite(v) and v > 0 for v in values):
         raise ValueError(f"scale must be {ndim} positive numbers, one per axis; got {scale!r}")
     return values
+
+
+def _check_resolution(sizes: dict[str, float], unit: str | None) -> None:
+    """X and Y sizes must fit the TIFF resolution tags, which hold 1/size as a fraction of
+    32-bit integers (a 0.1 nm pixel given in metres does not)."""
+    for axis in "XY":
+        if not 1 / _RATIONAL_MAX <= 1 / sizes[axis] <= _RATIONAL_MAX:
+            in_unit = f" {unit}" if unit else ""
+            raise ValueError(
+                f"a pixel size of {sizes[axis]:g}{in_unit} along {axis} cannot be stored in "
+                f"a TIFF (1/size must be from 1/{_RATIONAL_MAX} to {_RATIONAL_MAX}); give the "
+                "scale in a unit that suits it (nm instead of m, say)"
+            )
 
 
 def _check_unit(units: str | None) -> str | None:
