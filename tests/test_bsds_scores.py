@@ -240,9 +240,11 @@ def test_runner_records_the_iterations_of_self_training_methods(tmp_path: Path) 
 
     data = fake_split(tmp_path / "data")
     small = ["n_channels=4", "n_superpixels=8", "device=cpu", "max_iter=3"]
-    for method, rule, expected in (("paper", "min_labels=0", 3), ("demo", "max_iter=2", 2)):
+    # 8x8 pixels hold at most 64 labels: with 65 filters a rule of 64 stops after one update
+    stopping = ("n_channels=65", "min_labels=64")
+    for method, rule, expected in (("paper", ("min_labels=0",), 3), ("demo", stopping, 1)):
         out = tmp_path / method
-        params = [arg for setting in (*small, rule) for arg in ("--param", setting)]
+        params = [arg for setting in (*small, *rule) for arg in ("--param", setting)]
         argv = ["--method", method, *params, "--data", str(data), "--out", str(out), "--no-docs"]
         assert bsds.main(argv) == 0
         assert json.loads((out / "iterations.json").read_text()) == dict.fromkeys(

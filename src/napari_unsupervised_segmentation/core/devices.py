@@ -67,16 +67,36 @@ def precision_context(precision: str, device: torch.device) -> Iterator[None]:
     ``fp32``: plain float32 (on CUDA, PyTorch's default lets cuDNN convolutions use
     TensorFloat-32: turned off here). ``tf32``: float32 storage with TensorFloat-32 matmuls
     and convolutions on CUDA (no effect elsewhere). ``bf16``: autocast to bfloat16, which
-    recent CPUs (AVX512-BF16, AMX) and GPUs compute fast.
+    recent CPUs (AVX512-BF16, AMX) and GPUs compute fast. For training, where the backward
+    pass must not autocast but must keep the flags, use :func:`precision_flags` around the
+    forward and backward passes and :func:`autocast_for` around the forward pass only.
     """
-    if precision == "bf16":
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-            yield
-    elif device.type == "cuda":
+    with precision_flags(precision, device), autocast_for(precision, device):
+        yield
+
+
+@contextlib.contextmanager
+def precision_flags(precision: str, device: torch.device) -> Iterator[None]:
+    """The TensorFloat-32 flags of ``precision`` on CUDA (see :func:`precision_context`)."""
+    if device.type == "cuda" and precision in ("fp32", "tf32"):
         with _cuda_tf32(precision == "tf32"):
             yield
     else:
         yield
+
+
+@contextlib.contextmanager
+def autocast_for(precision: str, device: torch.device) -> Iterator[None]:
+    """Autocast to bfloat16 for ``bf16``; nothing otherwise."""
+    if precision == "bf16":
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+#: PyTorch's per-operator TF32 flags (2.9 and later) of the operators the network uses.
+_FP32_PRECISION_FLAGS = (("cudnn", "conv"), ("cuda", "matmul"))
 
 
 @contextlib.contextmanager
@@ -87,16 +107,18 @@ def _cuda_tf32(enabled: bool) -> Iterator[None]:
     legacy ``allow_tf32`` switches are used while those differ (a user may have set them),
     so the new flags are used where they exist.
     """
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    matmul = torch.backends.cuda.matmul
-    if conv is not None and hasattr(conv, "fp32_precision"):
-        old = (conv.fp32_precision, matmul.fp32_precision)
-        conv.fp32_precision = matmul.fp32_precision = "tf32" if enabled else "ieee"
+    flags = [getattr(getattr(torch.backends, a), b, None) for a, b in _FP32_PRECISION_FLAGS]
+    if all(flag is not None and hasattr(flag, "fp32_precision") for flag in flags):
+        old = [flag.fp32_precision for flag in flags]
+        for flag in flags:
+            flag.fp32_precision = "tf32" if enabled else "ieee"
         try:
             yield
         finally:
-            conv.fp32_precision, matmul.fp32_precision = old
+            for flag, value in zip(flags, old, strict=True):
+                flag.fp32_precision = value
         return
+    matmul = torch.backends.cuda.matmul
     legacy = (matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
     try:

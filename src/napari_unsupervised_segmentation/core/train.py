@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .devices import autograd_enabled, precision_context, resolve_device
+from .devices import autocast_for, autograd_enabled, precision_flags, resolve_device
 from .memory import check_memory
 from .model import SegmentationNet
 from .normalize import PreparedImage, plane_shape, prepare_image
@@ -206,8 +206,9 @@ def training_steps(
     device = pixels.device
     model.train()
     for iteration in range(1, settings.max_iter + 1):
-        with autograd_enabled():
-            with precision_context(settings.precision, device):
+        # the precision's flags hold for the backward pass too; autocast only for the forward
+        with autograd_enabled(), precision_flags(settings.precision, device):
+            with autocast_for(settings.precision, device):
                 responses = model(pixels)
                 prediction = responses.detach().argmax(dim=1)
                 target, label_counts = refine(prediction)
