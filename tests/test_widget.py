@@ -578,8 +578,11 @@ def test_the_stopping_rule_stays_below_the_number_of_filters(qapp):
     controls["n_channels"].value = 3
     assert controls["min_labels"].value == 2  # was 3: every prediction would have stopped
     controls["n_channels"].value = 100
+    assert controls["min_labels"].value == 3  # the rule chosen comes back
     controls["min_labels"].value = 50
     assert controls["min_labels"].value == 50
+    # typing "256" into the box must not pass through 2 on the way
+    assert controls["n_channels"].native.keyboardTracking() is False
 
 
 def test_settings_outside_the_controls_are_refused_without_changing_any(viewer_widget):

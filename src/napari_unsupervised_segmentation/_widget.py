@@ -799,11 +799,27 @@ def _make_controls() -> dict[str, Any]:
 def _keep_min_labels_below(channels: SpinBox, min_labels: SpinBox) -> None:
     """Bound the stopping rule's label count below the number of filters, now and whenever
     that changes: a prediction never has more labels than filters, so a rule of that many
-    would stop training at the first iteration (lowering the filters lowers the rule)."""
+    would stop training at the first iteration. The rule the user chose comes back when
+    the filters allow it again, and typing a number of filters only counts once it is
+    entered (typing "256" passes through 2)."""
+    chosen = [min_labels.value]
+    bounding = [False]
+
+    def remember(value: int) -> None:
+        if not bounding[0]:
+            chosen[0] = value
 
     def bound(n_channels: int) -> None:
-        min_labels.max = n_channels - 1
+        bounding[0] = True
+        try:
+            min_labels.max = n_channels - 1
+            min_labels.value = min(chosen[0], n_channels - 1)
+        finally:
+            bounding[0] = False
 
+    with contextlib.suppress(AttributeError):  # Qt: no update per keystroke
+        channels.native.setKeyboardTracking(False)
+    min_labels.changed.connect(remember)
     channels.changed.connect(bound)
     bound(channels.value)
 
