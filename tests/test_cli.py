@@ -194,7 +194,7 @@ def test_stacks_are_refused_or_segmented_plane_by_plane(tmp_path, capsys):
     np.testing.assert_array_equal(labels[1], segment(czyx[:, 1], channel_axis=0, **settings))
 
 
-def test_labels_keep_the_pixel_size_and_unit_of_the_image(tmp_path):
+def test_calibration_gives_the_labels_the_pixel_size_and_unit_of_the_image(tmp_path):
     # a calibrated Fiji stack and an OME-TIFF: the labels measure the same in Fiji
     rng = np.random.default_rng(0)
     zyx = rng.integers(0, 4000, (2, 20, 24), dtype=np.uint16)
@@ -204,17 +204,25 @@ def test_labels_keep_the_pixel_size_and_unit_of_the_image(tmp_path):
                      metadata={"axes": "YX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.5,
                                "PhysicalSizeXUnit": "nm", "PhysicalSizeYUnit": "nm"})  # fmt: skip
     tifffile.imwrite(tmp_path / "plain.tif", zyx[0])
+    tifffile.imwrite(tmp_path / "inch.tif", zyx[0], imagej=True, resolution=(72.0, 72.0),
+                     metadata={"axes": "YX", "unit": "inch"})  # fmt: skip
+    names = ("fiji.tif", "ome.ome.tif", "plain.tif", "inch.tif")
+    files = [str(tmp_path / name) for name in names]
+    # without the flag: pixel size 1, as napari's own TIFF reader opens the images
+    assert main([*files, "--out", str(tmp_path / "o"), "--quiet", "--planes", *FAST]) == 0
+    _, fiji = read_label_tiff(tmp_path / "o" / "fiji_labels.tif")
+    assert fiji["scale"] == (1.0, 1.0, 1.0) and fiji["units"] is None
     out = tmp_path / "out"
-    files = [str(tmp_path / name) for name in ("fiji.tif", "ome.ome.tif", "plain.tif")]
-    assert main([*files, "--out", str(out), "--quiet", "--planes", *FAST]) == 0
+    assert main([*files, "--out", str(out), "--quiet", "--planes", "--calibration", *FAST]) == 0
     _, fiji = read_label_tiff(out / "fiji_labels.tif")
     assert fiji["axes"] == "ZYX" and fiji["units"] == "micrometer"
     np.testing.assert_allclose(fiji["scale"], (1.5, 0.2, 0.2))
     _, ome = read_label_tiff(out / "ome_labels.tif")
     assert ome["units"] == "nanometer"
     np.testing.assert_allclose(ome["scale"], (0.5, 0.25))
-    _, plain = read_label_tiff(out / "plain_labels.tif")
-    assert plain["scale"] == (1.0, 1.0) and plain["units"] is None
+    for uncalibrated in ("plain", "inch"):  # no size, or sizes in a unit not supported
+        _, plain = read_label_tiff(out / f"{uncalibrated}_labels.tif")
+        assert plain["scale"] == (1.0, 1.0) and plain["units"] is None
 
 
 def test_module_entry_point_prints_help():

@@ -391,6 +391,17 @@ def test_ome_sizes_in_different_units_are_read_in_one(tmp_path: Path) -> None:
     np.testing.assert_allclose(info["scale"], (0.1, 0.5, 0.2, 0.2))
 
 
+def test_imagej_units_of_y_z_and_time_are_read_in_one(tmp_path: Path) -> None:
+    path = tmp_path / "series_labels.tif"
+    tifffile.imwrite(path, _labels((2, 3, 8, 9), 5).astype(np.uint8), imagej=True,
+                     resolution=(2.0, 2.0),
+                     metadata={"axes": "TZYX", "unit": "um", "spacing": 500.0, "zunit": "nm",
+                               "finterval": 5.0, "tunit": "min"})  # fmt: skip
+    _, info = read_label_tiff(path)
+    assert info["units"] == "micrometer"
+    np.testing.assert_allclose(info["scale"], (300.0, 0.5, 0.5, 0.5))
+
+
 @pytest.mark.parametrize("dtype", [np.uint16, np.uint32])  # ImageJ and OME layout
 def test_a_layers_units_per_axis_are_saved_in_one_length_unit_and_seconds(
     tmp_path: Path, dtype: type
@@ -398,7 +409,7 @@ def test_a_layers_units_per_axis_are_saved_in_one_length_unit_and_seconds(
 
     labels = _labels((2, 3, 8, 9), 5).astype(dtype)
     meta = {
-        "scale": (100.0, 500.0, 0.2, 0.2),
+        "scale": np.array([100.0, 500.0, 0.2, 0.2]),  # a layer's scale is an array
         "units": ("millisecond", "nanometer", "micrometer", "micrometer"),  # napari's names
         "axis_labels": ("t", "z", "y", "x"),
     }

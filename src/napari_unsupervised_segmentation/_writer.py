@@ -33,8 +33,9 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     if meta.get("multiscale"):
         data = data[0]  # the full-resolution level
     ndim = len(data.shape)
+    scale = meta.get("scale")
     # a negative scale only flips the view
-    scale = [abs(float(value)) for value in meta.get("scale") or [1.0] * ndim]
+    scale = [abs(float(value)) for value in ([1.0] * ndim if scale is None else scale)]
     axes = _axes_from_labels(meta.get("axis_labels"), ndim)
     letters = axes or _DEFAULT_AXES.get(ndim, "")
     scale, units = _in_tiff_units(letters, scale, list(meta.get("units") or ()))

@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         "one label stack (each plane numbered from 1)",
     )
     parser.add_argument(
+        "--calibration",
+        action="store_true",
+        help="give the labels the input TIFF's pixel size and unit (ImageJ or OME), for Fiji "
+        "and readers that apply them (napari's own TIFF reader opens the image at pixel size "
+        "1: without this flag the labels overlay it there)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace label TIFFs that already exist in --out (default: refuse to start)",
@@ -325,13 +332,22 @@ def segment_to_file(
     axes = _stack_letters(letters, stack_axes)
     scale = _label_scale(calibration, axes, labels.ndim)
     unit = calibration.unit if scale is not None else None
-    return write_label_tiff(output_path(out_dir, name), labels, axes=axes, scale=scale, units=unit)
+    path = output_path(out_dir, name)
+    try:
+        return write_label_tiff(path, labels, axes=axes, scale=scale, units=unit)
+    except ValueError as error:
+        if scale is None:
+            raise
+        print(f"{PROG}: note: {name}: {error}; the labels are written at pixel size 1",
+              file=sys.stderr)  # fmt: skip
+        return write_label_tiff(path, labels, axes=axes)
 
 
 def _label_scale(calibration: Calibration, axes: str | None, ndim: int) -> list[float] | None:
     """Pixel sizes of the label axes (``axes``: T and Z letters the input named, then YX;
-    None: unnamed stack axes, which get 1), or None when the image states none."""
-    if not calibration.sizes:
+    None: unnamed stack axes, which get 1), or None when the image states no length unit
+    (sizes in an unknown unit would mean nothing)."""
+    if not calibration.sizes or calibration.unit is None:
         return None
     letters = axes if axes is not None else "?" * (ndim - 2) + "YX"
     return [calibration.sizes.get(letter, 1.0) for letter in letters]
@@ -482,6 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         try:
             image, letters, calibration = load()
+            if not args.calibration:
+                calibration = UNCALIBRATED
             written = segment_to_file(name, image, args.out, args, params, letters, calibration)
         except Exception as error:  # one bad file must not stop the others
             failures += 1

@@ -513,9 +513,18 @@ def _describe(tif: tifffile.TiffFile) -> tuple[dict[str, float], str | None, boo
                 value = float(imagej.get(key, 1.0))
                 if np.isfinite(value) and value > 0:
                     sizes[axis] = value
+        unit = _canonical_unit(imagej.get("unit"))
+        # ImageJ may name other units for Y, Z (yunit, zunit) and the interval (tunit)
+        for axis, key in (("Y", "yunit"), ("Z", "zunit")):
+            factor = _length_factor(imagej.get(key), unit) if key in imagej else None
+            if axis in sizes and factor is not None:
+                sizes[axis] *= factor
+        seconds = _seconds_factor(imagej["tunit"]) if "tunit" in imagej else None
+        if "T" in sizes and seconds is not None:
+            sizes["T"] *= seconds
         info = str(imagej.get("Info", ""))
         marker = _has_marker_line(info)
-        return sizes, _canonical_unit(imagej.get("unit")), marker, _written_axes(info, marker)
+        return sizes, unit, marker, _written_axes(info, marker)
     return {}, None, False, None
 
 
