@@ -562,27 +562,25 @@ def test_every_value_a_control_allows_at_its_ends_is_a_valid_setting(qapp):
         if isinstance(control, SpinBox | FloatSpinBox):
             for end in (control.min, control.max):
                 control.value = end  # what the box shows and hands over, after its rounding
-                # what every box shows (one box may bound another), raises if invalid
-                params_from_values({n: c.value for n, c in controls.items()})
+                values = {**defaults, name: control.value}
+                # the one rule across boxes: fewer labels to stop at than filters
+                if name == "n_channels":
+                    values["min_labels"] = min(values["min_labels"], end - 1)
+                if name == "min_labels":
+                    values["n_channels"] = controls["n_channels"].max
+                params_from_values(values)  # raises if invalid
                 checked += 1
             control.value = defaults[name]
-            controls["min_labels"].value = defaults["min_labels"]  # n_channels may lower it
     assert checked >= 2 * 20
 
 
-def test_the_stopping_rule_stays_below_the_number_of_filters(qapp):
-    from napari_unsupervised_segmentation._widget import _make_controls
-
-    controls = _make_controls()
-    assert controls["min_labels"].max == controls["n_channels"].value - 1
-    controls["n_channels"].value = 3
-    assert controls["min_labels"].value == 2  # was 3: every prediction would have stopped
-    controls["n_channels"].value = 100
-    assert controls["min_labels"].value == 3  # the rule chosen comes back
-    controls["min_labels"].value = 50
-    assert controls["min_labels"].value == 50
-    # typing "256" into the box must not pass through 2 on the way
-    assert controls["n_channels"].native.keyboardTracking() is False
+def test_a_stopping_rule_of_as_many_labels_as_filters_is_refused_at_run(viewer_widget, errors):
+    viewer, widget = viewer_widget
+    viewer.add_image(_image(), name="img")
+    widget.n_channels.value = 3  # min_labels stays 3: training would stop at once
+    widget.run()
+    assert not widget.is_running and not any(layer.name == "img labels" for layer in viewer.layers)
+    assert any("min_labels must be below n_channels" in message for message in errors())
 
 
 def test_settings_outside_the_controls_are_refused_without_changing_any(viewer_widget):

@@ -62,6 +62,9 @@ LABELS_TIME_FACTOR = 4.0
 #: ends by itself after the current iteration anyway.
 SHUTDOWN_WAIT = 2.0
 
+#: The most filters the Channels box offers.
+MAX_CHANNELS = 4096
+
 _LABELS = {
     "max_iter": "Max iterations",
     "min_labels": "Min labels",
@@ -482,11 +485,8 @@ class SegmentationWidget(Container):
             values["seed"] = -1
         for name, value in values.items():
             box = self._controls[name]
-            # min_labels' box follows n_channels (set first, below); params has checked both
-            top = value if name == "min_labels" else getattr(box, "max", None)
-            if isinstance(box, SpinBox | FloatSpinBox) and not box.min <= value <= top:
+            if isinstance(box, SpinBox | FloatSpinBox) and not box.min <= value <= box.max:
                 raise ValueError(f"{name}={value} is outside the widget's {box.min} to {box.max}")
-        self._controls["n_channels"].value = values.pop("n_channels")
         for name, value in values.items():
             self._controls[name].value = value
 
@@ -755,11 +755,12 @@ def _make_controls() -> dict[str, Any]:
     big = 2**31 - 1
     specs: dict[str, tuple[type, dict[str, Any]]] = {
         "max_iter": (SpinBox, {"min": 1, "max": big}),
-        "min_labels": (SpinBox, {"min": 0, "max": big}),
+        # below the most filters; a rule of n_channels or more is refused when Run is pressed
+        "min_labels": (SpinBox, {"min": 0, "max": MAX_CHANNELS - 1}),
         "n_superpixels": (SpinBox, {"min": 1, "max": big, "step": 100}),
         "seed": (SpinBox, {"min": -1, "max": big}),
         "device": (ComboBox, {"choices": lambda _w: device_choices()}),
-        "n_channels": (SpinBox, {"min": 2, "max": 4096}),
+        "n_channels": (SpinBox, {"min": 2, "max": MAX_CHANNELS}),
         "n_conv": (SpinBox, {"min": 1, "max": 64}),
         # min: the smallest value its three decimals show (a smaller one would read as 0)
         "lr": (FloatSpinBox, {"min": 1e-3, "max": 100.0, "step": 1e-3}),
@@ -792,36 +793,7 @@ def _make_controls() -> dict[str, Any]:
         text = _LABELS.get(f.name, f.name.replace("_", " ").capitalize())
         label_kw = {"text": text} if cls is CheckBox else {"label": text}
         controls[f.name] = cls(name=f.name, value=value, tooltip=tooltip, **label_kw, **kwargs)
-    _keep_min_labels_below(controls["n_channels"], controls["min_labels"])
     return controls
-
-
-def _keep_min_labels_below(channels: SpinBox, min_labels: SpinBox) -> None:
-    """Bound the stopping rule's label count below the number of filters, now and whenever
-    that changes: a prediction never has more labels than filters, so a rule of that many
-    would stop training at the first iteration. The rule the user chose comes back when
-    the filters allow it again, and typing a number of filters only counts once it is
-    entered (typing "256" passes through 2)."""
-    chosen = [min_labels.value]
-    bounding = [False]
-
-    def remember(value: int) -> None:
-        if not bounding[0]:
-            chosen[0] = value
-
-    def bound(n_channels: int) -> None:
-        bounding[0] = True
-        try:
-            min_labels.max = n_channels - 1
-            min_labels.value = min(chosen[0], n_channels - 1)
-        finally:
-            bounding[0] = False
-
-    with contextlib.suppress(AttributeError):  # Qt: no update per keystroke
-        channels.native.setKeyboardTracking(False)
-    min_labels.changed.connect(remember)
-    channels.changed.connect(bound)
-    bound(channels.value)
 
 
 def _spec_for(value: Any) -> tuple[type, dict[str, Any]]:
