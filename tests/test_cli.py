@@ -194,7 +194,7 @@ def test_stacks_are_refused_or_segmented_plane_by_plane(tmp_path, capsys):
     np.testing.assert_array_equal(labels[1], segment(czyx[:, 1], channel_axis=0, **settings))
 
 
-def test_calibration_gives_the_labels_the_pixel_size_and_unit_of_the_image(tmp_path):
+def test_calibration_gives_the_labels_the_pixel_size_and_unit_of_the_image(tmp_path, capsys):
     # a calibrated Fiji stack and an OME-TIFF: the labels measure the same in Fiji
     rng = np.random.default_rng(0)
     zyx = rng.integers(0, 4000, (2, 20, 24), dtype=np.uint16)
@@ -212,8 +212,10 @@ def test_calibration_gives_the_labels_the_pixel_size_and_unit_of_the_image(tmp_p
     assert main([*files, "--out", str(tmp_path / "o"), "--quiet", "--planes", *FAST]) == 0
     _, fiji = read_label_tiff(tmp_path / "o" / "fiji_labels.tif")
     assert fiji["scale"] == (1.0, 1.0, 1.0) and fiji["units"] is None
+    assert "note" not in capsys.readouterr().err
     out = tmp_path / "out"
     assert main([*files, "--out", str(out), "--quiet", "--planes", "--calibration", *FAST]) == 0
+    assert "inch: its pixel size is in no length unit" in capsys.readouterr().err
     _, fiji = read_label_tiff(out / "fiji_labels.tif")
     assert fiji["axes"] == "ZYX" and fiji["units"] == "micrometer"
     np.testing.assert_allclose(fiji["scale"], (1.5, 0.2, 0.2))

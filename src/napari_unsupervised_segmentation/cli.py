@@ -332,6 +332,9 @@ def segment_to_file(
     axes = _stack_letters(letters, stack_axes)
     scale = _label_scale(calibration, axes, labels.ndim)
     unit = calibration.unit if scale is not None else None
+    if scale is None and calibration.sizes:
+        print(f"{PROG}: note: {name}: its pixel size is in no length unit this command knows; "
+              "the labels are written at pixel size 1", file=sys.stderr)  # fmt: skip
     path = output_path(out_dir, name)
     try:
         return write_label_tiff(path, labels, axes=axes, scale=scale, units=unit)

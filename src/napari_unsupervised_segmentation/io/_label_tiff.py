@@ -107,7 +107,9 @@ _SECONDS = {
     "second": 1.0,
     "ms": 1e-3,
     "millisecond": 1e-3,
-    "µs": 1e-6,
+    "µs": 1e-6,  # MICRO SIGN
+    "μs": 1e-6,  # GREEK SMALL LETTER MU
+    "\\u00b5s": 1e-6,  # ImageJ's ASCII escape
     "us": 1e-6,
     "microsecond": 1e-6,
     "min": 60.0,
@@ -514,14 +516,19 @@ def _describe(tif: tifffile.TiffFile) -> tuple[dict[str, float], str | None, boo
                 if np.isfinite(value) and value > 0:
                     sizes[axis] = value
         unit = _canonical_unit(imagej.get("unit"))
-        # ImageJ may name other units for Y, Z (yunit, zunit) and the interval (tunit)
-        for axis, key in (("Y", "yunit"), ("Z", "zunit")):
-            factor = _length_factor(imagej.get(key), unit) if key in imagej else None
-            if axis in sizes and factor is not None:
-                sizes[axis] *= factor
-        seconds = _seconds_factor(imagej["tunit"]) if "tunit" in imagej else None
-        if "T" in sizes and seconds is not None:
-            sizes["T"] *= seconds
+        # ImageJ may name other units for Y, Z (yunit, zunit) and the interval (tunit); a
+        # size in a unit not known here is dropped rather than taken for X's unit or seconds
+        for axis, key in (("Y", "yunit"), ("Z", "zunit"), ("T", "tunit")):
+            if axis in sizes and key in imagej:
+                factor = (
+                    _seconds_factor(imagej[key])
+                    if axis == "T"
+                    else _length_factor(imagej[key], unit)
+                )
+                if factor is None:
+                    del sizes[axis]
+                else:
+                    sizes[axis] *= factor
         info = str(imagej.get("Info", ""))
         marker = _has_marker_line(info)
         return sizes, unit, marker, _written_axes(info, marker)
@@ -548,10 +555,12 @@ def _describe_ome(xml: str) -> tuple[dict[str, float], str | None, bool, str | N
             key = f"PhysicalSize{axis}"
             if key in attrib:
                 factor = _length_factor(attrib.get(f"{key}Unit", "µm"), unit)
-                sizes[axis] = float(attrib[key]) * (1.0 if factor is None else factor)
+                if factor is not None or unit is None:  # else a unit not known here: dropped
+                    sizes[axis] = float(attrib[key]) * (1.0 if factor is None else factor)
         if "TimeIncrement" in attrib:  # in seconds, as ImageJ's frame interval
             factor = _seconds_factor(attrib.get("TimeIncrementUnit", "s"))
-            sizes["T"] = float(attrib["TimeIncrement"]) * (1.0 if factor is None else factor)
+            if factor is not None:
+                sizes["T"] = float(attrib["TimeIncrement"]) * factor
     sizes = {axis: v for axis, v in sizes.items() if np.isfinite(v) and v > 0}
     return sizes, unit, marker, _written_axes(text, marker)
 
