@@ -6,7 +6,10 @@ have done: image sets differ by more than methods do. This script segments nothi
 writes nothing. For each folder it prints a row with the scores of ``bsds.py``'s table on
 those images (named by the folder); with two or more folders it adds every folder's
 difference from the first with a paired bootstrap 95% interval (images resampled with
-replacement, the same resample for both folders).
+replacement, the same resample for both folders). With ``--estimate`` the first folder is a
+deterministic reference that holds every image (the graph-based baseline): each other
+folder's scores on the shared images are corrected by the reference's offset between those
+images and all of its own, an estimate of what the folder would score on the whole split.
 
 Examples
 --------
@@ -14,6 +17,7 @@ Examples
 
     python benchmarks/compare.py benchmarks/results/val/paper_preset=paper_device=cpu_<digest>
     python benchmarks/compare.py FOLDER_A FOLDER_B --ids 25 --resamples 5000
+    python benchmarks/compare.py GRAPH_FOLDER PAPER_FOLDER --estimate
 """
 
 from __future__ import annotations
@@ -124,7 +128,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="correct the other folders' scores by the first folder's offset between the "
+        "shared images and all the images it holds (a whole-split estimate from a subset)",
+    )
     return parser
+
+
+def offset_estimate(
+    subset: dict[str, float], reference_subset: dict[str, float], reference_all: dict[str, float]
+) -> dict[str, float]:
+    """``subset`` minus the reference's subset-to-whole difference, for each compared score."""
+    return {key: subset[key] - (reference_subset[key] - reference_all[key]) for key in COMPARED}
+
+
+def _estimate_rows(args: argparse.Namespace, ids: list[str], per_folder: list[dict]) -> None:
+    """Print the offset-corrected estimate of every folder after the first (``--estimate``)."""
+    reference = args.folders[0]
+    everything = common_ids([reference], bsds.read_ids(args.data, args.split))
+    scored_all, _ = bsds.score_folder(args.data, args.split, everything, reference, log=_log)
+    reference_all = scores.combine(list(scored_all.values()))
+    reference_subset = scores.combine([per_folder[0][i] for i in ids])
+    columns = [f"estimate from {len(ids)} images", *COMPARED.values()]
+    print(f"\n{bsds.table_header(columns)}\n{bsds.table_separator(columns)}")
+    print(f"| {reference.name}: all {len(scored_all)} images | "
+          + " | ".join(f"{reference_all[k]:.4f}" for k in COMPARED) + " |")  # fmt: skip
+    for folder, scored in zip(args.folders[1:], per_folder[1:], strict=True):
+        subset = scores.combine([scored[i] for i in ids])
+        estimate = offset_estimate(subset, reference_subset, reference_all)
+        print(f"| {folder.name} | " + " | ".join(f"{estimate[k]:.4f}" for k in COMPARED) + " |")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for folder, scored in zip(args.folders[1:], per_folder[1:], strict=True):
             second = [scored[i] for i in ids]
             print(difference_row(folder.name, first, second, args.resamples, args.seed))
+        if args.estimate:
+            _estimate_rows(args, ids, per_folder)
     return 2 if failed else 0
 
 

@@ -547,6 +547,18 @@ def test_compare_scores_the_images_every_folder_has(tmp_path: Path, capsys) -> N
     assert f"{graph.name}: iterations median 253.5, 7 to 500 (2 images)" in captured.out
     assert captured.out.splitlines()[-1].endswith("| 0 of 2 |")
 
+    # the estimate: the other folder's score minus the reference's subset-to-whole offset
+    assert compare.offset_estimate(
+        dict.fromkeys(compare.COMPARED, 0.5), dict.fromkeys(compare.COMPARED, 0.4),
+        dict.fromkeys(compare.COMPARED, 0.3),
+    ) == pytest.approx(dict.fromkeys(compare.COMPARED, 0.4))  # fmt: skip
+    argv = [str(graph), str(blank), "--data", str(data), "--resamples", "5", "--estimate"]
+    assert compare.main(argv) == 0
+    estimate = capsys.readouterr().out.splitlines()
+    assert estimate[-2].startswith(f"| {graph.name}: all 2 images |")
+    assert estimate[-1].startswith(f"| {blank.name} |")
+    assert "estimate from 1 images" in estimate[-4]
+
     # a prediction that cannot be read is named and left out of every row
     copy = tmp_path / "copy"
     copy.mkdir()
