@@ -161,9 +161,10 @@ class SegmentationParams:
     )
 
     def __post_init__(self) -> None:
-        for name, value in dataclasses.asdict(self).items():
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
             if isinstance(value, np.integer | np.floating):  # numpy scalars as plain numbers
-                object.__setattr__(self, name, value.item())
+                object.__setattr__(self, f.name, value.item())
         self.validate()
 
     def validate(self) -> None:

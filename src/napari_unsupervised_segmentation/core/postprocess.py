@@ -13,7 +13,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from .devices import precision_context
+from .devices import precision_flags
 from .labels import (
     absorb_thin_segments,
     merge_small_segments,
@@ -165,7 +165,7 @@ class LabelFinisher:
         from .boundaries import texture_gradient
 
         # the same map on any GPU: no TF32
-        with precision_context("fp32", torch.device(self.device)):
+        with precision_flags("fp32", torch.device(self.device)):
             return texture_gradient(
                 self.colour_features,
                 self.lightness,

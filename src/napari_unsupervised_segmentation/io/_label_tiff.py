@@ -321,9 +321,10 @@ def read_label_tiff(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str,
 def is_label_tiff(path: str | os.PathLike[str]) -> bool:
     """Whether the file is a label TIFF, deciding from its header only (no pixels read).
 
-    True for a single-channel integer (or 1-bit) TIFF that carries the writer's marker or whose name
-    marks it as labels (:func:`has_label_name`). The marker alone is not enough: Fiji keeps
-    it when a labels file is converted to 32-bit, and napari cannot show floats as labels.
+    True for a single-channel integer (or 1-bit) TIFF that carries the writer's marker or
+    whose name marks it as labels (:func:`has_label_name`). The marker alone is not enough:
+    Fiji keeps it when a labels file is converted to 32-bit, and napari cannot show floats
+    as labels.
     """
     return _sniff(path) == "labels"
 
