@@ -192,6 +192,37 @@ def test_float_values_near_the_largest_double_are_scaled_like_any_other():
     np.testing.assert_allclose(huge, expected, atol=1e-6)
 
 
+def test_colour_keeps_its_hue_whatever_the_dtype():
+    photo = two_colour_image()
+    photo[:4] = (40, 60, 80)  # a dark slate band: blue > green > red
+    as_uint8 = prepare_image(photo, channel_axis=-1).channels
+    # skimage.img_as_float's [0, 1] floats are the uint8 photo / 255, channel for channel
+    np.testing.assert_allclose(
+        prepare_image(photo / 255.0, channel_axis=-1).channels, as_uint8, atol=1e-6
+    )
+    # 16-bit colour is scaled by one range for all channels, never per channel
+    slate = prepare_image(photo.astype(np.uint16) * 257, channel_axis=-1).channels[0, 0]
+    red, green, blue = slate
+    assert red < green < blue and blue < 0.5  # still a dark blue-grey, not cyan
+    assert abs((green - red) - (blue - green)) < 0.01  # 40, 60, 80: equal steps stay equal
+
+
+def test_long_double_beyond_float64_is_refused_not_turned_to_nan():
+    if np.finfo(np.longdouble).max <= np.finfo(np.float64).max:
+        pytest.skip("long double is float64 on this platform")
+    image = np.ones((8, 8), np.longdouble)
+    image[0, 0] = np.longdouble(10) ** 400
+    with pytest.raises(ValueError, match="beyond float64's range"):
+        prepare_image(image)
+
+
+@pytest.mark.parametrize("channel_axis", [2.0, True, "-1"])
+def test_channel_axis_must_be_an_integer(channel_axis):
+    with pytest.raises(TypeError, match="channel_axis must be an integer"):
+        iter_segment(two_colour_image(), channel_axis=channel_axis, **TINY)
+    assert prepare_image(two_colour_image(), channel_axis=np.int64(-1)).is_rgb
+
+
 def test_uint8_is_divided_by_255():
     image = np.array([[0, 51], [255, 102]], np.uint8)
     np.testing.assert_allclose(prepare_image(image).channels[..., 0], image / 255, rtol=1e-6)
@@ -297,6 +328,8 @@ def test_bad_images_raise_clear_errors(image, kwargs, message):
         ({"lr": float("inf")}, "lr"),
         ({"compactness": float("nan")}, "compactness"),
         ({"graph_scale": float("inf")}, "graph_scale"),
+        ({"lr": 10**400}, "lr"),  # an integer beyond float's range
+        ({"merge_interior_weight": -(10**400)}, "merge_interior_weight"),
         ({"n_channels": 3}, "min_labels must be below n_channels"),  # would stop at once
         ({"n_channels": 4, "min_labels": 5}, "min_labels must be below n_channels"),
     ],
@@ -390,6 +423,39 @@ def test_fp32_means_no_tf32_on_cuda_and_the_callers_flags_come_back():
     finally:
         torch.backends.fp32_precision = before[2]
         conv.fp32_precision, matmul.fp32_precision = before[:2]
+
+
+def test_runs_in_two_threads_leave_the_users_tf32_flags_as_they_were():
+    from napari_unsupervised_segmentation.core.devices import precision_flags
+
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = (conv.fp32_precision, matmul.fp32_precision)
+    cuda = torch.device("cuda")  # the flags are set without a GPU; nothing runs on it
+    try:
+        conv.fp32_precision = matmul.fp32_precision = "tf32"  # the user's choice
+        first, second = precision_flags("fp32", cuda), precision_flags("fp32", cuda)
+        first.__enter__()  # two widgets' iterations overlap: entered 1, 2, left 1, 2
+        second.__enter__()
+        first.__exit__(None, None, None)
+        second.__exit__(None, None, None)
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+        with precision_flags("fp32", cuda):  # nested in one thread: the outer's flags return
+            with precision_flags("tf32", cuda):
+                assert conv.fp32_precision == "tf32"
+            assert conv.fp32_precision == "ieee"
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = before
+
+
+@pytest.mark.parametrize(
+    ("n_channels", "dtype"),
+    [(2, torch.uint8), (256, torch.uint8), (257, torch.int16), (40000, torch.int32)],
+)
+def test_kept_steps_hold_their_argmax_in_the_smallest_dtype(n_channels, dtype):
+    from napari_unsupervised_segmentation.core.train import _smallest_label_dtype
+
+    assert _smallest_label_dtype(n_channels) == dtype  # a list of 500 steps stays small
 
 
 def test_label_helpers():

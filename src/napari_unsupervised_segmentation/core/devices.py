@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -99,32 +101,65 @@ def autocast_for(precision: str, device: torch.device) -> Iterator[None]:
 _FP32_PRECISION_FLAGS = (("cudnn", "conv"), ("cuda", "matmul"))
 
 
+_TF32_LOCK = threading.Lock()
+_tf32_entered = 0  # contexts open now, in any thread
+_tf32_first_found: tuple[Any, ...] = ()
+
+
 @contextlib.contextmanager
 def _cuda_tf32(enabled: bool) -> Iterator[None]:
     """TensorFloat-32 in CUDA convolutions and matmuls on or off; restored afterwards.
 
-    PyTorch 2.9 and later keep per-operator flags (``fp32_precision``) and raise when the
-    legacy ``allow_tf32`` switches are used while those differ (a user may have set them),
-    so the new flags are used where they exist.
+    The flags are global to the process, and two runs may train at once (two viewers'
+    widgets): each exit restores what its entry found, and the last to leave restores what
+    the first found, so the user's own flags survive any interleaving.
     """
-    flags = [getattr(getattr(torch.backends, a), b, None) for a, b in _FP32_PRECISION_FLAGS]
-    if all(flag is not None and hasattr(flag, "fp32_precision") for flag in flags):
-        old = [flag.fp32_precision for flag in flags]
-        for flag in flags:
-            flag.fp32_precision = "tf32" if enabled else "ieee"
-        try:
-            yield
-        finally:
-            for flag, value in zip(flags, old, strict=True):
-                flag.fp32_precision = value
-        return
-    matmul = torch.backends.cuda.matmul
-    legacy = (matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    global _tf32_entered, _tf32_first_found
+    with _TF32_LOCK:
+        found = _read_tf32()
+        if _tf32_entered == 0:
+            _tf32_first_found = found
+        _tf32_entered += 1
+        _write_tf32(enabled)
     try:
         yield
     finally:
-        matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = legacy
+        with _TF32_LOCK:
+            _tf32_entered -= 1
+            _write_tf32_state(found if _tf32_entered else _tf32_first_found)
+
+
+def _new_tf32_flags() -> list[Any] | None:
+    """PyTorch 2.9 and later keep per-operator flags (``fp32_precision``) and raise when the
+    legacy ``allow_tf32`` switches are used while those differ (a user may have set them),
+    so the new flags are used where they exist."""
+    flags = [getattr(getattr(torch.backends, a), b, None) for a, b in _FP32_PRECISION_FLAGS]
+    if all(flag is not None and hasattr(flag, "fp32_precision") for flag in flags):
+        return flags
+    return None
+
+
+def _read_tf32() -> tuple[Any, ...]:
+    flags = _new_tf32_flags()
+    if flags is not None:
+        return tuple(flag.fp32_precision for flag in flags)
+    return (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+
+
+def _write_tf32(enabled: bool) -> None:
+    if _new_tf32_flags() is not None:
+        _write_tf32_state(("tf32" if enabled else "ieee",) * len(_FP32_PRECISION_FLAGS))
+    else:
+        _write_tf32_state((enabled, enabled))
+
+
+def _write_tf32_state(state: tuple[Any, ...]) -> None:
+    flags = _new_tf32_flags()
+    if flags is not None:
+        for flag, value in zip(flags, state, strict=True):
+            flag.fp32_precision = value
+    else:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = state
 
 
 @contextlib.contextmanager

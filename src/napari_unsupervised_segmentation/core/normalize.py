@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,14 +53,18 @@ def prepare_image(
     PreparedImage
         uint8 channels are divided by 255; every other dtype is scaled between its 1st and
         99.8th percentile per channel and clipped, so 16-bit microscopy with a few hot
-        pixels still uses the full range. A constant channel becomes 0.
+        pixels still uses the full range. A constant channel becomes 0. Colour keeps its
+        hue: float RGB already in [0, 1] is taken as it is, and any other RGB that is not
+        uint8 is scaled by one range for its three channels together.
 
     Raises
     ------
+    TypeError
+        For a ``channel_axis`` that is not an integer.
     ValueError
-        For NaN or inf, an empty image or a side shorter than 2 pixels, bool, complex or
-        non-numeric data, a dimension count or ``channel_axis`` that does not fit, and
-        ``rgb=True`` without 3 or 4 channels.
+        For NaN or inf (or values beyond float64's range), an empty image or a side
+        shorter than 2 pixels, bool, complex or non-numeric data, a dimension count or
+        ``channel_axis`` that does not fit, and ``rgb=True`` without 3 or 4 channels.
     """
     array = np.asarray(image)
     _check_dtype(array)
@@ -86,8 +91,10 @@ def prepare_image(
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise ValueError("image contains NaN or infinite values; replace them (e.g. np.nan_to_num)")
     if rgb:
-        array = array[..., :3]  # RGBA: the alpha says nothing about where objects are
-    channels = np.stack([_normalise_channel(array[..., c]) for c in range(array.shape[2])], -1)
+        # RGBA: the alpha says nothing about where objects are
+        channels = _normalise_colour(array[..., :3])
+    else:
+        channels = np.stack([_normalise_channel(array[..., c]) for c in range(array.shape[2])], -1)
     # Colour gets Lab superpixels and averaged edges; stains the edges of the strongest stain.
     return PreparedImage(channels=channels, is_rgb=bool(rgb))
 
@@ -104,10 +111,16 @@ def plane_shape(shape: tuple[int, ...], channel_axis: int | None) -> tuple[int, 
     copy); None when they do not fit together (:func:`prepare_image` then says why)."""
     if channel_axis is None:
         return (shape[0], shape[1]) if len(shape) == 2 else None
+    _check_channel_axis_type(channel_axis)
     if len(shape) != 3 or not -3 <= channel_axis <= 2:
         return None
     height, width = (size for axis, size in enumerate(shape) if axis != channel_axis % 3)
     return height, width
+
+
+def _check_channel_axis_type(channel_axis: object) -> None:
+    if not isinstance(channel_axis, numbers.Integral) or isinstance(channel_axis, bool | np.bool_):
+        raise TypeError(f"channel_axis must be an integer or None, not {channel_axis!r}")
 
 
 def _check_dtype(array: np.ndarray) -> None:
@@ -132,6 +145,7 @@ def _channels_last(array: np.ndarray, channel_axis: int | None) -> np.ndarray:
                 "data, or select a 2D plane of an nD stack"
             )
         return array[..., np.newaxis]
+    _check_channel_axis_type(channel_axis)
     if array.ndim != 3:
         raise ValueError(
             f"image has {array.ndim} dimensions {array.shape}, but channel_axis={channel_axis} "
@@ -146,10 +160,26 @@ def _channels_last(array: np.ndarray, channel_axis: int | None) -> np.ndarray:
     return np.moveaxis(array, channel_axis, -1)
 
 
+def _normalise_colour(rgb: np.ndarray) -> np.ndarray:
+    """Colour keeps its hue: floats already in [0, 1] (as ``skimage.img_as_float`` gives)
+    are taken as they are, any other range is scaled by one range for all three channels
+    (scaling each channel on its own would turn a dark slate background cyan)."""
+    if rgb.dtype.kind == "f" and rgb.min() >= 0 and rgb.max() <= 1:
+        return rgb.astype(np.float32)
+    return _normalise_channel(rgb)
+
+
 def _normalise_channel(channel: np.ndarray) -> np.ndarray:
+    """One channel (or several jointly) to [0, 1]: uint8 / 255, anything else between its
+    robust percentiles."""
     if channel.dtype == np.uint8:
         return channel.astype(np.float32) / np.float32(255)
-    values = channel.astype(np.float64)
+    with np.errstate(over="ignore"):  # long double beyond float64's range: refused below
+        values = channel.astype(np.float64)
+    if channel.dtype.itemsize > 8 and not np.isfinite(values).all():
+        raise ValueError(
+            "image has values beyond float64's range (about 1.8e308): rescale it first"
+        )
     peak = max(values.max(), -values.min())
     if peak > 1e300:  # differences of such values overflow; the scaling below ignores units
         values /= peak

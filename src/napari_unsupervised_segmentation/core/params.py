@@ -286,16 +286,17 @@ def _is_int(value: Any) -> bool:
 
 def _is_real(value: Any) -> bool:
     """Finite Python and numpy numbers, not bools: inf or nan would train to nonsense."""
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool | np.bool_)
-        and math.isfinite(value)
-    )
+    if not isinstance(value, numbers.Real) or isinstance(value, bool | np.bool_):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond float's range
+        return False
 
 
 def _require_finite_weight(name: str, value: Any) -> None:
     _require(
-        _is_real(value) and math.isfinite(value) and value >= 0,
+        _is_real(value) and value >= 0,
         f"{name} must be a finite number >= 0",
         value,
     )

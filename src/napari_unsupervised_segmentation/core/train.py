@@ -204,6 +204,8 @@ def training_steps(
     left (the public demo's rule); ``benchmarks/demo_loop.py`` runs it with the demo's start.
     """
     device = pixels.device
+    # a kept Step holds its argmax: 1-2 bytes per pixel instead of int64's 8
+    kept_dtype = _smallest_label_dtype(settings.n_channels)
     model.train()
     for iteration in range(1, settings.max_iter + 1):
         # the precision's flags hold for the backward pass too; autocast only for the forward
@@ -220,9 +222,18 @@ def training_steps(
             optimizer.step()
         n_labels = int((label_counts > 0).sum())
         stop = iteration == settings.max_iter or n_labels <= settings.min_labels
-        yield Step(iteration, n_labels, stop, prediction[0], loss.detach(), finish)
+        kept = prediction[0].to(kept_dtype)
+        yield Step(iteration, n_labels, stop, kept, loss.detach(), finish)
         if stop:
             return
+
+
+def _smallest_label_dtype(n_channels: int) -> torch.dtype:
+    """The smallest torch integer dtype that holds the argmax values 0..n_channels-1."""
+    for dtype in (torch.uint8, torch.int16, torch.int32):
+        if n_channels - 1 <= torch.iinfo(dtype).max:
+            return dtype
+    return torch.int64
 
 
 def continuity_loss(responses: torch.Tensor) -> torch.Tensor:
