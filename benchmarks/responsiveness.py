@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     viewer.window.resize(1400, 900)
     viewer.add_image(image, name="coffee", rgb=True)
     _, widget = viewer.window.add_plugin_dock_widget(
-        "napari-unsupervised-segmentation", "Unsupervised Segmentation"
+        "napari-unsupervised-segmentation", "Segment image"
     )
     widget.params = PRESETS[args.preset]
     probe_event_loop(1.0, args.interval_ms)  # let the window settle

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 PLUGIN = "napari-unsupervised-segmentation"
-WIDGET = "Unsupervised Segmentation"
+WIDGET = "Segment image"
 
 
 def _process_events(seconds: float) -> None:

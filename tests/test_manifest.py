@@ -6,7 +6,8 @@ import npe2
 import pytest
 
 PLUGIN = "napari-unsupervised-segmentation"
-WIDGET = "Unsupervised Segmentation"
+DISPLAY_NAME = "Unsupervised Segmentation"
+WIDGET = "Segment image"
 WIDGET_COMMAND = f"{PLUGIN}.make_widget"
 
 
@@ -17,7 +18,7 @@ def manifest() -> npe2.PluginManifest:
 
 def test_manifest_is_valid_and_importable(manifest):
     assert manifest.name == PLUGIN
-    assert manifest.display_name == WIDGET
+    assert manifest.display_name == DISPLAY_NAME
     # Every python_name (widget, reader, writer, samples) resolves to an object.
     manifest.validate_imports()
 
@@ -55,7 +56,13 @@ def test_layers_segment_menu_docks_the_widget(make_napari_viewer):
     commands = [
         getattr(item, "command", None) for item in app.menus.get_menu("napari/layers/segment")
     ]
-    assert WIDGET_COMMAND in [command.id for command in commands if command is not None]
+    widget_items = [
+        command for command in commands if getattr(command, "id", None) == WIDGET_COMMAND
+    ]
+    # napari titles the item "<widget> (<plugin>)": what the README tells users to click
+    assert [command.title for command in widget_items] == [f"{WIDGET} ({DISPLAY_NAME})"]
+    plugins_menu = [getattr(item, "command", None) for item in app.menus.get_menu("napari/plugins")]
+    assert f"{WIDGET} ({DISPLAY_NAME})" in [getattr(c, "title", None) for c in plugins_menu]
     app.commands.execute_command(WIDGET_COMMAND).result()
     docked = [w for w in viewer.window.dock_widgets.values() if isinstance(w, SegmentationWidget)]
     assert len(docked) == 1

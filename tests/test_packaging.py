@@ -31,7 +31,7 @@ ENTRY_POINT = f"{PACKAGE}:napari.yaml"
 ROOT = Path(__file__).resolve().parents[1]
 TOP_LEVEL = ROOT / "napari.yaml"
 
-WIDGET = "Unsupervised Segmentation"
+WIDGET = "Segment image"
 READER = f"{PLUGIN}.get_reader"
 WRITER = f"{PLUGIN}.write_labels"
 SAMPLES = {"coffee", "ihc", "cell", "stack"}

@@ -1,4 +1,4 @@
-"""The "Unsupervised Segmentation" dock widget.
+"""The "Segment image" dock widget of Unsupervised Segmentation.
 
 Training runs in a napari generator thread worker; the worker reads the labels of a step
 only when an update is due (throttled, the last step always), so the main thread only
@@ -233,7 +233,7 @@ def _lowered_thread_priority() -> Iterator[None]:
         with contextlib.suppress(OSError):
             tid = threading.get_native_id()
             before = os.getpriority(os.PRIO_PROCESS, tid)
-            os.setpriority(os.PRIO_PROCESS, tid, max(before, 10))
+            os.setpriority(os.PRIO_PROCESS, tid, min(before + 10, 19))  # 19: Linux's lowest
             restore = (tid, before)
     try:
         yield
@@ -530,9 +530,9 @@ class SegmentationWidget(Container):
 
     def _on_preset(self, name: str) -> None:
         """Fill every setting from the preset but the hardware ones (device, precision)."""
-        if name in PRESETS:
-            current = self.params
-            self.params = PRESETS[name].replace(device=current.device, precision=current.precision)
+        if name in PRESETS:  # the controls' own values: the other settings may not fit together
+            hardware = {key: self._controls[key].value for key in ("device", "precision")}
+            self.params = PRESETS[name].replace(**hardware)
 
     def _on_superpixel_kind(self, *_: Any) -> None:
         slic = not self._controls["superpixel_graph_scale"].value

@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=channel_axis_setting,
         default="auto",
         metavar="AXIS",
-        help="channel axis, 'none' for grayscale, or 'auto': a TIFF's C or S axis, else (H, W) "
-        "grayscale, (H, W, 3|4) colour",
+        help="channel axis, 'none' for grayscale, or 'auto': a TIFF's C or S axis; in other "
+        "files (H, W) is grayscale and (H, W, 3|4) has its channels last (colour or not: --rgb)",
     )
     parser.add_argument(
         "--rgb",
