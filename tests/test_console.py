@@ -92,6 +92,12 @@ def test_plan_plane_errors(shape, displayed, channel_axis, message):
         plan_plane(shape, displayed, [0] * len(shape), channel_axis)
 
 
+@pytest.mark.parametrize("channel_axis", [0.0, True])
+def test_plan_plane_wants_an_integer_channel_axis(channel_axis):
+    with pytest.raises(TypeError, match="channel_axis must be an integer"):
+        plan_plane((3, 4, 5), (1, 2), [0, 0, 0], channel_axis)
+
+
 # --- on a viewer ----------------------------------------------------------------------
 
 

@@ -200,6 +200,11 @@ def test_colour_keeps_its_hue_whatever_the_dtype():
     np.testing.assert_allclose(
         prepare_image(photo / 255.0, channel_axis=-1).channels, as_uint8, atol=1e-6
     )
+    overshoot = photo / 255.0  # resampled: a hair outside [0, 1] in places
+    overshoot[0, 0] = (-0.004, 1.004, 0.5)
+    np.testing.assert_allclose(
+        prepare_image(overshoot, channel_axis=-1).channels[1:], as_uint8[1:], atol=1e-6
+    )
     # 16-bit colour is scaled by one range for all channels, never per channel
     slate = prepare_image(photo.astype(np.uint16) * 257, channel_axis=-1).channels[0, 0]
     red, green, blue = slate
@@ -437,6 +442,7 @@ def test_runs_in_two_threads_leave_the_users_tf32_flags_as_they_were():
         first.__enter__()  # two widgets' iterations overlap: entered 1, 2, left 1, 2
         second.__enter__()
         first.__exit__(None, None, None)
+        assert conv.fp32_precision == "ieee"  # the second still runs in plain float32
         second.__exit__(None, None, None)
         assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
         with precision_flags("fp32", cuda):  # nested in one thread: the outer's flags return
@@ -456,6 +462,10 @@ def test_kept_steps_hold_their_argmax_in_the_smallest_dtype(n_channels, dtype):
     from napari_unsupervised_segmentation.core.train import _smallest_label_dtype
 
     assert _smallest_label_dtype(n_channels) == dtype  # a list of 500 steps stays small
+    if n_channels <= 257:  # (40000 filters would need 58 GB of weights)
+        run = dict(TINY, n_channels=n_channels, min_labels=0)
+        step = next(iter_segment(two_colour_image(), "paper", channel_axis=-1, **run))
+        assert step._prediction.dtype == dtype
 
 
 def test_label_helpers():

@@ -176,26 +176,38 @@ def test_a_closing_viewer_makes_no_more_labels():
     not hasattr(os, "setpriority") or not sys.platform.startswith("linux") or os.geteuid() != 0,
     reason="only a privileged Linux user may raise a thread's priority back",
 )
-@pytest.mark.parametrize(("nice", "while_training"), [(0, 10), (5, 15), (15, 19)])
-def test_the_worker_thread_gets_its_priority_back(nice, while_training):
-    # +10 below the GUI thread (a napari started niced too), then back: napari's pool
-    # reuses the thread for other workers, which must not inherit it
+@pytest.mark.parametrize(
+    ("gui", "thread", "while_training"),
+    [
+        (0, 0, 10),
+        (5, 5, 15),  # a napari started niced: training still 10 below its GUI
+        (15, 15, 19),  # Linux's lowest priority
+        (0, 10, 10),  # a pool thread an unprivileged user could not put back sinks no further
+    ],
+)
+def test_the_worker_thread_gets_its_priority_back(gui, thread, while_training):
+    # napari's pool reuses the thread for other workers, which must not inherit the priority
     seen: dict[str, int] = {}
 
     def worker() -> None:
         tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, nice)  # as napari's threads start
-        seen["before"] = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, thread)  # as the pool thread starts
         gen = train_updates(_image(), None, FAST, threading.Event(), threading.Event())
         next(gen)
         seen["during"] = os.getpriority(os.PRIO_PROCESS, tid)
         list(gen)
         seen["after"] = os.getpriority(os.PRIO_PROCESS, tid)
 
-    thread = threading.Thread(target=worker)
-    thread.start()
-    thread.join(60)
-    assert (seen["before"], seen["during"], seen["after"]) == (nice, while_training, nice)
+    main = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, main)
+    os.setpriority(os.PRIO_PROCESS, main, gui)
+    try:
+        worker_thread = threading.Thread(target=worker)
+        worker_thread.start()
+        worker_thread.join(60)
+    finally:
+        os.setpriority(os.PRIO_PROCESS, main, before)
+    assert (seen["during"], seen["after"]) == (while_training, thread)
 
 
 def test_train_updates_turns_engine_errors_into_a_failure():

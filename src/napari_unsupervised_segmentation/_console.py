@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .core.normalize import check_channel_axis_type  # numpy only: no torch import
+
 if TYPE_CHECKING:
     import napari
     from napari.components import Dims
@@ -92,6 +94,7 @@ def plan_plane(
     if ndim < 2:
         raise ValueError(f"the layer has {ndim} dimension(s); segmentation needs at least 2")
     if channel_axis is not None:
+        check_channel_axis_type(channel_axis)
         if not -ndim <= channel_axis < ndim:
             raise ValueError(f"channel axis {channel_axis} is out of range for a {ndim}D layer")
         channel_axis %= ndim

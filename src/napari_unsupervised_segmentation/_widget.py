@@ -233,7 +233,10 @@ def _lowered_thread_priority() -> Iterator[None]:
         with contextlib.suppress(OSError):
             tid = threading.get_native_id()
             before = os.getpriority(os.PRIO_PROCESS, tid)
-            os.setpriority(os.PRIO_PROCESS, tid, min(before + 10, 19))  # 19: Linux's lowest
+            gui = os.getpriority(os.PRIO_PROCESS, threading.main_thread().native_id)
+            # +10 from the GUI thread, not from this one: a pool thread that an unprivileged
+            # user could not put back would otherwise sink further with every run
+            os.setpriority(os.PRIO_PROCESS, tid, max(before, min(gui + 10, 19)))
             restore = (tid, before)
     try:
         yield

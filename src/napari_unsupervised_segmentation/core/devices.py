@@ -102,7 +102,7 @@ _FP32_PRECISION_FLAGS = (("cudnn", "conv"), ("cuda", "matmul"))
 
 
 _TF32_LOCK = threading.Lock()
-_tf32_entered = 0  # contexts open now, in any thread
+_tf32_open: list[tuple[object, bool]] = []  # (token, enabled) of the contexts open now
 _tf32_first_found: tuple[Any, ...] = ()
 
 
@@ -111,22 +111,26 @@ def _cuda_tf32(enabled: bool) -> Iterator[None]:
     """TensorFloat-32 in CUDA convolutions and matmuls on or off; restored afterwards.
 
     The flags are global to the process, and two runs may train at once (two viewers'
-    widgets): each exit restores what its entry found, and the last to leave restores what
-    the first found, so the user's own flags survive any interleaving.
+    widgets): the latest context still open sets them, so one leaving never changes them
+    under another, and the last to leave restores what the first found, so the user's own
+    flags survive any interleaving (and nesting in one thread).
     """
-    global _tf32_entered, _tf32_first_found
+    global _tf32_first_found
+    token = object()
     with _TF32_LOCK:
-        found = _read_tf32()
-        if _tf32_entered == 0:
-            _tf32_first_found = found
-        _tf32_entered += 1
+        if not _tf32_open:
+            _tf32_first_found = _read_tf32()
+        _tf32_open.append((token, enabled))
         _write_tf32(enabled)
     try:
         yield
     finally:
         with _TF32_LOCK:
-            _tf32_entered -= 1
-            _write_tf32_state(found if _tf32_entered else _tf32_first_found)
+            _tf32_open.remove(next(entry for entry in _tf32_open if entry[0] is token))
+            if _tf32_open:
+                _write_tf32(_tf32_open[-1][1])
+            else:
+                _write_tf32_state(_tf32_first_found)
 
 
 def _new_tf32_flags() -> list[Any] | None:

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Robust range used for every dtype but uint8 (percentiles of each channel).
+#: Robust range used for every dtype but uint8 (percentiles of each channel; of the three
+#: channels together for colour).
 LOW_PERCENTILE = 1.0
 HIGH_PERCENTILE = 99.8
+#: How far outside [0, 1] float RGB may stray (resampling overshoot) and still count as [0, 1].
+RGB_FLOAT_SLACK = 0.01
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,9 @@ def prepare_image(
         uint8 channels are divided by 255; every other dtype is scaled between its 1st and
         99.8th percentile per channel and clipped, so 16-bit microscopy with a few hot
         pixels still uses the full range. A constant channel becomes 0. Colour keeps its
-        hue: float RGB already in [0, 1] is taken as it is, and any other RGB that is not
-        uint8 is scaled by one range for its three channels together.
+        hue: float RGB already in [0, 1] is taken as it is (clipped, up to 0.01 outside),
+        and any other RGB that is not uint8 is scaled by one range for its three channels
+        together.
 
     Raises
     ------
@@ -111,14 +115,15 @@ def plane_shape(shape: tuple[int, ...], channel_axis: int | None) -> tuple[int, 
     copy); None when they do not fit together (:func:`prepare_image` then says why)."""
     if channel_axis is None:
         return (shape[0], shape[1]) if len(shape) == 2 else None
-    _check_channel_axis_type(channel_axis)
+    check_channel_axis_type(channel_axis)
     if len(shape) != 3 or not -3 <= channel_axis <= 2:
         return None
     height, width = (size for axis, size in enumerate(shape) if axis != channel_axis % 3)
     return height, width
 
 
-def _check_channel_axis_type(channel_axis: object) -> None:
+def check_channel_axis_type(channel_axis: object) -> None:
+    """TypeError unless ``channel_axis`` is an integer (numpy's too; not a bool or float)."""
     if not isinstance(channel_axis, numbers.Integral) or isinstance(channel_axis, bool | np.bool_):
         raise TypeError(f"channel_axis must be an integer or None, not {channel_axis!r}")
 
@@ -145,7 +150,7 @@ def _channels_last(array: np.ndarray, channel_axis: int | None) -> np.ndarray:
                 "data, or select a 2D plane of an nD stack"
             )
         return array[..., np.newaxis]
-    _check_channel_axis_type(channel_axis)
+    check_channel_axis_type(channel_axis)
     if array.ndim != 3:
         raise ValueError(
             f"image has {array.ndim} dimensions {array.shape}, but channel_axis={channel_axis} "
@@ -161,11 +166,13 @@ def _channels_last(array: np.ndarray, channel_axis: int | None) -> np.ndarray:
 
 
 def _normalise_colour(rgb: np.ndarray) -> np.ndarray:
-    """Colour keeps its hue: floats already in [0, 1] (as ``skimage.img_as_float`` gives)
-    are taken as they are, any other range is scaled by one range for all three channels
-    (scaling each channel on its own would turn a dark slate background cyan)."""
-    if rgb.dtype.kind == "f" and rgb.min() >= 0 and rgb.max() <= 1:
-        return rgb.astype(np.float32)
+    """Colour keeps its hue: floats already in [0, 1] (as ``skimage.img_as_float`` gives;
+    up to ``RGB_FLOAT_SLACK`` outside, as resampling overshoots, clipped) are taken as they
+    are, any other range is scaled by one range for all three channels (scaling each
+    channel on its own would turn a dark slate background cyan)."""
+    low, high = rgb.min(), rgb.max()
+    if rgb.dtype.kind == "f" and low >= -RGB_FLOAT_SLACK and high <= 1 + RGB_FLOAT_SLACK:
+        return np.clip(rgb, 0.0, 1.0).astype(np.float32)
     return _normalise_channel(rgb)
 
 
