@@ -378,3 +378,72 @@ def test_only_rgb_samples_with_alpha_as_the_fourth_are_colour(tmp_path, prepared
     assert main([*files, "--out", str(tmp_path / "out"), "--quiet", *FAST]) == 0
     # the fourth sample is not alpha: four channels; three last in a TIFF that says no RGB
     assert prepared_images == [(False, 4), (False, 3)]
+
+
+def test_pages_written_one_by_one_are_a_stack_not_their_first_page(tmp_path, capsys):
+    frames = np.random.default_rng(0).integers(0, 255, (3, 20, 24), dtype=np.uint8)
+    with tifffile.TiffWriter(tmp_path / "loop.tif") as tif:
+        for frame in frames:  # three images ("series") of one shape, as a loop writes them
+            tif.write(frame)
+    out = tmp_path / "out"
+    run = [str(tmp_path / "loop.tif"), "--out", str(out), "--quiet", *FAST]
+    assert main(run) == 1  # pages or channels? as for any multi-page TIFF, the user says
+    assert "or --channel-axis none --planes for a grayscale stack" in capsys.readouterr().err
+    assert main([*run, "--channel-axis", "none", "--planes"]) == 0
+    labels, _ = read_label_tiff(out / "loop_labels.tif")
+    settings = {"max_iter": 3, "n_channels": 8, "n_superpixels": 40, "device": "cpu"}
+    assert labels.shape == (3, 20, 24)
+    np.testing.assert_array_equal(labels[2], segment(frames[2], **settings))
+
+
+def test_of_images_of_different_shapes_the_first_is_segmented_with_a_note(tmp_path, capsys):
+    image = np.random.default_rng(0).integers(0, 255, (20, 24), dtype=np.uint8)
+    with tifffile.TiffWriter(tmp_path / "thumb.tif") as tif:
+        tif.write(image)
+        tif.write(image[::2, ::2])  # a thumbnail beside the image
+    assert main([str(tmp_path / "thumb.tif"), "--out", str(tmp_path), "--quiet", *FAST]) == 0
+    labels, _ = read_label_tiff(tmp_path / "thumb_labels.tif")
+    assert labels.shape == (20, 24)
+    assert "holds 2 images of different shapes; segmenting the first" in capsys.readouterr().err
+
+
+def test_grayscale_png_with_alpha_is_grayscale(tmp_path):
+    from PIL import Image
+
+    gray = np.random.default_rng(0).integers(0, 255, (20, 24), dtype=np.uint8)
+    alpha = np.full_like(gray, 255)
+    Image.fromarray(np.dstack([gray, alpha]), mode="LA").save(tmp_path / "la.png")
+    assert main([str(tmp_path / "la.png"), "--out", str(tmp_path), "--quiet", *FAST]) == 0
+    labels, _ = read_label_tiff(tmp_path / "la_labels.tif")
+    settings = {"max_iter": 3, "n_channels": 8, "n_superpixels": 40, "device": "cpu"}
+    np.testing.assert_array_equal(labels, segment(gray, **settings))
+
+
+def test_a_damaged_png_is_reported_as_unreadable(tmp_path, capsys):
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    assert main([str(tmp_path / "broken.png"), "--out", str(tmp_path), "--quiet", *FAST]) == 1
+    error = capsys.readouterr().err
+    assert "broken.png could not be read as an image: damaged" in error
+    assert "pip install" not in error  # imageio's advice to install plugins misleads here
+
+
+def test_seed_and_device_errors_are_usage_errors_in_the_flags_words(tmp_path, capsys):
+    for bad, message in (
+        (["--seed", "abc"], "--seed: expected an integer or none, got 'abc'"),
+        (["--device", "cuda:99"], "--device: device 'cuda:99' is not available"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--sample", "coffee", "--out", str(tmp_path), *bad])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_with_a_message_not_a_traceback(tmp_path, capsys, monkeypatch):
+    from napari_unsupervised_segmentation import cli
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "segment_to_file", interrupted)  # Ctrl-C while segmenting
+    assert main(["--sample", "coffee", "--out", str(tmp_path), "--quiet", *FAST]) == 130
+    assert capsys.readouterr().err.strip() == "unsupervised-segmentation: interrupted"

@@ -91,9 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
 def _parser_for(name: str):
     """Type converter of one parameter, from the type of its default."""
     if name == "seed":
-        return lambda text: None if text.lower() == "none" else int(text)
+        return seed_setting
     default = getattr(SegmentationParams(), name)
     return type(default)
+
+
+def seed_setting(text: str) -> int | None:
+    """``--seed``: an integer, or ``none`` for a fresh random start."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or none, got {text!r}") from None
 
 
 def params_from_args(args: argparse.Namespace) -> SegmentationParams:
@@ -161,8 +171,8 @@ def image_axes(
         else:
             raise ValueError(
                 f"cannot tell the channel axis of an image of shape {shape}; pass "
-                "--channel-axis (e.g. 0 for (C, H, W)), or --channel-axis none --planes for "
-                "a grayscale stack"
+                "--channel-axis N for the axis holding channels (0 for (C, H, W), -1 for "
+                "(H, W, C)), or --channel-axis none --planes for a grayscale stack"
             )
     elif setting is None:
         channel_axis = None
@@ -206,9 +216,7 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None, Calibration]:
     raises ValueError rather than passing part of the file for the whole.
     """
     if path.suffix.lower() not in (".tif", ".tiff"):
-        from skimage.io import imread
-
-        return imread(path), None, UNCALIBRATED
+        return _read_other_image(path), None, UNCALIBRATED
     import tifffile
 
     errors = _LoggedErrors()
@@ -218,9 +226,7 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None, Calibration]:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise ValueError("it holds no readable image")
-            series = tif.series[0]
-            pixels = series.asarray()
-            letters = _colour_letters(series)
+            pixels, letters = _read_series(path.name, tif.series)
             calibration = _calibration(tif)
     except MemoryError:
         raise
@@ -234,6 +240,41 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None, Calibration]:
     if errors.messages:
         raise ValueError(f"{path.name} is a damaged TIFF: {errors.messages[0]}")
     return pixels, letters, calibration
+
+
+def _read_series(name: str, series: Sequence[Any]) -> tuple[np.ndarray, str]:
+    """The pixels and axis letters of a TIFF's images: one image, or images of one shape
+    (pages written one by one, OME positions) stacked along a first axis ``I`` (unknown,
+    as tifffile names the pages of a plain multi-page TIFF); of images
+    of different shapes (thumbnails beside the image) the first, with a note."""
+    first = series[0]
+    letters = _colour_letters(first)
+    if len(series) == 1:
+        return first.asarray(), letters
+    same = [(s.shape, s.dtype, s.axes) == (first.shape, first.dtype, first.axes) for s in series]
+    if all(same):
+        return np.stack([s.asarray() for s in series]), "I" + letters  # tifffile's sequence
+    print(f"{PROG}: note: {name} holds {len(series)} images of different shapes; segmenting "
+          f"the first, of shape {first.shape}", file=sys.stderr)  # fmt: skip
+    return first.asarray(), letters
+
+
+def _read_other_image(path: Path) -> np.ndarray:
+    """A PNG, JPEG, ... as scikit-image reads it; a grayscale image with alpha (PNG's LA,
+    two values per pixel) loses its alpha, as colour does, rather than passing for two
+    stains."""
+    from skimage.io import imread
+
+    try:
+        pixels = imread(path)
+    except Exception as error:  # imageio's message would suggest installing plugins
+        raise ValueError(
+            f"{path.name} could not be read as an image: damaged, or a format scikit-image "
+            f"cannot open ({type(error).__name__})"
+        ) from error
+    if pixels.ndim == 3 and pixels.shape[-1] == 2:
+        return pixels[..., 0]
+    return pixels
 
 
 def _calibration(tif: Any) -> Calibration:
@@ -485,8 +526,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         params = params_from_args(args)
     except (ValueError, TypeError) as error:
         parser.error(str(error))
-    from tqdm import tqdm
+    from .core.devices import resolve_device
 
+    try:  # once, before any image: a missing GPU is not a per-file failure
+        resolve_device(params.device)
+    except ValueError as error:
+        parser.error(f"--device: {error}")
     inputs = _inputs(args)
     problems = _overwrite_problems(args, [name for name, _ in inputs])
     if problems:
@@ -495,6 +540,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         parser.error(f"--out {args.out}: {error}")
+    try:
+        failures = _segment_inputs(inputs, args, params)
+    except KeyboardInterrupt:  # Ctrl-C: no traceback; files already written are complete
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    if failures:
+        print(f"{PROG}: {failures} of {len(inputs)} image(s) failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _segment_inputs(
+    inputs: list[tuple[str, Any]], args: argparse.Namespace, params: SegmentationParams
+) -> int:
+    """Segment and write every input; the number that failed (each reported)."""
+    from tqdm import tqdm
+
     failures = 0
     for name, load in tqdm(
         inputs, desc="images", unit="image", disable=args.quiet or len(inputs) < 2
@@ -510,9 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             if not args.quiet:
                 tqdm.write(f"wrote {written}")
-    if failures:
-        print(f"{PROG}: {failures} of {len(inputs)} image(s) failed", file=sys.stderr)
-    return 1 if failures else 0
+    return failures
 
 
 if __name__ == "__main__":

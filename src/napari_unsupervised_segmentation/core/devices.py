@@ -37,12 +37,12 @@ def resolve_device(name: str = "auto") -> torch.device:
         if index >= count:
             raise ValueError(
                 f"device {name!r} is not available: this machine has {count} CUDA device(s); "
-                "use device='auto' or 'cpu'"
+                "use 'auto' or 'cpu'"
             )
         return device
     if device.type == "mps":
         if not _mps_available():
-            raise ValueError("device 'mps' is not available here; use device='auto' or 'cpu'")
+            raise ValueError("device 'mps' is not available here; use 'auto' or 'cpu'")
         return device
     raise ValueError(f"unsupported device {name!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
 
