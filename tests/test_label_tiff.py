@@ -108,6 +108,22 @@ def test_explicit_axes_time_series_of_planes(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data, labels)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 8, 9), (1, 3, 8, 9), (2, 1, 8, 9)])
+def test_axes_out_of_imagej_order_are_kept_in_an_ome_tiff(
+    tmp_path: Path, shape: tuple[int, ...]
+) -> None:
+    # depth before time (a napari layer labelled z, t, y, x): an ImageJ hyperstack would
+    # call the first axis T; OME keeps any order, and Fiji opens it through Bio-Formats
+    labels = _labels(shape, 40)
+    path = write_label_tiff(tmp_path / "zt.tif", labels, axes="ZTYX", scale=(2, 30, 0.5, 0.5))
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_ome and not tif.is_imagej
+    data, info = read_label_tiff(path)
+    assert info["axes"] == "ZTYX" and data.dtype == np.uint8
+    assert info["scale"] == (2.0, 30.0, 0.5, 0.5)
+    np.testing.assert_array_equal(data, labels)
+
+
 def test_rewriting_replaces_an_existing_file(tmp_path: Path) -> None:
     path = tmp_path / "a_labels.tif"
     write_label_tiff(path, np.ones((4, 4), np.uint8))
@@ -295,8 +311,10 @@ def test_wrong_data_is_refused_without_a_file(
         ("a.png", (4, 4), {}, r"\.tif"),
         ("a.tif", (4,), {}, "2 to 5 dimensions"),
         ("a.tif", (1, 1, 1, 1, 2, 2), {}, "2 to 5 dimensions"),
-        ("a.tif", (2, 4, 4), {"axes": "YXZ"}, "TZCYX"),
+        ("a.tif", (2, 4, 4), {"axes": "YXZ"}, "end in YX"),
         ("a.tif", (2, 4, 4), {"axes": "YX"}, "TZCYX"),
+        ("a.tif", (2, 4, 4), {"axes": "QYX"}, "TZCYX"),
+        ("a.tif", (2, 2, 4, 4), {"axes": "ZZYX"}, "distinct"),
         ("a.tif", (2, 4, 4), {"scale": (1, 1)}, "scale"),
         ("a.tif", (4, 4), {"scale": (1, -1)}, "scale"),
         ("a.tif", (4, 4), {"units": "parsec"}, "unit"),

@@ -65,6 +65,19 @@ def test_save_and_reopen_4d_uint32(make_napari_viewer: Callable[..., Any], tmp_p
     assert [str(unit) for unit in reopened.units] == ["pixel"] + ["micrometer"] * 3
 
 
+def test_depth_before_time_keeps_its_order_and_meaning(
+    make_napari_viewer: Callable[..., Any], tmp_path: Path
+) -> None:
+    labels = (np.arange(3 * 2 * 16 * 20).reshape(3, 2, 16, 20) % 50).astype(np.uint8)
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(labels, scale=(2, 30, 0.5, 0.5), axis_labels=("z", "t", "y", "x"))
+    layer.save(str(tmp_path / "zt_labels.tif"), plugin=PLUGIN)
+    [reopened] = viewer.open(str(tmp_path / "zt_labels.tif"), plugin=PLUGIN)
+    assert tuple(reopened.axis_labels) == ("z", "t", "y", "x")  # not relabelled t, z, y, x
+    np.testing.assert_allclose(reopened.scale, (2, 30, 0.5, 0.5))
+    np.testing.assert_array_equal(reopened.data, labels)
+
+
 def test_save_2d_uint8_for_fiji(make_napari_viewer: Callable[..., Any], tmp_path: Path) -> None:
     viewer = make_napari_viewer()
     layer = viewer.add_labels(np.eye(8, dtype=np.int32) * 7, scale=(0.25, 0.25))

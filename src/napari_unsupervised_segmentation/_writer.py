@@ -22,7 +22,8 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Write one Labels layer to ``path`` (.tif or .tiff) and return ``[path]``.
 
     The layer's scale becomes the pixel size, its axis labels the TIFF axes when they are
-    letters of TZCYX in that order (else the default for the number of dimensions), and
+    distinct letters of TZCYX ending in YX (else the default for the number of
+    dimensions; out of ImageJ's order the file is an OME-TIFF), and
     its spatial units the TIFF's one length unit (:func:`_in_tiff_units`). Raises
     :class:`LabelsNotSavedError` for data that cannot be stored as labels (negative,
     non-integer, beyond uint32), naming the file and the reason.
@@ -80,5 +81,5 @@ def _axes_from_labels(labels: Sequence[str] | None, ndim: int) -> str | None:
         return None
     try:
         return _check_axes("".join(str(label) for label in labels), ndim)
-    except ValueError:  # not letters of TZCYX in order ending in YX: the default axes
+    except ValueError:  # not distinct letters of TZCYX ending in YX: the default axes
         return None

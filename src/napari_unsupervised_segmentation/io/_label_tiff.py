@@ -4,9 +4,9 @@ What is written:
 
 * uint8 and uint16 labels: an ImageJ hyperstack (axes such as YX, ZYX, TZYX), with the pixel
   size in the resolution tags, ``spacing`` (Z), ``finterval`` (T) and ``unit``.
-* uint32 labels, and labels of 3.75 GiB or more uncompressed (BigTIFF): an OME-TIFF,
-  because ImageJ hyperstacks can hold neither; the pixel size is in the OME-XML
-  (``PhysicalSizeX/Y/Z``, ``TimeIncrement``).
+* uint32 labels, labels of 3.75 GiB or more uncompressed (BigTIFF), and axes out of
+  ImageJ's TZCYX order (``ZTYX``): an OME-TIFF, because ImageJ hyperstacks can hold none of
+  these; the pixel size is in the OME-XML (``PhysicalSizeX/Y/Z``, ``TimeIncrement``).
 * Always zlib (deflate) compressed, and marked with a line ``napari labels`` in the ImageJ
   ``Info`` property or the OME image ``Description``, so that the reader knows its own files,
   beside a line ``axes=...`` with which the reader restores axes of size 1 (tifffile drops
@@ -201,8 +201,9 @@ def write_label_tiff(
     scale
         Size of a pixel along each axis (napari's layer scale); default 1.
     axes
-        Axis letters in ImageJ order, a subsequence of ``TZCYX`` ending in ``YX``.
-        Default from the number of dimensions: ``YX``, ``ZYX``, ``TZYX``, ``TZCYX``.
+        Distinct letters of ``TZCYX`` ending in ``YX``. Default from the number of
+        dimensions: ``YX``, ``ZYX``, ``TZYX``, ``TZCYX``. Axes out of ImageJ's order
+        (``ZTYX``) are kept as given, in an OME-TIFF (an ImageJ hyperstack cannot hold them).
     units
         Length unit of the Z, Y and X sizes (``"micrometer"``, ``"um"``, ``"nm"``, ...).
         The time interval is in seconds.
@@ -226,7 +227,7 @@ def write_label_tiff(
     unit = _check_unit(units)
     _check_resolution(sizes, unit)
     ome = _ome_options(data, axes, sizes, unit, _file_stem(target))
-    if data.dtype in _IMAGEJ_DTYPES:
+    if data.dtype in _IMAGEJ_DTYPES and _in_imagej_order(axes):
         # All six hyperstack axes spelled out: tifffile would otherwise take a last axis of
         # size 1 (a one-pixel-wide plane) for samples and write a file that cannot be read.
         hyperstack = data.reshape([data.shape[axes.index(a)] if a in axes else 1 for a in "TZCYX"])
@@ -353,17 +354,23 @@ def _file_stem(path: Path) -> str:
 
 
 def _check_axes(axes: str | None, ndim: int) -> str:
-    """Validate axis letters, or choose the default for ``ndim`` (ImageJ order)."""
+    """Validate axis letters (T, Z and C in any order, then YX), or choose the default for
+    ``ndim`` (ImageJ order)."""
     if axes is None:
         return _DEFAULT_AXES[ndim]
     axes = axes.upper()
-    order = [_AXES_ORDER.find(axis) for axis in axes]
-    if len(axes) != ndim or -1 in order or order != sorted(set(order)) or not axes.endswith("YX"):
+    if len(axes) != ndim or len(set(axes)) != ndim or not set(axes) <= set(_AXES_ORDER):
         raise ValueError(
-            f"axes must be {ndim} distinct letters of TZCYX in that order, ending in YX; "
-            f"got {axes!r}"
+            f"axes must be {ndim} distinct letters of TZCYX, the last two YX; got {axes!r}"
         )
+    if not axes.endswith("YX"):
+        raise ValueError(f"axes must end in YX (a TIFF stores planes of rows); got {axes!r}")
     return axes
+
+
+def _in_imagej_order(axes: str) -> bool:
+    """Whether ``axes`` follow ImageJ's hyperstack order, TZCYX (else only OME holds them)."""
+    return axes == "".join(axis for axis in _AXES_ORDER if axis in axes)
 
 
 def _check_scale(scale: Sequence[float] | None, ndim: int) -> list[float]:
@@ -442,7 +449,8 @@ def _imagej_options(axes: str, sizes: dict[str, float], unit: str | None) -> dic
 def _ome_options(
     data: np.ndarray, axes: str, sizes: dict[str, float], unit: str | None, name: str
 ) -> dict[str, Any]:
-    """tifffile arguments for an OME-TIFF (uint32, which ImageJ hyperstacks cannot hold).
+    """tifffile arguments for an OME-TIFF (uint32, BigTIFF or axes out of TZCYX order, which
+    ImageJ hyperstacks cannot hold).
 
     The OME-XML is made here and passed as the first image's description, so that it is
     stored at the start of the file (tifffile's own OME writer appends it at the end, where a
