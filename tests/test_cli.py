@@ -388,12 +388,26 @@ def test_pages_written_one_by_one_are_a_stack_not_their_first_page(tmp_path, cap
     out = tmp_path / "out"
     run = [str(tmp_path / "loop.tif"), "--out", str(out), "--quiet", *FAST]
     assert main(run) == 1  # pages or channels? as for any multi-page TIFF, the user says
-    assert "or --channel-axis none --planes for a grayscale stack" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "holds 3 images of shape (20, 24); read as a stack along a first axis" in error
+    assert "or --channel-axis none --planes for a grayscale stack" in error
     assert main([*run, "--channel-axis", "none", "--planes"]) == 0
     labels, _ = read_label_tiff(out / "loop_labels.tif")
     settings = {"max_iter": 3, "n_channels": 8, "n_superpixels": 40, "device": "cpu"}
     assert labels.shape == (3, 20, 24)
     np.testing.assert_array_equal(labels[2], segment(frames[2], **settings))
+
+
+def test_a_bigtiff_suffix_is_read_as_a_tiff(tmp_path):
+    two = np.random.default_rng(0).integers(0, 255, (20, 24, 2), dtype=np.uint8)
+    tifffile.imwrite(  # two samples of a grayscale image: two stains
+        tmp_path / "two.btf", two, bigtiff=True, photometric="minisblack", planarconfig="contig"
+    )
+    run = [str(tmp_path / "two.btf"), "--out", str(tmp_path), "--quiet", *FAST]
+    assert main(run) == 0
+    labels, _ = read_label_tiff(tmp_path / "two_labels.tif")
+    settings = {"max_iter": 3, "n_channels": 8, "n_superpixels": 40, "device": "cpu"}
+    np.testing.assert_array_equal(labels, segment(two, channel_axis=-1, rgb=False, **settings))
 
 
 def test_of_images_of_different_shapes_the_first_is_segmented_with_a_note(tmp_path, capsys):
@@ -404,7 +418,8 @@ def test_of_images_of_different_shapes_the_first_is_segmented_with_a_note(tmp_pa
     assert main([str(tmp_path / "thumb.tif"), "--out", str(tmp_path), "--quiet", *FAST]) == 0
     labels, _ = read_label_tiff(tmp_path / "thumb_labels.tif")
     assert labels.shape == (20, 24)
-    assert "holds 2 images of different shapes; segmenting the first" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "holds 2 images of different shapes or types; segmenting the first" in error
 
 
 def test_grayscale_png_with_alpha_is_grayscale(tmp_path):
@@ -425,6 +440,9 @@ def test_a_damaged_png_is_reported_as_unreadable(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "broken.png could not be read as an image: damaged" in error
     assert "pip install" not in error  # imageio's advice to install plugins misleads here
+    assert main([str(tmp_path / "missing.png"), "--out", str(tmp_path), "--quiet", *FAST]) == 1
+    error = capsys.readouterr().err
+    assert "No such file" in error and "could not be read" not in error
 
 
 def test_seed_and_device_errors_are_usage_errors_in_the_flags_words(tmp_path, capsys):

@@ -206,6 +206,10 @@ class Calibration(NamedTuple):
 UNCALIBRATED = Calibration({}, None)
 
 
+#: What tifffile reads (BigTIFF's own suffixes too); everything else goes to scikit-image.
+_TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf2", ".tf8")
+
+
 def read_image(path: Path) -> tuple[np.ndarray, str | None, Calibration]:
     """Pixels of an image file and, for a TIFF, its axis letters (tifffile's, e.g. ``ZYX``)
     and calibration, which the labels keep so that Fiji measures them as it does the image.
@@ -215,7 +219,7 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None, Calibration]:
     falling back to what it can read, such as the first page of a cut-off ImageJ stack)
     raises ValueError rather than passing part of the file for the whole.
     """
-    if path.suffix.lower() not in (".tif", ".tiff"):
+    if path.suffix.lower() not in _TIFF_SUFFIXES:
         return _read_other_image(path), None, UNCALIBRATED
     import tifffile
 
@@ -253,26 +257,33 @@ def _read_series(name: str, series: Sequence[Any]) -> tuple[np.ndarray, str]:
         return first.asarray(), letters
     same = [(s.shape, s.dtype, s.axes) == (first.shape, first.dtype, first.axes) for s in series]
     if all(same):
-        return np.stack([s.asarray() for s in series]), "I" + letters  # tifffile's sequence
-    print(f"{PROG}: note: {name} holds {len(series)} images of different shapes; segmenting "
-          f"the first, of shape {first.shape}", file=sys.stderr)  # fmt: skip
+        print(f"{PROG}: note: {name} holds {len(series)} images of shape {first.shape}; "
+              "read as a stack along a first axis", file=sys.stderr)  # fmt: skip
+        stacked = np.empty((len(series), *first.shape), first.dtype)  # one copy, not two
+        for index, one in enumerate(series):
+            one.asarray(out=stacked[index])
+        return stacked, "I" + letters  # I: tifffile's letter for a sequence of images
+    print(f"{PROG}: note: {name} holds {len(series)} images of different shapes or types; "
+          f"segmenting the first, of shape {first.shape}", file=sys.stderr)  # fmt: skip
     return first.asarray(), letters
 
 
 def _read_other_image(path: Path) -> np.ndarray:
-    """A PNG, JPEG, ... as scikit-image reads it; a grayscale image with alpha (PNG's LA,
-    two values per pixel) loses its alpha, as colour does, rather than passing for two
-    stains."""
+    """A PNG, JPEG, ... as scikit-image reads it; a PNG of gray and alpha (two values per
+    pixel: PNG has no other two-channel kind) loses its alpha, as colour does, rather than
+    passing for two stains."""
     from skimage.io import imread
 
     try:
         pixels = imread(path)
+    except (MemoryError, FileNotFoundError, IsADirectoryError, PermissionError):
+        raise  # its own message says it (imageio's undecodable file is an OSError too)
     except Exception as error:  # imageio's message would suggest installing plugins
         raise ValueError(
             f"{path.name} could not be read as an image: damaged, or a format scikit-image "
             f"cannot open ({type(error).__name__})"
         ) from error
-    if pixels.ndim == 3 and pixels.shape[-1] == 2:
+    if path.suffix.lower() == ".png" and pixels.ndim == 3 and pixels.shape[-1] == 2:
         return pixels[..., 0]
     return pixels
 
@@ -526,12 +537,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         params = params_from_args(args)
     except (ValueError, TypeError) as error:
         parser.error(str(error))
-    from .core.devices import resolve_device
-
-    try:  # once, before any image: a missing GPU is not a per-file failure
-        resolve_device(params.device)
-    except ValueError as error:
-        parser.error(f"--device: {error}")
     inputs = _inputs(args)
     problems = _overwrite_problems(args, [name for name, _ in inputs])
     if problems:
@@ -541,6 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         parser.error(f"--out {args.out}: {error}")
     try:
+        _check_device(parser, params.device)
         failures = _segment_inputs(inputs, args, params)
     except KeyboardInterrupt:  # Ctrl-C: no traceback; files already written are complete
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -548,6 +554,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if failures:
         print(f"{PROG}: {failures} of {len(inputs)} image(s) failed", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _check_device(parser: argparse.ArgumentParser, device: str) -> None:
+    """A ``--device`` this machine lacks is a usage error, once, before any image ("auto"
+    always resolves, and needs no torch import here)."""
+    if device.strip().lower() == "auto":
+        return
+    from .core.devices import resolve_device
+
+    try:
+        resolve_device(device)
+    except ValueError as error:
+        parser.error(f"--device: {error}")
 
 
 def _segment_inputs(
