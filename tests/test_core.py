@@ -632,3 +632,19 @@ def test_an_image_too_large_for_the_memory_available_is_refused_before_training(
         iter_segment(np.stack([image] * 5), settings, channel_axis=0)
     monkeypatch.setenv(memory.SWITCH, "0")  # the user's way to run anyway
     assert segment(image, settings).shape == (64, 96)
+
+
+def test_the_readmes_python_api_example_runs_as_written(capsys):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Python API", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "data.coffee()" in code
+    # the README's photo at an eighth of its size, so the test takes seconds, not minutes
+    namespace: dict = {}
+    exec(code.replace("data.coffee()", "data.coffee()[::8, ::8]"), namespace)
+    assert namespace["labels"].shape == (50, 75) and namespace["labels"].min() == 1
+    printed = capsys.readouterr().out.splitlines()
+    assert printed and printed[0].startswith("1 ")  # iteration, labels, loss per step
+    assert namespace["step"].n_labels > 8 or namespace["current"].shape == (50, 75)
