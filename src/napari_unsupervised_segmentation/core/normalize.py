@@ -170,8 +170,7 @@ def _normalise_colour(rgb: np.ndarray) -> np.ndarray:
     up to ``RGB_FLOAT_SLACK`` outside, as resampling overshoots, clipped) are taken as they
     are, any other range is scaled by one range for all three channels (scaling each
     channel on its own would turn a dark slate background cyan)."""
-    low, high = rgb.min(), rgb.max()
-    if rgb.dtype.kind == "f" and low >= -RGB_FLOAT_SLACK and high <= 1 + RGB_FLOAT_SLACK:
+    if rgb.dtype.kind == "f" and rgb.min() >= -RGB_FLOAT_SLACK and rgb.max() <= 1 + RGB_FLOAT_SLACK:
         return np.clip(rgb, 0.0, 1.0).astype(np.float32)
     return _normalise_channel(rgb)
 
