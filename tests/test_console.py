@@ -92,6 +92,30 @@ def test_plan_plane_errors(shape, displayed, channel_axis, message):
         plan_plane(shape, displayed, [0] * len(shape), channel_axis)
 
 
+def test_plan_plane_for_all_planes_keeps_every_other_axis_whole():
+    plan = plan_plane((4, 2, 6, 7), (2, 3), (1, 0, 0, 0), channel_axis=1, all_planes=True)
+    assert plan.plane_axes == (2, 3) and plan.stack_axes == (0,) and plan.stack_shape == (4,)
+    assert plan.index == (None, None, None, None)
+    assert plan.stack_indices() == [(0,), (1,), (2,), (3,)]
+    # the planes shown may lie before the stack axis (napari's dims order changed)
+    plan = plan_plane((5, 6, 3), (0, 1), (0, 0, 0), all_planes=True)
+    assert plan.plane_axes == (0, 1) and plan.stack_axes == (2,)
+
+
+def test_plane_stack_puts_planes_in_the_layers_axis_order():
+    from napari_unsupervised_segmentation._console import PlaneStack
+
+    plan = plan_plane((5, 6, 3), (0, 1), (0, 0, 0), all_planes=True)
+    stack = PlaneStack(plan, (5, 6))
+    planes = [np.full((5, 6), k + 1, np.uint8) for k in range(3)]
+    planes[2] = np.full((5, 6), 300, np.uint16)  # many labels: the dtype widens
+    for number, labels in enumerate(planes):
+        stack.put(number, labels)
+    snapshot = stack.snapshot()
+    assert snapshot.shape == (5, 6, 3) and snapshot.dtype == np.uint16
+    assert [int(snapshot[0, 0, k]) for k in range(3)] == [1, 2, 300]
+
+
 @pytest.mark.parametrize("channel_axis", [0.0, True])
 def test_plan_plane_wants_an_integer_channel_axis(channel_axis):
     with pytest.raises(TypeError, match="channel_axis must be an integer"):
@@ -142,6 +166,20 @@ def test_segment_layer_with_a_channel_axis(make_napari_viewer):
     assert labels.data.shape == (2, 32, 32)
     expected = segment(np.moveaxis(data, 0, -1), FAST, channel_axis=-1)
     np.testing.assert_array_equal(labels.data[1], expected)
+
+
+def test_segment_layer_all_planes_of_a_zcyx_stack(make_napari_viewer):
+    viewer = make_napari_viewer()
+    data = np.stack([np.stack([_image(seed=z + c) for c in range(2)]) for z in range(3)])
+    viewer.add_image(data, name="zcyx", scale=(5.0, 1.0, 0.5, 0.5))
+    labels = segment_layer("zcyx", viewer, FAST, channel_axis=1, all_planes=True)
+    assert labels.data.shape == (3, 2, 32, 32)  # every plane, shown on both channels
+    np.testing.assert_allclose(labels.scale, (5.0, 1.0, 0.5, 0.5))
+    np.testing.assert_allclose(labels.translate, (0.0, 0.0, 0.0, 0.0))
+    for z in range(3):
+        expected = segment(np.moveaxis(data[z], 0, -1), FAST, channel_axis=-1)
+        np.testing.assert_array_equal(labels.data[z, 0], expected)
+        np.testing.assert_array_equal(labels.data[z, 1], expected)
 
 
 def test_segment_layer_errors(make_napari_viewer):
@@ -269,6 +307,18 @@ def test_a_plane_too_large_for_the_memory_is_refused_with_a_message(
     with pytest.raises(MemoryError, match="crop or a downscaled copy"):
         segment_layer("img", viewer, FAST)
     assert [layer.name for layer in viewer.layers] == ["img"]
+
+
+def test_a_stack_is_checked_for_its_copy_and_labels_too(make_napari_viewer, monkeypatch):
+    from napari_unsupervised_segmentation.core import memory
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.stack([_image(seed=s) for s in range(3)]), name="vol")
+    plane_needs = memory.estimate_bytes(32, 32, FAST)[1]  # the computer's share of one plane
+    monkeypatch.setattr(memory, "available_memory", lambda: plane_needs + 1000)
+    assert layer_input(layer, viewer.dims, params=FAST).n_planes == 1  # one plane fits
+    with pytest.raises(MemoryError, match="a 32 x 32 image stack needs about"):
+        layer_input(layer, viewer.dims, params=FAST, all_planes=True)  # the copy does not
 
 
 def test_four_uint8_channels_of_a_layer_are_all_used(make_napari_viewer):

@@ -100,6 +100,21 @@ def test_params_from_values_maps_seed_minus_one_to_none():
 def test_status_text_mentions_iteration_labels_loss_and_plane():
     text = status_text(Update(3, 5, 0.25, None, False), 10, "3D layer: plane of axes 1,2")
     assert "3/10" in text and "5 labels" in text and "0.2500" in text and "3D layer" in text
+    stack = Update(3, 5, 0.25, None, False, plane=1, n_planes=4)
+    assert status_text(stack, 10).startswith("Plane 2/4 · Iteration 3/10")
+
+
+def test_stack_updates_train_each_plane_and_say_which():
+    from napari_unsupervised_segmentation._widget import train_stack_updates
+
+    stop, done = threading.Event(), threading.Event()
+    planes = [_image(seed=s) for s in range(2)]
+    items = list(train_stack_updates(planes, None, FAST, stop, done, 0.0))
+    assert done.is_set()
+    finals = [item for item in items if item.is_last]
+    assert [(item.plane, item.n_planes) for item in finals] == [(0, 2), (1, 2)]
+    for item, plane in zip(finals, planes, strict=True):
+        np.testing.assert_array_equal(item.labels, segment(plane, FAST))
 
 
 def test_train_updates_throttles_and_always_sends_the_last():
@@ -412,6 +427,60 @@ def test_3d_layer_segments_the_displayed_plane(viewer_widget, qtbot):
     assert "plane" in widget.status.value
     # The labels show on the slice they belong to.
     np.testing.assert_allclose(labels.world_to_data(viewer.dims.point), (0, *viewer.dims.point[1:]))
+
+
+def test_all_planes_of_a_stack_fill_one_labels_layer(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    volume = np.stack([_image(seed=s) for s in range(3)])
+    layer = viewer.add_image(volume, name="vol", scale=(3.0, 1.0, 1.0), translate=(1.0, 0, 0))
+    viewer.dims.set_current_step(0, 2)  # the plane shown does not matter
+    widget.image.value = layer
+    assert widget.planes.native.isVisibleTo(widget.native)
+    widget.planes.value = True
+    _start(widget, layer)
+    assert widget._life.run.progress.total == 3 * FAST.max_iter
+    _wait_done(qtbot, widget)
+    labels = viewer.layers["vol labels"]
+    assert labels.data.shape == (3, 32, 32)
+    np.testing.assert_allclose(labels.translate, (1.0, 0.0, 0.0))  # the image's own place
+    for z in range(3):  # each plane trained on its own, as segment() does it
+        np.testing.assert_array_equal(labels.data[z], segment(volume[z], FAST))
+    assert widget.status.value.startswith("Done: all 3 planes segmented")
+    widget.run()  # again: the same layer is reused, not a second one added
+    _wait_done(qtbot, widget)
+    assert [lay.name for lay in viewer.layers] == ["vol", "vol labels"]
+    widget.planes.value = False  # one plane of the same image: a layer of its own
+    widget.run()
+    _wait_done(qtbot, widget)
+    assert viewer.layers[-1].data.shape == (1, 32, 32) and len(viewer.layers) == 3
+
+
+def test_stop_during_all_planes_keeps_the_planes_done(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    volume = np.stack([_image(seed=s) for s in range(3)])
+    layer = viewer.add_image(volume, name="vol")
+    widget.image.value = layer
+    widget.planes.value = True
+    _start(widget, layer, ENDLESS)  # the first plane never ends by itself
+    qtbot.waitUntil(lambda: widget.updates_shown >= 1, timeout=TIMEOUT)
+    widget.stop()
+    _wait_done(qtbot, widget)
+    labels = viewer.layers["vol labels"].data
+    assert labels.shape == (3, 32, 32) and labels[0].min() >= 1
+    assert not labels[1:].any()  # never trained: unlabelled
+    assert widget.status.value.startswith("Stopped at plane 1/3")
+
+
+def test_planes_are_offered_only_beside_other_planes(viewer_widget):
+    viewer, widget = viewer_widget
+    widget.image.value = viewer.add_image(_image(), name="flat")
+    assert not widget.planes.native.isVisibleTo(widget.native)
+    widget.image.value = viewer.add_image(np.zeros((3, 2, 16, 16)), name="zcyx")
+    assert widget.planes.native.isVisibleTo(widget.native)
+    widget.image.value = viewer.add_image(np.zeros((2, 16, 16)), name="cyx")
+    assert widget.planes.native.isVisibleTo(widget.native)
+    widget.channel_axis.value = 0  # then the only plane there is
+    assert not widget.planes.native.isVisibleTo(widget.native)
 
 
 def test_4d_layer_with_channel_axis(viewer_widget, qtbot):

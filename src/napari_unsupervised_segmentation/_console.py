@@ -71,11 +71,20 @@ class PlanePlan:
     plane_axes: tuple[int, int]
     channel_axis: int | None
     index: tuple[int | None, ...]  # per layer axis: an int for sliced axes, else None
+    #: With all planes: the axes that are neither plane nor channels, and their sizes; every
+    #: plane along them is segmented (``index`` is then None for them too).
+    stack_axes: tuple[int, ...] = ()
+    stack_shape: tuple[int, ...] = ()
 
     @property
     def sliced_axes(self) -> tuple[int, ...]:
         """The axes held at one index."""
         return tuple(ax for ax, i in enumerate(self.index) if i is not None)
+
+    def stack_indices(self) -> list[tuple[int, ...]]:
+        """The index along ``stack_axes`` of every plane, in order (one empty index for a
+        single plane)."""
+        return list(np.ndindex(*self.stack_shape))
 
 
 def plan_plane(
@@ -83,12 +92,15 @@ def plan_plane(
     displayed: Sequence[int],
     data_point: Sequence[float],
     channel_axis: int | None = None,
+    *,
+    all_planes: bool = False,
 ) -> PlanePlan:
     """Choose the 2D plane of a layer of ``shape`` to segment.
 
     The plane is the last two displayed axes other than ``channel_axis``; every other
     axis except the channel axis is held at ``data_point`` (rounded and clipped, as napari
-    does when slicing). Raises ValueError when no such plane exists.
+    does when slicing), or, with ``all_planes``, is a stack axis along which every plane is
+    segmented. Raises ValueError when no such plane exists.
     """
     ndim = len(shape)
     if ndim < 2:
@@ -107,20 +119,28 @@ def plan_plane(
             "display two other axes or choose another channel axis"
         )
     plane = tuple(sorted(candidates[-2:]))
+    others = [ax for ax in range(ndim) if ax not in plane and ax != channel_axis]
+    stack_axes = tuple(others) if all_planes else ()
     index: list[int | None] = []
     for ax, size in enumerate(shape):
-        if ax in plane or ax == channel_axis:
+        if ax in plane or ax == channel_axis or ax in stack_axes:
             index.append(None)
         else:
             index.append(int(np.clip(np.round(data_point[ax]), 0, size - 1)))
-    return PlanePlan(plane_axes=(plane[0], plane[1]), channel_axis=channel_axis, index=tuple(index))
+    return PlanePlan(
+        plane_axes=(plane[0], plane[1]),
+        channel_axis=channel_axis,
+        index=tuple(index),
+        stack_axes=stack_axes,
+        stack_shape=tuple(int(shape[ax]) for ax in stack_axes),
+    )
 
 
 @dataclass(frozen=True)
 class LayerInput:
     """A snapshot of what to segment for an image layer and how to place the labels."""
 
-    image: np.ndarray  # the plane, its axes in the layer's order; (H, W, 3|4) for RGB(A)
+    image: np.ndarray  # the plane (or stack), axes in the layer's order; RGB(A) last
     channel_axis: int | None  # for the engine: the plane's channel axis, or None
     rgb: bool  # colour (RGB, or RGBA whose alpha is dropped), else independent channels
     layer_name: str
@@ -135,12 +155,38 @@ class LayerInput:
         return labels_layer_name(self.layer_name)
 
     @property
+    def plane_shape(self) -> tuple[int, int]:
+        """Height and width of one plane."""
+        height, width = (self.layer_shape[axis] for axis in self.plan.plane_axes)
+        return height, width
+
+    @property
+    def n_planes(self) -> int:
+        """How many 2D planes are segmented (one, or all along the stack axes)."""
+        return int(np.prod(self.plan.stack_shape, dtype=np.int64))
+
+    def plane_image(self, stack_index: tuple[int, ...]) -> np.ndarray:
+        """The plane at ``stack_index`` (see :meth:`PlanePlan.stack_indices`) of the image,
+        for the engine with :attr:`channel_axis` and :attr:`rgb`."""
+        if not self.plan.stack_axes:
+            return self.image
+        key: list[Any] = [slice(None)] * self.image.ndim
+        for axis, position in zip(self.plan.stack_axes, stack_index, strict=True):
+            key[axis] = position
+        return self.image[tuple(key)]
+
+    @property
     def note(self) -> str:
         """Empty for a 2D layer, else which plane of the nD layer is segmented (status line)."""
         held = [f"axis {ax}={i}" for ax, i in enumerate(self.plan.index) if i is not None]
-        if not held and self.plan.channel_axis is None:
+        if not held and self.plan.channel_axis is None and not self.plan.stack_axes:
             return ""
-        parts = [f"plane of axes {self.plan.plane_axes[0]},{self.plan.plane_axes[1]}"]
+        axes = f"{self.plan.plane_axes[0]},{self.plan.plane_axes[1]}"
+        if self.plan.stack_axes:
+            along = ",".join(map(str, self.plan.stack_axes))
+            parts = [f"all {self.n_planes} planes of axes {axes} along axes {along}"]
+        else:
+            parts = [f"plane of axes {axes}"]
         if held:
             parts.append("at " + ", ".join(held))
         if self.plan.channel_axis is not None:
@@ -148,7 +194,8 @@ class LayerInput:
         return f"{len(self.layer_shape)}D layer: " + " ".join(parts)
 
     def to_layer_data(self, labels: np.ndarray) -> np.ndarray:
-        """Place 2D ``labels`` of the plane into an array with the layer's number of axes.
+        """Place ``labels`` of the plane (2D), or of all planes (the stack axes and the plane
+        axes, in the layer's order), into an array with the layer's number of axes.
 
         Sliced axes get size 1 (the Labels layer's translate puts them at the right index);
         a channel axis gets its full size so the labels show on every channel.
@@ -156,7 +203,8 @@ class LayerInput:
         if len(self.layer_shape) == 2:
             return labels
         shape = [1] * len(self.layer_shape)
-        for ax, size in zip(self.plan.plane_axes, labels.shape, strict=True):
+        kept = sorted((*self.plan.stack_axes, *self.plan.plane_axes))
+        for ax, size in zip(kept, labels.shape, strict=True):
             shape[ax] = size
         out = labels.reshape(shape)
         if self.plan.channel_axis is not None:
@@ -164,6 +212,46 @@ class LayerInput:
                 out, self.layer_shape[self.plan.channel_axis], axis=self.plan.channel_axis
             )
         return out
+
+
+class PlaneStack:
+    """The labels of every plane of a stack (see :attr:`PlanePlan.stack_axes`), filled plane
+    by plane; planes not segmented (yet) are 0."""
+
+    def __init__(self, plan: PlanePlan, plane_shape: tuple[int, int]) -> None:
+        self.plan = plan
+        self._data = np.zeros((*plan.stack_shape, *plane_shape), np.uint8)  # stack axes first
+
+    def put(self, number: int, labels: np.ndarray) -> None:
+        """Set the labels of the ``number``-th plane (in :meth:`PlanePlan.stack_indices`
+        order), widening the dtype when they need it."""
+        if np.dtype(labels.dtype).itemsize > self._data.dtype.itemsize:
+            self._data = self._data.astype(labels.dtype)
+        self._data[self.plan.stack_indices()[number]] = labels
+
+    def snapshot(self) -> np.ndarray:
+        """A copy with the stack and plane axes in the layer's order (for
+        :meth:`LayerInput.to_layer_data`)."""
+        order = [*self.plan.stack_axes, *self.plan.plane_axes]
+        positions = [sorted(order).index(axis) for axis in order]
+        return np.moveaxis(self._data, list(range(len(order))), positions).copy()
+
+
+def segment_planes(inp: LayerInput, settings: SegmentationParams) -> np.ndarray:
+    """Segment ``inp``'s plane, or each of its planes, to the end: 2D labels, or the stack's
+    (:meth:`PlaneStack.snapshot`)."""
+    from .core.train import segment
+
+    def labels_of(stack_index: tuple[int, ...]) -> np.ndarray:
+        image = inp.plane_image(stack_index)
+        return segment(image, settings, channel_axis=inp.channel_axis, rgb=inp.rgb)
+
+    if not inp.plan.stack_axes:
+        return labels_of(())
+    stack = PlaneStack(inp.plan, inp.plane_shape)
+    for number, stack_index in enumerate(inp.plan.stack_indices()):
+        stack.put(number, labels_of(stack_index))
+    return stack.snapshot()
 
 
 def _labels_transforms(layer: Image, plan: PlanePlan) -> dict[str, Any]:
@@ -198,8 +286,11 @@ def layer_input(
     dims: Dims | None = None,
     channel_axis: int | None = None,
     params: SegmentationParams | None = None,
+    *,
+    all_planes: bool = False,
 ) -> LayerInput:
-    """Snapshot (copy) the plane of image ``layer`` that the viewer displays.
+    """Snapshot (copy) the plane of image ``layer`` that the viewer displays (with
+    ``all_planes``: every plane parallel to it, the whole stack).
 
     ``dims`` is the viewer's ``viewer.dims`` (None: the layer's last two axes at index 0).
     ``channel_axis`` names a layer axis holding channels of a non-RGB layer: they are
@@ -235,19 +326,26 @@ def layer_input(
     else:
         displayed = layer_displayed_axes(tuple(dims.order), dims.ndisplay, ndim)
         point = layer.world_to_data(dims.point) if ndim > 2 else [0.0] * ndim
-    plan = plan_plane(spatial_shape, displayed, point, channel_axis)
+    plan = plan_plane(spatial_shape, displayed, point, channel_axis, all_planes=all_planes)
+    key = tuple(slice(None) if i is None else i for i in plan.index)
     if params is not None:
         from .core.memory import check_memory  # numpy only: no torch import here
 
         height, width = (spatial_shape[axis] for axis in plan.plane_axes)
-        check_memory(height, width, params, network_in_memory=False)  # the rest: at training
-    key = tuple(slice(None) if i is None else i for i in plan.index)
+        stack = 0
+        if plan.stack_axes:  # the stack's copy, and its labels (two copies of uint32 at most)
+            kept = [size for size, k in zip(data.shape, key, strict=False) if isinstance(k, slice)]
+            colours = int(data.shape[-1]) if rgb else 1
+            copied = int(np.prod(kept, dtype=np.int64)) * colours * data.dtype.itemsize
+            stack = copied + int(np.prod(plan.stack_shape, dtype=np.int64)) * height * width * 8
+        # the network's share is checked when training starts
+        check_memory(height, width, params, network_in_memory=False, extra_bytes=stack)
     if rgb:
         key = (*key, slice(None))
     image = np.array(data[key])  # a copy: the user may edit the layer while training runs
     engine_channel_axis: int | None = -1 if rgb else None
-    if plan.channel_axis is not None:
-        kept = [ax for ax, i in enumerate(plan.index) if i is None]
+    if plan.channel_axis is not None:  # among the axes of one plane
+        kept = [ax for ax, i in enumerate(plan.index) if i is None and ax not in plan.stack_axes]
         engine_channel_axis = kept.index(plan.channel_axis)
     # napari calls any (H, W, 3|4) layer RGB(A) whatever its dtype; the engine's own rule
     # decides (four channels that are not uint8 stay four channels)
@@ -282,7 +380,7 @@ def _source_of(inp: LayerInput) -> dict[str, Any]:
         "image_layer": inp.layer_id,
         "image": inp.layer_name,
         "shape": inp.layer_shape,
-        "plane": (plan.plane_axes, plan.channel_axis, plan.index),
+        "plane": (plan.plane_axes, plan.channel_axis, plan.index, plan.stack_axes),
     }
 
 
@@ -378,6 +476,7 @@ def segment_layer(
     params: SegmentationParams | str | None = None,
     *,
     channel_axis: int | None = None,
+    all_planes: bool = False,
     **overrides: Any,
 ) -> Labels:
     """Segment an image layer into a "<image name> labels" Labels layer (see :func:`show_labels`).
@@ -385,7 +484,9 @@ def segment_layer(
     For napari's console: ``layer_or_name`` is a layer or a layer name in ``viewer``
     (default: ``napari.current_viewer()``); ``params`` and ``overrides`` are as for
     :func:`~napari_unsupervised_segmentation.segment`. nD layers: the displayed 2D plane is
-    segmented. Runs to the end before returning (the widget shows live updates instead).
+    segmented, or with ``all_planes`` every plane parallel to it, each on its own (labels
+    numbered from 1 in each plane). Runs to the end before returning (the widget shows live
+    updates instead).
     """
     if viewer is None:
         from napari import current_viewer
@@ -408,10 +509,10 @@ def segment_layer(
             "viewer.add_image(data, rgb=False), show its first two axes with "
             "viewer.dims.order = (2, 0, 1) and pass channel_axis=-1"
         )
-    from .core.train import resolve_params, segment
+    from .core.train import resolve_params
 
     settings = resolve_params(params, **overrides)
-    inp = layer_input(layer, viewer.dims, channel_axis=channel_axis, params=settings)
-
-    labels = segment(inp.image, settings, channel_axis=inp.channel_axis, rgb=inp.rgb)
-    return show_labels(viewer, inp, labels)
+    inp = layer_input(
+        layer, viewer.dims, channel_axis=channel_axis, params=settings, all_planes=all_planes
+    )
+    return show_labels(viewer, inp, segment_planes(inp, settings))

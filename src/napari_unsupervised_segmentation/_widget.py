@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -38,7 +38,7 @@ from psygnal import Signal
 from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QApplication, QMainWindow
 
-from ._console import LayerInput, layer_input, show_labels
+from ._console import LayerInput, PlaneStack, layer_input, show_labels
 from .core.params import BOUNDARIES, PRECISIONS, PRESETS, SegmentationParams
 
 if TYPE_CHECKING:
@@ -121,7 +121,9 @@ class Update:
     n_labels: int
     loss: float
     labels: np.ndarray | None
-    is_last: bool
+    is_last: bool  # the last step of its plane
+    plane: int = 0  # which plane of a stack (0 for a single plane)
+    n_planes: int = 1
 
 
 @dataclass(frozen=True)
@@ -155,8 +157,39 @@ def train_updates(
     ``channel_axis`` and ``rgb`` say how ``image`` holds its channels, as in
     :func:`~napari_unsupervised_segmentation.iter_segment`.
     """
-    with _lowered_thread_priority():
-        yield from _updates(image, channel_axis, params, stop, done, interval, clock, rgb, abandon)
+    yield from train_stack_updates(
+        [image], channel_axis, params, stop, done, interval, clock, rgb=rgb, abandon=abandon
+    )
+
+
+def train_stack_updates(
+    planes: Sequence[np.ndarray],
+    channel_axis: int | None,
+    params: SegmentationParams,
+    stop: threading.Event,
+    done: threading.Event,
+    interval: float = UPDATE_INTERVAL,
+    clock: Callable[[], float] = time.monotonic,
+    *,
+    rgb: bool | None = None,
+    abandon: threading.Event | None = None,
+) -> Iterator[Update | Failure]:
+    """:func:`train_updates` for each of ``planes`` in turn, each trained on its own; the
+    updates say which plane. ``stop`` ends the current plane as for one plane, and leaves
+    the planes after it untrained; a failure ends the run."""
+    try:
+        with _lowered_thread_priority():
+            for number, plane in enumerate(planes):
+                if stop.is_set():
+                    return
+                updates = _updates(plane, channel_axis, params, stop, interval, clock, rgb, abandon)
+                for item in updates:
+                    if isinstance(item, Failure):
+                        yield item
+                        return
+                    yield dataclasses.replace(item, plane=number, n_planes=len(planes))
+    finally:
+        done.set()
 
 
 def _updates(
@@ -164,13 +197,13 @@ def _updates(
     channel_axis: int | None,
     params: SegmentationParams,
     stop: threading.Event,
-    done: threading.Event,
     interval: float,
     clock: Callable[[], float],
     rgb: bool | None,
     abandon: threading.Event | None,
 ) -> Iterator[Update | Failure]:
-    """The body of :func:`train_updates`, which runs it at a lowered thread priority."""
+    """One plane's updates (see :func:`train_updates`, which runs them at a lowered thread
+    priority)."""
     try:
         from .core import iter_segment
 
@@ -203,8 +236,6 @@ def _updates(
             steps.close()
     except Exception as exc:  # shown as a notification by the widget
         yield Failure(user_message(exc))
-    finally:
-        done.set()
 
 
 def user_message(exc: BaseException) -> str:
@@ -252,6 +283,8 @@ def status_text(update: Update, max_iter: int, note: str = "") -> str:
         f"Iteration {update.iteration}/{max_iter} · {update.n_labels} labels"
         f" · loss {update.loss:.4f}"
     )
+    if update.n_planes > 1:
+        text = f"Plane {update.plane + 1}/{update.n_planes} · {text}"
     return f"{text}\n{note}" if note else text
 
 
@@ -309,6 +342,7 @@ class _Run:
     pending: deque[Update | Failure] = dataclasses.field(default_factory=deque)
     worker_finished: bool = False
     draining: bool = False
+    stack: PlaneStack | None = None  # all planes of a stack: their labels so far
 
     def close_progress(self) -> None:
         """Close the napari progress bar once (every end path calls this)."""
@@ -417,6 +451,14 @@ class SegmentationWidget(Container):
             choices=self._channel_choices,
             tooltip="For nD grayscale layers: an axis that holds channels (segmented together).",
         )
+        self.planes = ComboBox(
+            name="planes",
+            label="Planes",
+            choices=[("shown plane", False), ("all planes", True)],
+            value=False,
+            tooltip="For nD layers: the plane shown, or every plane parallel to it (each "
+            "trained on its own, one after the other, into one labels layer).",
+        )
         self.preset = ComboBox(
             name="preset",
             label="Preset",
@@ -441,6 +483,7 @@ class SegmentationWidget(Container):
             [
                 self.image,
                 self.channel_axis,
+                self.planes,
                 self.preset,
                 *(self._controls[n] for n in _BASIC),
                 self.advanced_toggle,
@@ -452,6 +495,7 @@ class SegmentationWidget(Container):
         self.status.native.setWordWrap(True)
 
         self.image.changed.connect(self._on_image_changed)
+        self.channel_axis.changed.connect(self._on_channel_axis_changed)
         self.preset.changed.connect(self._on_preset)
         self.advanced_toggle.changed.connect(self._on_advanced_toggled)
         self.run_button.changed.connect(self._on_button)
@@ -530,6 +574,13 @@ class SegmentationWidget(Container):
             named = [i for i, n in enumerate(_axis_names(layer)) if n in _CHANNEL_NAMES]
             if len(named) == 1:
                 self.channel_axis.value = named[0]
+        self._on_channel_axis_changed()
+
+    def _on_channel_axis_changed(self, *_: Any) -> None:
+        """Offer all planes only when the layer has planes besides the one shown."""
+        layer = self.image.value
+        spatial = 0 if layer is None else layer.ndim - (self.channel_axis.value is not None)
+        self.planes.visible = spatial >= 3
 
     def _on_preset(self, name: str) -> None:
         """Fill every setting from the preset but the hardware ones (device, precision)."""
@@ -592,7 +643,13 @@ class SegmentationWidget(Container):
             return
         try:
             params = self.params
-            inp = layer_input(layer, self._viewer.dims, self.channel_axis.value, params)
+            inp = layer_input(
+                layer,
+                self._viewer.dims,
+                self.channel_axis.value,
+                params,
+                all_planes=self.planes.value,
+            )
         except Exception as exc:  # e.g. a layer that cannot be segmented: tell, never raise
             show_error(user_message(exc))
             return
@@ -613,10 +670,13 @@ class SegmentationWidget(Container):
 
         self._watch_window()
         run = _Run(inp=inp, params=params)
-        run.progress = progress(total=params.max_iter, desc=f"Segmenting {inp.layer_name}")
+        if inp.plan.stack_axes:
+            run.stack = PlaneStack(inp.plan, inp.plane_shape)
+        total = params.max_iter * inp.n_planes
+        run.progress = progress(total=total, desc=f"Segmenting {inp.layer_name}")
         run.worker = GeneratorWorker(
-            train_updates,
-            inp.image,
+            train_stack_updates,
+            [inp.plane_image(index) for index in inp.plan.stack_indices()],
             inp.channel_axis,
             params,
             run.stop,
@@ -664,9 +724,11 @@ class SegmentationWidget(Container):
                 if isinstance(item, Failure):
                     self._show_failure(run, item.message)
                 else:
-                    # Labels that a queued newer update replaces anyway are skipped.
+                    # Labels that a queued newer update of their plane replaces are skipped.
                     superseded = any(
-                        isinstance(later, Update) and later.labels is not None
+                        isinstance(later, Update)
+                        and later.labels is not None
+                        and later.plane == item.plane
                         for later in run.pending
                     )
                     self._show_update(run, item, labels=not superseded)
@@ -687,13 +749,18 @@ class SegmentationWidget(Container):
         try:
             run.last = item
             if run.progress is not None:
-                run.progress.update(item.iteration - run.progress.n)
+                done = item.plane * run.params.max_iter + item.iteration
+                run.progress.update(done - run.progress.n)
             self.status.value = status_text(item, run.params.max_iter, run.inp.note)
             if labels and item.labels is not None:
+                shown = item.labels
+                if run.stack is not None:
+                    run.stack.put(item.plane, item.labels)
+                    shown = run.stack.snapshot()
                 run.labels_layer = show_labels(
                     self._viewer,
                     run.inp,
-                    item.labels,
+                    shown,
                     run.labels_layer,
                     set_transforms=run.updates_shown == 0,
                 )
@@ -727,8 +794,18 @@ def _final_status(run: _Run) -> str:
         text = f"Failed: {run.failure}"
     elif last is None:
         text = "Stopped before the first iteration."
+    elif run.stop.is_set() and last.n_planes > 1:
+        text = (
+            f"Stopped at plane {last.plane + 1}/{last.n_planes}, iteration {last.iteration}: "
+            f"its {last.n_labels} labels kept; the planes after it stay 0 (unlabelled)."
+        )
     elif run.stop.is_set():
         text = f"Stopped at iteration {last.iteration}: {last.n_labels} labels kept."
+    elif last.n_planes > 1:
+        text = (
+            f"Done: all {last.n_planes} planes segmented (the last: {last.n_labels} labels "
+            f"after {last.iteration} iterations)."
+        )
     else:
         text = (
             f"Done: {last.n_labels} labels after {last.iteration} iterations"

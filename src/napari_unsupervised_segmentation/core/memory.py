@@ -51,24 +51,31 @@ def available_memory() -> int | None:
 
 
 def check_memory(
-    height: int, width: int, settings: SegmentationParams, *, network_in_memory: bool = True
+    height: int,
+    width: int,
+    settings: SegmentationParams,
+    *,
+    network_in_memory: bool = True,
+    extra_bytes: int = 0,
 ) -> None:
     """Raise MemoryError when a run would need more memory than is available.
 
     ``network_in_memory``: the network trains on the CPU or on Apple's MPS (which shares the
     computer's memory). For a CUDA device only the computer's share is checked: CUDA
-    reports its own out-of-memory error without harm to the process.
+    reports its own out-of-memory error without harm to the process. ``extra_bytes``: held
+    beside one plane's training (a whole stack's copy and its labels).
     """
     free = available_memory()
     if free is None or os.environ.get(SWITCH, "").strip() == "0":
         return
     network, other = estimate_bytes(height, width, settings)
-    needed = other + (network if network_in_memory else 0)
+    needed = other + (network if network_in_memory else 0) + extra_bytes
     if needed <= free:
         return
     gib = 2**30
+    what = f"{height} x {width} image" + (" stack" if extra_bytes else "")
     raise MemoryError(
-        f"a {height} x {width} image needs about {needed / gib:.1f} GiB of memory with these "
+        f"a {what} needs about {needed / gib:.1f} GiB of memory with these "
         f"settings and {free / gib:.1f} GiB is available; segment a crop or a downscaled "
         f"copy, or use fewer filters (n_channels={settings.n_channels}); to run anyway, "
         f"set the environment variable {SWITCH}=0"
