@@ -117,6 +117,20 @@ def test_stack_updates_train_each_plane_and_say_which():
         np.testing.assert_array_equal(item.labels, segment(plane, FAST))
 
 
+def test_a_slow_stack_is_shown_less_often_but_every_plane_is_kept():
+    from napari_unsupervised_segmentation._console import PlaneStack, plan_plane
+    from napari_unsupervised_segmentation._widget import _Run, _stack_to_show
+
+    run = _Run(inp=None, params=FAST)
+    run.stack = PlaneStack(plan_plane((2, 4, 4), (1, 2), (0, 0, 0), all_planes=True), (4, 4))
+    run.next_stack_show = 10.0  # the last showing took long: not before t = 10 s
+    live = Update(3, 2, 0.5, np.full((4, 4), 2, np.uint8), False, plane=0, n_planes=2)
+    assert _stack_to_show(run, live, now=5.0) is None
+    last = Update(4, 1, 0.5, np.full((4, 4), 1, np.uint8), True, plane=1, n_planes=2)
+    shown = _stack_to_show(run, last, now=5.0)  # a plane's last labels: always
+    np.testing.assert_array_equal(shown[:, 0, 0], [2, 1])  # the skipped update was kept
+
+
 def test_train_updates_throttles_and_always_sends_the_last():
     stop, done = threading.Event(), threading.Event()
     ticks = iter(np.arange(0.0, 100.0, 0.1))  # a fake clock: 0.1 s per step

@@ -343,6 +343,7 @@ class _Run:
     worker_finished: bool = False
     draining: bool = False
     stack: PlaneStack | None = None  # all planes of a stack: their labels so far
+    next_stack_show: float = 0.0  # perf_counter time before which a stack is not shown again
 
     def close_progress(self) -> None:
         """Close the napari progress bar once (every end path calls this)."""
@@ -753,20 +754,23 @@ class SegmentationWidget(Container):
                 run.progress.update(done - run.progress.n)
             self.status.value = status_text(item, run.params.max_iter, run.inp.note)
             if labels and item.labels is not None:
-                shown = item.labels
-                if run.stack is not None:
-                    run.stack.put(item.plane, item.labels)
-                    shown = run.stack.snapshot()
-                run.labels_layer = show_labels(
-                    self._viewer,
-                    run.inp,
-                    shown,
-                    run.labels_layer,
-                    set_transforms=run.updates_shown == 0,
-                )
-                run.updates_shown += 1
-                self._labels_ref = weakref.ref(run.labels_layer)
-                self.updates_shown = run.updates_shown
+                shown: np.ndarray | None = item.labels
+                started = time.perf_counter()
+                if run.stack is not None:  # a big stack is slow to show: see _stack_to_show
+                    shown = _stack_to_show(run, item, started)
+                if shown is not None:
+                    run.labels_layer = show_labels(
+                        self._viewer,
+                        run.inp,
+                        shown,
+                        run.labels_layer,
+                        set_transforms=run.updates_shown == 0,
+                    )
+                    run.updates_shown += 1
+                    self._labels_ref = weakref.ref(run.labels_layer)
+                    self.updates_shown = run.updates_shown
+                    took = time.perf_counter() - started
+                    run.next_stack_show = started + LABELS_TIME_FACTOR * took
         except Exception as exc:  # e.g. the viewer is half closed
             self._show_failure(run, f"Unsupervised Segmentation could not show the result: {exc}")
 
@@ -785,6 +789,17 @@ class SegmentationWidget(Container):
         except RuntimeError:  # the Qt widgets are being deleted
             return
         self.finished.emit()
+
+
+def _stack_to_show(run: _Run, item: Update, now: float) -> np.ndarray | None:
+    """Keep a stack plane's labels; the whole stack to show, or None while showing it would
+    take more than 1/``LABELS_TIME_FACTOR`` of the main thread's time (a plane's last
+    labels are always shown)."""
+    assert run.stack is not None and item.labels is not None
+    run.stack.put(item.plane, item.labels)
+    if not item.is_last and now < run.next_stack_show:
+        return None
+    return run.stack.snapshot()
 
 
 def _final_status(run: _Run) -> str:
