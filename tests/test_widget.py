@@ -115,20 +115,10 @@ def test_stack_updates_train_each_plane_and_say_which():
     assert [(item.plane, item.n_planes) for item in finals] == [(0, 2), (1, 2)]
     for item, plane in zip(finals, planes, strict=True):
         np.testing.assert_array_equal(item.labels, segment(plane, FAST))
-
-
-def test_a_slow_stack_is_shown_less_often_but_every_plane_is_kept():
-    from napari_unsupervised_segmentation._console import PlaneStack, plan_plane
-    from napari_unsupervised_segmentation._widget import _Run, _stack_to_show
-
-    run = _Run(inp=None, params=FAST)
-    run.stack = PlaneStack(plan_plane((2, 4, 4), (1, 2), (0, 0, 0), all_planes=True), (4, 4))
-    run.next_stack_show = 10.0  # the last showing took long: not before t = 10 s
-    live = Update(3, 2, 0.5, np.full((4, 4), 2, np.uint8), False, plane=0, n_planes=2)
-    assert _stack_to_show(run, live, now=5.0) is None
-    last = Update(4, 1, 0.5, np.full((4, 4), 1, np.uint8), True, plane=1, n_planes=2)
-    shown = _stack_to_show(run, last, now=5.0)  # a plane's last labels: always
-    np.testing.assert_array_equal(shown[:, 0, 0], [2, 1])  # the skipped update was kept
+    broken = [_image(), np.full((32, 32), np.nan), _image(seed=1)]
+    items = list(train_stack_updates(broken, None, FAST, stop, threading.Event(), 0.0))
+    assert isinstance(items[-1], Failure) and items[-1].message.startswith("plane 2/3: ")
+    assert {item.plane for item in items[:-1]} == {0}  # the third plane never starts
 
 
 def test_train_updates_throttles_and_always_sends_the_last():
@@ -460,13 +450,27 @@ def test_all_planes_of_a_stack_fill_one_labels_layer(viewer_widget, qtbot):
     for z in range(3):  # each plane trained on its own, as segment() does it
         np.testing.assert_array_equal(labels.data[z], segment(volume[z], FAST))
     assert widget.status.value.startswith("Done: all 3 planes segmented")
-    widget.run()  # again: the same layer is reused, not a second one added
+    widget.run()  # again: a stack's labels (hours of training, maybe) are never overwritten
     _wait_done(qtbot, widget)
-    assert [lay.name for lay in viewer.layers] == ["vol", "vol labels"]
-    widget.planes.value = False  # one plane of the same image: a layer of its own
-    widget.run()
+    assert [lay.name for lay in viewer.layers] == ["vol", "vol labels", "vol labels [1]"]
+    np.testing.assert_array_equal(viewer.layers["vol labels [1]"].data, labels.data)
+
+
+def test_a_slow_stack_is_shown_less_often_and_whole_at_the_end(viewer_widget, qtbot, monkeypatch):
+    from napari_unsupervised_segmentation import _widget
+
+    monkeypatch.setattr(_widget, "LABELS_TIME_FACTOR", 1e9)  # after the first: never due
+    viewer, widget = viewer_widget
+    volume = np.stack([_image(seed=s) for s in range(3)])
+    layer = viewer.add_image(volume, name="vol")
+    widget.image.value = layer
+    widget.planes.value = True
+    _start(widget, layer)
     _wait_done(qtbot, widget)
-    assert viewer.layers[-1].data.shape == (1, 32, 32) and len(viewer.layers) == 3
+    assert widget.updates_shown == 2  # the first update, and every plane's labels at the end
+    labels = viewer.layers["vol labels"].data
+    for z in range(3):
+        np.testing.assert_array_equal(labels[z], segment(volume[z], FAST))
 
 
 def test_stop_during_all_planes_keeps_the_planes_done(viewer_widget, qtbot):
@@ -494,6 +498,8 @@ def test_planes_are_offered_only_beside_other_planes(viewer_widget):
     widget.image.value = viewer.add_image(np.zeros((2, 16, 16)), name="cyx")
     assert widget.planes.native.isVisibleTo(widget.native)
     widget.channel_axis.value = 0  # then the only plane there is
+    assert not widget.planes.native.isVisibleTo(widget.native)
+    widget.image.value = viewer.add_image(np.zeros((1, 16, 16)), name="one")
     assert not widget.planes.native.isVisibleTo(widget.native)
 
 

@@ -227,7 +227,7 @@ class PlaneStack:
         order), widening the dtype when they need it."""
         if np.dtype(labels.dtype).itemsize > self._data.dtype.itemsize:
             self._data = self._data.astype(labels.dtype)
-        self._data[self.plan.stack_indices()[number]] = labels
+        self._data[np.unravel_index(number, self.plan.stack_shape)] = labels
 
     def snapshot(self) -> np.ndarray:
         """A copy with the stack and plane axes in the layer's order (for
@@ -333,11 +333,15 @@ def layer_input(
 
         height, width = (spatial_shape[axis] for axis in plan.plane_axes)
         stack = 0
-        if plan.stack_axes:  # the stack's copy, and its labels (two copies of uint32 at most)
+        if plan.stack_axes:  # the stack's copy, and its labels
             kept = [size for size, k in zip(data.shape, key, strict=False) if isinstance(k, slice)]
             colours = int(data.shape[-1]) if rgb else 1
             copied = int(np.prod(kept, dtype=np.int64)) * colours * data.dtype.itemsize
-            stack = copied + int(np.prod(plan.stack_shape, dtype=np.int64)) * height * width * 8
+            # uint32 at most: the stack, its snapshot, and the layer's old and new data (on
+            # every channel)
+            channels = 1 if plan.channel_axis is None else spatial_shape[plan.channel_axis]
+            pixels = int(np.prod(plan.stack_shape, dtype=np.int64)) * height * width
+            stack = copied + pixels * 4 * (2 + 2 * channels)
         # the network's share is checked when training starts
         check_memory(height, width, params, network_in_memory=False, extra_bytes=stack)
     if rgb:
@@ -449,8 +453,9 @@ def show_labels(
     data = inp.to_layer_data(labels)
     run_layer = layer
     if layer is None or layer not in viewer.layers or not holds_last_write(layer, inp):
-        # first update, or the run's layer was removed, renamed or edited: it is not ours
-        layer = reusable_labels_layer(viewer, inp)
+        # first update, or the run's layer was removed, renamed or edited: it is not ours;
+        # a stack's labels (perhaps hours of training) are never overwritten by a new run
+        layer = None if inp.plan.stack_axes else reusable_labels_layer(viewer, inp)
     if layer is not None:
         layer.data = data
         if set_transforms or layer is not run_layer:
@@ -462,10 +467,12 @@ def show_labels(
         if layer.name != inp.labels_name:  # napari made the name unique
             from napari.utils.notifications import show_info
 
-            show_info(
-                f"{inp.labels_name!r} is kept (edited, made elsewhere or of another plane); "
-                f"the new labels are in {layer.name!r}"
+            why = (
+                "a run over all planes never overwrites earlier labels"
+                if inp.plan.stack_axes
+                else "edited, made elsewhere or of another plane"
             )
+            show_info(f"{inp.labels_name!r} is kept ({why}); the new labels are in {layer.name!r}")
     _record_write(layer, inp)
     return layer  # the layer itself, not the proxy napari may hand to plugins
 

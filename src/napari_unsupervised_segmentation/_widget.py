@@ -185,6 +185,8 @@ def train_stack_updates(
                 updates = _updates(plane, channel_axis, params, stop, interval, clock, rgb, abandon)
                 for item in updates:
                     if isinstance(item, Failure):
+                        if len(planes) > 1:  # the planes before it are kept
+                            item = Failure(f"plane {number + 1}/{len(planes)}: {item.message}")
                         yield item
                         return
                     yield dataclasses.replace(item, plane=number, n_planes=len(planes))
@@ -344,6 +346,7 @@ class _Run:
     draining: bool = False
     stack: PlaneStack | None = None  # all planes of a stack: their labels so far
     next_stack_show: float = 0.0  # perf_counter time before which a stack is not shown again
+    stack_unshown: bool = False  # the stack holds labels not shown yet
 
     def close_progress(self) -> None:
         """Close the napari progress bar once (every end path calls this)."""
@@ -580,8 +583,13 @@ class SegmentationWidget(Container):
     def _on_channel_axis_changed(self, *_: Any) -> None:
         """Offer all planes only when the layer has planes besides the one shown."""
         layer = self.image.value
-        spatial = 0 if layer is None else layer.ndim - (self.channel_axis.value is not None)
-        self.planes.visible = spatial >= 3
+        if layer is None:
+            self.planes.visible = False
+            return
+        shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+        channel = self.channel_axis.value
+        sizes = [size for axis, size in enumerate(shape[: layer.ndim]) if axis != channel]
+        self.planes.visible = sum(size > 1 for size in sizes) >= 3  # planes besides one
 
     def _on_preset(self, name: str) -> None:
         """Fill every setting from the preset but the hardware ones (device, precision)."""
@@ -754,34 +762,52 @@ class SegmentationWidget(Container):
                 run.progress.update(done - run.progress.n)
             self.status.value = status_text(item, run.params.max_iter, run.inp.note)
             if labels and item.labels is not None:
-                shown: np.ndarray | None = item.labels
-                started = time.perf_counter()
-                if run.stack is not None:  # a big stack is slow to show: see _stack_to_show
-                    shown = _stack_to_show(run, item, started)
-                if shown is not None:
-                    run.labels_layer = show_labels(
-                        self._viewer,
-                        run.inp,
-                        shown,
-                        run.labels_layer,
-                        set_transforms=run.updates_shown == 0,
-                    )
-                    run.updates_shown += 1
-                    self._labels_ref = weakref.ref(run.labels_layer)
-                    self.updates_shown = run.updates_shown
-                    took = time.perf_counter() - started
-                    run.next_stack_show = started + LABELS_TIME_FACTOR * took
+                if run.stack is None:
+                    self._put_labels(run, item.labels)
+                else:  # a big stack is slow to show: at most 1/LABELS_TIME_FACTOR of the time
+                    run.stack.put(item.plane, item.labels)
+                    run.stack_unshown = True
+                    if time.perf_counter() >= run.next_stack_show:
+                        self._show_stack(run)
         except Exception as exc:  # e.g. the viewer is half closed
             self._show_failure(run, f"Unsupervised Segmentation could not show the result: {exc}")
 
+    def _put_labels(self, run: _Run, labels: np.ndarray) -> None:
+        """Show ``labels`` (a plane's, or a stack's snapshot) in the run's Labels layer."""
+        run.labels_layer = show_labels(
+            self._viewer,
+            run.inp,
+            labels,
+            run.labels_layer,
+            set_transforms=run.updates_shown == 0,
+        )
+        run.updates_shown += 1
+        self._labels_ref = weakref.ref(run.labels_layer)
+        self.updates_shown = run.updates_shown
+
+    def _show_stack(self, run: _Run) -> None:
+        """Show every plane's labels so far; the next showing waits LABELS_TIME_FACTOR times
+        as long as this one took."""
+        assert run.stack is not None
+        started = time.perf_counter()
+        self._put_labels(run, run.stack.snapshot())
+        run.stack_unshown = False
+        run.next_stack_show = started + LABELS_TIME_FACTOR * (time.perf_counter() - started)
+
     def _end(self, run: _Run) -> None:
-        """Close the progress bar and restore the controls (once per run)."""
+        """Close the progress bar, show a stack's labels held back, restore the controls
+        (once per run)."""
         run.close_progress()
         if run is not self._life.run:
             return
         self._life.run = None
         if self._life.closed:
             return
+        if run.stack is not None and run.stack_unshown:
+            try:
+                self._show_stack(run)
+            except Exception as exc:  # e.g. the viewer is half closed
+                run.failure = run.failure or f"could not show the result: {exc}"
         try:
             self.run_button.text = "Run"
             self.run_button.enabled = True
@@ -789,17 +815,6 @@ class SegmentationWidget(Container):
         except RuntimeError:  # the Qt widgets are being deleted
             return
         self.finished.emit()
-
-
-def _stack_to_show(run: _Run, item: Update, now: float) -> np.ndarray | None:
-    """Keep a stack plane's labels; the whole stack to show, or None while showing it would
-    take more than 1/``LABELS_TIME_FACTOR`` of the main thread's time (a plane's last
-    labels are always shown)."""
-    assert run.stack is not None and item.labels is not None
-    run.stack.put(item.plane, item.labels)
-    if not item.is_last and now < run.next_stack_show:
-        return None
-    return run.stack.snapshot()
 
 
 def _final_status(run: _Run) -> str:
