@@ -133,33 +133,9 @@ class Failure:
     message: str
 
 
-def train_updates(
-    image: np.ndarray,
-    channel_axis: int | None,
-    params: SegmentationParams,
-    stop: threading.Event,
-    done: threading.Event,
-    interval: float = UPDATE_INTERVAL,
-    clock: Callable[[], float] = time.monotonic,
-    *,
-    rgb: bool | None = None,
-    abandon: threading.Event | None = None,
-) -> Iterator[Update | Failure]:
-    """Run the engine and yield throttled :class:`Update` s (runs in the worker thread).
-
-    Updates come at most every ``interval`` seconds of ``clock``, and less often when the
-    labels are slow to make (:func:`update_interval_after`, timed with ``perf_counter``).
-    Setting ``stop`` ends training before the next iteration (a step that finishes meanwhile
-    is still sent, as the final one, with its labels). Setting ``abandon`` as well (the
-    viewer is closing: nobody will see them) ends it without making any more labels, which
-    can take long on a big image. Engine errors are yielded as a :class:`Failure`
-    instead of raised, so nothing reaches the Qt event loop. ``done`` is set at the end.
-    ``channel_axis`` and ``rgb`` say how ``image`` holds its channels, as in
-    :func:`~napari_unsupervised_segmentation.iter_segment`.
-    """
-    yield from train_stack_updates(
-        [image], channel_axis, params, stop, done, interval, clock, rgb=rgb, abandon=abandon
-    )
+def train_updates(image: np.ndarray, *args: Any, **kwargs: Any) -> Iterator[Update | Failure]:
+    """:func:`train_stack_updates` of one image (the same arguments after it)."""
+    yield from train_stack_updates([image], *args, **kwargs)
 
 
 def train_stack_updates(
@@ -174,9 +150,20 @@ def train_stack_updates(
     rgb: bool | None = None,
     abandon: threading.Event | None = None,
 ) -> Iterator[Update | Failure]:
-    """:func:`train_updates` for each of ``planes`` in turn, each trained on its own; the
-    updates say which plane. ``stop`` ends the current plane as for one plane, and leaves
-    the planes after it untrained; a failure ends the run."""
+    """Run the engine on each of ``planes`` in turn, each trained on its own, and yield
+    throttled :class:`Update` s that say which plane (runs in the worker thread).
+
+    Updates come at most every ``interval`` seconds of ``clock``, and less often when the
+    labels are slow to make (:func:`update_interval_after`, timed with ``perf_counter``).
+    Setting ``stop`` ends training before the next iteration (a step that finishes meanwhile
+    is still sent, as the final one, with its labels) and leaves the planes after it
+    untrained. Setting ``abandon`` as well (the viewer is closing: nobody will see them)
+    ends it without making any more labels, which can take long on a big image. Engine
+    errors are yielded as a :class:`Failure` (naming the plane of a stack) instead of
+    raised, so nothing reaches the Qt event loop, and end the run. ``done`` is set at the
+    end. ``channel_axis`` and ``rgb`` say how each plane holds its channels, as in
+    :func:`~napari_unsupervised_segmentation.iter_segment`.
+    """
     try:
         with _lowered_thread_priority():
             for number, plane in enumerate(planes):
