@@ -434,6 +434,8 @@ def test_3d_layer_segments_the_displayed_plane(viewer_widget, qtbot):
 
 
 def test_all_planes_of_a_stack_fill_one_labels_layer(viewer_widget, qtbot):
+    from napari.utils.notifications import notification_manager
+
     viewer, widget = viewer_widget
     volume = np.stack([_image(seed=s) for s in range(3)])
     layer = viewer.add_image(volume, name="vol", scale=(3.0, 1.0, 1.0), translate=(1.0, 0, 0))
@@ -454,6 +456,8 @@ def test_all_planes_of_a_stack_fill_one_labels_layer(viewer_widget, qtbot):
     _wait_done(qtbot, widget)
     assert [lay.name for lay in viewer.layers] == ["vol", "vol labels", "vol labels [1]"]
     np.testing.assert_array_equal(viewer.layers["vol labels [1]"].data, labels.data)
+    notes = [str(n.message) for n in notification_manager.records[-3:]]
+    assert any("a run over all planes never overwrites labels" in note for note in notes)
 
 
 def test_a_slow_stack_is_shown_less_often_and_whole_at_the_end(viewer_widget, qtbot, monkeypatch):
@@ -489,7 +493,7 @@ def test_stop_during_all_planes_keeps_the_planes_done(viewer_widget, qtbot):
     assert widget.status.value.startswith("Stopped at plane 1/3")
 
 
-def test_planes_are_offered_only_beside_other_planes(viewer_widget):
+def test_planes_are_offered_only_beside_other_planes(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     widget.image.value = viewer.add_image(_image(), name="flat")
     assert not widget.planes.native.isVisibleTo(widget.native)
@@ -499,8 +503,14 @@ def test_planes_are_offered_only_beside_other_planes(viewer_widget):
     assert widget.planes.native.isVisibleTo(widget.native)
     widget.channel_axis.value = 0  # then the only plane there is
     assert not widget.planes.native.isVisibleTo(widget.native)
-    widget.image.value = viewer.add_image(np.zeros((1, 16, 16)), name="one")
+    widget.planes.value = True
+    one = viewer.add_image(_image((1, 32, 32)), name="one")
+    widget.image.value = one
     assert not widget.planes.native.isVisibleTo(widget.native)
+    widget.params = FAST.replace(max_iter=2)
+    widget.run()  # the hidden choice counts for nothing: the plane shown, as one plane
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+    assert "all" not in widget.status.value and viewer.layers[-1].name == "one labels"
 
 
 def test_4d_layer_with_channel_axis(viewer_widget, qtbot):

@@ -341,7 +341,8 @@ def layer_input(
             # every channel)
             channels = 1 if plan.channel_axis is None else spatial_shape[plan.channel_axis]
             pixels = int(np.prod(plan.stack_shape, dtype=np.int64)) * height * width
-            stack = copied + pixels * 4 * (2 + 2 * channels)
+            copies = 2 + 2 * channels if channels > 1 else 3  # one channel: a view, no repeat
+            stack = copied + pixels * 4 * copies
         # the network's share is checked when training starts
         check_memory(height, width, params, network_in_memory=False, extra_bytes=stack)
     if rgb:
@@ -467,12 +468,13 @@ def show_labels(
         if layer.name != inp.labels_name:  # napari made the name unique
             from napari.utils.notifications import show_info
 
-            why = (
-                "a run over all planes never overwrites earlier labels"
-                if inp.plan.stack_axes
-                else "edited, made elsewhere or of another plane"
-            )
-            show_info(f"{inp.labels_name!r} is kept ({why}); the new labels are in {layer.name!r}")
+            if run_layer is not None:
+                kept, why = run_layer.name, "edited during the run"
+            elif inp.plan.stack_axes:
+                kept, why = inp.labels_name, "a run over all planes never overwrites labels"
+            else:
+                kept, why = inp.labels_name, "edited, made elsewhere or of another plane"
+            show_info(f"{kept!r} is kept ({why}); the new labels are in {layer.name!r}")
     _record_write(layer, inp)
     return layer  # the layer itself, not the proxy napari may hand to plugins
 

@@ -432,6 +432,7 @@ class SegmentationWidget(Container):
         #: the final labels are always shown).
         self.update_interval = UPDATE_INTERVAL
         self._labels_ref: Callable[[], Labels | None] = lambda: None
+        self._planes_offered = False  # the Planes control is shown for the chosen layer
         #: How many label updates the latest run showed.
         self.updates_shown = 0
 
@@ -571,12 +572,13 @@ class SegmentationWidget(Container):
         """Offer all planes only when the layer has planes besides the one shown."""
         layer = self.image.value
         if layer is None:
-            self.planes.visible = False
+            self.planes.visible = self._planes_offered = False
             return
         shape = layer.data[0].shape if layer.multiscale else layer.data.shape
         channel = self.channel_axis.value
         sizes = [size for axis, size in enumerate(shape[: layer.ndim]) if axis != channel]
-        self.planes.visible = sum(size > 1 for size in sizes) >= 3  # planes besides one
+        self._planes_offered = sum(size > 1 for size in sizes) >= 3  # planes besides one
+        self.planes.visible = self._planes_offered
 
     def _on_preset(self, name: str) -> None:
         """Fill every setting from the preset but the hardware ones (device, precision)."""
@@ -644,7 +646,7 @@ class SegmentationWidget(Container):
                 self._viewer.dims,
                 self.channel_axis.value,
                 params,
-                all_planes=self.planes.value,
+                all_planes=self.planes.value and self._planes_offered,  # not when hidden
             )
         except Exception as exc:  # e.g. a layer that cannot be segmented: tell, never raise
             show_error(user_message(exc))
@@ -794,7 +796,10 @@ class SegmentationWidget(Container):
             try:
                 self._show_stack(run)
             except Exception as exc:  # e.g. the viewer is half closed
-                run.failure = run.failure or f"could not show the result: {exc}"
+                if run.failure is None:
+                    self._show_failure(
+                        run, f"Unsupervised Segmentation could not show the result: {exc}"
+                    )
         try:
             self.run_button.text = "Run"
             self.run_button.enabled = True
