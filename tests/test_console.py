@@ -317,7 +317,7 @@ def test_a_stack_is_checked_for_its_copy_and_labels_too(make_napari_viewer, monk
     plane_needs = memory.estimate_bytes(32, 32, FAST)[1]  # the computer's share of one plane
     monkeypatch.setattr(memory, "available_memory", lambda: plane_needs + 1000)
     assert layer_input(layer, viewer.dims, params=FAST).n_planes == 1  # one plane fits
-    with pytest.raises(MemoryError, match="a 32 x 32 image stack needs about"):
+    with pytest.raises(MemoryError, match="a stack of 3 32 x 32 planes needs about.*plane shown"):
         layer_input(layer, viewer.dims, params=FAST, all_planes=True)  # the copy does not
 
 

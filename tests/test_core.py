@@ -430,7 +430,7 @@ def test_fp32_means_no_tf32_on_cuda_and_the_callers_flags_come_back():
         conv.fp32_precision, matmul.fp32_precision = before[:2]
 
 
-def test_runs_in_two_threads_leave_the_users_tf32_flags_as_they_were():
+def test_overlapping_runs_leave_the_users_tf32_flags_as_they_were():
     from napari_unsupervised_segmentation.core.devices import precision_flags
 
     conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
@@ -466,6 +466,8 @@ def test_kept_steps_hold_their_argmax_in_the_smallest_dtype(n_channels, dtype):
         run = dict(TINY, n_channels=n_channels, min_labels=0)
         step = next(iter_segment(two_colour_image(), "paper", channel_axis=-1, **run))
         assert step._prediction.dtype == dtype
+        expected = segment(two_colour_image(), "paper", channel_axis=-1, max_iter=1, **run)
+        np.testing.assert_array_equal(step.labels, expected)  # the narrowing loses nothing
 
 
 def test_label_helpers():

@@ -1,10 +1,10 @@
 """From a napari image layer to the engine and back, shared by the console and the widget.
 
-:func:`layer_input` snapshots the 2D plane (with its channels) to segment for an image layer
-and remembers how to place the result; :func:`show_labels` puts the labels into a
-"<image name> labels" Labels layer with the image's spatial transforms (reusing one only
-while it holds what the plugin last wrote into it); :func:`segment_layer`
-chains both around :func:`~napari_unsupervised_segmentation.segment` for napari's console.
+:func:`layer_input` snapshots the 2D plane (with its channels), or every plane of a stack,
+to segment for an image layer and remembers how to place the result; :func:`show_labels`
+puts the labels into a "<image name> labels" Labels layer with the image's spatial
+transforms (reusing one only while it holds what the plugin last wrote into it; never for a
+stack); :func:`segment_layer` chains both around :func:`segment_planes` for napari's console.
 Nothing here imports Qt, and torch is only imported when :func:`segment_layer` runs.
 """
 
@@ -35,8 +35,11 @@ __all__ = [
     "layer_displayed_axes",
     "layer_input",
     "plan_plane",
+    "PlaneStack",
+    "full_resolution",
     "reusable_labels_layer",
     "segment_layer",
+    "segment_planes",
     "show_labels",
 ]
 
@@ -75,11 +78,6 @@ class PlanePlan:
     #: plane along them is segmented (``index`` is then None for them too).
     stack_axes: tuple[int, ...] = ()
     stack_shape: tuple[int, ...] = ()
-
-    @property
-    def sliced_axes(self) -> tuple[int, ...]:
-        """The axes held at one index."""
-        return tuple(ax for ax, i in enumerate(self.index) if i is not None)
 
     def stack_indices(self) -> list[tuple[int, ...]]:
         """The index along ``stack_axes`` of every plane, in order (one empty index for a
@@ -250,8 +248,16 @@ def segment_planes(inp: LayerInput, settings: SegmentationParams) -> np.ndarray:
         return labels_of(())
     stack = PlaneStack(inp.plan, inp.plane_shape)
     for number, stack_index in enumerate(inp.plan.stack_indices()):
-        stack.put(number, labels_of(stack_index))
+        try:
+            stack.put(number, labels_of(stack_index))
+        except (ValueError, MemoryError) as exc:  # say which plane, as the widget does
+            raise type(exc)(f"plane {number + 1}/{inp.n_planes}: {exc}") from exc
     return stack.snapshot()
+
+
+def full_resolution(layer: Any) -> Any:
+    """An image layer's data, or its full-resolution level when it is multiscale."""
+    return layer.data[0] if layer.multiscale else layer.data
 
 
 def _labels_transforms(layer: Image, plan: PlanePlan) -> dict[str, Any]:
@@ -301,7 +307,7 @@ def layer_input(
     :func:`~napari_unsupervised_segmentation.core.memory.check_memory`; the network's is
     checked when training starts) exceeds the memory available raises MemoryError before
     it is copied (a multiscale layer's full-resolution level can be far larger than what
-    the screen shows).
+    the screen shows); with ``all_planes`` the stack's copy and its labels count too.
     """
     from napari.layers import Image
 
@@ -317,7 +323,7 @@ def layer_input(
         raise ValueError(
             f"layer {layer.name!r} is RGB(A): its colour axis is the channel axis already"
         )
-    data = layer.data[0] if layer.multiscale else layer.data
+    data = full_resolution(layer)
     spatial_shape = tuple(int(s) for s in (data.shape[:-1] if rgb else data.shape))
     ndim = len(spatial_shape)
     if dims is None:
@@ -344,7 +350,14 @@ def layer_input(
             copies = 2 + 2 * channels if channels > 1 else 3  # one channel: a view, no repeat
             stack = copied + pixels * 4 * copies
         # the network's share is checked when training starts
-        check_memory(height, width, params, network_in_memory=False, extra_bytes=stack)
+        check_memory(
+            height,
+            width,
+            params,
+            network_in_memory=False,
+            extra_bytes=stack,
+            planes=max(1, int(np.prod(plan.stack_shape, dtype=np.int64))),
+        )
     if rgb:
         key = (*key, slice(None))
     image = np.array(data[key])  # a copy: the user may edit the layer while training runs
@@ -439,11 +452,12 @@ def show_labels(
     *,
     set_transforms: bool = True,
 ) -> Labels:
-    """Put ``labels`` (of ``inp``'s plane) into a Labels layer and return that layer.
+    """Put ``labels`` (of ``inp``'s plane, or its stack's) into a Labels layer and return it.
 
     ``layer`` is the Labels layer of the current run, updated in place while it holds what
     the run last wrote (:func:`holds_last_write`). Without one, the layer of an earlier run
-    on the same image and plane is reused if nobody renamed or edited it since
+    on the same image and plane (never of a stack: hours of training, perhaps, are not
+    overwritten) is reused if nobody renamed or edited it since
     (:func:`reusable_labels_layer`), so that re-running does not pile up layers; otherwise a
     new "<image name> labels" layer is added (napari appends " [1]", " [2]", ... when that
     name is taken), so no one's labels are overwritten. ``set_transforms`` also (re)applies

@@ -38,7 +38,7 @@ from psygnal import Signal
 from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QApplication, QMainWindow
 
-from ._console import LayerInput, PlaneStack, layer_input, show_labels
+from ._console import LayerInput, PlaneStack, full_resolution, layer_input, show_labels
 from .core.params import BOUNDARIES, PRECISIONS, PRESETS, SegmentationParams
 
 if TYPE_CHECKING:
@@ -49,14 +49,16 @@ __all__ = [
     "SegmentationWidget",
     "should_deliver",
     "status_text",
+    "train_stack_updates",
     "train_updates",
     "update_interval_after",
 ]
 
 #: Seconds between two live label updates (at most 5 per second; the last is always shown).
 UPDATE_INTERVAL = 0.2
-#: Live labels may take at most 1/LABELS_TIME_FACTOR of the training thread's time: when
-#: post-processing is slow (large, busy images), updates come less often.
+#: Live labels may take at most 1/LABELS_TIME_FACTOR of the training thread's time (making
+#: them) and of the main thread's (showing a whole stack): when either is slow (large, busy
+#: images; big stacks), updates come less often.
 LABELS_TIME_FACTOR = 4.0
 #: Longest wait (s) for the training thread when the viewer or the widget closes; the thread
 #: ends by itself after the current iteration anyway.
@@ -191,8 +193,8 @@ def _updates(
     rgb: bool | None,
     abandon: threading.Event | None,
 ) -> Iterator[Update | Failure]:
-    """One plane's updates (see :func:`train_updates`, which runs them at a lowered thread
-    priority)."""
+    """One plane's updates (see :func:`train_stack_updates`, which runs them at a lowered
+    thread priority)."""
     try:
         from .core import iter_segment
 
@@ -548,7 +550,7 @@ class SegmentationWidget(Container):
         choices: list[tuple[str, int | None]] = [("none", None)]
         layer = self.image.value if hasattr(self, "image") else None
         if layer is not None and not layer.rgb and layer.ndim >= 3:
-            shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+            shape = full_resolution(layer).shape
             for axis, (size, name) in enumerate(zip(shape, _axis_names(layer), strict=True)):
                 label = f"{name}, size {size}" if name else f"size {size}"
                 choices.append((f"axis {axis} ({label})", axis))
@@ -574,7 +576,7 @@ class SegmentationWidget(Container):
         if layer is None:
             self.planes.visible = self._planes_offered = False
             return
-        shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+        shape = full_resolution(layer).shape
         channel = self.channel_axis.value
         sizes = [size for axis, size in enumerate(shape[: layer.ndim]) if axis != channel]
         self._planes_offered = sum(size > 1 for size in sizes) >= 3  # planes besides one
@@ -759,7 +761,7 @@ class SegmentationWidget(Container):
                     if time.perf_counter() >= run.next_stack_show:
                         self._show_stack(run)
         except Exception as exc:  # e.g. the viewer is half closed
-            self._show_failure(run, f"Unsupervised Segmentation could not show the result: {exc}")
+            self._show_failure(run, _not_shown(exc))
 
     def _put_labels(self, run: _Run, labels: np.ndarray) -> None:
         """Show ``labels`` (a plane's, or a stack's snapshot) in the run's Labels layer."""
@@ -789,17 +791,17 @@ class SegmentationWidget(Container):
         run.close_progress()
         if run is not self._life.run:
             return
-        self._life.run = None
-        if self._life.closed:
-            return
-        if run.stack is not None and run.stack_unshown:
+        # still running while the last labels are shown: adding a layer may process events
+        # (a Run pressed then is refused, not started beside this one)
+        if not self._life.closed and run.stack is not None and run.stack_unshown:
             try:
                 self._show_stack(run)
             except Exception as exc:  # e.g. the viewer is half closed
                 if run.failure is None:
-                    self._show_failure(
-                        run, f"Unsupervised Segmentation could not show the result: {exc}"
-                    )
+                    self._show_failure(run, _not_shown(exc))
+        self._life.run = None
+        if self._life.closed:
+            return
         try:
             self.run_button.text = "Run"
             self.run_button.enabled = True
@@ -807,6 +809,11 @@ class SegmentationWidget(Container):
         except RuntimeError:  # the Qt widgets are being deleted
             return
         self.finished.emit()
+
+
+def _not_shown(exc: BaseException) -> str:
+    """The message for labels that could not be shown (e.g. the viewer is half closed)."""
+    return f"Unsupervised Segmentation could not show the result: {exc}"
 
 
 def _final_status(run: _Run) -> str:

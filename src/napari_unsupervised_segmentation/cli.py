@@ -207,7 +207,7 @@ UNCALIBRATED = Calibration({}, None)
 
 
 #: What tifffile reads (BigTIFF's own suffixes too); everything else goes to scikit-image.
-_TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf2", ".tf8")
+_TIFFFILE_SUFFIXES = (".tif", ".tiff", ".btf", ".tf2", ".tf8")
 
 
 def read_image(path: Path) -> tuple[np.ndarray, str | None, Calibration]:
@@ -219,7 +219,7 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None, Calibration]:
     falling back to what it can read, such as the first page of a cut-off ImageJ stack)
     raises ValueError rather than passing part of the file for the whole.
     """
-    if path.suffix.lower() not in _TIFF_SUFFIXES:
+    if path.suffix.lower() not in _TIFFFILE_SUFFIXES:
         return _read_other_image(path), None, UNCALIBRATED
     import tifffile
 
@@ -249,8 +249,8 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None, Calibration]:
 def _read_series(name: str, series: Sequence[Any]) -> tuple[np.ndarray, str]:
     """The pixels and axis letters of a TIFF's images: one image, or images of one shape
     (pages written one by one, OME positions) stacked along a first axis ``I`` (unknown,
-    as tifffile names the pages of a plain multi-page TIFF); of images
-    of different shapes (thumbnails beside the image) the first, with a note."""
+    as tifffile names the pages of a plain multi-page TIFF), with a note; of images of
+    different shapes or types (a thumbnail beside the image) the first, with a note."""
     first = series[0]
     letters = _colour_letters(first)
     if len(series) == 1:

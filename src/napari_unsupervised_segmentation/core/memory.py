@@ -57,13 +57,14 @@ def check_memory(
     *,
     network_in_memory: bool = True,
     extra_bytes: int = 0,
+    planes: int = 1,
 ) -> None:
     """Raise MemoryError when a run would need more memory than is available.
 
     ``network_in_memory``: the network trains on the CPU or on Apple's MPS (which shares the
     computer's memory). For a CUDA device only the computer's share is checked: CUDA
     reports its own out-of-memory error without harm to the process. ``extra_bytes``: held
-    beside one plane's training (a whole stack's copy and its labels).
+    beside one plane's training (the copy and labels of a stack of ``planes`` planes).
     """
     free = available_memory()
     if free is None or os.environ.get(SWITCH, "").strip() == "0":
@@ -73,10 +74,12 @@ def check_memory(
     if needed <= free:
         return
     gib = 2**30
-    what = f"{height} x {width} image" + (" stack" if extra_bytes else "")
+    plane = f"{height} x {width}"
+    what = f"stack of {planes} {plane} planes" if planes > 1 else f"{plane} image"
+    one_plane = "the plane shown only, " if planes > 1 else ""
     raise MemoryError(
         f"a {what} needs about {needed / gib:.1f} GiB of memory with these "
-        f"settings and {free / gib:.1f} GiB is available; segment a crop or a downscaled "
-        f"copy, or use fewer filters (n_channels={settings.n_channels}); to run anyway, "
-        f"set the environment variable {SWITCH}=0"
+        f"settings and {free / gib:.1f} GiB is available; segment {one_plane}a crop or a "
+        f"downscaled copy, or use fewer filters (n_channels={settings.n_channels}); to run "
+        f"anyway, set the environment variable {SWITCH}=0"
     )

@@ -112,7 +112,8 @@ def channels_look_like_colour(n_channels: int, dtype: np.dtype) -> bool:
 
 def plane_shape(shape: tuple[int, ...], channel_axis: int | None) -> tuple[int, int] | None:
     """``(H, W)`` of an image of ``shape`` with ``channel_axis``, from the shape alone (no
-    copy); None when they do not fit together (:func:`prepare_image` then says why)."""
+    copy); None when they do not fit together (:func:`prepare_image` then says why).
+    TypeError for a ``channel_axis`` that is not an integer."""
     if channel_axis is None:
         return (shape[0], shape[1]) if len(shape) == 2 else None
     check_channel_axis_type(channel_axis)

@@ -111,6 +111,9 @@ def iter_segment(
     ------
     ValueError
         For a bad image or bad parameters, before any training starts.
+    TypeError
+        For an unknown setting name, a ``params`` that is neither a preset name nor a
+        :class:`SegmentationParams`, or a ``channel_axis`` that is not an integer.
     MemoryError
         When the image needs more memory than the computer has available (see
         :func:`~napari_unsupervised_segmentation.core.memory.check_memory`), before any
