@@ -10,9 +10,12 @@ import pytest
 
 from napari_unsupervised_segmentation import SegmentationParams, segment, segment_layer
 from napari_unsupervised_segmentation._console import (
+    PlaneStack,
     layer_displayed_axes,
     layer_input,
     plan_plane,
+    show_labels,
+    write_plane,
 )
 from napari_unsupervised_segmentation._sample_data import coffee
 
@@ -368,3 +371,64 @@ def test_four_uint16_channels_that_napari_calls_rgba_are_all_used(make_napari_vi
     assert not inp.rgb and inp.image.shape == (40, 40, 4)
     labels = segment_layer("four", viewer, FAST)
     np.testing.assert_array_equal(labels.data, segment(data, FAST, channel_axis=-1, rgb=False))
+
+
+def _stack_run_layer(viewer, data, channel_axis=None):
+    """A layer of ``data`` and the labels layer a run over all its planes starts with
+    (its first plane's labels: all 1), as the widget makes it."""
+    image = viewer.add_image(data, name="vol")
+    inp = layer_input(image, viewer.dims, channel_axis, FAST, all_planes=True)
+    stack = PlaneStack(inp.plan, inp.plane_shape)
+    stack.put(0, np.ones(inp.plane_shape, np.uint8))
+    return inp, stack, show_labels(viewer, inp, stack.snapshot())
+
+
+def test_write_plane_writes_one_plane_in_place_and_keeps_paint_elsewhere(make_napari_viewer):
+    viewer = make_napari_viewer()
+    inp, stack, layer = _stack_run_layer(viewer, np.zeros((3, 16, 16)))
+    data = layer.data
+    layer.brush_size = 1
+    layer.paint((0, 3, 3), 7)  # the user corrects a finished plane during the run
+    plane = np.full((16, 16), 2, np.uint8)
+    assert write_plane(layer, inp, 1, plane, stack.plane(1))
+    assert layer.data is data  # written in place: no copy of the stack
+    np.testing.assert_array_equal(layer.data[1], plane)
+    assert layer.data[0, 3, 3] == 7 and layer.data[0, 0, 0] == 1  # the paint stays
+    assert not layer.data[2].any()
+
+
+def test_write_plane_refuses_a_plane_painted_since_and_a_renamed_layer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    inp, stack, layer = _stack_run_layer(viewer, np.zeros((3, 16, 16)))
+    layer.brush_size = 1
+    layer.paint((0, 3, 3), 7)  # painted in the plane the run is training
+    before = layer.data.copy()
+    assert not write_plane(layer, inp, 0, np.full((16, 16), 2, np.uint8), stack.plane(0))
+    np.testing.assert_array_equal(layer.data, before)  # nothing written: it is the user's
+    layer.name = "mine"
+    assert not write_plane(layer, inp, 1, np.full((16, 16), 2, np.uint8), stack.plane(1))
+    np.testing.assert_array_equal(layer.data, before)
+
+
+def test_write_plane_fills_every_channel_and_widens_the_dtype(make_napari_viewer):
+    viewer = make_napari_viewer()
+    inp, stack, layer = _stack_run_layer(viewer, np.zeros((3, 2, 16, 16)), channel_axis=1)
+    assert layer.data.shape == (3, 2, 16, 16)
+    layer.data[0, :, 5, 5] = 9  # edited from the console, on both channels: kept
+    plane = np.arange(256, dtype=np.uint16).reshape(16, 16) + 1  # 256 labels: uint16
+    assert write_plane(layer, inp, 2, plane, stack.plane(2))
+    assert layer.data.dtype == np.uint16
+    np.testing.assert_array_equal(layer.data[2, 0], plane)
+    np.testing.assert_array_equal(layer.data[2, 1], plane)
+    assert (layer.data[0, :, 5, 5] == 9).all()
+
+
+def test_write_plane_redraws_the_plane_shown(make_napari_viewer):
+    viewer = make_napari_viewer(show=True)  # a hidden canvas draws nothing
+    inp, stack, layer = _stack_run_layer(viewer, np.zeros((3, 16, 16)))
+    viewer.layers["vol"].visible = False
+    viewer.dims.set_current_step(0, 1)
+    before = viewer.screenshot(canvas_only=True, flash=False)
+    assert write_plane(layer, inp, 1, np.full((16, 16), 5, np.uint8), stack.plane(1))
+    after = viewer.screenshot(canvas_only=True, flash=False)
+    assert not np.array_equal(before, after)  # the new labels are drawn, not only stored

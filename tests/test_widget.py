@@ -460,21 +460,44 @@ def test_all_planes_of_a_stack_fill_one_labels_layer(viewer_widget, qtbot):
     assert any("a run over all planes never overwrites labels" in note for note in notes)
 
 
-def test_a_slow_stack_is_shown_less_often_and_whole_at_the_end(viewer_widget, qtbot, monkeypatch):
-    from napari_unsupervised_segmentation import _widget
+def test_a_stack_is_updated_plane_by_plane_in_one_array(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    volume = np.stack([_image(seed=s) for s in range(3)])
+    layer = viewer.add_image(volume, name="vol")
+    added = []
+    viewer.layers.events.inserted.connect(lambda event: added.append(event.value.data))
+    widget.image.value = layer
+    widget.planes.value = True
+    _start(widget, layer)
+    _wait_done(qtbot, widget)
+    labels = viewer.layers["vol labels"]
+    assert len(added) == 1 and labels.data is added[0]  # no copy of the stack per update
+    assert widget.updates_shown >= 3  # every plane shown as it trained
+    for z in range(3):
+        np.testing.assert_array_equal(labels.data[z], segment(volume[z], FAST))
 
-    monkeypatch.setattr(_widget, "LABELS_TIME_FACTOR", 1e9)  # after the first: never due
+
+def test_paint_in_a_stack_plane_not_being_trained_stays(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     volume = np.stack([_image(seed=s) for s in range(3)])
     layer = viewer.add_image(volume, name="vol")
     widget.image.value = layer
     widget.planes.value = True
-    _start(widget, layer)
+    _start(widget, layer, ENDLESS)  # the first plane never ends by itself
+    qtbot.waitUntil(lambda: widget.updates_shown >= 1, timeout=TIMEOUT)
+    labels = widget.labels_layer
+    labels.data[2, :4, :4] = 99  # the user labels a plane the run has not reached
+    shown = widget.updates_shown
+    qtbot.waitUntil(lambda: widget.updates_shown >= shown + 2, timeout=TIMEOUT)
+    labels.data[0, :4, :4] = 99  # ...and paints in the plane it trains: the layer is theirs
+    qtbot.waitUntil(lambda: widget.labels_layer is not labels, timeout=TIMEOUT)
+    widget.stop()
     _wait_done(qtbot, widget)
-    assert widget.updates_shown == 2  # the first update, and every plane's labels at the end
-    labels = viewer.layers["vol labels"].data
-    for z in range(3):
-        np.testing.assert_array_equal(labels[z], segment(volume[z], FAST))
+    assert [lay.name for lay in viewer.layers] == ["vol", "vol labels", "vol labels [1]"]
+    assert (labels.data[2, :4, :4] == 99).all() and (labels.data[0, :4, :4] == 99).all()
+    assert labels.data[0].min() >= 1 and not labels.data[1].any()
+    moved = widget.labels_layer  # the run's labels so far, without the user's paint
+    assert moved.data[0].min() >= 1 and not moved.data[1:].any()
 
 
 def test_stop_during_all_planes_keeps_the_planes_done(viewer_widget, qtbot):

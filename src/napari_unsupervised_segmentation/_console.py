@@ -41,6 +41,7 @@ __all__ = [
     "segment_layer",
     "segment_planes",
     "show_labels",
+    "write_plane",
 ]
 
 
@@ -226,6 +227,10 @@ class PlaneStack:
         if np.dtype(labels.dtype).itemsize > self._data.dtype.itemsize:
             self._data = self._data.astype(labels.dtype)
         self._data[np.unravel_index(number, self.plan.stack_shape)] = labels
+
+    def plane(self, number: int) -> np.ndarray:
+        """The labels of the ``number``-th plane so far (a view: zeros before its first)."""
+        return self._data[np.unravel_index(number, self.plan.stack_shape)]
 
     def snapshot(self) -> np.ndarray:
         """A copy with the stack and plane axes in the layer's order (for
@@ -425,6 +430,14 @@ def holds_last_write(layer: Any, inp: LayerInput) -> bool:
     """Whether ``layer`` is a Labels layer this plugin wrote for ``inp``'s image and plane,
     still under the name it was given and unchanged since (not painted, filled, erased or
     set from the console): the only kind of layer a run may write into."""
+    return _written_for(layer, inp) and (
+        layer.metadata[METADATA_KEY].get("fingerprint") == _fingerprint(layer.data)
+    )
+
+
+def _written_for(layer: Any, inp: LayerInput) -> bool:
+    """Whether ``layer`` is a Labels layer this plugin wrote for ``inp``'s image and plane,
+    still under the name it was given (whatever it holds now)."""
     from napari.layers import Labels
 
     record = layer.metadata.get(METADATA_KEY) if isinstance(layer, Labels) else None
@@ -433,7 +446,6 @@ def holds_last_write(layer: Any, inp: LayerInput) -> bool:
         and record.get("layer") == _identity(layer)
         and record.get("name") == layer.name
         and all(record.get(key) == value for key, value in _source_of(inp).items())
-        and record.get("fingerprint") == _fingerprint(layer.data)
     )
 
 
@@ -491,6 +503,51 @@ def show_labels(
             show_info(f"{kept!r} is kept ({why}); the new labels are in {layer.name!r}")
     _record_write(layer, inp)
     return layer  # the layer itself, not the proxy napari may hand to plugins
+
+
+def write_plane(
+    layer: Labels, inp: LayerInput, number: int, labels: np.ndarray, expected: np.ndarray
+) -> bool:
+    """Write the labels of the ``number``-th plane of ``inp``'s stack into ``layer`` in place
+    and redraw it, if that plane of the layer still holds ``expected`` (what the run last
+    put there; zeros before its first labels).
+
+    For live updates of a big stack: one plane is checked and written instead of the whole
+    stack (:func:`show_labels`), and what anyone paints in the other planes meanwhile stays.
+    Returns False, writing nothing, when the layer is no longer the run's (renamed, its data
+    replaced by another shape, or this plane painted in since): the caller then shows the
+    run's labels in a new layer. The layer's data widens to the labels' dtype when needed.
+    """
+    if not _written_for(layer, inp) or not isinstance(layer.data, np.ndarray):
+        return False
+    if layer.data.shape != inp.layer_shape:
+        return False
+    key = _plane_key(inp.plan, number)
+    if not np.array_equal(*np.broadcast_arrays(layer.data[key], _placed(inp.plan, expected))):
+        return False
+    if np.dtype(labels.dtype).itemsize > layer.data.dtype.itemsize:
+        layer.data = layer.data.astype(labels.dtype)  # keeps everything painted meanwhile
+    layer.data[key] = _placed(inp.plan, labels)
+    layer.refresh(extent=False)
+    return True
+
+
+def _plane_key(plan: PlanePlan, number: int) -> tuple[int | slice, ...]:
+    """The index of a stack's ``number``-th plane (all of its channels) in the layer data."""
+    position = dict(zip(plan.stack_axes, np.unravel_index(number, plan.stack_shape), strict=True))
+    return tuple(
+        int(position[ax]) if ax in position else slice(None) for ax in range(len(plan.index))
+    )
+
+
+def _placed(plan: PlanePlan, labels: np.ndarray) -> np.ndarray:
+    """A plane's labels with an axis of size 1 where the layer's channel axis lies among the
+    plane axes, so that they broadcast over the channels (see :meth:`LayerInput.to_layer_data`)."""
+    if plan.channel_axis is None:
+        return labels
+    return np.expand_dims(
+        labels, sorted((plan.channel_axis, *plan.plane_axes)).index(plan.channel_axis)
+    )
 
 
 def segment_layer(

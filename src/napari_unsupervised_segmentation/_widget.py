@@ -2,7 +2,8 @@
 
 Training runs in a napari generator thread worker; the worker reads the labels of a step
 only when an update is due (throttled, the last step always), so the main thread only
-copies finished label images into the "<image name> labels" layer. The image plane and the
+copies finished label images into the "<image name> labels" layer (for all planes of a
+stack, the plane being trained, written in place). The image plane and the
 settings are snapshotted when Run is pressed, so editing layers or the selection during a
 run changes nothing. torch is imported in the worker thread, not when napari starts.
 """
@@ -38,7 +39,14 @@ from psygnal import Signal
 from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QApplication, QMainWindow
 
-from ._console import LayerInput, PlaneStack, full_resolution, layer_input, show_labels
+from ._console import (
+    LayerInput,
+    PlaneStack,
+    full_resolution,
+    layer_input,
+    show_labels,
+    write_plane,
+)
 from .core.params import BOUNDARIES, PRECISIONS, PRESETS, SegmentationParams
 
 if TYPE_CHECKING:
@@ -57,8 +65,7 @@ __all__ = [
 #: Seconds between two live label updates (at most 5 per second; the last is always shown).
 UPDATE_INTERVAL = 0.2
 #: Live labels may take at most 1/LABELS_TIME_FACTOR of the training thread's time (making
-#: them) and of the main thread's (showing a whole stack): when either is slow (large, busy
-#: images; big stacks), updates come less often.
+#: them): when that is slow (large, busy images), updates come less often.
 LABELS_TIME_FACTOR = 4.0
 #: Longest wait (s) for the training thread when the viewer or the widget closes; the thread
 #: ends by itself after the current iteration anyway.
@@ -334,8 +341,6 @@ class _Run:
     worker_finished: bool = False
     draining: bool = False
     stack: PlaneStack | None = None  # all planes of a stack: their labels so far
-    next_stack_show: float = 0.0  # perf_counter time before which a stack is not shown again
-    stack_unshown: bool = False  # the stack holds labels not shown yet
 
     def close_progress(self) -> None:
         """Close the napari progress bar once (every end path calls this)."""
@@ -755,11 +760,8 @@ class SegmentationWidget(Container):
             if labels and item.labels is not None:
                 if run.stack is None:
                     self._put_labels(run, item.labels)
-                else:  # a big stack is slow to show: at most 1/LABELS_TIME_FACTOR of the time
-                    run.stack.put(item.plane, item.labels)
-                    run.stack_unshown = True
-                    if time.perf_counter() >= run.next_stack_show:
-                        self._show_stack(run)
+                else:
+                    self._put_plane(run, item.plane, item.labels)
         except Exception as exc:  # e.g. the viewer is half closed
             self._show_failure(run, _not_shown(exc))
 
@@ -776,29 +778,29 @@ class SegmentationWidget(Container):
         self._labels_ref = weakref.ref(run.labels_layer)
         self.updates_shown = run.updates_shown
 
-    def _show_stack(self, run: _Run) -> None:
-        """Show every plane's labels so far; the next showing waits LABELS_TIME_FACTOR times
-        as long as this one took."""
+    def _put_plane(self, run: _Run, number: int, labels: np.ndarray) -> None:
+        """Show one plane's labels of a stack: written into the run's layer in place (one
+        plane's cost, whatever the stack's size), or, the first time and once that layer is
+        no longer the run's, every plane's labels so far in a layer (a new one then)."""
         assert run.stack is not None
-        started = time.perf_counter()
-        self._put_labels(run, run.stack.snapshot())
-        run.stack_unshown = False
-        run.next_stack_show = started + LABELS_TIME_FACTOR * (time.perf_counter() - started)
+        layer = run.labels_layer
+        in_place = (
+            layer is not None
+            and layer in self._viewer.layers
+            and write_plane(layer, run.inp, number, labels, run.stack.plane(number))
+        )
+        run.stack.put(number, labels)
+        if in_place:
+            run.updates_shown += 1
+            self.updates_shown = run.updates_shown
+        else:
+            self._put_labels(run, run.stack.snapshot())
 
     def _end(self, run: _Run) -> None:
-        """Close the progress bar, show a stack's labels held back, restore the controls
-        (once per run)."""
+        """Close the progress bar and restore the controls (once per run)."""
         run.close_progress()
         if run is not self._life.run:
             return
-        # still running while the last labels are shown: adding a layer may process events
-        # (a Run pressed then is refused, not started beside this one)
-        if not self._life.closed and run.stack is not None and run.stack_unshown:
-            try:
-                self._show_stack(run)
-            except Exception as exc:  # e.g. the viewer is half closed
-                if run.failure is None:
-                    self._show_failure(run, _not_shown(exc))
         self._life.run = None
         if self._life.closed:
             return
