@@ -11,6 +11,7 @@ import pytest
 from napari_unsupervised_segmentation import SegmentationParams, segment, segment_layer
 from napari_unsupervised_segmentation._console import (
     PlaneStack,
+    holds_last_write,
     layer_displayed_axes,
     layer_input,
     plan_plane,
@@ -390,11 +391,14 @@ def test_write_plane_writes_one_plane_in_place_and_keeps_paint_elsewhere(make_na
     layer.brush_size = 1
     layer.paint((0, 3, 3), 7)  # the user corrects a finished plane during the run
     plane = np.full((16, 16), 2, np.uint8)
-    assert write_plane(layer, inp, 1, plane, stack.plane(1))
+    assert write_plane(layer, inp, 1, plane)
     assert layer.data is data  # written in place: no copy of the stack
     np.testing.assert_array_equal(layer.data[1], plane)
     assert layer.data[0, 3, 3] == 7 and layer.data[0, 0, 0] == 1  # the paint stays
     assert not layer.data[2].any()
+    assert write_plane(layer, inp, 2, plane)  # and the run goes on in this layer
+    layer.data[0, 3, 3] = 1  # the paint undone: the layer is as the plugin wrote it
+    assert holds_last_write(layer, inp)
 
 
 def test_write_plane_refuses_a_plane_painted_since_and_a_renamed_layer(make_napari_viewer):
@@ -403,10 +407,15 @@ def test_write_plane_refuses_a_plane_painted_since_and_a_renamed_layer(make_napa
     layer.brush_size = 1
     layer.paint((0, 3, 3), 7)  # painted in the plane the run is training
     before = layer.data.copy()
-    assert not write_plane(layer, inp, 0, np.full((16, 16), 2, np.uint8), stack.plane(0))
+    assert not write_plane(layer, inp, 0, np.full((16, 16), 2, np.uint8))
     np.testing.assert_array_equal(layer.data, before)  # nothing written: it is the user's
+    layer.paint((2, 3, 3), 8)  # painted in a plane the run has not reached: refused there
+    assert not write_plane(layer, inp, 2, np.full((16, 16), 2, np.uint8))
+    assert write_plane(layer, inp, 1, np.full((16, 16), 2, np.uint8))  # untouched: written
+    assert not holds_last_write(layer, inp)  # the layer as a whole was edited
+    before = layer.data.copy()
     layer.name = "mine"
-    assert not write_plane(layer, inp, 1, np.full((16, 16), 2, np.uint8), stack.plane(1))
+    assert not write_plane(layer, inp, 1, np.full((16, 16), 3, np.uint8))
     np.testing.assert_array_equal(layer.data, before)
 
 
@@ -416,11 +425,13 @@ def test_write_plane_fills_every_channel_and_widens_the_dtype(make_napari_viewer
     assert layer.data.shape == (3, 2, 16, 16)
     layer.data[0, :, 5, 5] = 9  # edited from the console, on both channels: kept
     plane = np.arange(256, dtype=np.uint16).reshape(16, 16) + 1  # 256 labels: uint16
-    assert write_plane(layer, inp, 2, plane, stack.plane(2))
+    assert write_plane(layer, inp, 2, plane)
     assert layer.data.dtype == np.uint16
     np.testing.assert_array_equal(layer.data[2, 0], plane)
     np.testing.assert_array_equal(layer.data[2, 1], plane)
     assert (layer.data[0, :, 5, 5] == 9).all()
+    assert not write_plane(layer, inp, 0, plane)  # widened, plane 0 is still known as edited
+    assert write_plane(layer, inp, 1, plane)
 
 
 def test_write_plane_redraws_the_plane_shown(make_napari_viewer):
@@ -429,6 +440,6 @@ def test_write_plane_redraws_the_plane_shown(make_napari_viewer):
     viewer.layers["vol"].visible = False
     viewer.dims.set_current_step(0, 1)
     before = viewer.screenshot(canvas_only=True, flash=False)
-    assert write_plane(layer, inp, 1, np.full((16, 16), 5, np.uint8), stack.plane(1))
+    assert write_plane(layer, inp, 1, np.full((16, 16), 5, np.uint8))
     after = viewer.screenshot(canvas_only=True, flash=False)
     assert not np.array_equal(before, after)  # the new labels are drawn, not only stored

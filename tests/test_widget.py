@@ -477,6 +477,29 @@ def test_a_stack_is_updated_plane_by_plane_in_one_array(viewer_widget, qtbot):
         np.testing.assert_array_equal(labels.data[z], segment(volume[z], FAST))
 
 
+def test_a_stack_slow_to_redraw_is_redrawn_less_often_and_at_the_end(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    from napari_unsupervised_segmentation import _widget
+
+    monkeypatch.setattr(_widget, "LABELS_TIME_FACTOR", 1e9)  # after the first: never due
+    viewer = make_napari_viewer(show=True)  # a hidden canvas draws nothing
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    volume = np.stack([_image(seed=s) for s in range(3)])
+    layer = viewer.add_image(volume, name="vol")
+    viewer.dims.set_current_step(0, 2)  # the last plane is shown: trained last
+    widget.image.value = layer
+    widget.planes.value = True
+    _start(widget, layer)
+    _wait_done(qtbot, widget)
+    layer.visible = False
+    labels = viewer.layers["vol labels"]
+    np.testing.assert_array_equal(labels.data[2], segment(volume[2], FAST))
+    drawn = viewer.screenshot(canvas_only=True, flash=False)
+    labels.refresh()
+    assert drawn.any() and np.array_equal(drawn, viewer.screenshot(canvas_only=True, flash=False))
+
+
 def test_paint_in_a_stack_plane_not_being_trained_stays(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     volume = np.stack([_image(seed=s) for s in range(3)])

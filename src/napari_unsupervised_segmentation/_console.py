@@ -389,10 +389,25 @@ def layer_input(
 METADATA_KEY = "napari-unsupervised-segmentation"
 
 
-def _fingerprint(data: Any) -> tuple[str, tuple[int, ...], int]:
-    """dtype, shape and CRC-32 of a label array: tells whether anyone edited it since."""
-    array = np.ascontiguousarray(data)
-    return array.dtype.str, tuple(array.shape), zlib.crc32(array.view(np.uint8).ravel())
+#: A plane's CRC-32 in a record for a plane edited since the run wrote it (no CRC is -1).
+EDITED = -1
+
+
+def _fingerprint(data: Any, inp: LayerInput) -> tuple[str, tuple[int, ...], list[int]]:
+    """dtype, shape and CRC-32s of a label array: tells whether anyone edited it since.
+
+    One CRC per plane for a stack of ``inp``'s shape (so that a run can check and update
+    the plane it writes, :func:`write_plane`), else one for the whole array.
+    """
+    array = np.asarray(data)
+    stack = bool(inp.plan.stack_axes) and array.shape == inp.layer_shape
+    keys = [_plane_key(inp.plan, n) for n in range(inp.n_planes)] if stack else [()]
+    return array.dtype.str, tuple(array.shape), [_crc(array[key]) for key in keys]
+
+
+def _crc(array: np.ndarray) -> int:
+    """CRC-32 of an array's bytes."""
+    return zlib.crc32(np.ascontiguousarray(array).view(np.uint8).ravel())
 
 
 def _source_of(inp: LayerInput) -> dict[str, Any]:
@@ -417,7 +432,7 @@ def _record_write(layer: Labels, inp: LayerInput) -> None:
         **_source_of(inp),
         "layer": _identity(layer),
         "name": layer.name,
-        "fingerprint": _fingerprint(layer.data),
+        "fingerprint": _fingerprint(layer.data, inp),
     }
 
 
@@ -431,7 +446,7 @@ def holds_last_write(layer: Any, inp: LayerInput) -> bool:
     still under the name it was given and unchanged since (not painted, filled, erased or
     set from the console): the only kind of layer a run may write into."""
     return _written_for(layer, inp) and (
-        layer.metadata[METADATA_KEY].get("fingerprint") == _fingerprint(layer.data)
+        layer.metadata[METADATA_KEY].get("fingerprint") == _fingerprint(layer.data, inp)
     )
 
 
@@ -506,30 +521,49 @@ def show_labels(
 
 
 def write_plane(
-    layer: Labels, inp: LayerInput, number: int, labels: np.ndarray, expected: np.ndarray
+    layer: Labels, inp: LayerInput, number: int, labels: np.ndarray, *, refresh: bool = True
 ) -> bool:
     """Write the labels of the ``number``-th plane of ``inp``'s stack into ``layer`` in place
-    and redraw it, if that plane of the layer still holds ``expected`` (what the run last
-    put there; zeros before its first labels).
+    (and redraw it, with ``refresh``), if that plane still holds what the plugin last wrote
+    there (:func:`holds_last_write`, plane by plane).
 
     For live updates of a big stack: one plane is checked and written instead of the whole
-    stack (:func:`show_labels`), and what anyone paints in the other planes meanwhile stays.
-    Returns False, writing nothing, when the layer is no longer the run's (renamed, its data
-    replaced by another shape, or this plane painted in since): the caller then shows the
-    run's labels in a new layer. The layer's data widens to the labels' dtype when needed.
+    stack (:func:`show_labels`), and what anyone paints in the other planes meanwhile stays
+    (a plane painted in before the run reaches it is then refused in turn). Returns False,
+    writing nothing, when the layer is no longer the run's for this plane (renamed, its data
+    replaced, this plane painted in since): the caller then shows the run's labels in a new
+    layer. The layer's data widens to the labels' dtype when needed.
     """
     if not _written_for(layer, inp) or not isinstance(layer.data, np.ndarray):
         return False
-    if layer.data.shape != inp.layer_shape:
-        return False
+    record = layer.metadata[METADATA_KEY]
+    dtype, shape, crcs = record["fingerprint"]
     key = _plane_key(inp.plan, number)
-    if not np.array_equal(*np.broadcast_arrays(layer.data[key], _placed(inp.plan, expected))):
+    if (layer.data.dtype.str, layer.data.shape) != (dtype, shape) or shape != inp.layer_shape:
+        return False
+    if _crc(layer.data[key]) != crcs[number]:
         return False
     if np.dtype(labels.dtype).itemsize > layer.data.dtype.itemsize:
-        layer.data = layer.data.astype(labels.dtype)  # keeps everything painted meanwhile
+        _widen(layer, inp, labels.dtype)
     layer.data[key] = _placed(inp.plan, labels)
-    layer.refresh(extent=False)
+    record["fingerprint"][2][number] = _crc(layer.data[key])
+    if refresh:
+        layer.refresh(extent=False)
     return True
+
+
+def _widen(layer: Labels, inp: LayerInput, dtype: np.dtype) -> None:
+    """Give a stack's labels layer a wider dtype (what anyone painted stays), keeping the
+    planes edited since the plugin wrote them marked as edited in its record."""
+    record = layer.metadata[METADATA_KEY]
+    before = _fingerprint(layer.data, inp)[2]
+    layer.data = layer.data.astype(dtype)
+    dtype_str, shape, after = _fingerprint(layer.data, inp)
+    kept = [
+        a if b == c else EDITED
+        for a, b, c in zip(after, before, record["fingerprint"][2], strict=True)
+    ]
+    record["fingerprint"] = (dtype_str, shape, kept)
 
 
 def _plane_key(plan: PlanePlan, number: int) -> tuple[int | slice, ...]:

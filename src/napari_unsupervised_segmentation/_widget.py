@@ -65,7 +65,8 @@ __all__ = [
 #: Seconds between two live label updates (at most 5 per second; the last is always shown).
 UPDATE_INTERVAL = 0.2
 #: Live labels may take at most 1/LABELS_TIME_FACTOR of the training thread's time (making
-#: them): when that is slow (large, busy images), updates come less often.
+#: them) and of the main thread's (redrawing a stack, in 3D display the whole of it): when
+#: either is slow (large, busy images; big stacks in 3D), updates come less often.
 LABELS_TIME_FACTOR = 4.0
 #: Longest wait (s) for the training thread when the viewer or the widget closes; the thread
 #: ends by itself after the current iteration anyway.
@@ -341,6 +342,8 @@ class _Run:
     worker_finished: bool = False
     draining: bool = False
     stack: PlaneStack | None = None  # all planes of a stack: their labels so far
+    next_refresh: float = 0.0  # perf_counter time before which a stack is not redrawn again
+    unrefreshed: bool = False  # the stack's layer holds labels not drawn yet
 
     def close_progress(self) -> None:
         """Close the napari progress bar once (every end path calls this)."""
@@ -783,24 +786,45 @@ class SegmentationWidget(Container):
         plane's cost, whatever the stack's size), or, the first time and once that layer is
         no longer the run's, every plane's labels so far in a layer (a new one then)."""
         assert run.stack is not None
+        run.stack.put(number, labels)
         layer = run.labels_layer
-        in_place = (
+        if (
             layer is not None
             and layer in self._viewer.layers
-            and write_plane(layer, run.inp, number, labels, run.stack.plane(number))
-        )
-        run.stack.put(number, labels)
-        if in_place:
+            and write_plane(layer, run.inp, number, labels, refresh=False)
+        ):
             run.updates_shown += 1
             self.updates_shown = run.updates_shown
+            run.unrefreshed = True
+            if time.perf_counter() >= run.next_refresh:
+                self._refresh(run)
         else:
+            if run.unrefreshed:  # draw what the old layer got in place
+                self._refresh(run)
             self._put_labels(run, run.stack.snapshot())
 
+    def _refresh(self, run: _Run) -> None:
+        """Redraw a stack's labels layer written in place. A redraw slices the layer anew,
+        which in 3D display means the whole stack: the next one waits LABELS_TIME_FACTOR
+        times as long as this one took, so redrawing takes at most that share of the
+        viewer's time."""
+        started = time.perf_counter()
+        run.unrefreshed = False
+        run.labels_layer.refresh(extent=False)
+        run.next_refresh = started + LABELS_TIME_FACTOR * (time.perf_counter() - started)
+
     def _end(self, run: _Run) -> None:
-        """Close the progress bar and restore the controls (once per run)."""
+        """Close the progress bar, draw a stack's labels not drawn yet, restore the controls
+        (once per run)."""
         run.close_progress()
         if run is not self._life.run:
             return
+        if run.unrefreshed and not self._life.closed:
+            try:
+                self._refresh(run)
+            except Exception as exc:  # e.g. the viewer is half closed
+                if run.failure is None:
+                    self._show_failure(run, _not_shown(exc))
         self._life.run = None
         if self._life.closed:
             return
