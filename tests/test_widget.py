@@ -75,6 +75,16 @@ def _wait_done(qtbot, widget):
     qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
 
 
+def _start_all_planes(viewer, widget, params=FAST):
+    """Start a run over all planes of a new 3-plane layer "vol"; return the volume."""
+    volume = np.stack([_image(seed=s) for s in range(3)])
+    layer = viewer.add_image(volume, name="vol")
+    widget.image.value = layer
+    widget.planes.value = True
+    _start(widget, layer, params)
+    return volume
+
+
 # --- pure helpers ---------------------------------------------------------------------
 
 
@@ -462,13 +472,13 @@ def test_all_planes_of_a_stack_fill_one_labels_layer(viewer_widget, qtbot):
 
 def test_a_stack_is_updated_plane_by_plane_in_one_array(viewer_widget, qtbot):
     viewer, widget = viewer_widget
-    volume = np.stack([_image(seed=s) for s in range(3)])
-    layer = viewer.add_image(volume, name="vol")
+    from napari.layers import Labels
+
     added = []
-    viewer.layers.events.inserted.connect(lambda event: added.append(event.value.data))
-    widget.image.value = layer
-    widget.planes.value = True
-    _start(widget, layer)
+    viewer.layers.events.inserted.connect(
+        lambda event: isinstance(event.value, Labels) and added.append(event.value.data)
+    )
+    volume = _start_all_planes(viewer, widget)
     _wait_done(qtbot, widget)
     labels = viewer.layers["vol labels"]
     assert len(added) == 1 and labels.data is added[0]  # no copy of the stack per update
@@ -485,28 +495,21 @@ def test_a_stack_slow_to_redraw_is_redrawn_less_often_and_at_the_end(
     monkeypatch.setattr(_widget, "LABELS_TIME_FACTOR", 1e9)  # after the first: never due
     viewer = make_napari_viewer(show=True)  # a hidden canvas draws nothing
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
-    volume = np.stack([_image(seed=s) for s in range(3)])
-    layer = viewer.add_image(volume, name="vol")
+    volume = _start_all_planes(viewer, widget)
     viewer.dims.set_current_step(0, 2)  # the last plane is shown: trained last
-    widget.image.value = layer
-    widget.planes.value = True
-    _start(widget, layer)
     _wait_done(qtbot, widget)
-    layer.visible = False
+    viewer.layers["vol"].visible = False
     labels = viewer.layers["vol labels"]
     np.testing.assert_array_equal(labels.data[2], segment(volume[2], FAST))
     drawn = viewer.screenshot(canvas_only=True, flash=False)
     labels.refresh()
-    assert drawn.any() and np.array_equal(drawn, viewer.screenshot(canvas_only=True, flash=False))
+    assert drawn[..., :3].any()  # labels drawn (the image is hidden)
+    assert np.array_equal(drawn, viewer.screenshot(canvas_only=True, flash=False))
 
 
 def test_paint_in_a_stack_plane_not_being_trained_stays(viewer_widget, qtbot):
     viewer, widget = viewer_widget
-    volume = np.stack([_image(seed=s) for s in range(3)])
-    layer = viewer.add_image(volume, name="vol")
-    widget.image.value = layer
-    widget.planes.value = True
-    _start(widget, layer, ENDLESS)  # the first plane never ends by itself
+    _start_all_planes(viewer, widget, ENDLESS)  # the first plane never ends by itself
     qtbot.waitUntil(lambda: widget.updates_shown >= 1, timeout=TIMEOUT)
     labels = widget.labels_layer
     labels.data[2, :4, :4] = 99  # the user labels a plane the run has not reached
@@ -525,11 +528,7 @@ def test_paint_in_a_stack_plane_not_being_trained_stays(viewer_widget, qtbot):
 
 def test_stop_during_all_planes_keeps_the_planes_done(viewer_widget, qtbot):
     viewer, widget = viewer_widget
-    volume = np.stack([_image(seed=s) for s in range(3)])
-    layer = viewer.add_image(volume, name="vol")
-    widget.image.value = layer
-    widget.planes.value = True
-    _start(widget, layer, ENDLESS)  # the first plane never ends by itself
+    _start_all_planes(viewer, widget, ENDLESS)  # the first plane never ends by itself
     qtbot.waitUntil(lambda: widget.updates_shown >= 1, timeout=TIMEOUT)
     widget.stop()
     _wait_done(qtbot, widget)
