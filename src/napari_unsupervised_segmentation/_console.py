@@ -80,6 +80,14 @@ class PlanePlan:
     stack_axes: tuple[int, ...] = ()
     stack_shape: tuple[int, ...] = ()
 
+    def plane_key(self, stack_index: Sequence[int]) -> tuple[int | slice, ...]:
+        """The index, in an array with the layer's axes, of the plane at ``stack_index``
+        (see :meth:`stack_indices`): every other axis whole (channels included)."""
+        position = dict(zip(self.stack_axes, stack_index, strict=True))
+        return tuple(
+            int(position[ax]) if ax in position else slice(None) for ax in range(len(self.index))
+        )
+
     def stack_indices(self) -> list[tuple[int, ...]]:
         """The index along ``stack_axes`` of every plane, in order (one empty index for a
         single plane)."""
@@ -169,10 +177,7 @@ class LayerInput:
         for the engine with :attr:`channel_axis` and :attr:`rgb`."""
         if not self.plan.stack_axes:
             return self.image
-        key: list[Any] = [slice(None)] * self.image.ndim
-        for axis, position in zip(self.plan.stack_axes, stack_index, strict=True):
-            key[axis] = position
-        return self.image[tuple(key)]
+        return self.image[self.plan.plane_key(stack_index)]  # an RGB(A) last axis stays whole
 
     @property
     def note(self) -> str:
@@ -568,10 +573,7 @@ def _widen(layer: Labels, inp: LayerInput, dtype: np.dtype) -> None:
 
 def _plane_key(plan: PlanePlan, number: int) -> tuple[int | slice, ...]:
     """The index of a stack's ``number``-th plane (all of its channels) in the layer data."""
-    position = dict(zip(plan.stack_axes, np.unravel_index(number, plan.stack_shape), strict=True))
-    return tuple(
-        int(position[ax]) if ax in position else slice(None) for ax in range(len(plan.index))
-    )
+    return plan.plane_key(np.unravel_index(number, plan.stack_shape))
 
 
 def _placed(plan: PlanePlan, labels: np.ndarray) -> np.ndarray:
