@@ -235,7 +235,7 @@ def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarr
         for step in steps:
             if step.iteration in args.iterations:
                 raw[f"it{step.iteration}"] = step.labels
-            if stop_at and step.n_labels <= stop_at:
+            if stop_at and step.n_classes <= stop_at:
                 raw[f"it{step.iteration}"] = step.labels
                 raw["stopped_at"] = np.array(step.iteration)
                 break

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     while widget.is_running and widget.updates_shown < args.updates:
         run = widget._life.run
-        if run is not None and run.last is not None and run.last.n_labels <= args.labels:
+        if run is not None and run.last is not None and run.last.n_classes <= args.labels:
             break
         if time.perf_counter() - start > args.timeout:
             raise TimeoutError(f"fewer than {args.updates} updates in {args.timeout} s")

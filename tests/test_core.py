@@ -130,16 +130,16 @@ def test_stopping_rule_ends_when_few_labels_remain():
     steps = list(
         iter_segment(two_colour_image(), channel_axis=-1, max_iter=200, min_labels=3, **TINY)
     )
-    assert steps[-1].n_labels <= 3 < steps[-2].n_labels
+    assert steps[-1].n_classes <= 3 < steps[-2].n_classes
     assert steps[-1].is_last and len(steps) < 200
-    assert all(s.n_labels > 3 for s in steps[:-1])
+    assert all(s.n_classes > 3 for s in steps[:-1])
 
 
 def test_step_reports_label_count_loss_and_labels():
     step = next(iter_segment(two_colour_image(), "paper", channel_axis=-1, **TINY))
     assert step.iteration == 1
     assert step.labels.shape == (24, 32)
-    assert len(np.unique(step.labels)) == step.n_labels
+    assert len(np.unique(step.labels)) == step.n_classes
     assert np.isfinite(step.loss) and step.loss > 0
 
 
@@ -649,4 +649,4 @@ def test_the_readmes_python_api_example_runs_as_written(capsys):
     assert namespace["labels"].shape == (50, 75) and namespace["labels"].min() == 1
     printed = capsys.readouterr().out.splitlines()
     assert printed and printed[0].startswith("1 ")  # iteration, labels, loss per step
-    assert namespace["step"].n_labels > 8 or namespace["current"].shape == (50, 75)
+    assert namespace["step"].n_classes > 8 or namespace["current"].shape == (50, 75)

@@ -128,7 +128,7 @@ class Update:
     """What the worker sends to the main thread for one step (labels only when due)."""
 
     iteration: int
-    n_labels: int
+    n_classes: int
     loss: float
     labels: np.ndarray | None
     is_last: bool  # the last step of its plane
@@ -228,7 +228,7 @@ def _updates(
                     # what later updates cost.
                     seconds = 0.0 if first else time.perf_counter() - started
                     wait = update_interval_after(interval, seconds)
-                    yield Update(step.iteration, step.n_labels, step.loss, labels, final)
+                    yield Update(step.iteration, step.n_classes, step.loss, labels, final)
                 if final:
                     return
         finally:
@@ -279,7 +279,7 @@ def _lowered_thread_priority() -> Iterator[None]:
 def status_text(update: Update, max_iter: int, note: str = "") -> str:
     """The status line for a step: iteration, number of labels, loss (and the nD plane)."""
     text = (
-        f"Iteration {update.iteration}/{max_iter} · {update.n_labels} labels"
+        f"Iteration {update.iteration}/{max_iter} · {update.n_classes} labels"
         f" · loss {update.loss:.4f}"
     )
     if update.n_planes > 1:
@@ -852,18 +852,18 @@ def _final_status(run: _Run) -> str:
     elif run.stop.is_set() and last.n_planes > 1:
         text = (
             f"Stopped at plane {last.plane + 1}/{last.n_planes}, iteration {last.iteration}: "
-            f"its {last.n_labels} labels kept; the planes after it stay 0 (unlabelled)."
+            f"its {last.n_classes} labels kept; the planes after it stay 0 (unlabelled)."
         )
     elif run.stop.is_set():
-        text = f"Stopped at iteration {last.iteration}: {last.n_labels} labels kept."
+        text = f"Stopped at iteration {last.iteration}: {last.n_classes} labels kept."
     elif last.n_planes > 1:
         text = (
-            f"Done: all {last.n_planes} planes segmented (the last: {last.n_labels} labels "
+            f"Done: all {last.n_planes} planes segmented (the last: {last.n_classes} labels "
             f"after {last.iteration} iterations)."
         )
     else:
         text = (
-            f"Done: {last.n_labels} labels after {last.iteration} iterations"
+            f"Done: {last.n_classes} labels after {last.iteration} iterations"
             f" (loss {last.loss:.4f})."
         )
     return f"{text}\n{run.inp.note}" if run.inp.note else text

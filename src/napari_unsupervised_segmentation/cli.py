@@ -466,7 +466,7 @@ def _segment_plane(
     with tqdm(total=params.max_iter, desc=desc, unit="it", leave=False, disable=args.quiet) as bar:
         for step in iter_segment(plane, params, channel_axis=channel_axis, rgb=rgb):
             bar.update(1)
-            bar.set_postfix(labels=step.n_labels)
+            bar.set_postfix(labels=step.n_classes)
     assert step is not None
     return step.labels
 

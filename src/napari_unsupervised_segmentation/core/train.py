@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from .devices import autocast_for, autograd_enabled, precision_flags, resolve_device
 from .memory import check_memory
 from .model import SegmentationNet
+from .optim import MomentumSGD, Optimizer
 from .normalize import PreparedImage, plane_shape, prepare_image
 from .params import PRESETS, SegmentationParams
 from .postprocess import LabelFinisher
@@ -22,21 +23,24 @@ from .refine import SuperpixelRefiner, compute_superpixels
 class Step:
     """The state after one training iteration.
 
+    ``n_classes`` counts the network's classes in this iteration's refined prediction: what
+    the stopping rule (``min_labels``) watches. The labels a user gets can number more or
+    fewer (post-processing splits and joins segments): ``labels.max()`` is their count.
     ``labels`` and ``loss`` stay on the device until read, so that a caller that only
-    watches ``n_labels`` costs no copy per iteration.
+    watches ``n_classes`` costs no copy per iteration.
     """
 
     def __init__(
         self,
         iteration: int,
-        n_labels: int,
+        n_classes: int,
         is_last: bool,
         prediction: torch.Tensor,
         loss: torch.Tensor,
         finish: LabelFinisher,
     ) -> None:
         self.iteration = iteration
-        self.n_labels = n_labels
+        self.n_classes = n_classes
         self.is_last = is_last
         self._prediction = prediction
         self._loss = loss
@@ -56,7 +60,7 @@ class Step:
         return self._labels
 
     def __repr__(self) -> str:
-        return f"Step(iteration={self.iteration}, n_labels={self.n_labels}, is_last={self.is_last})"
+        return f"Step(iteration={self.iteration}, n_classes={self.n_classes}, is_last={self.is_last})"
 
 
 def resolve_params(
@@ -104,7 +108,7 @@ def iter_segment(
     Yields
     ------
     Step
-        Iteration number, label count, loss and (read lazily) the labels. The last step has
+        Iteration number, class count, loss and (read lazily) the labels. The last step has
         ``is_last=True``. Closing the generator stops training at once.
 
     Raises
@@ -187,7 +191,7 @@ def _train(
     with autograd_enabled():  # tensors made under the caller's inference_mode cannot train
         refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
         model = build_model(image.channels.shape[-1], settings, device)
-        optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
+        optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
         pixels = image_tensor(image, device)
     finish = LabelFinisher(settings, image, device)  # shared: image-level maps made once
     yield from training_steps(model, optimizer, pixels, refine, settings, finish)
@@ -195,7 +199,7 @@ def _train(
 
 def training_steps(
     model: SegmentationNet,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     pixels: torch.Tensor,
     refine: SuperpixelRefiner,
     settings: SegmentationParams,
@@ -203,7 +207,7 @@ def training_steps(
 ) -> Iterator[Step]:
     """The paper's iterations: predict, refine by superpixels, one SGD step on the refined labels.
 
-    Stops after ``settings.max_iter`` steps or once ``settings.min_labels`` labels or fewer are
+    Stops after ``settings.max_iter`` steps or once ``settings.min_labels`` classes or fewer are
     left (the public demo's rule); ``benchmarks/demo_loop.py`` runs it with the demo's start.
     """
     device = pixels.device
@@ -223,10 +227,10 @@ def training_steps(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        n_labels = int((label_counts > 0).sum())
-        stop = iteration == settings.max_iter or n_labels <= settings.min_labels
+        n_classes = int((label_counts > 0).sum())
+        stop = iteration == settings.max_iter or n_classes <= settings.min_labels
         kept = prediction[0].to(kept_dtype)
-        yield Step(iteration, n_labels, stop, kept, loss.detach(), finish)
+        yield Step(iteration, n_classes, stop, kept, loss.detach(), finish)
         if stop:
             return
 
