@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from .devices import autocast_for, autograd_enabled, precision_flags, resolve_device
 from .memory import check_memory
 from .model import SegmentationNet
-from .optim import MomentumSGD, Optimizer
 from .normalize import PreparedImage, plane_shape, prepare_image
+from .optim import MomentumSGD, Optimizer
 from .params import PRESETS, SegmentationParams
 from .postprocess import LabelFinisher
 from .refine import SuperpixelRefiner, compute_superpixels
