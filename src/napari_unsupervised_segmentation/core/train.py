@@ -60,7 +60,10 @@ class Step:
         return self._labels
 
     def __repr__(self) -> str:
-        return f"Step(iteration={self.iteration}, n_classes={self.n_classes}, is_last={self.is_last})"
+        return (
+            f"Step(iteration={self.iteration}, n_classes={self.n_classes}, "
+            f"is_last={self.is_last})"
+        )
 
 
 def resolve_params(
