@@ -66,9 +66,7 @@ assert segment(image, fast).max() >= 1
 @pytest.mark.parametrize("run", [WIDGET_RUN, CONSOLE_RUN], ids=["widget", "console"])
 def test_training_in_a_shown_viewer_loads_neither_dynamo_nor_triton(run):
     code = SCRIPT.replace("{run}", run)
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
-    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "LOADED: none" in done.stdout, done.stdout + done.stderr[-3000:]
 

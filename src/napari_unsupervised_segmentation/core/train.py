@@ -61,8 +61,7 @@ class Step:
 
     def __repr__(self) -> str:
         return (
-            f"Step(iteration={self.iteration}, n_classes={self.n_classes}, "
-            f"is_last={self.is_last})"
+            f"Step(iteration={self.iteration}, n_classes={self.n_classes}, is_last={self.is_last})"
         )
 
 
