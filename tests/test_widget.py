@@ -12,7 +12,6 @@ import pytest
 from napari_unsupervised_segmentation import PRESETS, SegmentationParams, segment
 from napari_unsupervised_segmentation._widget import (
     Failure,
-    SegmentationWidget,
     Update,
     params_from_values,
     should_deliver,
@@ -107,9 +106,10 @@ def test_params_from_values_maps_seed_minus_one_to_none():
         params_from_values({"max_iter": 0})
 
 
-def test_status_text_mentions_iteration_labels_loss_and_plane():
-    text = status_text(Update(3, 5, 0.25, None, False), 10, "3D layer: plane of axes 1,2")
-    assert "3/10" in text and "5 labels" in text and "0.2500" in text and "3D layer" in text
+def test_status_text_mentions_iteration_classes_loss_and_plane():
+    text = status_text(Update(3, 5, 0.25, None, False), 10, "plane z=2")
+    assert "3/10" in text and "5 classes while training" in text and "0.2500" in text
+    assert text.endswith("\nplane z=2")
     stack = Update(3, 5, 0.25, None, False, plane=1, n_planes=4)
     assert status_text(stack, 10).startswith("Plane 2/4 · Iteration 3/10")
 
@@ -256,13 +256,14 @@ def test_controls_show_default_preset_with_tooltips(viewer_widget):
     _, widget = viewer_widget
     assert widget.preset.value == "default"
     assert widget.params == PRESETS["default"]
-    basic = ("max_iter", "min_labels", "n_superpixels", "superpixel_graph_scale", "seed", "device")
+    basic = ("max_iter", "min_labels", "n_superpixels", "seed", "device")
     for name in basic:
         control = getattr(widget, name)
         assert control.tooltip, name
         assert control.parent is not widget.advanced.native
     for name in ("n_channels", "n_conv", "lr", "momentum", "compactness", "precision"):
         assert widget.advanced[name].tooltip, name
+    assert widget.advanced["superpixel_graph_scale"].tooltip
     assert widget.advanced.native.isHidden()
     widget.advanced_toggle.value = True
     assert not widget.advanced.native.isHidden()
@@ -333,8 +334,10 @@ def test_live_updates_into_one_layer_and_final_equals_segment(viewer_widget, qtb
     assert [lay.name for lay in inserted] == ["img labels"]
     labels_layer = viewer.layers["img labels"]
     assert labels_layer is widget.labels_layer
-    np.testing.assert_array_equal(labels_layer.data, segment(img, FAST))
-    assert "Done" in widget.status.value
+    final = segment(img, FAST)
+    np.testing.assert_array_equal(labels_layer.data, final)
+    # the labels the layer holds, not the classes counted while training
+    assert widget.status.value == f"Done after 12 iterations: {final.max()} labels."
     assert not errors()
 
 
@@ -535,7 +538,9 @@ def test_stop_during_all_planes_keeps_the_planes_done(viewer_widget, qtbot):
     labels = viewer.layers["vol labels"].data
     assert labels.shape == (3, 32, 32) and labels[0].min() >= 1
     assert not labels[1:].any()  # never trained: unlabelled
-    assert widget.status.value.startswith("Stopped at plane 1/3")
+    assert widget.status.value.startswith(
+        f"Stopped: 1 of 3 planes segmented, {labels[0].max()} labels per plane."
+    )
 
 
 def test_planes_are_offered_only_beside_other_planes(viewer_widget, qtbot):
@@ -683,18 +688,48 @@ def test_closing_the_viewer_mid_run_stops_training(viewer_widget, qtbot):
     qtbot.wait(50)  # queued signals from the worker arrive at a closed widget: ignored
 
 
-def test_removing_the_dock_widget_mid_run_stops_training(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
-    widget = SegmentationWidget(viewer)
-    widget.update_interval = 0.0
+def test_closing_the_dock_mid_run_stops_training_and_keeps_the_labels_drawn(viewer_widget, qtbot):
+    """The dock's close button (napari removes the dock; the widget lives on, undocked)."""
+    from qtpy.QtWidgets import QDockWidget
+
+    viewer, widget = viewer_widget
     layer = viewer.add_image(_image(), name="img")
-    viewer.window.add_dock_widget(widget, name="seg")
     _start(widget, layer, ENDLESS)
     run = widget._life.run
     qtbot.waitUntil(lambda: widget.updates_shown >= 1, timeout=TIMEOUT)
-    viewer.window.remove_dock_widget(widget.native)
-    widget.native.deleteLater()
-    qtbot.waitUntil(run.done.is_set, timeout=TIMEOUT)
+    dock = widget.native.parentWidget()
+    while not isinstance(dock, QDockWidget):
+        dock = dock.parentWidget()
+    dock.titleBarWidget().close_button.click()
+    drawn = viewer.layers["img labels"].data.copy()
+    assert run.done.wait(10), "training should stop when the dock is closed"
+    assert run.stop.is_set() and run.abandon.is_set()
+    qtbot.wait(100)  # updates the worker had queued are not drawn
+    np.testing.assert_array_equal(viewer.layers["img labels"].data, drawn)
+    assert not widget.is_running and widget.run_button.text == "Run"
+
+
+def test_the_advanced_section_has_no_caption_of_its_own(viewer_widget):
+    from qtpy.QtWidgets import QLabel
+
+    _, widget = viewer_widget
+    widget.advanced_toggle.value = True
+    captions = [
+        label.text()
+        for label in widget.native.findChildren(QLabel)
+        if label.isVisibleTo(widget.native) and not widget.advanced.native.isAncestorOf(label)
+    ]
+    assert "advanced" not in [text.lower() for text in captions]
+
+
+def test_a_long_status_does_not_widen_the_dock(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.show()  # laid out as a user sees it
+    qtbot.wait(10)
+    width = widget.native.minimumSizeHint().width()
+    widget.status.value = "Iteration 1/160 · plane of " + "a_very_long_layer_name" * 20
+    qtbot.wait(10)
+    assert widget.native.minimumSizeHint().width() == width
 
 
 def test_a_cancelled_close_keeps_training(qtbot):

@@ -37,7 +37,7 @@ from magicgui.widgets import (
 )
 from psygnal import Signal
 from qtpy.QtCore import QEvent, QObject, QTimer
-from qtpy.QtWidgets import QApplication, QMainWindow
+from qtpy.QtWidgets import QApplication, QMainWindow, QSizePolicy
 
 from ._console import (
     LayerInput,
@@ -101,7 +101,7 @@ _LABELS = {
     "min_segment_size": "Min segment size",
     "min_segment_width": "Min segment width",
 }
-_BASIC = ("max_iter", "min_labels", "n_superpixels", "superpixel_graph_scale", "seed", "device")
+_BASIC = ("max_iter", "min_labels", "n_superpixels", "seed", "device")
 #: Settings that only SLIC superpixels use: greyed out while graph-based superpixels are on.
 _SLIC_ONLY = ("n_superpixels", "compactness")
 
@@ -277,9 +277,13 @@ def _lowered_thread_priority() -> Iterator[None]:
 
 
 def status_text(update: Update, max_iter: int, note: str = "") -> str:
-    """The status line for a step: iteration, number of labels, loss (and the nD plane)."""
+    """The status line while training: iteration, the network's classes, loss (and the plane).
+
+    It counts classes, what the stopping rule watches: the labels made from them at the end
+    can be more (a class in several places) or fewer (weak boundaries joined).
+    """
     text = (
-        f"Iteration {update.iteration}/{max_iter} · {update.n_classes} labels"
+        f"Iteration {update.iteration}/{max_iter} · {update.n_classes} classes while training"
         f" · loss {update.loss:.4f}"
     )
     if update.n_planes > 1:
@@ -344,6 +348,8 @@ class _Run:
     stack: PlaneStack | None = None  # all planes of a stack: their labels so far
     next_refresh: float = 0.0  # perf_counter time before which a stack is not redrawn again
     unrefreshed: bool = False  # the stack's layer holds labels not drawn yet
+    #: The number of labels in each plane's final labels (what the user gets), by plane.
+    final_counts: dict[int, int] = dataclasses.field(default_factory=dict)
 
     def close_progress(self) -> None:
         """Close the napari progress bar once (every end path calls this)."""
@@ -406,6 +412,33 @@ def _call_if_hidden(window_ref: Callable[[], Any], callback: Callable[[], None])
         shown = False
     if not shown:
         callback()
+
+
+def _hide_row_label(widget: Any) -> None:
+    """Hide the label that a labelled Container gives ``widget`` (its row's first widget),
+    so that a section of controls has no stray caption of its own."""
+    row = widget.native.parentWidget()
+    layout = row.layout() if row is not None else None
+    if layout is not None and layout.count() > 1:
+        caption = layout.itemAt(0).widget()
+        if caption is not None and caption is not widget.native:
+            caption.hide()
+
+
+class _UndockWatcher(QObject):
+    """Calls ``callback`` when the watched widget is taken out of its parent (napari's dock
+    close button removes the dock and leaves the widget without a parent, undeleted)."""
+
+    def __init__(self, callback: Callable[[], None], parent: QObject) -> None:
+        super().__init__(parent)
+        self._callback = callback
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.ParentChange:
+            with contextlib.suppress(RuntimeError):
+                if obj.parent() is None:
+                    self._callback()
+        return False
 
 
 def _weak_slot(method: Callable[..., Any], *args: Any) -> Callable[..., None]:
@@ -495,6 +528,9 @@ class SegmentationWidget(Container):
             ]
         )
         self.status.native.setWordWrap(True)
+        # The status never widens the dock (and so never squeezes the canvas): it wraps.
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        _hide_row_label(self.advanced)
 
         self.image.changed.connect(self._on_image_changed)
         self.channel_axis.changed.connect(self._on_channel_axis_changed)
@@ -616,9 +652,25 @@ class SegmentationWidget(Container):
         self._shutdown_callback = partial(_shutdown, self._life)
         self._watched_window: Callable[[], Any] = lambda: None  # a weak reference
         self.native.destroyed.connect(self._shutdown_callback)
+        undocked = _weak_slot(self._on_undocked)
+        self.native.installEventFilter(_UndockWatcher(undocked, self.native))
         app = QApplication.instance()
         if app is not None:  # quitting napari: do not leave a thread that delays the exit
             app.aboutToQuit.connect(self._shutdown_callback)
+
+    def _on_undocked(self) -> None:
+        """The widget was closed out of its dock: stop training without making more labels
+        and leave the labels layer as last drawn (a widget docked again can run again)."""
+        run = self._life.run
+        if run is None:
+            return
+        run.abandon.set()
+        run.stop.set()
+        run.close_progress()
+        self._life.run = None  # the worker's queued updates are no longer shown
+        self.run_button.text = "Run"
+        self.run_button.enabled = True
+        self.status.value = "Stopped: the widget was closed."
 
     def _watch_window(self) -> None:
         """Stop training when the main window holding this widget gets a Close event.
@@ -760,6 +812,8 @@ class SegmentationWidget(Container):
                 done = item.plane * run.params.max_iter + item.iteration
                 run.progress.update(done - run.progress.n)
             self.status.value = status_text(item, run.params.max_iter, run.inp.note)
+            if item.is_last and item.labels is not None:
+                run.final_counts[item.plane] = int(item.labels.max(initial=0))
             if labels and item.labels is not None:
                 if run.stack is None:
                     self._put_labels(run, item.labels)
@@ -843,30 +897,40 @@ def _not_shown(exc: BaseException) -> str:
 
 
 def _final_status(run: _Run) -> str:
-    """The status line after a run."""
+    """The status line after a run: what the labels layer holds now."""
     last = run.last
+    counts = run.final_counts
     if run.failure is not None:
         text = f"Failed: {run.failure}"
     elif last is None:
         text = "Stopped before the first iteration."
-    elif run.stop.is_set() and last.n_planes > 1:
-        text = (
-            f"Stopped at plane {last.plane + 1}/{last.n_planes}, iteration {last.iteration}: "
-            f"its {last.n_classes} labels kept; the planes after it stay 0 (unlabelled)."
-        )
-    elif run.stop.is_set():
-        text = f"Stopped at iteration {last.iteration}: {last.n_classes} labels kept."
     elif last.n_planes > 1:
-        text = (
-            f"Done: all {last.n_planes} planes segmented (the last: {last.n_classes} labels "
-            f"after {last.iteration} iterations)."
+        done = (
+            f"{len(counts)} of {last.n_planes} planes"
+            if run.stop.is_set()
+            else (f"all {last.n_planes} planes")
         )
+        verb = "Stopped" if run.stop.is_set() else "Done"
+        text = f"{verb}: {done} segmented, {_count_range(counts.values())} labels per plane."
+        if run.stop.is_set():
+            text += " The planes after them stay 0 (unlabelled)."
     else:
-        text = (
-            f"Done: {last.n_classes} labels after {last.iteration} iterations"
-            f" (loss {last.loss:.4f})."
-        )
+        n_labels = counts.get(0, 0)
+        verb = "Stopped at iteration" if run.stop.is_set() else "Done after"
+        iterations = "" if run.stop.is_set() else " iterations"
+        text = f"{verb} {last.iteration}{iterations}: {n_labels} {_plural(n_labels, 'label')}."
     return f"{text}\n{run.inp.note}" if run.inp.note else text
+
+
+def _count_range(counts: Any) -> str:
+    """``"7"`` or ``"5 to 9"``: the range of some label counts."""
+    values = sorted(counts) or [0]
+    low, high = values[0], values[-1]
+    return str(low) if low == high else f"{low} to {high}"
+
+
+def _plural(count: int, word: str) -> str:
+    return word if count == 1 else f"{word}s"
 
 
 #: Axis labels that say an axis holds channels.
