@@ -4,10 +4,11 @@ Kanezaki's public demo (``demo.py`` of kanezaki/pytorch-unsupervised-segmentatio
 from the paper, and from the engine's ``paper`` preset, in these ways (the quirk names):
 
 ``frozen``
-    Until pull request #7 (2019-06-19) the demo kept the middle blocks' convolutions and
-    BatchNorms in a plain Python list, not an ``nn.ModuleList``, so ``model.parameters()``
-    never yielded them and the optimiser left them at their random start: with M = 2 only
-    the first 3x3 block and the 1x1 classifier learned. Today's demo trains them.
+    The demo's versions before its pull request #7 (2019-06-19) kept the middle blocks'
+    convolutions and BatchNorms in a plain Python list, not an ``nn.ModuleList``, so
+    ``model.parameters()`` never yielded them and the optimiser left them at their random
+    start: with M = 2 only the first 3x3 block and the 1x1 classifier learned. The current
+    demo trains them.
 ``init``
     PyTorch's default initialisation of the convolutions (Kaiming-uniform with
     a = sqrt(5)), where the paper and the preset use Xavier-uniform.
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 
 QUIRKS = ("frozen", "init", "bgr", "extra")
-#: The demo as it is today, run with ``--visualize 0`` (``frozen`` was fixed in 2019).
+#: The current demo, run with ``--visualize 0`` (its pull request #7 of 2019 removed ``frozen``).
 CURRENT_DEMO = ("init", "bgr", "extra")
 #: The settings the demo's loop uses; the rest (post-processing, continuity loss, graph
 #: superpixels) are not part of it and must stay at the ``paper`` preset's values.

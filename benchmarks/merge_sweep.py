@@ -9,8 +9,8 @@ exactly as the engine does (one ``LabelFinisher`` per image) and scored, so a sw
 gives the labels of a ``bsds.py --method ours`` run of that setting with the same
 ``--jobs``. This is how the default's post-processing was chosen (see docs/benchmarks.md).
 ``--bound`` adds how much mIoU a per-image choice among the swept settings could reach with
-the other targets met (it looks at the annotations: a limit for any adaptive rule, not a
-method).
+the other bars of ``TARGETS`` met (it looks at the annotations: a limit for any adaptive
+rule, not a method).
 
 Example
 -------
@@ -36,11 +36,12 @@ import numpy as np
 import bsds
 import scores
 
-TARGETS = {"miou_all": 0.33, "sc": 0.52, "pri": 0.78, "vi": 2.0}  # the quality issue's bar
+#: The four bars the default's settings are chosen to meet together (docs/benchmarks.md).
+TARGETS = {"miou_all": 0.33, "sc": 0.52, "pri": 0.78, "vi": 2.0}
 
 
 def targets_met(row: dict[str, float]) -> int:
-    """How many of the four quality targets a row of scores meets (VI: lower is better)."""
+    """How many of the four bars of :data:`TARGETS` a row of scores meets (VI: lower is better)."""
     return sum(
         row[name] <= bound if name == "vi" else row[name] >= bound
         for name, bound in TARGETS.items()
@@ -50,11 +51,11 @@ def targets_met(row: dict[str, float]) -> int:
 def per_image_bound(
     per_image: Sequence[dict[tuple, scores.ImageStats]],
 ) -> tuple[float | None, dict[str, float] | None, list[tuple] | None]:
-    """The most mIoU all a per-image choice of settings can reach with the other targets met.
+    """The most mIoU all a per-image choice of settings can reach with the other bars met.
 
     A diagnostic, not a method: the choice looks at the annotations. If even the best choice
-    misses the mIoU target, no rule that picks one of the swept settings per image (an
-    adaptive threshold, say) can meet all four targets.
+    misses the mIoU bar, no rule that picks one of the swept settings per image (an
+    adaptive threshold, say) can meet all four.
 
     Returns
     -------
@@ -65,7 +66,7 @@ def per_image_bound(
     found, chosen : dict or None, list or None
         The pooled scores and per-image settings of the best choice found that meets SC, PRI
         and VI (the relaxation rounded, a grid of weighted sums, then single images switched
-        while the targets hold), or None when the search found none.
+        while the bars hold), or None when the search found none.
     """
     shares = _pooled_shares(per_image)
     at_most, relaxed = _relaxation(*shares)
@@ -178,8 +179,8 @@ UNTRAINED = {
     "max_segments": 0,
     "merge_region_weight": 0.0,
 }
-#: Settings added after the first caches were made, with the value that means "off": left
-#: out of the cache's digest at that value, so that the caches made before them stay valid.
+#: Settings left out of the cache's digest while at the value that means "off": a cache
+#: trained with them off has the same name as one trained by an engine without them.
 ADDED_LATER = {"superpixel_graph_scale": 0.0, "merge_region_weight": 0.0}
 
 
@@ -216,7 +217,7 @@ def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarr
 
     trained = training_settings(args).replace(**UNTRAINED)
     stop_at = stopping_rule(args)
-    # "argmax": caches before it held labels already cut and rid of rims; never reuse those.
+    # "argmax": the cache holds the raw argmax labels; the tag keeps caches of other content apart.
     key = repr(trained.replace(max_iter=1)) + " argmax"
     for name, off in ADDED_LATER.items():
         if getattr(trained, name) == off:
@@ -239,7 +240,7 @@ def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarr
                 raw[f"it{step.iteration}"] = step.labels
                 raw["stopped_at"] = np.array(step.iteration)
                 break
-        np.savez_compressed(path, **raw)  # keeps the iteration counts cached before
+        np.savez_compressed(path, **raw)  # keeps the iteration counts already in the cache
     return {f"it{n}": raw[_source(raw, n)] for n in args.iterations}
 
 
@@ -290,8 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--thresholds",
         type=lambda t: numbers(t, float),
         default=[0.25, 0.3, 0.35],
-        help="merge thresholds (the default's texture boundary: around 0.3; add "
-        "--param boundary=colour for the colour merge, around 2)",
+        help="merge thresholds (the default preset: 0.435 with its region weight; the texture "
+        "boundary alone: around 0.3; add --param boundary=colour for the colour merge, around 2)",
     )
     parser.add_argument("--min-sizes", type=lambda t: numbers(t, int), default=[16])
     parser.add_argument(
@@ -316,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bound",
         action="store_true",
         help="also print how much mIoU a per-image choice of the swept settings can reach with "
-        "SC, PRI and VI on target (looks at the annotations: a limit, not a method)",
+        "SC, PRI and VI at their bars (looks at the annotations: a limit, not a method)",
     )
     parser.add_argument(
         "--param", action="append", type=bsds.parse_param, default=[], metavar="KEY=VALUE"

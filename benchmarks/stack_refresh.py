@@ -8,8 +8,8 @@ For a stack of N planes of 1024 x 1024 labels (N MB as uint8), it times on the m
 until Qt has processed the events, (a) one plane written into the labels layer in place
 (``write_plane``, what the widget does on each update; it redraws at most a quarter of
 the time when redrawing is slow, as in 3D display) and (b) every plane's labels shown
-again as a whole (``show_labels`` with a snapshot of the stack, what the widget did before
-session 25 and still does when the run moves to a new layer), and prints the medians and
+again as a whole (``show_labels`` with a snapshot of the stack, what the widget does when
+the run moves to a new layer), and prints the medians and
 their ratio. No training: the labels are random.
 """
 

@@ -33,9 +33,10 @@ def _image(shape=(32, 32), seed=0) -> np.ndarray:
 
 
 def console_examples() -> dict[str, str]:
-    """The console examples (a), (b), (c) as written in the README."""
-    found = {key: code for code, key in EXAMPLE.findall((ROOT / "README.md").read_text())}
-    assert set(found) == {"a", "b", "c"}, "README lacks '# console example (x)' code blocks"
+    """The console examples (a), (b), (c) as written in docs/napari.md."""
+    page = (ROOT / "docs" / "napari.md").read_text(encoding="utf-8")
+    found = {key: code for code, key in EXAMPLE.findall(page)}
+    assert set(found) == {"a", "b", "c"}, "docs/napari.md lacks '# console example (x)' blocks"
     return found
 
 

@@ -640,7 +640,7 @@ def test_the_readmes_python_api_example_runs_as_written(capsys):
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Python API", 1)[1]
+    section = readme.split("## Quick start: Python API", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     assert "data.coffee()" in code
     # the README's photo at an eighth of its size, so the test takes seconds, not minutes
