@@ -593,6 +593,25 @@ def test_sigterm_while_training_stops_like_ctrl_c_and_leaves_no_file(tmp_path):
     assert list(out.iterdir()) == []  # no label TIFF, no temporary file
 
 
+@pytest.mark.skipif(os.name == "nt", reason="Windows has no SIGTERM to send")
+def test_sigterm_while_writing_leaves_no_partial_file(tmp_path, capsys, monkeypatch):
+    tifffile.imwrite(tmp_path / "cells.tif", np.zeros((16, 16), np.uint8))
+    out = tmp_path / "out"
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminated_midway(file, data, **kwargs):
+        file.write(b"II*\x00" + b"\x00" * 100)  # a partial TIFF
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            raise AssertionError("SIGTERM would end the test run: no handler")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(tifffile, "imwrite", terminated_midway)
+    assert main([str(tmp_path / "cells.tif"), "--out", str(out), "--quiet", *FAST]) == 143
+    assert capsys.readouterr().err.strip() == "unsupervised-segmentation: interrupted (SIGTERM)"
+    assert list(out.iterdir()) == []  # the temporary file is removed
+    assert signal.getsignal(signal.SIGTERM) == before  # main leaves the caller's handler
+
+
 SUMMARY = re.compile(r"^(.+): (.+), (\d+) iterations?, \d+\.\d s -> (.+)$")
 
 
