@@ -1,7 +1,12 @@
 """The command line: files and samples in, label TIFFs out, failures reported and skipped."""
 
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,7 +185,8 @@ def test_stacks_are_refused_or_segmented_plane_by_plane(tmp_path, capsys):
     files = [str(tmp_path / "stack.ome.tif"), str(tmp_path / "two.tif")]
     assert main([*files, "--out", str(out), "--quiet", *FAST]) == 1
     errors = capsys.readouterr().err
-    assert "a stack of 2D planes" in errors and "--planes" in errors
+    assert "shape (3, 20, 24) is a stack of 3 planes along z; pass --planes" in errors
+    assert "shape (2, 2, 20, 24) is a stack of 2 planes along z; pass --planes" in errors
     assert not out.exists() or not list(out.iterdir())
 
     assert main([*files, "--out", str(out), "--quiet", *FAST, "--planes"]) == 0
@@ -263,7 +269,7 @@ def test_out_that_is_a_file_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--sample", "coffee", "--out", str(not_a_folder)])
     assert exit_info.value.code == 2
-    assert "--out" in capsys.readouterr().err
+    assert f"--out {not_a_folder} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_existing_outputs_and_inputs_are_never_overwritten(tmp_path, capsys):
@@ -465,3 +471,208 @@ def test_ctrl_c_stops_with_a_message_not_a_traceback(tmp_path, capsys, monkeypat
     monkeypatch.setattr(cli, "segment_to_file", interrupted)  # Ctrl-C while segmenting
     assert main(["--sample", "coffee", "--out", str(tmp_path), "--quiet", *FAST]) == 130
     assert capsys.readouterr().err.strip() == "unsupervised-segmentation: interrupted"
+
+
+def _read_only(folder: Path) -> None:
+    """Make ``folder`` refuse new files, also to root (immutable), where chmod does not."""
+    if getattr(os, "geteuid", lambda: -1)() != 0:
+        folder.chmod(0o500)
+    elif subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("running as root without chattr: no folder here refuses root")
+
+
+def _writable(folder: Path) -> None:
+    """Undo :func:`_read_only`."""
+    if getattr(os, "geteuid", lambda: -1)() == 0:
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+    folder.chmod(0o700)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a read-only folder is made with chmod or chattr")
+def test_an_out_folder_that_cannot_be_written_is_a_usage_error_before_any_training(
+    tmp_path, capsys, prepared_images
+):
+    tifffile.imwrite(tmp_path / "cells.tif", np.zeros((16, 16), np.uint8))
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    _read_only(read_only)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(tmp_path / "cells.tif"), "--out", str(read_only), *FAST])
+    finally:
+        _writable(read_only)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"--out {read_only}: cannot write label files there: " in error
+    assert list(read_only.iterdir()) == []
+    under_a_file = tmp_path / "cells.tif" / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "cells.tif"), "--out", str(under_a_file), *FAST])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"--out {under_a_file}: cannot write label files there: Not a directory" in error
+    assert prepared_images == []  # nothing trained
+
+
+def test_a_label_tiff_written_meanwhile_by_another_run_is_kept(tmp_path, capsys, monkeypatch):
+    image = np.random.default_rng(0).integers(0, 255, (16, 16), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "cells.tif", image)
+    out = tmp_path / "out"
+    target = out / "cells_labels.tif"
+    theirs = b"the labels of another run"
+    real_imwrite = tifffile.imwrite
+
+    def and_meanwhile(file, data, **kwargs):
+        real_imwrite(file, data, **kwargs)
+        target.write_bytes(theirs)  # the other run was faster
+
+    monkeypatch.setattr(tifffile, "imwrite", and_meanwhile)
+    assert main([str(tmp_path / "cells.tif"), "--out", str(out), "--quiet", *FAST]) == 1
+    output = capsys.readouterr()
+    expected = (
+        f"skipped cells: {target} appeared while segmenting (another run?) and is kept; "
+        "pass --overwrite to replace it"
+    )
+    assert expected in output.err
+    assert "1 of 1 image(s) failed" in output.err and output.out == ""
+    assert target.read_bytes() == theirs
+    assert sorted(p.name for p in out.iterdir()) == ["cells_labels.tif"]
+
+
+def _child_environment() -> dict[str, str]:
+    """The environment of a child Python that imports this copy of the package."""
+    import napari_unsupervised_segmentation
+
+    source = str(Path(napari_unsupervised_segmentation.__file__).parents[1])
+    paths = [source, *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def _read_until(process: subprocess.Popen, text: bytes, limit_s: float = 120.0) -> bytes:
+    """What ``process`` writes to stderr until ``text`` appears, it closes stderr, or
+    ``limit_s`` passes (a guard against a hang, not a measurement)."""
+    import select
+
+    assert process.stderr is not None
+    descriptor, seen = process.stderr.fileno(), b""
+    deadline = time.monotonic() + limit_s
+    while text not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([descriptor], [], [], deadline - time.monotonic())
+        chunk = os.read(descriptor, 4096) if ready else b""
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows has no SIGTERM to send")
+def test_sigterm_while_training_stops_like_ctrl_c_and_leaves_no_file(tmp_path):
+    image = np.random.default_rng(0).integers(0, 255, (32, 32), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "cells.tif", image)
+    out = tmp_path / "out"
+    endless = ["--max-iter", "1000000", "--min-labels", "0"]  # trains until stopped
+    command = [sys.executable, "-m", "napari_unsupervised_segmentation"]
+    cli = subprocess.Popen(
+        [*command, str(tmp_path / "cells.tif"), "--out", str(out), *FAST, *endless],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_child_environment(),
+    )
+    try:
+        progress = _read_until(cli, b" 1/1000000 ")  # the progress bar: training runs
+        cli.send_signal(signal.SIGTERM)
+        stdout, stderr = cli.communicate(timeout=120)
+    finally:
+        if cli.poll() is None:  # it never trained, or did not stop: end it before failing
+            cli.kill()
+            cli.wait()
+    assert b" 1/1000000 " in progress
+    assert cli.returncode == 143
+    assert stderr.decode().rstrip().endswith("unsupervised-segmentation: interrupted (SIGTERM)")
+    assert "Traceback" not in stderr.decode() and stdout == b""
+    assert list(out.iterdir()) == []  # no label TIFF, no temporary file
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows has no SIGTERM to send")
+def test_sigterm_while_writing_leaves_no_partial_file(tmp_path, capsys, monkeypatch):
+    tifffile.imwrite(tmp_path / "cells.tif", np.zeros((16, 16), np.uint8))
+    out = tmp_path / "out"
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminated_midway(file, data, **kwargs):
+        file.write(b"II*\x00" + b"\x00" * 100)  # a partial TIFF
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            raise AssertionError("SIGTERM would end the test run: no handler")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(tifffile, "imwrite", terminated_midway)
+    assert main([str(tmp_path / "cells.tif"), "--out", str(out), "--quiet", *FAST]) == 143
+    assert capsys.readouterr().err.strip() == "unsupervised-segmentation: interrupted (SIGTERM)"
+    assert list(out.iterdir()) == []  # the temporary file is removed
+    assert signal.getsignal(signal.SIGTERM) == before  # main leaves the caller's handler
+
+
+SUMMARY = re.compile(r"^(.+): (.+), (\d+) iterations?, \d+\.\d s -> (.+)$")
+
+
+def _blocks(shape: tuple[int, ...]) -> np.ndarray:
+    """An image of four flat quadrants of different brightness, and a little noise."""
+    image = np.random.default_rng(0).integers(0, 20, shape).astype(np.uint8)
+    height, width = shape[-2:]
+    image[..., : height // 2, width // 2 :] += 80
+    image[..., height // 2 :, : width // 2] += 160
+    image[..., height // 2 :, width // 2 :] += 230
+    return image
+
+
+def test_each_image_gets_a_summary_line_on_stdout_also_when_quiet(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "cells.tif", _blocks((24, 24)))
+    tifffile.imwrite(tmp_path / "timelapse.tif", _blocks((2, 2, 24, 24)), imagej=True,
+                     metadata={"axes": "TZYX"})  # fmt: skip
+    tifffile.imwrite(tmp_path / "odd\x1b[31m.tif", _blocks((24, 24)))
+    names = ("cells.tif", "timelapse.tif", "odd\x1b[31m.tif")
+    files = [str(tmp_path / name) for name in names]
+    out = tmp_path / "out"
+    exact = ["--min-labels", "0"]  # every plane trains for --max-iter iterations
+    assert main([*files, "--planes", "--out", str(out), "--quiet", *FAST, *exact]) == 0
+    output = capsys.readouterr()
+    assert output.err == ""  # --quiet: no progress bars
+    lines = output.out.splitlines()
+    assert len(lines) == 3
+    found = [SUMMARY.match(line) for line in lines]
+    assert all(found), lines
+    cells, timelapse, odd = (match.groups() for match in found if match)
+
+    labels = read_label_tiff(out / "cells_labels.tif")[0]
+    count = int(labels.max())
+    count_words = f"{count} label{'s' * (count != 1)}"
+    assert cells == ("cells", count_words, "3", str(out / "cells_labels.tif"))
+
+    stack = read_label_tiff(out / "timelapse_labels.tif")[0]
+    per_plane = sorted(int(plane.max()) for plane in stack.reshape(4, 24, 24))
+    spread = f"{per_plane[0]}-{per_plane[-1]} labels" if per_plane[0] != per_plane[-1] else (
+        f"{per_plane[0]} label{'s' * (per_plane[0] != 1)}")  # fmt: skip
+    assert timelapse == (
+        "timelapse",
+        f"4 planes, {spread} per plane",
+        "12",  # 3 iterations in each of 4 planes
+        str(out / "timelapse_labels.tif"),
+    )
+    # a file name's control characters are shown escaped: one line, no terminal codes
+    assert odd[0] == "odd\\x1b[31m" and odd[3] == str(out / "odd\\x1b[31m_labels.tif")
+
+
+def test_progress_counts_classes_while_training_then_the_labels_and_names_planes(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "cells.tif", _blocks((24, 24)))
+    tifffile.imwrite(tmp_path / "timelapse.tif", _blocks((2, 2, 24, 24)), imagej=True,
+                     metadata={"axes": "TZYX"})  # fmt: skip
+    files = [str(tmp_path / name) for name in ("cells.tif", "timelapse.tif")]
+    out = tmp_path / "out"
+    assert main([*files, "--planes", "--out", str(out), *FAST, "--min-labels", "0"]) == 0
+    progress = capsys.readouterr().err
+    assert re.search(r"cells: .*\d+ class(es)? while training", progress)
+    count = int(read_label_tiff(out / "cells_labels.tif")[0].max())
+    assert re.search(rf"cells: .*\b{count} labels?\]", progress)  # after post-processing
+    for number, (t, z) in enumerate([(1, 1), (1, 2), (2, 1), (2, 2)], start=1):
+        assert f"timelapse plane {number}/4 (time {t}/2, z {z}/2): " in progress
+    assert "axis" not in progress

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
@@ -132,6 +136,51 @@ def test_rewriting_replaces_an_existing_file(tmp_path: Path) -> None:
     assert _siblings(path) == ["a_labels.tif"]
 
 
+def test_without_overwrite_an_existing_file_is_kept(tmp_path: Path) -> None:
+    path = write_label_tiff(tmp_path / "a_labels.tif", np.ones((4, 4), np.uint8))
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError):
+        write_label_tiff(path, np.full((4, 4), 2, np.uint8), overwrite=False)
+    assert path.read_bytes() == before
+    assert _siblings(path) == ["a_labels.tif"]
+
+
+def _no_hard_links(source: Any, target: Any) -> None:
+    """``os.link`` on a file system without hard links (FAT, exFAT, some network shares)."""
+    raise OSError(errno.EPERM, "Operation not permitted")
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_without_overwrite_a_file_written_meanwhile_by_another_program_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hard_links: bool
+) -> None:
+    path = tmp_path / "cells_labels.tif"
+    theirs = b"another program's labels"
+    real_imwrite = tifffile.imwrite
+
+    def and_meanwhile(file: Any, data: Any, **kwargs: Any) -> None:
+        real_imwrite(file, data, **kwargs)
+        path.write_bytes(theirs)  # published by another program while this one wrote
+
+    monkeypatch.setattr(tifffile, "imwrite", and_meanwhile)
+    if not hard_links:
+        monkeypatch.setattr(os, "link", _no_hard_links)
+    with pytest.raises(FileExistsError):
+        write_label_tiff(path, _labels((5, 6), 7), overwrite=False)
+    assert path.read_bytes() == theirs
+    assert _siblings(path) == ["cells_labels.tif"]
+
+
+def test_without_hard_links_a_new_file_is_still_written_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "link", _no_hard_links)
+    labels = _labels((3, 5, 6), 70_000)
+    path = write_label_tiff(tmp_path / "new_labels.tif", labels, overwrite=False)
+    np.testing.assert_array_equal(read_label_tiff(path)[0], labels)
+    assert _siblings(path) == ["new_labels.tif"]
+
+
 # --- interoperability ----------------------------------------------------------------------
 
 
@@ -168,6 +217,33 @@ def test_uint32_is_ome_tiff_with_physical_sizes(tmp_path: Path) -> None:
     assert float(pixels.attrib["PhysicalSizeZ"]) == 2.0
     assert pixels.attrib["PhysicalSizeXUnit"] == "nm"
     np.testing.assert_array_equal(tifffile.imread(path), labels)
+
+
+@pytest.mark.parametrize(
+    ("stem", "xml_name"),
+    [
+        ("a\x01b\x1b[31m", "a\ufffdb\ufffd[31m"),  # control characters: no XML holds them
+        ("<&\"'>", "<&\"'>"),  # escaped
+        pytest.param(
+            os.fsdecode(b"cells\xff"),  # a name that is not UTF-8 (Linux allows it)
+            "cells\ufffd",
+            marks=pytest.mark.skipif(sys.platform != "linux", reason="a Linux file name"),
+        ),
+    ],
+)
+def test_any_file_name_makes_a_readable_ome_tiff(tmp_path: Path, stem: str, xml_name: str) -> None:
+    labels = _labels((5, 6), 70_000)  # uint32: an OME-TIFF, whose XML holds the name
+    path = write_label_tiff(tmp_path / f"{stem}_labels.tif", labels)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_ome
+        image = next(
+            e for e in ElementTree.fromstring(tif.ome_metadata).iter() if e.tag.endswith("Image")
+        )
+        np.testing.assert_array_equal(tif.series[0].asarray(), labels)
+    assert image.attrib["Name"] == f"{xml_name}_labels"
+    data, info = read_label_tiff(path)
+    np.testing.assert_array_equal(data, labels)
+    assert info["marker"] is True and info["name"] == f"{stem}_labels"
 
 
 def test_scikit_image_reads_the_files(tmp_path: Path) -> None:
@@ -372,6 +448,61 @@ def test_a_file_that_cannot_be_replaced_is_named_and_kept(
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert _siblings(path) == ["open_labels.tif"]
+
+
+_STALLED_WRITER = """
+import sys, time
+import numpy as np
+import tifffile
+from napari_unsupervised_segmentation.io import write_label_tiff
+
+def stall(file, data, **kwargs):
+    file.write(b"II*\\x00")  # the start of a TIFF, and no more
+    file.flush()
+    print("writing", flush=True)
+    time.sleep(600)
+
+tifffile.imwrite = stall
+write_label_tiff(sys.argv[1], np.ones((4, 4), np.uint8))
+"""
+
+
+def _child_environment() -> dict[str, str]:
+    """The environment of a child Python that imports this copy of the package."""
+    import napari_unsupervised_segmentation
+
+    source = str(Path(napari_unsupervised_segmentation.__file__).parents[1])
+    paths = [source, *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows cannot tell a writer still runs")
+def test_a_temporary_file_of_a_killed_writer_is_removed_when_the_file_is_written(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cells_labels.tif"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _STALLED_WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_child_environment(),
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "writing\n"
+    finally:
+        writer.send_signal(signal.SIGKILL)  # no cleanup can run
+        writer.wait()
+    (left,) = [name for name in _siblings(path) if name.endswith(".tmp")]
+    assert left.startswith(f".cells_labels.tif.{writer.pid}-")
+    # temporary files of a writer that runs (this process), or of another file, are kept
+    running = left.replace(f".{writer.pid}-", f".{os.getpid()}-")
+    other_file = left.replace("cells_labels", "other_labels")
+    for name in (running, other_file):
+        (tmp_path / name).write_bytes(b"II*\x00")
+    write_label_tiff(path, np.ones((4, 4), np.uint8))
+    assert _siblings(path) == sorted([other_file, running, "cells_labels.tif"])
+    np.testing.assert_array_equal(read_label_tiff(path)[0], np.ones((4, 4)))
 
 
 def test_labels_too_big_for_a_classic_tiff_are_written_as_ome_bigtiff(

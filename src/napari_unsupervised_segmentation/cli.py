@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -72,9 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace label TIFFs that already exist in --out (default: refuse to start)",
+        help="replace label TIFFs that already exist in --out (default: refuse to start, and "
+        "keep a label TIFF that another run writes meanwhile)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars (the one-line summary per image is still printed)",
+    )
     engine = parser.add_argument_group("engine parameters (default: the preset's value)")
     for field in dataclasses.fields(SegmentationParams):
         flag = "--" + field.name.replace("_", "-")
@@ -338,6 +349,14 @@ def _colour_letters(series: Any) -> str:
     return letters.replace("S", "Q" if "C" in letters else "C")
 
 
+class Written(NamedTuple):
+    """What :func:`segment_to_file` made of one image."""
+
+    path: Path  # the label TIFF
+    plane_labels: list[int]  # the number of labels in each plane (one for a 2D image)
+    iterations: int  # training iterations, all planes together
+
+
 def segment_to_file(
     name: str,
     image: np.ndarray,
@@ -346,56 +365,123 @@ def segment_to_file(
     params: SegmentationParams,
     letters: str | None = None,
     calibration: Calibration = UNCALIBRATED,
-) -> Path:
+) -> Written:
     """Segment one image (each plane of a stack with ``--planes``) into ``<name>_labels.tif``.
 
     The labels keep the image's pixel sizes and unit (``calibration``) for the axes they
-    share with it. Progress bars run over the iterations of each plane.
+    share with it. Progress bars run over the iterations of each plane. Without
+    ``--overwrite`` a label TIFF that appeared meanwhile is kept (FileExistsError).
     """
     from .io import write_label_tiff
 
     channel_axis, stack_axes = image_axes(image.shape, args.channel_axis, letters)
     if stack_axes and not args.planes:
-        described = f" (axes {letters})" if letters else ""
+        n_planes = int(np.prod([image.shape[axis] for axis in stack_axes]))
         raise ValueError(
-            f"shape {image.shape}{described} is a stack of 2D planes along axes "
-            f"{', '.join(map(str, stack_axes))}; pass --planes to segment each plane, or "
+            f"shape {image.shape} is a stack of {n_planes} planes along "
+            f"{_along(letters, stack_axes)}; pass --planes to segment each plane, or "
             "--channel-axis N if axis N holds channels"
         )
     # the stack axes first; the channels keep their place beside the plane
     plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
     rgb = colour_setting(name, image.shape, channel_axis, letters, args.rgb)
-    letters = known_letters(letters, image.ndim)
     arranged = np.transpose(image, [*stack_axes, *plane_axes])
     stack_shape = arranged.shape[: len(stack_axes)]
     engine_channel_axis = None if channel_axis is None else plane_axes.index(channel_axis)
-    planes = [
-        _segment_plane(
-            f"{name} {index}" if index else name,
-            arranged[index],
-            args,
-            params,
-            engine_channel_axis,
-            rgb,
-        )
-        for index in np.ndindex(stack_shape)
-    ]
-    labels = np.stack(planes).reshape(*stack_shape, *planes[0].shape)
-    axes = _stack_letters(letters, stack_axes)
+    n_planes = int(np.prod(stack_shape))
+    planes = []
+    for number, index in enumerate(np.ndindex(stack_shape), start=1):
+        where = _plane_words(number, n_planes, index, stack_shape, letters, stack_axes)
+        try:
+            planes.append(
+                _segment_plane(
+                    f"{shown(name)} {where}" if where else shown(name),
+                    arranged[index],
+                    args,
+                    params,
+                    engine_channel_axis,
+                    rgb,
+                )
+            )
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}" if where else str(error)) from error
+    labels = np.stack([plane.labels for plane in planes]).reshape(
+        *stack_shape, *planes[0].labels.shape
+    )
+    axes = _stack_letters(known_letters(letters, image.ndim), stack_axes)
     scale = _label_scale(calibration, axes, labels.ndim)
     unit = calibration.unit if scale is not None else None
     if scale is None and calibration.sizes:
-        print(f"{PROG}: note: {name}: its pixel size is in no length unit this command knows; "
-              "the labels are written at pixel size 1", file=sys.stderr)  # fmt: skip
+        print(f"{PROG}: note: {shown(name)}: its pixel size is in no length unit this command "
+              "knows; the labels are written at pixel size 1", file=sys.stderr)  # fmt: skip
     path = output_path(out_dir, name)
+    write = {"axes": axes, "overwrite": args.overwrite}
     try:
-        return write_label_tiff(path, labels, axes=axes, scale=scale, units=unit)
+        write_label_tiff(path, labels, scale=scale, units=unit, **write)
     except ValueError as error:
         if scale is None:
             raise
-        print(f"{PROG}: note: {name}: {error}; the labels are written at pixel size 1",
+        print(f"{PROG}: note: {shown(name)}: {error}; the labels are written at pixel size 1",
               file=sys.stderr)  # fmt: skip
-        return write_label_tiff(path, labels, axes=axes)
+        write_label_tiff(path, labels, **write)
+    return Written(
+        path,
+        [int(plane.labels.max()) for plane in planes],
+        sum(plane.iterations for plane in planes),
+    )
+
+
+#: How the status lines name the axes a TIFF names (tifffile's letters).
+_AXIS_WORDS = {"T": "time", "Z": "z", "C": "channel", "S": "channel"}
+
+
+def _axis_word(letters: str | None, axis: int) -> str | None:
+    """A biologist's word for an axis (``z``, ``time``, ``channel``), or None when the file
+    does not say what the axis is."""
+    if letters is None or axis >= len(letters):
+        return None
+    return _AXIS_WORDS.get(letters[axis])
+
+
+def _along(letters: str | None, axes: Sequence[int]) -> str:
+    """The stack axes in words: ``z``, ``time and z``, or ``axis 0`` when unnamed."""
+    words = [_axis_word(letters, axis) for axis in axes]
+    if all(words):
+        return " and ".join(word for word in words if word)
+    numbers = " and ".join(map(str, axes))
+    return f"axes {numbers}" if len(axes) > 1 else f"axis {numbers}"
+
+
+def _plane_words(
+    number: int,
+    n_planes: int,
+    index: tuple[int, ...],
+    stack_shape: tuple[int, ...],
+    letters: str | None,
+    stack_axes: Sequence[int],
+) -> str:
+    """Where a plane is, counted from 1 as Fiji does: ``plane 3/12``, and for a stack of
+    more than one axis also the place along each, ``plane 7/15 (time 2/5, z 1/3)``; empty
+    for a 2D image."""
+    if not stack_axes:
+        return ""
+    where = f"plane {number}/{n_planes}"
+    if len(stack_axes) > 1:
+        places = [
+            f"{_axis_word(letters, axis) or f'axis {axis}'} {at + 1}/{size}"
+            for axis, at, size in zip(stack_axes, index, stack_shape, strict=True)
+        ]
+        where += f" ({', '.join(places)})"
+    return where
+
+
+def shown(text: str | os.PathLike[str]) -> str:
+    """``text`` fit for one line of a terminal: control characters (a newline, an escape
+    sequence in a file name) written as escapes such as ``\\x1b``."""
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape", "backslashreplace").decode()
+        for char in os.fspath(text)
+    )
 
 
 def _label_scale(calibration: Calibration, axes: str | None, ndim: int) -> list[float] | None:
@@ -449,6 +535,13 @@ def _note_planar_colour(name: str, n_samples: int) -> None:
     )
 
 
+class PlaneResult(NamedTuple):
+    """The labels of one 2D plane and the training iterations they took."""
+
+    labels: np.ndarray
+    iterations: int
+
+
 def _segment_plane(
     desc: str,
     plane: np.ndarray,
@@ -456,8 +549,12 @@ def _segment_plane(
     params: SegmentationParams,
     channel_axis: int | None,
     rgb: bool | None,
-) -> np.ndarray:
-    """Labels of one 2D plane, with a progress bar over iterations."""
+) -> PlaneResult:
+    """Labels of one 2D plane, with a progress bar over iterations.
+
+    While training the bar shows the network's classes (what the stopping rule counts);
+    at the end the labels the user gets, after post-processing, which can number more.
+    """
     from tqdm import tqdm
 
     from .core import iter_segment
@@ -466,9 +563,11 @@ def _segment_plane(
     with tqdm(total=params.max_iter, desc=desc, unit="it", leave=False, disable=args.quiet) as bar:
         for step in iter_segment(plane, params, channel_axis=channel_axis, rgb=rgb):
             bar.update(1)
-            bar.set_postfix(labels=step.n_classes)
-    assert step is not None
-    return step.labels
+            bar.set_postfix_str(f"{counted(step.n_classes, 'class')} while training")
+        assert step is not None
+        labels = step.labels
+        bar.set_postfix_str(counted(int(labels.max()), "label"))
+    return PlaneResult(labels, step.iteration)
 
 
 def _stack_letters(letters: str | None, stack_axes: tuple[int, ...]) -> str | None:
@@ -527,8 +626,42 @@ def _unique_names(inputs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     return unique
 
 
+#: Exit statuses besides argparse's 2 for a usage error: every image written; some failed;
+#: stopped by Ctrl-C; stopped by SIGTERM (128 + the signal number, as a shell reports it).
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler's time limit), raised where the program is, so that
+    it stops as after Ctrl-C: the label TIFF being written is removed, not left partial."""
+
+
+@contextlib.contextmanager
+def sigterm_stops_like_ctrl_c() -> Iterator[None]:
+    """Raise :class:`Terminated` on SIGTERM while the block runs (in the main thread only,
+    where Python runs signal handlers; a SIGTERM the caller ignores stays ignored)."""
+    sigterm = getattr(signal, "SIGTERM", None)
+    if sigterm is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(sigterm)
+    if previous == signal.SIG_IGN:
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    signal.signal(sigterm, stop)
+    try:
+        yield
+    finally:
+        signal.signal(sigterm, signal.SIG_DFL if previous is None else previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; exit code 0 when every image was written, 1 otherwise."""
+    """Run the command line; exit status 0 when every image was written, 1 when some failed,
+    2 for a usage error, 130 after Ctrl-C and 143 after SIGTERM."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.images and not args.sample:
@@ -541,19 +674,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     problems = _overwrite_problems(args, [name for name, _ in inputs])
     if problems:
         parser.error("not overwriting: " + "; ".join(problems))
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        parser.error(f"--out {args.out}: {error}")
-    try:
-        _check_device(parser, params.device)
-        failures = _segment_inputs(inputs, args, params)
-    except KeyboardInterrupt:  # Ctrl-C: no traceback; files already written are complete
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    problem = _out_problem(args.out)
+    if problem:
+        parser.error(problem)
+    with sigterm_stops_like_ctrl_c():
+        try:
+            _check_device(parser, params.device)
+            failures = _segment_inputs(inputs, args, params)
+        except Terminated:
+            print(f"{PROG}: interrupted (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
+        except KeyboardInterrupt:  # Ctrl-C: no traceback; files already written are complete
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
     if failures:
         print(f"{PROG}: {failures} of {len(inputs)} image(s) failed", file=sys.stderr)
-    return 1 if failures else 0
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def _out_problem(out: Path) -> str | None:
+    """Why label TIFFs cannot be written in ``out`` (created when missing), or None: found
+    by writing and removing a small file, before any image is segmented (a read-only disk,
+    a folder without write permission)."""
+    if out.exists() and not out.is_dir():
+        return f"--out {shown(out)} is a file, not a folder"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(dir=out, prefix=f".{PROG}-check-", suffix=".tmp")
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        return f"--out {shown(out)}: cannot write label files there: {error.strerror or error}"
+    return None
 
 
 def _check_device(parser: argparse.ArgumentParser, device: str) -> None:
@@ -572,25 +724,60 @@ def _check_device(parser: argparse.ArgumentParser, device: str) -> None:
 def _segment_inputs(
     inputs: list[tuple[str, Any]], args: argparse.Namespace, params: SegmentationParams
 ) -> int:
-    """Segment and write every input; the number that failed (each reported)."""
+    """Segment and write every input, printing a summary line for each (stdout, also with
+    ``--quiet``); the number that failed (each reported on stderr)."""
     from tqdm import tqdm
 
     failures = 0
     for name, load in tqdm(
         inputs, desc="images", unit="image", disable=args.quiet or len(inputs) < 2
     ):
+        started = time.perf_counter()
         try:
             image, letters, calibration = load()
             if not args.calibration:
                 calibration = UNCALIBRATED
             written = segment_to_file(name, image, args.out, args, params, letters, calibration)
+        except FileExistsError:  # written by another run since the check at the start
+            failures += 1
+            target = shown(output_path(args.out, name))
+            print(f"{PROG}: skipped {shown(name)}: {target} appeared while segmenting (another "
+                  "run?) and is kept; pass --overwrite to replace it", file=sys.stderr)  # fmt: skip
         except Exception as error:  # one bad file must not stop the others
             failures += 1
-            print(f"{PROG}: skipped {name}: {error}", file=sys.stderr)
+            print(f"{PROG}: skipped {shown(name)}: {shown(str(error))}", file=sys.stderr)
         else:
-            if not args.quiet:
-                tqdm.write(f"wrote {written}")
+            seconds = time.perf_counter() - started
+            tqdm.write(summary_line(name, written, output_path(args.out, name), seconds))
     return failures
+
+
+def summary_line(name: str, written: Written, path: Path, seconds: float) -> str:
+    """One line per image for people and scripts.
+
+    ``NAME: L labels, I iterations, S s -> PATH`` for a 2D image;
+    ``NAME: P planes, A-B labels per plane, I iterations, S s -> PATH`` for a stack (each
+    plane is numbered from 1 on its own: the range of the planes' label counts, one number
+    when all planes have as many; ``I`` is the iterations of all planes together). Counts
+    of one are singular (``1 label``). ``S`` is the seconds from reading the image to
+    the written file.
+    """
+    counts = written.plane_labels
+    if len(counts) == 1:
+        labels = counted(counts[0], "label")
+    else:
+        low, high = min(counts), max(counts)
+        spread = counted(low, "label") if low == high else f"{low}-{high} labels"
+        labels = f"{len(counts)} planes, {spread} per plane"
+    iterations = counted(written.iterations, "iteration")
+    return f"{shown(name)}: {labels}, {iterations}, {seconds:.1f} s -> {shown(path)}"
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 label``, ``2 labels``, ``3 classes``."""
+    if number == 1:
+        return f"1 {noun}"
+    return f"{number} {noun}{'es' if noun.endswith('s') else 's'}"
 
 
 if __name__ == "__main__":

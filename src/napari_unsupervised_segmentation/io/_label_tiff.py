@@ -13,15 +13,20 @@ What is written:
   them).
 
 Files are written to a temporary file in the target folder and moved into place at the end,
-so that a failed write never leaves a partial file nor destroys an existing one.
+so that a failed write never leaves a partial file nor destroys an existing one. The
+temporary file's name carries the writer's process id (``.NAME.PID-HOST.RANDOM.tmp``): one
+left by a writer that was killed is removed the next time that file is written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import os
 import re
 import secrets
+import socket
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from pathlib import Path
@@ -187,6 +192,7 @@ def write_label_tiff(
     scale: Sequence[float] | None = None,
     axes: str | None = None,
     units: str | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Write ``labels`` to a compressed, marked TIFF atomically and return the final path.
 
@@ -207,11 +213,19 @@ def write_label_tiff(
     units
         Length unit of the Z, Y and X sizes (``"micrometer"``, ``"um"``, ``"nm"``, ...).
         The time interval is in seconds.
+    overwrite
+        False: never replace a file at ``path``, also not one that another program creates
+        while this one writes (the file is published with a hard link, which fails where a
+        file exists; where the file system has no hard links, the name is first claimed by
+        creating it empty and exclusively).
 
     Raises
     ------
     ValueError
         For unsuitable data or arguments; no file is created or changed.
+    FileExistsError
+        With ``overwrite=False``, when ``path`` exists (before or after writing); the
+        existing file is left as it is and no temporary file remains.
     """
     target = Path(os.path.abspath(os.fspath(path)))
     if target.suffix.lower() not in _SUFFIXES:
@@ -226,6 +240,8 @@ def write_label_tiff(
     sizes = dict(zip(axes, _check_scale(scale, arr.ndim), strict=True))
     unit = _check_unit(units)
     _check_resolution(sizes, unit)
+    if not overwrite and os.path.lexists(target):
+        raise _exists_error(target)
     ome = _ome_options(data, axes, sizes, unit, _file_stem(target))
     if data.dtype in _IMAGEJ_DTYPES and _in_imagej_order(axes):
         # All six hyperstack axes spelled out: tifffile would otherwise take a last axis of
@@ -235,9 +251,9 @@ def write_label_tiff(
     else:
         first_try = data, ome
     if data.nbytes < CLASSIC_TIFF_MAX_BYTES:
-        _write_and_replace(target, *first_try, bigtiff=False)
+        _write_and_publish(target, *first_try, bigtiff=False, overwrite=overwrite)
     else:  # as OME-TIFF: ImageJ hyperstacks cannot be BigTIFF; Bio-Formats (Fiji) reads it
-        _write_and_replace(target, data, ome, bigtiff=True)
+        _write_and_publish(target, data, ome, bigtiff=True, overwrite=overwrite)
     return target
 
 
@@ -456,7 +472,10 @@ def _ome_options(
     stored at the start of the file (tifffile's own OME writer appends it at the end, where a
     truncated file would lose it without an error).
     """
-    metadata: dict[str, Any] = {"Name": name, "Description": f"{_MARKER_TEXT}\naxes={axes}"}
+    metadata: dict[str, Any] = {
+        "Name": _xml_safe(name),
+        "Description": f"{_MARKER_TEXT}\naxes={axes}",
+    }
     ome_unit = _UNITS[unit][1] if unit is not None else "pixel"
     for axis in "XYZ":
         if axis in sizes:
@@ -480,30 +499,137 @@ def _ome_options(
     }
 
 
-def _write_and_replace(
-    target: Path, data: np.ndarray, options: dict[str, Any], *, bigtiff: bool
-) -> None:
-    """Write to a new hidden file next to ``target``, then rename it over ``target``.
+#: Characters that XML 1.0 cannot hold, not even escaped (control characters, surrogates).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
-    The rename is atomic on one file system; on any failure (including interruption) the
-    temporary file is removed and ``target`` is untouched.
+
+def _xml_safe(text: str) -> str:
+    """``text`` with every character that XML cannot hold replaced by U+FFFD (a file name
+    may hold control characters, or undecodable bytes as surrogates); tifffile escapes
+    ``<``, ``&`` and quotes itself."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
+#: Tells this computer's temporary files from those of others writing to a shared folder,
+#: whose process ids mean nothing here.
+_HOST_TAG = hashlib.sha1(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+def _temporary_path(target: Path) -> Path:
+    """A new hidden name next to ``target`` that names this process (see
+    :func:`_remove_stale_temporaries`)."""
+    token = secrets.token_hex(4)
+    return target.with_name(f".{target.name}.{os.getpid()}-{_HOST_TAG}.{token}.tmp")
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Remove the temporary files of ``target`` that writers on this computer left when they
+    were killed (their process no longer runs); those of running writers, of other targets
+    and of other computers are kept."""
+    pattern = re.compile(
+        rf"\.{re.escape(target.name)}\.(\d{{1,10}})-{_HOST_TAG}\.[0-9a-f]{{8}}\.tmp"
+    )
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        found = pattern.fullmatch(name)
+        if found and not _process_runs(int(found.group(1))):
+            with contextlib.suppress(OSError):
+                os.unlink(target.parent / name)
+
+
+def _process_runs(pid: int) -> bool:
+    """Whether a process with this id runs here (True when that cannot be told)."""
+    if os.name == "nt":  # os.kill would end the process there: keep its file
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # another user's process, or not a process id
+        return True
+    return True
+
+
+def _exists_error(target: Path) -> FileExistsError:
+    """The error for a target that must not be replaced."""
+    return FileExistsError(errno.EEXIST, "exists and is kept (not overwriting)", str(target))
+
+
+def _write_and_publish(
+    target: Path, data: np.ndarray, options: dict[str, Any], *, bigtiff: bool, overwrite: bool
+) -> None:
+    """Write to a new hidden file next to ``target``, then publish it as ``target``.
+
+    Publishing is atomic on one file system: with ``overwrite`` a rename over ``target``,
+    else a hard link that fails where ``target`` exists (see :func:`_publish_new`). On any
+    failure (including interruption) the temporary file is removed and ``target`` is
+    untouched.
     """
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    _remove_stale_temporaries(target)
+    temporary = _temporary_path(target)
     try:
         with open(temporary, "xb") as handle:  # "x": never opens an existing file
             tifffile.imwrite(handle, data, bigtiff=bigtiff, **options)
             handle.flush()
             os.fsync(handle.fileno())
-        try:
-            os.replace(temporary, target)
-        except PermissionError as exc:
-            raise PermissionError(
-                f"cannot replace {str(target)!r}: it is read-only, open in another program, "
-                "or (on Windows) memory-mapped by an open layer; save under another name"
-            ) from exc
+        if overwrite:
+            _publish_over(temporary, target)
+        else:
+            _publish_new(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+        raise
+
+
+def _publish_over(temporary: Path, target: Path) -> None:
+    """Rename ``temporary`` to ``target``, replacing any file there."""
+    try:
+        os.replace(temporary, target)
+    except PermissionError as exc:
+        raise PermissionError(
+            f"cannot replace {str(target)!r}: it is read-only, open in another program, "
+            "or (on Windows) memory-mapped by an open layer; save under another name"
+        ) from exc
+
+
+def _publish_new(temporary: Path, target: Path) -> None:
+    """Give ``temporary`` the name ``target`` only if no file has it, in one atomic step.
+
+    A hard link fails where ``target`` exists. On file systems without hard links (FAT,
+    exFAT, some network shares) the name is claimed by creating ``target`` empty and
+    exclusively, then the complete file is renamed over that empty one: readers may see an
+    empty file for a moment, never a partial one nor a replaced one.
+    """
+    try:
+        os.link(temporary, target)
+    except FileExistsError:
+        raise _exists_error(target) from None
+    except OSError:  # no hard links here
+        _claim_and_replace(temporary, target)
+        return
+    os.unlink(temporary)
+
+
+def _claim_and_replace(temporary: Path, target: Path) -> None:
+    """Create ``target`` exclusively (empty), then rename ``temporary`` over it; the empty
+    file is removed again when the rename fails."""
+    try:
+        descriptor = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        raise _exists_error(target) from None
+    claimed = os.fstat(descriptor)
+    os.close(descriptor)
+    try:
+        _publish_over(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            now = os.stat(target)
+            if (now.st_dev, now.st_ino) == (claimed.st_dev, claimed.st_ino):
+                os.unlink(target)
         raise
 
 
