@@ -443,3 +443,43 @@ def test_write_plane_redraws_the_plane_shown(make_napari_viewer):
     assert write_plane(layer, inp, 1, np.full((16, 16), 5, np.uint8))
     after = viewer.screenshot(canvas_only=True, flash=False)
     assert not np.array_equal(before, after)  # the new labels are drawn, not only stored
+
+
+def test_the_status_note_names_the_plane_and_channels_as_the_viewer_shows_them(
+    make_napari_viewer,
+):
+    viewer = make_napari_viewer()
+    data = np.zeros((5, 2, 16, 16))
+    named = viewer.add_image(data, name="tcyx", axis_labels=("t", "c", "y", "x"))
+    viewer.dims.set_current_step(0, 3)
+    assert layer_input(named, viewer.dims, channel_axis=1).note == "plane t=3 · 2 channels (c)"
+    stack = layer_input(named, viewer.dims, channel_axis=1, all_planes=True)
+    assert stack.note == "all 5 planes along t · 2 channels (c)"
+    assert layer_input(named, viewer.dims).note == "plane t=3, c=0"
+    viewer.layers.clear()
+
+    unnamed = viewer.add_image(data, name="4d")  # napari labels its axes '-4' ... '-1'
+    viewer.dims.set_current_step(0, 3)
+    note = layer_input(unnamed, viewer.dims, channel_axis=1).note
+    assert note == "plane 3 along axis 0 · 2 channels (axis 1)"
+    assert layer_input(unnamed, viewer.dims, channel_axis=0).note == (
+        "plane 0 along axis 1 · 5 channels (axis 0)"
+    )
+    viewer.layers.clear()
+
+    assert layer_input(viewer.add_image(np.zeros((16, 16))), viewer.dims).note == ""
+    viewer.layers.clear()
+
+    # the viewer shows z, x: the plane is held at y
+    volume = viewer.add_image(np.zeros((6, 8, 10)), axis_labels=("z", "y", "x"))
+    viewer.dims.order = (1, 0, 2)
+    viewer.dims.set_current_step(1, 4)
+    assert layer_input(volume, viewer.dims).note == "plane y=4 (z, x)"
+
+
+def test_a_layer_without_axis_labels_takes_the_names_the_viewer_shows(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((2, 3, 16, 16)), axis_labels=("t", "z", "y", "x"))
+    volume = viewer.add_image(np.zeros((3, 16, 16)))  # on the viewer's z, y, x axes
+    viewer.dims.set_current_step(1, 2)
+    assert layer_input(volume, viewer.dims).note == "plane z=2"

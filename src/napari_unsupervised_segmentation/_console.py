@@ -155,6 +155,9 @@ class LayerInput:
     plan: PlanePlan
     transforms: dict[str, Any] = field(default_factory=dict)  # Labels layer keyword arguments
     layer_id: str = ""  # the image layer's napari unique_id: another image may share its name
+    #: Per layer axis (RGB excluded), its name as the viewer shows it ("z", "t", "c"), or ""
+    #: where it has none (napari's default labels are numbers).
+    axis_names: tuple[str, ...] = ()
 
     @property
     def labels_name(self) -> str:
@@ -181,21 +184,41 @@ class LayerInput:
 
     @property
     def note(self) -> str:
-        """Empty for a 2D layer, else which plane of the nD layer is segmented (status line)."""
-        held = [f"axis {ax}={i}" for ax, i in enumerate(self.plan.index) if i is not None]
-        if not held and self.plan.channel_axis is None and not self.plan.stack_axes:
-            return ""
-        axes = f"{self.plan.plane_axes[0]},{self.plan.plane_axes[1]}"
-        if self.plan.stack_axes:
-            along = ",".join(map(str, self.plan.stack_axes))
-            parts = [f"all {self.n_planes} planes of axes {axes} along axes {along}"]
+        """Which plane of an nD layer is segmented and where its channels are, in the words
+        the viewer shows (status line; empty for a 2D layer without channels): "plane z=6,
+        t=2 · 3 channels (c)", or with unnamed axes "plane 6 along axis 0 · 3 channels
+        (axis 1)". Positions are 0-based, as napari's sliders and ``viewer.dims`` show them.
+        """
+        plan = self.plan
+        parts = []
+        if plan.stack_axes:
+            parts.append(f"all {self.n_planes} planes along {self._axes_text(plan.stack_axes)}")
         else:
-            parts = [f"plane of axes {axes}"]
-        if held:
-            parts.append("at " + ", ".join(held))
-        if self.plan.channel_axis is not None:
-            parts.append(f"channels on axis {self.plan.channel_axis}")
-        return f"{len(self.layer_shape)}D layer: " + " ".join(parts)
+            held = [self._position(axis, i) for axis, i in enumerate(plan.index) if i is not None]
+            if held:
+                parts.append("plane " + ", ".join(held))
+        not_channels = [axis for axis in range(len(self.layer_shape)) if axis != plan.channel_axis]
+        if parts and list(plan.plane_axes) != not_channels[-2:]:  # the viewer's axes were rolled
+            parts[0] += f" ({self._axes_text(plan.plane_axes)})"
+        if plan.channel_axis is not None:
+            n_channels = self.layer_shape[plan.channel_axis]
+            parts.append(f"{n_channels} channels ({self._axes_text((plan.channel_axis,))})")
+        return " · ".join(parts)
+
+    def _name(self, axis: int) -> str:
+        return self.axis_names[axis] if axis < len(self.axis_names) else ""
+
+    def _position(self, axis: int, index: int) -> str:
+        """Where a sliced axis is held: "z=6", or "6 along axis 0" for an unnamed axis."""
+        name = self._name(axis)
+        return f"{name}={index}" if name else f"{index} along axis {axis}"
+
+    def _axes_text(self, axes: Sequence[int]) -> str:
+        """ "z", "t, z", "axis 0" or "axes 0, 1" (names where the axes have them)."""
+        if not any(self._name(axis) for axis in axes):
+            numbers = ", ".join(map(str, axes))
+            return f"axis {numbers}" if len(axes) == 1 else f"axes {numbers}"
+        return ", ".join(self._name(axis) or f"axis {axis}" for axis in axes)
 
     def to_layer_data(self, labels: np.ndarray) -> np.ndarray:
         """Place ``labels`` of the plane (2D), or of all planes (the stack axes and the plane
@@ -387,7 +410,29 @@ def layer_input(
         plan=plan,
         transforms=_labels_transforms(layer, plan),
         layer_id=_identity(layer),
+        axis_names=_axis_names(layer, dims, ndim),
     )
+
+
+def _axis_names(layer: Any, dims: Dims | None, ndim: int) -> tuple[str, ...]:
+    """The name of each of the layer's ``ndim`` axes as the viewer shows it: the layer's
+    own axis label, else the viewer's label of the world axis it lies on (napari aligns the
+    last axes), else "" (napari's default labels are numbers: '-3', '-2', '0', ...)."""
+    own = [str(label) for label in getattr(layer, "axis_labels", None) or ()]
+    world = [str(label) for label in dims.axis_labels] if dims is not None else []
+    offset = len(world) - ndim
+    names = []
+    for axis in range(ndim):
+        candidates = [own[axis] if len(own) == ndim else ""]
+        if offset >= 0:
+            candidates.append(world[axis + offset])
+        names.append(next((label for label in candidates if _is_axis_name(label)), ""))
+    return tuple(names)
+
+
+def _is_axis_name(label: str) -> bool:
+    """Whether an axis label names the axis (napari's default labels are integers)."""
+    return bool(label.strip()) and not label.strip().lstrip("-").isdigit()
 
 
 #: ``Labels.metadata`` key under which the plugin records what it last wrote into a layer.
