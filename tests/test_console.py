@@ -483,3 +483,17 @@ def test_a_layer_without_axis_labels_takes_the_names_the_viewer_shows(make_napar
     volume = viewer.add_image(np.zeros((3, 16, 16)))  # on the viewer's z, y, x axes
     viewer.dims.set_current_step(1, 2)
     assert layer_input(volume, viewer.dims).note == "plane z=2"
+
+
+def test_a_layers_channels_count_in_the_memory_check(make_napari_viewer, monkeypatch):
+    from napari_unsupervised_segmentation.core import memory
+
+    viewer = make_napari_viewer()
+    three = viewer.add_image(np.zeros((3, 32, 32), np.float32), name="three")
+    cube = viewer.add_image(np.zeros((300, 32, 32), np.float32), name="cube")
+    # the computer's share of a 3-channel plane, and its float32 copy
+    three_needs = memory.estimate_bytes(32, 32, FAST, 3)[1] + 3 * 32 * 32 * 4
+    monkeypatch.setattr(memory, "available_memory", lambda: three_needs)
+    assert layer_input(three, viewer.dims, channel_axis=0, params=FAST).image.shape == (3, 32, 32)
+    with pytest.raises(MemoryError, match="a 32 x 32 image with 300 channels needs about"):
+        layer_input(cube, viewer.dims, channel_axis=0, params=FAST)

@@ -689,6 +689,25 @@ def test_an_image_too_large_for_the_memory_available_is_refused_before_training(
     assert segment(image, settings).shape == (64, 96)
 
 
+def test_every_input_channel_counts_in_the_memory_estimate(monkeypatch):
+    from napari_unsupervised_segmentation.core import memory
+
+    paper, default = PRESETS["paper"], PRESETS["default"]
+    network, rgb = memory.estimate_bytes(64, 96, paper)  # fitted on 3 channels
+    assert memory.estimate_bytes(64, 96, paper, n_input_channels=3) == (network, rgb)
+    _, hyperspectral = memory.estimate_bytes(64, 96, paper, n_input_channels=1500)
+    assert hyperspectral - rgb == 64 * 96 * 1497 * 16  # 16 bytes a pixel and channel
+    _, merged = memory.estimate_bytes(64, 96, default, n_input_channels=1500)
+    _, merged_rgb = memory.estimate_bytes(64, 96, default)
+    assert merged - merged_rgb == 64 * 96 * 1497 * 40  # and 24 more for texture merging
+    monkeypatch.setattr(memory, "available_memory", lambda: network + rgb)
+    memory.check_memory(64, 96, paper, n_input_channels=3)  # fits, just
+    with pytest.raises(
+        MemoryError, match=r"a 64 x 96 image with 1500 channels needs .* fewer of its channels"
+    ):
+        memory.check_memory(64, 96, paper, n_input_channels=1500)
+
+
 def test_the_readmes_python_api_example_runs_as_written(capsys):
     from pathlib import Path
 

@@ -340,7 +340,8 @@ def layer_input(
     :func:`~napari_unsupervised_segmentation.core.memory.check_memory`; the network's is
     checked when training starts) exceeds the memory available raises MemoryError before
     it is copied (a multiscale layer's full-resolution level can be far larger than what
-    the screen shows); with ``all_planes`` the stack's copy and its labels count too.
+    the screen shows); the plane's copy and its channels count, and with ``all_planes``
+    the stack's copy and its labels.
     """
     from napari.layers import Image
 
@@ -371,25 +372,26 @@ def layer_input(
         from .core.memory import check_memory  # numpy only: no torch import here
 
         height, width = (spatial_shape[axis] for axis in plan.plane_axes)
-        stack = 0
-        if plan.stack_axes:  # the stack's copy, and its labels
-            kept = [size for size, k in zip(data.shape, key, strict=False) if isinstance(k, slice)]
-            colours = int(data.shape[-1]) if rgb else 1
-            copied = int(np.prod(kept, dtype=np.int64)) * colours * data.dtype.itemsize
+        channels = 1 if plan.channel_axis is None else spatial_shape[plan.channel_axis]
+        colours = int(data.shape[-1]) if rgb else 1
+        # the copy of the plane (or of the stack) in the layer's dtype
+        kept = [size for size, k in zip(data.shape, key, strict=False) if isinstance(k, slice)]
+        extra = int(np.prod(kept, dtype=np.int64)) * colours * data.dtype.itemsize
+        if plan.stack_axes:  # and the stack's labels
             # uint32 at most: the stack, its snapshot, and the layer's old and new data (on
             # every channel)
-            channels = 1 if plan.channel_axis is None else spatial_shape[plan.channel_axis]
             pixels = int(np.prod(plan.stack_shape, dtype=np.int64)) * height * width
             copies = 2 + 2 * channels if channels > 1 else 3  # one channel: a view, no repeat
-            stack = copied + pixels * 4 * copies
+            extra += pixels * 4 * copies
         # the network's share is checked when training starts
         check_memory(
             height,
             width,
             params,
             network_in_memory=False,
-            extra_bytes=stack,
+            extra_bytes=extra,
             planes=max(1, int(np.prod(plan.stack_shape, dtype=np.int64))),
+            n_input_channels=channels * colours,
         )
     if rgb:
         key = (*key, slice(None))
