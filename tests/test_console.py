@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_core import CountingArray
 
 from napari_unsupervised_segmentation import SegmentationParams, segment, segment_layer
 from napari_unsupervised_segmentation._console import (
@@ -497,3 +498,27 @@ def test_a_layers_channels_count_in_the_memory_check(make_napari_viewer, monkeyp
     assert layer_input(three, viewer.dims, channel_axis=0, params=FAST).image.shape == (3, 32, 32)
     with pytest.raises(MemoryError, match="a 32 x 32 image with 300 channels needs about"):
         layer_input(cube, viewer.dims, channel_axis=0, params=FAST)
+
+
+def test_a_lazy_layer_is_read_only_where_it_is_segmented(make_napari_viewer):
+    viewer = make_napari_viewer()
+    volume = CountingArray(np.stack([_image(seed=s) for s in range(3)]))
+    layer = viewer.add_image(volume, name="lazy", contrast_limits=(0, 3))
+    volume.pixels_read = 0  # napari has read what it shows
+    viewer.dims.set_current_step(0, 1)
+    volume.pixels_read = 0
+    assert layer_input(layer, viewer.dims, params=FAST).image.shape == (32, 32)
+    assert volume.pixels_read == 32 * 32  # the plane shown, not the stack
+    volume.pixels_read = 0
+    with pytest.raises(ValueError, match="out of range"):
+        segment_layer("lazy", viewer, FAST, channel_axis=5)
+    with pytest.raises(ValueError, match="both the channel axis and a displayed axis"):
+        segment_layer("lazy", viewer, FAST, channel_axis=-1)
+    assert volume.pixels_read == 0
+
+    thin = CountingArray(np.zeros((4, 1, 16)))  # planes of 1 x 16 pixels
+    viewer.add_image(thin, name="thin", contrast_limits=(0, 1))
+    thin.pixels_read = 0
+    with pytest.raises(ValueError, match="too small"):
+        segment_layer("thin", viewer, FAST, all_planes=True)
+    assert thin.pixels_read == 0  # refused before the stack was copied

@@ -345,7 +345,7 @@ def layer_input(
     """
     from napari.layers import Image
 
-    from .core.normalize import channels_look_like_colour  # numpy only: no torch import
+    from .core.normalize import channels_look_like_colour, image_layout  # numpy only
 
     if not isinstance(layer, Image):
         kind = type(layer).__name__
@@ -368,6 +368,17 @@ def layer_input(
         point = layer.world_to_data(dims.point) if ndim > 2 else [0.0] * ndim
     plan = plan_plane(spatial_shape, displayed, point, channel_axis, all_planes=all_planes)
     key = tuple(slice(None) if i is None else i for i in plan.index)
+    engine_channel_axis: int | None = -1 if rgb else None
+    plane_axes = [ax for ax, i in enumerate(plan.index) if i is None and ax not in plan.stack_axes]
+    if plan.channel_axis is not None:  # among the axes of one plane
+        engine_channel_axis = plane_axes.index(plan.channel_axis)
+    # napari calls any (H, W, 3|4) layer RGB(A) whatever its dtype; the engine's own rule
+    # decides (four channels that are not uint8 stay four channels)
+    colour = rgb and channels_look_like_colour(int(data.shape[-1]), data.dtype)
+    # what the engine refuses from a plane's shape and dtype is refused before the copy
+    # (of a whole stack, perhaps, of a lazy array that reads it from disk)
+    plane = tuple(spatial_shape[ax] for ax in plane_axes) + ((int(data.shape[-1]),) if rgb else ())
+    image_layout(plane, data.dtype, engine_channel_axis, colour)
     if params is not None:
         from .core.memory import check_memory  # numpy only: no torch import here
 
@@ -396,13 +407,6 @@ def layer_input(
     if rgb:
         key = (*key, slice(None))
     image = np.array(data[key])  # a copy: the user may edit the layer while training runs
-    engine_channel_axis: int | None = -1 if rgb else None
-    if plan.channel_axis is not None:  # among the axes of one plane
-        kept = [ax for ax, i in enumerate(plan.index) if i is None and ax not in plan.stack_axes]
-        engine_channel_axis = kept.index(plan.channel_axis)
-    # napari calls any (H, W, 3|4) layer RGB(A) whatever its dtype; the engine's own rule
-    # decides (four channels that are not uint8 stay four channels)
-    colour = rgb and channels_look_like_colour(image.shape[-1], image.dtype)
     return LayerInput(
         image=image,
         channel_axis=engine_channel_axis,
