@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from test_core import CountingArray
 
-from napari_unsupervised_segmentation import SegmentationParams, segment, segment_layer
+from napari_unsupervised_segmentation import (
+    SegmentationParams,
+    iter_segment,
+    segment,
+    segment_layer,
+)
 from napari_unsupervised_segmentation._console import (
     PlaneStack,
     holds_last_write,
@@ -522,3 +527,34 @@ def test_a_lazy_layer_is_read_only_where_it_is_segmented(make_napari_viewer):
     with pytest.raises(ValueError, match="too small"):
         segment_layer("thin", viewer, FAST, all_planes=True)
     assert thin.pixels_read == 0  # refused before the stack was copied
+
+
+def test_segment_layer_says_how_many_labels_it_made(make_napari_viewer):
+    from napari.utils.notifications import notification_manager
+
+    def last_message() -> str:
+        return str(notification_manager.records[-1].message)
+
+    viewer = make_napari_viewer()
+    viewer.add_image(_image(), name="img")
+    labels = segment_layer("img", viewer, FAST)
+    n_labels = int(labels.data.max())
+    assert re.fullmatch(
+        rf"img labels: {n_labels} labels in 8 iterations, \d+\.\d s", last_message()
+    )
+    # the stopping rule ends training early: the iterations run are said
+    iterations = len(list(iter_segment(_image(), FAST, min_labels=7)))
+    assert 1 < iterations < 8
+    labels = segment_layer("img", viewer, FAST, min_labels=7)
+    said = rf"img labels: {labels.data.max()} labels in {iterations} iterations, \d+\.\d s"
+    assert re.fullmatch(said, last_message())
+
+    volume = np.stack([_image(seed=s) for s in range(3)])
+    viewer.add_image(volume, name="vol", axis_labels=("z", "y", "x"))
+    stack = segment_layer("vol", viewer, FAST, all_planes=True)
+    low, high = sorted(int(stack.data[z].max()) for z in range(3))[::2]
+    per_plane = f"{low} to {high} labels" if low < high else f"{low} labels"
+    expected = (
+        rf"vol labels: {per_plane} per plane in 24 iterations, \d+\.\d s · all 3 planes along z"
+    )
+    assert re.fullmatch(expected, last_message())

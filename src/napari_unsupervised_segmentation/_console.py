@@ -40,6 +40,7 @@ __all__ = [
     "reusable_labels_layer",
     "segment_layer",
     "segment_planes",
+    "SegmentedPlanes",
     "show_labels",
     "write_plane",
 ]
@@ -268,24 +269,70 @@ class PlaneStack:
         return np.moveaxis(self._data, list(range(len(order))), positions).copy()
 
 
-def segment_planes(inp: LayerInput, settings: SegmentationParams) -> np.ndarray:
-    """Segment ``inp``'s plane, or each of its planes, to the end: 2D labels, or the stack's
-    (:meth:`PlaneStack.snapshot`)."""
-    from .core.train import segment
+@dataclass(frozen=True)
+class SegmentedPlanes:
+    """The labels of a run over a plane or a stack (:func:`segment_planes`), and what the
+    run took, for the line that tells the user."""
+
+    labels: np.ndarray  # 2D, or the stack's (:meth:`PlaneStack.snapshot`)
+    label_counts: tuple[int, ...]  # per plane: the labels after post-processing
+    iterations: tuple[int, ...]  # per plane: the training iterations run
+    seconds: float
+
+    def summary(self, labels_name: str, note: str = "") -> str:
+        """One line: "img labels: 23 labels in 160 iterations, 12.3 s"; for a stack the
+        labels per plane and the iterations of all planes; ``note`` (where in the layer,
+        :attr:`LayerInput.note`) after a " · "."""
+        low, high = min(self.label_counts), max(self.label_counts)
+        if len(self.label_counts) == 1:
+            labels = _counted(high, "label")
+        elif low == high:
+            labels = f"{_counted(high, 'label')} per plane"
+        else:
+            labels = f"{low} to {high} labels per plane"
+        iterations = _counted(sum(self.iterations), "iteration")
+        text = f"{labels_name}: {labels} in {iterations}, {self.seconds:.1f} s"
+        return f"{text} · {note}" if note else text
+
+
+def _counted(number: int, noun: str) -> str:
+    """A count and its noun: "1 label", "23 labels"."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def segment_planes(inp: LayerInput, settings: SegmentationParams) -> SegmentedPlanes:
+    """Segment ``inp``'s plane, or each of its planes, to the end: the labels (2D, or the
+    stack's, :meth:`PlaneStack.snapshot`) and what the run took."""
+    import time
+    from collections import deque
+
+    from .core.train import iter_segment
+
+    counts: list[int] = []
+    iterations: list[int] = []
 
     def labels_of(stack_index: tuple[int, ...]) -> np.ndarray:
         image = inp.plane_image(stack_index)
-        return segment(image, settings, channel_axis=inp.channel_axis, rgb=inp.rgb)
+        steps = iter_segment(image, settings, channel_axis=inp.channel_axis, rgb=inp.rgb)
+        last = deque(steps, maxlen=1)[0]  # max_iter >= 1 guarantees one step
+        labels = last.labels
+        counts.append(int(labels.max()))  # labels are 1..n
+        iterations.append(last.iteration)
+        return labels
 
+    start = time.perf_counter()
     if not inp.plan.stack_axes:
-        return labels_of(())
-    stack = PlaneStack(inp.plan, inp.plane_shape)
-    for number, stack_index in enumerate(inp.plan.stack_indices()):
-        try:
-            stack.put(number, labels_of(stack_index))
-        except (ValueError, MemoryError) as exc:  # say which plane, as the widget does
-            raise type(exc)(f"plane {number + 1}/{inp.n_planes}: {exc}") from exc
-    return stack.snapshot()
+        labels = labels_of(())
+    else:
+        stack = PlaneStack(inp.plan, inp.plane_shape)
+        for number, stack_index in enumerate(inp.plan.stack_indices()):
+            try:
+                stack.put(number, labels_of(stack_index))
+            except (ValueError, MemoryError) as exc:  # say which plane, as the widget does
+                raise type(exc)(f"plane {number + 1}/{inp.n_planes}: {exc}") from exc
+        labels = stack.snapshot()
+    seconds = time.perf_counter() - start
+    return SegmentedPlanes(labels, tuple(counts), tuple(iterations), seconds)
 
 
 def full_resolution(layer: Any) -> Any:
@@ -653,7 +700,8 @@ def segment_layer(
     :func:`~napari_unsupervised_segmentation.segment`. nD layers: the displayed 2D plane is
     segmented, or with ``all_planes`` every plane parallel to it, each on its own (labels
     numbered from 1 in each plane). Runs to the end before returning (the widget shows live
-    updates instead).
+    updates instead), then says what it made in a notification: "img labels: 23 labels in
+    160 iterations, 12.3 s" (:meth:`SegmentedPlanes.summary`).
     """
     if viewer is None:
         from napari import current_viewer
@@ -682,4 +730,10 @@ def segment_layer(
     inp = layer_input(
         layer, viewer.dims, channel_axis=channel_axis, params=settings, all_planes=all_planes
     )
-    return show_labels(viewer, inp, segment_planes(inp, settings))
+    run = segment_planes(inp, settings)
+    labels_layer = show_labels(viewer, inp, run.labels)
+    # a notification: napari shows it beside the console and keeps it in its log
+    from napari.utils.notifications import show_info
+
+    show_info(run.summary(labels_layer.name, inp.note))
+    return labels_layer
