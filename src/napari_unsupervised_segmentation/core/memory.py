@@ -22,8 +22,8 @@ _MAPS_PER_BLOCK, _MAPS_CLASSIFIER = 3, 3
 _OTHER_BYTES_PER_PIXEL = 256
 #: Per pixel and input channel: the float32 normalised channels (and their per-channel
 #: pieces before they are stacked), SLIC's features and the network's input. Measured on
-#: the ``paper`` preset (growth of the peak resident memory between 3 and 300 to 1500
-#: channels): 12.7 to 14.3 bytes at 200 x 200 pixels, 11.4 at 400 x 400.
+#: the ``paper`` preset as the growth of the peak resident memory per added channel: 7.5 to
+#: 14.3 bytes at 200 x 200 pixels (3, 300 and 1500 channels), 11.4 at 400 x 400 (3 and 750).
 _BYTES_PER_PIXEL_AND_CHANNEL = 16
 #: More per pixel and channel when segments are joined across texture boundaries (the
 #: ``default`` preset): each channel's bin map, edge map and segment histograms. Measured
