@@ -671,7 +671,7 @@ def test_an_image_too_large_for_the_memory_available_is_refused_before_training(
 
     image = np.random.default_rng(0).random((64, 96))
     settings = PRESETS["paper"].replace(max_iter=2, n_superpixels=50, device="cpu")
-    network, other = memory.estimate_bytes(64, 96, settings)
+    network, other = memory.estimate_bytes(64, 96, settings, n_input_channels=1)
     assert network == 64 * 96 * 4 * 100 * 9  # 100 filters, 9 float32 maps each (2 blocks)
     monkeypatch.setattr(memory, "available_memory", lambda: network + other - 1)
     with pytest.raises(MemoryError, match=r"a 64 x 96 image needs about .* GiB.*crop"):
@@ -681,7 +681,7 @@ def test_an_image_too_large_for_the_memory_available_is_refused_before_training(
     assert segment(image, settings, n_channels=50).shape == (64, 96)
     monkeypatch.setattr(memory, "available_memory", lambda: None)  # unknown: no check
     assert segment(image, settings).shape == (64, 96)
-    # channels first: the plane is (64, 96), whatever the channel count
+    # channels first: the plane is 64 x 96
     monkeypatch.setattr(memory, "available_memory", lambda: network + other - 1)
     with pytest.raises(MemoryError, match=f"a 64 x 96 image.*{memory.SWITCH}=0"):
         iter_segment(np.stack([image] * 5), settings, channel_axis=0)
