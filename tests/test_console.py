@@ -7,8 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_core import CountingArray
 
-from napari_unsupervised_segmentation import SegmentationParams, segment, segment_layer
+from napari_unsupervised_segmentation import (
+    SegmentationParams,
+    iter_segment,
+    segment,
+    segment_layer,
+)
 from napari_unsupervised_segmentation._console import (
     PlaneStack,
     holds_last_write,
@@ -444,3 +450,112 @@ def test_write_plane_redraws_the_plane_shown(make_napari_viewer):
     assert write_plane(layer, inp, 1, np.full((16, 16), 5, np.uint8))
     after = viewer.screenshot(canvas_only=True, flash=False)
     assert not np.array_equal(before, after)  # the new labels are drawn, not only stored
+
+
+def test_the_status_note_names_the_plane_and_channels_as_the_viewer_shows_them(
+    make_napari_viewer,
+):
+    viewer = make_napari_viewer()
+    data = np.zeros((5, 2, 16, 16))
+    named = viewer.add_image(data, name="tcyx", axis_labels=("t", "c", "y", "x"))
+    viewer.dims.set_current_step(0, 3)
+    assert layer_input(named, viewer.dims, channel_axis=1).note == "plane t=3 · 2 channels (c)"
+    stack = layer_input(named, viewer.dims, channel_axis=1, all_planes=True)
+    assert stack.note == "all 5 planes along t · 2 channels (c)"
+    assert layer_input(named, viewer.dims).note == "plane t=3, c=0"
+    viewer.layers.clear()
+
+    unnamed = viewer.add_image(data, name="4d")  # napari labels its axes '-4' ... '-1'
+    viewer.dims.set_current_step(0, 3)
+    note = layer_input(unnamed, viewer.dims, channel_axis=1).note
+    assert note == "plane 3 along axis 0 · 2 channels (axis 1)"
+    assert layer_input(unnamed, viewer.dims, channel_axis=0).note == (
+        "plane 0 along axis 1 · 5 channels (axis 0)"
+    )
+    viewer.layers.clear()
+
+    assert layer_input(viewer.add_image(np.zeros((16, 16))), viewer.dims).note == ""
+    viewer.layers.clear()
+
+    # the viewer shows z, x: the plane is held at y
+    volume = viewer.add_image(np.zeros((6, 8, 10)), axis_labels=("z", "y", "x"))
+    viewer.dims.order = (1, 0, 2)
+    viewer.dims.set_current_step(1, 4)
+    assert layer_input(volume, viewer.dims).note == "plane y=4 (z, x)"
+
+
+def test_a_layer_without_axis_labels_takes_the_names_the_viewer_shows(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((2, 3, 16, 16)), axis_labels=("t", "z", "y", "x"))
+    volume = viewer.add_image(np.zeros((3, 16, 16)))  # on the viewer's z, y, x axes
+    viewer.dims.set_current_step(1, 2)
+    assert layer_input(volume, viewer.dims).note == "plane z=2"
+
+
+def test_a_layers_channels_count_in_the_memory_check(make_napari_viewer, monkeypatch):
+    from napari_unsupervised_segmentation.core import memory
+
+    viewer = make_napari_viewer()
+    three = viewer.add_image(np.zeros((3, 32, 32), np.float32), name="three")
+    cube = viewer.add_image(np.zeros((300, 32, 32), np.float32), name="cube")
+    # the computer's share of a 3-channel plane, and its float32 copy
+    three_needs = memory.estimate_bytes(32, 32, FAST, 3)[1] + 3 * 32 * 32 * 4
+    monkeypatch.setattr(memory, "available_memory", lambda: three_needs)
+    assert layer_input(three, viewer.dims, channel_axis=0, params=FAST).image.shape == (3, 32, 32)
+    with pytest.raises(MemoryError, match="a 32 x 32 image with 300 channels needs about"):
+        layer_input(cube, viewer.dims, channel_axis=0, params=FAST)
+
+
+def test_a_lazy_layer_is_read_only_where_it_is_segmented(make_napari_viewer):
+    viewer = make_napari_viewer()
+    volume = CountingArray(np.stack([_image(seed=s) for s in range(3)]))
+    layer = viewer.add_image(volume, name="lazy", contrast_limits=(0, 3))
+    volume.pixels_read = 0  # napari has read what it shows
+    viewer.dims.set_current_step(0, 1)
+    volume.pixels_read = 0
+    assert layer_input(layer, viewer.dims, params=FAST).image.shape == (32, 32)
+    assert volume.pixels_read == 32 * 32  # the plane shown, not the stack
+    volume.pixels_read = 0
+    with pytest.raises(ValueError, match="out of range"):
+        segment_layer("lazy", viewer, FAST, channel_axis=5)
+    with pytest.raises(ValueError, match="both the channel axis and a displayed axis"):
+        segment_layer("lazy", viewer, FAST, channel_axis=-1)
+    assert volume.pixels_read == 0
+
+    thin = CountingArray(np.zeros((4, 1, 16)))  # planes of 1 x 16 pixels
+    viewer.add_image(thin, name="thin", contrast_limits=(0, 1))
+    thin.pixels_read = 0
+    with pytest.raises(ValueError, match="too small"):
+        segment_layer("thin", viewer, FAST, all_planes=True)
+    assert thin.pixels_read == 0  # refused before the stack was copied
+
+
+def test_segment_layer_says_how_many_labels_it_made(make_napari_viewer):
+    from napari.utils.notifications import notification_manager
+
+    def last_message() -> str:
+        return str(notification_manager.records[-1].message)
+
+    viewer = make_napari_viewer()
+    viewer.add_image(_image(), name="img")
+    labels = segment_layer("img", viewer, FAST)
+    n_labels = int(labels.data.max())
+    assert re.fullmatch(
+        rf"img labels: {n_labels} labels in 8 iterations, \d+\.\d s", last_message()
+    )
+    # the stopping rule ends training early: the iterations run are said
+    iterations = len(list(iter_segment(_image(), FAST, min_labels=7)))
+    assert 1 < iterations < 8
+    labels = segment_layer("img", viewer, FAST, min_labels=7)
+    said = rf"img labels: {labels.data.max()} labels in {iterations} iterations, \d+\.\d s"
+    assert re.fullmatch(said, last_message())
+
+    volume = np.stack([_image(seed=s) for s in range(3)])
+    viewer.add_image(volume, name="vol", axis_labels=("z", "y", "x"))
+    stack = segment_layer("vol", viewer, FAST, all_planes=True)
+    low, high = sorted(int(stack.data[z].max()) for z in range(3))[::2]
+    per_plane = f"{low} to {high} labels" if low < high else f"{low} labels"
+    expected = (
+        rf"vol labels: {per_plane} per plane in 24 iterations, \d+\.\d s · all 3 planes along z"
+    )
+    assert re.fullmatch(expected, last_message())

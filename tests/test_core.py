@@ -288,25 +288,78 @@ def test_rgb_true_needs_three_or_four_channels(image, channel_axis):
         prepare_image(image, channel_axis=channel_axis, rgb=True)
 
 
+#: Images refused from their shape and dtype alone, with (part of) the message.
+BAD_LAYOUTS = [
+    (np.zeros((0, 5)), {}, "empty"),
+    (np.zeros((1, 5)), {}, "at least 2 pixels"),
+    (np.zeros((8, 8), bool), {}, "bool"),
+    (np.zeros((8, 8), complex), {}, "complex"),
+    (np.zeros((8, 8), object), {}, "numeric"),
+    (np.zeros((8, 8, 3)), {}, "channel_axis=-1"),
+    (np.zeros((4, 8, 8, 3)), {"channel_axis": -1}, "4 dimensions"),
+    (np.zeros((8, 8)), {"channel_axis": -1}, "channel_axis=None"),
+    (np.zeros((8, 8, 3)), {"channel_axis": 3}, "out of range"),
+    (np.zeros((8, 8, 2)), {"channel_axis": -1, "rgb": True}, "rgb=True needs"),
+]
+
+
 @pytest.mark.parametrize(
     ("image", "kwargs", "message"),
     [
         (np.full((8, 8), np.nan), {}, "NaN"),
         (np.array([[0.0, np.inf], [1, 2]]), {}, "infinite"),
-        (np.zeros((0, 5)), {}, "empty"),
-        (np.zeros((1, 5)), {}, "at least 2 pixels"),
-        (np.zeros((8, 8), bool), {}, "bool"),
-        (np.zeros((8, 8), complex), {}, "complex"),
-        (np.zeros((8, 8), object), {}, "numeric"),
-        (np.zeros((8, 8, 3)), {}, "channel_axis=-1"),
-        (np.zeros((4, 8, 8, 3)), {"channel_axis": -1}, "4 dimensions"),
-        (np.zeros((8, 8)), {"channel_axis": -1}, "channel_axis=None"),
-        (np.zeros((8, 8, 3)), {"channel_axis": 3}, "out of range"),
+        *BAD_LAYOUTS,
     ],
 )
 def test_bad_images_raise_clear_errors(image, kwargs, message):
     with pytest.raises(ValueError, match=message):
         iter_segment(image, **kwargs, **TINY)
+
+
+class CountingArray:
+    """An array-like that states its shape and dtype and reads its pixels only on
+    conversion or indexing, as dask and zarr arrays do; it counts the pixels read."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self._data = data
+        self.pixels_read = 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    def __getitem__(self, key):
+        part = self._data[key]
+        self.pixels_read += np.size(part)
+        return part
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        self.pixels_read += self._data.size
+        return np.asarray(self._data, dtype=dtype)
+
+
+@pytest.mark.parametrize(("image", "kwargs", "message"), BAD_LAYOUTS)
+def test_a_lazy_image_that_cannot_be_segmented_is_refused_before_it_is_read(image, kwargs, message):
+    lazy = CountingArray(image)
+    with pytest.raises(ValueError, match=message):
+        segment(lazy, **kwargs, **TINY)
+    assert lazy.pixels_read == 0
+
+
+def test_a_lazy_image_is_read_once_and_segmented_as_the_array_itself():
+    image = two_colour_image()
+    lazy = CountingArray(image)
+    labels = segment(lazy, channel_axis=-1, max_iter=2, **TINY)
+    np.testing.assert_array_equal(labels, segment(image, channel_axis=-1, max_iter=2, **TINY))
+    assert lazy.pixels_read == image.size
 
 
 @pytest.mark.parametrize(
@@ -618,7 +671,7 @@ def test_an_image_too_large_for_the_memory_available_is_refused_before_training(
 
     image = np.random.default_rng(0).random((64, 96))
     settings = PRESETS["paper"].replace(max_iter=2, n_superpixels=50, device="cpu")
-    network, other = memory.estimate_bytes(64, 96, settings)
+    network, other = memory.estimate_bytes(64, 96, settings, n_input_channels=1)
     assert network == 64 * 96 * 4 * 100 * 9  # 100 filters, 9 float32 maps each (2 blocks)
     monkeypatch.setattr(memory, "available_memory", lambda: network + other - 1)
     with pytest.raises(MemoryError, match=r"a 64 x 96 image needs about .* GiB.*crop"):
@@ -628,12 +681,31 @@ def test_an_image_too_large_for_the_memory_available_is_refused_before_training(
     assert segment(image, settings, n_channels=50).shape == (64, 96)
     monkeypatch.setattr(memory, "available_memory", lambda: None)  # unknown: no check
     assert segment(image, settings).shape == (64, 96)
-    # channels first: the plane is (64, 96), whatever the channel count
+    # channels first: the plane is 64 x 96
     monkeypatch.setattr(memory, "available_memory", lambda: network + other - 1)
     with pytest.raises(MemoryError, match=f"a 64 x 96 image.*{memory.SWITCH}=0"):
         iter_segment(np.stack([image] * 5), settings, channel_axis=0)
     monkeypatch.setenv(memory.SWITCH, "0")  # the user's way to run anyway
     assert segment(image, settings).shape == (64, 96)
+
+
+def test_every_input_channel_counts_in_the_memory_estimate(monkeypatch):
+    from napari_unsupervised_segmentation.core import memory
+
+    paper, default = PRESETS["paper"], PRESETS["default"]
+    network, rgb = memory.estimate_bytes(64, 96, paper)  # fitted on 3 channels
+    assert memory.estimate_bytes(64, 96, paper, n_input_channels=3) == (network, rgb)
+    _, hyperspectral = memory.estimate_bytes(64, 96, paper, n_input_channels=1500)
+    assert hyperspectral - rgb == 64 * 96 * 1497 * 16  # 16 bytes a pixel and channel
+    _, merged = memory.estimate_bytes(64, 96, default, n_input_channels=1500)
+    _, merged_rgb = memory.estimate_bytes(64, 96, default)
+    assert merged - merged_rgb == 64 * 96 * 1497 * 40  # and 24 more for texture merging
+    monkeypatch.setattr(memory, "available_memory", lambda: network + rgb)
+    memory.check_memory(64, 96, paper, n_input_channels=3)  # fits, just
+    with pytest.raises(
+        MemoryError, match=r"a 64 x 96 image with 1500 channels needs .* fewer of its channels"
+    ):
+        memory.check_memory(64, 96, paper, n_input_channels=1500)
 
 
 def test_the_readmes_python_api_example_runs_as_written(capsys):

@@ -16,23 +16,46 @@ SWITCH = "UNSUPERVISED_SEGMENTATION_MEMORY_CHECK"
 #: its ReLU and BatchNorm outputs for each of the ``n_conv`` blocks, and the classifier's
 #: response, BatchNorm output and gradient.
 _MAPS_PER_BLOCK, _MAPS_CLASSIFIER = 3, 3
-#: The rest per pixel, on the CPU whatever the device: input channels, SLIC, labels and
-#: post-processing maps (an upper bound from the measurements below).
+#: The rest per pixel of a three-channel (RGB) image, on the CPU whatever the device: input
+#: channels, SLIC, labels and post-processing maps (an upper bound from the measurements
+#: below).
 _OTHER_BYTES_PER_PIXEL = 256
+#: Per pixel and input channel: the float32 normalised channels (and their per-channel
+#: pieces before they are stacked), SLIC's features and the network's input. Measured on
+#: the ``paper`` preset as the growth of the peak resident memory per added channel: 7.5 to
+#: 14.3 bytes at 200 x 200 pixels (3, 300 and 1500 channels), 11.4 at 400 x 400 (3 and 750).
+_BYTES_PER_PIXEL_AND_CHANNEL = 16
+#: More per pixel and channel when segments are joined across texture boundaries (the
+#: ``default`` preset): each channel's bin map, edge map and segment histograms. Measured
+#: 29 bytes in all at 64 x 64 pixels between 3 and 1500 channels, with glibc's heap kept
+#: from holding freed memory (``MALLOC_MMAP_THRESHOLD_=131072``); with glibc's defaults that
+#: run's peak is 4.6 times as high (freed per-channel maps stay in the heap).
+_TEXTURE_MERGE_BYTES_PER_PIXEL_AND_CHANNEL = 24
+#: The input channels the fitted constants were measured with (RGB photos).
+_FITTED_CHANNELS = 3
 
 
-def estimate_bytes(height: int, width: int, settings: SegmentationParams) -> tuple[int, int]:
-    """Peak memory of training on an ``height`` x ``width`` image: (network, other) bytes.
+def estimate_bytes(
+    height: int, width: int, settings: SegmentationParams, n_input_channels: int = 3
+) -> tuple[int, int]:
+    """Peak memory of training on an ``height`` x ``width`` image with ``n_input_channels``
+    channels: (network, other) bytes.
 
     The network part lives on the training device; the other part in the computer's memory.
     Fitted on the 2-core CPU of the project's benchmarks (coffee sample resized to 0.96 and
     2.16 megapixels, growth of the peak resident memory: 1120 and 2514 MiB for the
     ``default`` preset, 3379 and 7563 MiB for ``paper``): 1.22 kB per pixel for ``default``
-    (estimate 1.41) and 3.67 kB for ``paper`` (estimate 3.86).
+    (estimate 1.41) and 3.67 kB for ``paper`` (estimate 3.86). Every channel more (or
+    fewer) than those photos' three adds (or takes) its per-pixel share: a 200 x 200 image
+    with 1500 channels grew by 982 MiB with ``paper`` (estimate 1061 MiB).
     """
     pixels = int(height) * int(width)
     maps = _MAPS_PER_BLOCK * settings.n_conv + _MAPS_CLASSIFIER
-    return pixels * 4 * settings.n_channels * maps, pixels * _OTHER_BYTES_PER_PIXEL
+    per_channel = _BYTES_PER_PIXEL_AND_CHANNEL
+    if settings.boundary == "texture" and (settings.merge_threshold or settings.max_segments):
+        per_channel += _TEXTURE_MERGE_BYTES_PER_PIXEL_AND_CHANNEL
+    other = _OTHER_BYTES_PER_PIXEL + per_channel * (int(n_input_channels) - _FITTED_CHANNELS)
+    return pixels * 4 * settings.n_channels * maps, pixels * other
 
 
 def available_memory() -> int | None:
@@ -58,6 +81,7 @@ def check_memory(
     network_in_memory: bool = True,
     extra_bytes: int = 0,
     planes: int = 1,
+    n_input_channels: int = 3,
 ) -> None:
     """Raise MemoryError when a run would need more memory than is available.
 
@@ -65,21 +89,28 @@ def check_memory(
     computer's memory). For a CUDA device only the computer's share is checked: CUDA
     reports its own out-of-memory error without harm to the process. ``extra_bytes``: held
     beside one plane's training (the copy and labels of a stack of ``planes`` planes).
+    ``n_input_channels``: the image's channels (1 for grayscale; each costs memory, which
+    counts for hyperspectral images); 3 when not given, as the estimate was fitted on RGB.
     """
     free = available_memory()
     if free is None or os.environ.get(SWITCH, "").strip() == "0":
         return
-    network, other = estimate_bytes(height, width, settings)
+    network, other = estimate_bytes(height, width, settings, n_input_channels)
     needed = other + (network if network_in_memory else 0) + extra_bytes
     if needed <= free:
         return
     gib = 2**30
     plane = f"{height} x {width}"
     what = f"stack of {planes} {plane} planes" if planes > 1 else f"{plane} image"
+    many_channels = n_input_channels > 4  # more than RGBA: they may be what costs
+    if many_channels:
+        what += f" with {n_input_channels} channels"
     one_plane = "the plane shown only, " if planes > 1 else ""
+    fewer_channels = " (or fewer of its channels)" if many_channels else ""
     raise MemoryError(
         f"a {what} needs about {needed / gib:.1f} GiB of memory with these "
         f"settings and {free / gib:.1f} GiB is available; segment {one_plane}a crop or a "
-        f"downscaled copy, or use fewer filters (n_channels={settings.n_channels}); to run "
-        f"anyway, set the environment variable {SWITCH}=0"
+        f"downscaled copy{fewer_channels}, or use fewer filters "
+        f"(n_channels={settings.n_channels}); to run anyway, set the environment variable "
+        f"{SWITCH}=0"
     )

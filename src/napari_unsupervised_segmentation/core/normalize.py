@@ -41,7 +41,8 @@ def prepare_image(
     ----------
     image : array_like
         A 2D grayscale image ``(H, W)`` when ``channel_axis`` is None, else a 2D image with
-        one channel axis, e.g. ``(H, W, 3)`` RGB or ``(C, H, W)`` multichannel.
+        one channel axis, e.g. ``(H, W, 3)`` RGB or ``(C, H, W)`` multichannel. A lazy
+        array (dask, zarr) is checked from its shape and dtype before it is read.
     channel_axis : int or None
         Axis of ``image`` holding the channels.
     rgb : bool or None
@@ -70,37 +71,23 @@ def prepare_image(
         shorter than 2 pixels, bool, complex or non-numeric data, a dimension count or
         ``channel_axis`` that does not fit, and ``rgb=True`` without 3 or 4 channels.
     """
+    shape, dtype = _shape_and_dtype(image)
+    layout = image_layout(shape, dtype, channel_axis, rgb)
+    # only now are the pixels read: a lazy array (dask, zarr) that cannot be segmented is
+    # refused above without loading it
     array = np.asarray(image)
-    _check_dtype(array)
-    channels_were_last = channel_axis is not None and channel_axis in (-1, array.ndim - 1)
-    array = _channels_last(array, channel_axis)
-    if rgb is None:
-        # Photos come (H, W, 3) or (H, W, 4) uint8; a (C, H, W) stack is microscopy channels.
-        rgb = channels_were_last and channels_look_like_colour(array.shape[2], array.dtype)
-    elif rgb and array.shape[2] not in (3, 4):
-        raise ValueError(
-            "rgb=True needs a channel axis of 3 (RGB) or 4 (RGBA) channels; "
-            + (
-                "channel_axis=None declares a grayscale image: give the colour axis"
-                if channel_axis is None
-                else f"this image has {array.shape[2]}: pass rgb=False (or leave it out) "
-                "for independent channels"
-            )
-        )
-    if array.shape[0] < 2 or array.shape[1] < 2:
-        raise ValueError(
-            f"image is too small: its spatial shape is {array.shape[:2]}, and both sides "
-            "must be at least 2 pixels"
-        )
+    if (array.shape, array.dtype) != (shape, dtype):  # an array-like that misstated them
+        layout = image_layout(array.shape, array.dtype, channel_axis, rgb)
+    array = array[..., np.newaxis] if channel_axis is None else np.moveaxis(array, channel_axis, -1)
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise ValueError("image contains NaN or infinite values; replace them (e.g. np.nan_to_num)")
-    if rgb:
+    if layout.is_rgb:
         # RGBA: the alpha says nothing about where objects are
         channels = _normalise_colour(array[..., :3])
     else:
         channels = np.stack([_normalise_channel(array[..., c]) for c in range(array.shape[2])], -1)
     # Colour gets Lab superpixels and averaged edges; stains the edges of the strongest stain.
-    return PreparedImage(channels=channels, is_rgb=bool(rgb))
+    return PreparedImage(channels=channels, is_rgb=layout.is_rgb)
 
 
 def channels_look_like_colour(n_channels: int, dtype: np.dtype) -> bool:
@@ -129,32 +116,93 @@ def check_channel_axis_type(channel_axis: object) -> None:
         raise TypeError(f"channel_axis must be an integer or None, not {channel_axis!r}")
 
 
-def _check_dtype(array: np.ndarray) -> None:
-    if array.dtype.kind == "b":
+@dataclass(frozen=True)
+class ImageLayout:
+    """What an image's shape and dtype say about it, known before any pixel is read."""
+
+    height: int
+    width: int
+    n_channels: int  # on the channel axis (RGBA's alpha included); 1 for grayscale
+    is_rgb: bool
+
+
+def image_layout(
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    channel_axis: int | None = None,
+    rgb: bool | None = None,
+) -> ImageLayout:
+    """Check an image of ``shape`` and ``dtype`` as :func:`prepare_image` does, from these
+    alone, so that a lazy array (dask, zarr) or a layer too big to copy is refused before it
+    is read. Raises TypeError and ValueError as :func:`prepare_image` does, except for
+    NaN, inf and values beyond float64's range, which only the pixels tell."""
+    shape = tuple(int(size) for size in shape)
+    dtype = np.dtype(dtype)
+    _check_dtype(dtype, shape)
+    height, width, n_channels = _channels_last_shape(shape, channel_axis)
+    channels_were_last = channel_axis is not None and channel_axis in (-1, len(shape) - 1)
+    if rgb is None:
+        # Photos come (H, W, 3) or (H, W, 4) uint8; a (C, H, W) stack is microscopy channels.
+        rgb = channels_were_last and channels_look_like_colour(n_channels, dtype)
+    elif rgb and n_channels not in (3, 4):
+        raise ValueError(
+            "rgb=True needs a channel axis of 3 (RGB) or 4 (RGBA) channels; "
+            + (
+                "channel_axis=None declares a grayscale image: give the colour axis"
+                if channel_axis is None
+                else f"this image has {n_channels}: pass rgb=False (or leave it out) "
+                "for independent channels"
+            )
+        )
+    if height < 2 or width < 2:
+        raise ValueError(
+            f"image is too small: its spatial shape is {(height, width)}, and both sides "
+            "must be at least 2 pixels"
+        )
+    return ImageLayout(height, width, n_channels, bool(rgb))
+
+
+def _shape_and_dtype(image: object) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype of an array or array-like without reading its pixels when it
+    states them (numpy, dask, zarr, xarray); anything else (a list) is converted."""
+    shape, dtype = getattr(image, "shape", None), getattr(image, "dtype", None)
+    if shape is not None and dtype is not None:
+        try:
+            return tuple(int(size) for size in shape), np.dtype(dtype)
+        except TypeError:  # a dtype numpy does not know (a torch tensor's)
+            pass
+    array = np.asarray(image)
+    return array.shape, array.dtype
+
+
+def _check_dtype(dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    if dtype.kind == "b":
         raise ValueError("image has dtype bool: convert it to an integer or float image first")
-    if array.dtype.kind == "c":
+    if dtype.kind == "c":
         raise ValueError(
             "image has a complex dtype: pass a real image, e.g. np.abs(image) or image.real"
         )
-    if array.dtype.kind not in "uif":
-        raise ValueError(f"image has dtype {array.dtype}: pass a numeric (integer or float) image")
-    if array.size == 0:
-        raise ValueError(f"image is empty (shape {array.shape})")
+    if dtype.kind not in "uif":
+        raise ValueError(f"image has dtype {dtype}: pass a numeric (integer or float) image")
+    if 0 in shape:
+        raise ValueError(f"image is empty (shape {shape})")
 
 
-def _channels_last(array: np.ndarray, channel_axis: int | None) -> np.ndarray:
+def _channels_last_shape(shape: tuple[int, ...], channel_axis: int | None) -> tuple[int, int, int]:
+    """``(H, W, C)`` of an image of ``shape`` with ``channel_axis`` (C is 1 for None)."""
+    ndim = len(shape)
     if channel_axis is None:
-        if array.ndim != 2:
+        if ndim != 2:
             raise ValueError(
-                f"image has {array.ndim} dimensions {array.shape}, but channel_axis=None declares "
+                f"image has {ndim} dimensions {shape}, but channel_axis=None declares "
                 "a 2D grayscale image; pass channel_axis=-1 for RGB or multichannel (H, W, C) "
                 "data, or select a 2D plane of an nD stack"
             )
-        return array[..., np.newaxis]
+        return shape[0], shape[1], 1
     check_channel_axis_type(channel_axis)
-    if array.ndim != 3:
+    if ndim != 3:
         raise ValueError(
-            f"image has {array.ndim} dimensions {array.shape}, but channel_axis={channel_axis} "
+            f"image has {ndim} dimensions {shape}, but channel_axis={channel_axis} "
             "declares a 2D image with channels (3 dimensions); pass channel_axis=None for a "
             "grayscale image or select a 2D plane of an nD stack"
         )
@@ -163,7 +211,8 @@ def _channels_last(array: np.ndarray, channel_axis: int | None) -> np.ndarray:
             f"channel_axis={channel_axis} is out of range for an image with 3 dimensions; "
             "use -1 for (H, W, C) or 0 for (C, H, W)"
         )
-    return np.moveaxis(array, channel_axis, -1)
+    height, width = (size for axis, size in enumerate(shape) if axis != channel_axis % 3)
+    return height, width, shape[channel_axis]
 
 
 def _normalise_colour(rgb: np.ndarray) -> np.ndarray:
