@@ -87,11 +87,17 @@ def texture_gradient(
     colour = np.zeros(measured, np.float32)
     texture = np.zeros(measured, np.float32)
     for radius in radii:
-        per_channel = [
+        distances = (
             half_disc_chi2(index, N_BINS, radius, smoothing=BIN_SMOOTHING, device=device)
             for index in colour_cues
-        ]
-        colour += combine_channels(per_channel, is_rgb)
+        )
+        if is_rgb:
+            colour += combine_channels(list(distances), is_rgb)
+        else:  # a running maximum: one map at a time, however many channels
+            strongest = next(distances)
+            for distance in distances:
+                np.maximum(strongest, distance, out=strongest)
+            colour += strongest
         texture += half_disc_chi2(textons, N_TEXTONS, radius, device=device)
     gradient = mix_cues(colour, texture) / len(radii)
     if measured != shape:
