@@ -202,7 +202,12 @@ def _updates(
     abandon: threading.Event | None,
 ) -> Iterator[Update | Failure]:
     """One plane's updates (see :func:`train_stack_updates`, which runs them at a lowered
-    thread priority)."""
+    thread priority).
+
+    Live updates carry the step's preview labels, which never wait for post-processing's
+    image-level maps (the network's classes until those are made, in the background); the
+    final one carries its finished labels.
+    """
     try:
         from .core import iter_segment
 
@@ -220,14 +225,10 @@ def _updates(
                 if abandon is not None and abandon.is_set():
                     return
                 if should_deliver(now, last_sent, wait, final):
-                    first = last_sent is None
                     last_sent = now
                     started = time.perf_counter()
-                    labels = step.labels
-                    # The first labels also make the image's maps, once: not a measure of
-                    # what later updates cost.
-                    seconds = 0.0 if first else time.perf_counter() - started
-                    wait = update_interval_after(interval, seconds)
+                    labels = step.labels if final else step.preview_labels
+                    wait = update_interval_after(interval, time.perf_counter() - started)
                     yield Update(step.iteration, step.n_classes, step.loss, labels, final)
                 if final:
                     return
