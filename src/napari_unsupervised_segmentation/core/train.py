@@ -173,9 +173,10 @@ def build_model(
     """The network with seeded Xavier initialisation, identical on every device (float32,
     whatever ``torch.set_default_dtype`` the caller chose); the caller's random state is
     left as it was."""
-    # Built on the CPU: the meta device would first import torch's meta registrations
-    # (sympy and all: about 0.3 s before the first iteration).
-    with torch.random.fork_rng(devices=[]):  # the layers' own initialisation draws
+    # Built on the CPU whatever the default device; not on the meta device, which first
+    # imports sympy and more (about 0.3 s before the first iteration). fork_rng: the
+    # layers' own initialisation draws from the global generator.
+    with torch.device("cpu"), torch.random.fork_rng(devices=[]):
         model = SegmentationNet(in_channels, settings.n_channels, settings.n_conv)
     model = model.float()
     generator = torch.Generator()
