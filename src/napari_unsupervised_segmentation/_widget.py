@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import os
 import sys
 import threading
 import time
@@ -175,18 +174,17 @@ def train_stack_updates(
     :func:`~napari_unsupervised_segmentation.iter_segment`.
     """
     try:
-        with _lowered_thread_priority():
-            for number, plane in enumerate(planes):
-                if stop.is_set():
+        for number, plane in enumerate(planes):
+            if stop.is_set():
+                return
+            updates = _updates(plane, channel_axis, params, stop, interval, clock, rgb, abandon)
+            for item in updates:
+                if isinstance(item, Failure):
+                    if len(planes) > 1:  # the planes before it are kept
+                        item = Failure(f"plane {number + 1}/{len(planes)}: {item.message}")
+                    yield item
                     return
-                updates = _updates(plane, channel_axis, params, stop, interval, clock, rgb, abandon)
-                for item in updates:
-                    if isinstance(item, Failure):
-                        if len(planes) > 1:  # the planes before it are kept
-                            item = Failure(f"plane {number + 1}/{len(planes)}: {item.message}")
-                        yield item
-                        return
-                    yield dataclasses.replace(item, plane=number, n_planes=len(planes))
+                yield dataclasses.replace(item, plane=number, n_planes=len(planes))
     finally:
         done.set()
 
@@ -201,8 +199,14 @@ def _updates(
     rgb: bool | None,
     abandon: threading.Event | None,
 ) -> Iterator[Update | Failure]:
-    """One plane's updates (see :func:`train_stack_updates`, which runs them at a lowered
-    thread priority)."""
+    """One plane's updates (see :func:`train_stack_updates`).
+
+    Live updates carry the step's preview labels, which never wait for post-processing's
+    image-level maps (the network's classes until those are made, in the background); the
+    final one carries its finished labels. Training keeps the thread's priority: a lower
+    one let any other busy process on a small CPU starve it, and stall the viewer too
+    whenever the starved thread held the GIL.
+    """
     try:
         from .core import iter_segment
 
@@ -220,14 +224,10 @@ def _updates(
                 if abandon is not None and abandon.is_set():
                     return
                 if should_deliver(now, last_sent, wait, final):
-                    first = last_sent is None
                     last_sent = now
                     started = time.perf_counter()
-                    labels = step.labels
-                    # The first labels also make the image's maps, once: not a measure of
-                    # what later updates cost.
-                    seconds = 0.0 if first else time.perf_counter() - started
-                    wait = update_interval_after(interval, seconds)
+                    labels = step.labels if final else step.preview_labels
+                    wait = update_interval_after(interval, time.perf_counter() - started)
                     yield Update(step.iteration, step.n_classes, step.loss, labels, final)
                 if final:
                     return
@@ -243,37 +243,6 @@ def user_message(exc: BaseException) -> str:
     if isinstance(exc, ValueError | MemoryError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
-
-
-@contextlib.contextmanager
-def _lowered_thread_priority() -> Iterator[None]:
-    """Let the GUI thread win the CPU over training (Linux: nice +10 for this worker thread).
-
-    Only the calling thread (and the compute threads it starts) is affected, and only when it
-    is not the main thread. On a small CPU this keeps napari responsive while training, at
-    little cost to training when the GUI is idle. Elsewhere a no-op. The thread belongs to
-    napari's shared pool: its priority is put back at the end where the OS allows it (Linux
-    lets only privileged users raise a priority; otherwise Qt retires the idle thread after
-    30 s, and a worker that reuses it before then runs at the lower priority too).
-    """
-    restore: tuple[int, int] | None = None
-    if threading.current_thread() is not threading.main_thread() and (
-        sys.platform.startswith("linux") and hasattr(os, "setpriority")
-    ):
-        with contextlib.suppress(OSError):
-            tid = threading.get_native_id()
-            before = os.getpriority(os.PRIO_PROCESS, tid)
-            gui = os.getpriority(os.PRIO_PROCESS, threading.main_thread().native_id)
-            # +10 from the GUI thread, not from this one: a pool thread that an unprivileged
-            # user could not put back would otherwise sink further with every run
-            os.setpriority(os.PRIO_PROCESS, tid, max(before, min(gui + 10, 19)))
-            restore = (tid, before)
-    try:
-        yield
-    finally:
-        if restore is not None:
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, *restore)
 
 
 def status_text(update: Update, max_iter: int, note: str = "") -> str:

@@ -3,12 +3,16 @@
 The image-level maps that post-processing needs (colour features, the texture gradient,
 graph-based segments) depend on the image and the settings only, so a :class:`LabelFinisher`
 makes each once and reuses it for every step of a run: live updates then cost only the
-merge itself.
+merge itself. Making those maps takes long on a large image (the texture gradient: tens of
+seconds on a small CPU), so a live display can have them made in a background thread and
+show the network's classes meanwhile (:meth:`LabelFinisher.preview`).
 """
 
 from __future__ import annotations
 
-from functools import cached_property
+import threading
+from collections.abc import Callable
+from functools import cached_property, partial
 
 import numpy as np
 import torch
@@ -46,6 +50,72 @@ class LabelFinisher:
         self.image = image
         self.device = device
         self._graph_segments: dict[float, np.ndarray] = {}
+        self._maps_lock = threading.Lock()  # one thread makes a map; others wait for it
+        self._maps_made = threading.Event()
+        self._maps_thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()  # one background thread at most
+        if not self._map_makers(settings):
+            self._maps_made.set()
+
+    @property
+    def maps_ready(self) -> bool:
+        """Whether the image-level maps of the finisher's settings are made: finishing a
+        prediction then costs only the merge itself."""
+        return self._maps_made.is_set()
+
+    def make_maps(self, settings: SegmentationParams | None = None) -> None:
+        """Make the image-level maps that post-processing with ``settings`` (None: the
+        finisher's) needs, once; waits while another thread is making them."""
+        settings = settings or self.settings
+        with self._maps_lock:
+            for make in self._map_makers(settings):
+                make()
+        if settings == self.settings:
+            self._maps_made.set()
+
+    def make_maps_in_background(self) -> None:
+        """Start making the maps in a daemon thread (once), so that the caller goes on; a
+        later call of the finisher waits for that thread, and makes anything it could not."""
+        with self._thread_lock:
+            if self._maps_thread is not None or self.maps_ready:
+                return
+            self._maps_thread = threading.Thread(
+                target=self._make_maps_quietly, name="label-finisher-maps", daemon=True
+            )
+        self._maps_thread.start()
+
+    def _make_maps_quietly(self) -> None:
+        # An error here (e.g. out of memory) is raised again, to the caller, by the
+        # finisher's own call, which makes whatever is missing.
+        try:
+            self.make_maps()
+        except Exception:
+            return
+
+    def preview(self, prediction: np.ndarray) -> np.ndarray:
+        """Labels 1..n to show at once: finished as the settings ask when the maps are
+        ready, else every argmax value one label (the maps are then started in the
+        background, for later previews)."""
+        if self.maps_ready:
+            return self(prediction)
+        self.make_maps_in_background()
+        return relabel_consecutive(prediction)
+
+    def _map_makers(self, settings: SegmentationParams) -> list[Callable[[], object]]:
+        """What post-processing with ``settings`` needs made first, cheapest first."""
+        makers: list[Callable[[], object]] = []
+        if not _post_processes(settings):
+            return makers
+        if settings.graph_scale:
+            makers.append(partial(self.graph_segments, settings.graph_scale))
+        if settings.merge_threshold or settings.max_segments:
+            if settings.boundary != "texture":
+                makers.append(lambda: self.colour_features)
+            else:
+                makers.append(lambda: self.texture_gradient)
+                if settings.merge_region_weight:
+                    makers.append(lambda: self.histogram_cues)
+        return makers
 
     def __call__(
         self, prediction: np.ndarray, settings: SegmentationParams | None = None
@@ -70,16 +140,9 @@ class LabelFinisher:
         keeps the finisher's seed.
         """
         settings = settings or self.settings
-        post_processes = (
-            settings.connected_components
-            or settings.merge_threshold
-            or settings.max_segments
-            or settings.min_segment_size
-            or settings.min_segment_width
-            or settings.graph_scale
-        )
-        if not post_processes:
+        if not _post_processes(settings):
             return relabel_consecutive(prediction)
+        self.make_maps(settings)
         if settings.graph_scale:
             graph = self.graph_segments(settings.graph_scale)
             prediction = prediction.astype(np.int64) * (int(graph.max()) + 1) + graph
@@ -192,6 +255,18 @@ class LabelFinisher:
             segments = graph_segments(self.image, scale)
             self._graph_segments[scale] = absorb_thin_segments(segments, GRAPH_MIN_DEPTH)
         return self._graph_segments[scale]
+
+
+def _post_processes(settings: SegmentationParams) -> bool:
+    """Whether ``settings`` ask for more than one label per argmax value."""
+    return bool(
+        settings.connected_components
+        or settings.merge_threshold
+        or settings.max_segments
+        or settings.min_segment_size
+        or settings.min_segment_width
+        or settings.graph_scale
+    )
 
 
 def finish_labels(

@@ -27,7 +27,8 @@ class Step:
     the stopping rule (``min_labels``) watches. The labels a user gets can number more or
     fewer (post-processing splits and joins segments): ``labels.max()`` is their count.
     ``labels`` and ``loss`` stay on the device until read, so that a caller that only
-    watches ``n_classes`` costs no copy per iteration.
+    watches ``n_classes`` costs no copy per iteration. ``preview_labels`` are for a live
+    display: they never wait for the image-level maps that post-processing needs.
     """
 
     def __init__(
@@ -58,6 +59,17 @@ class Step:
         if self._labels is None:
             self._labels = self._finish(self._prediction.cpu().numpy())
         return self._labels
+
+    @property
+    def preview_labels(self) -> np.ndarray:
+        """Labels to show while training goes on, at once: ``labels`` when the image-level
+        maps of post-processing are ready, else the network's classes relabelled 1..n
+        (smallest unsigned dtype), while those maps are made in a background thread."""
+        if self._labels is not None:
+            return self._labels
+        if self._finish.maps_ready:
+            return self.labels
+        return self._finish.preview(self._prediction.cpu().numpy())
 
     def __repr__(self) -> str:
         return (
@@ -159,10 +171,14 @@ def build_model(
     in_channels: int, settings: SegmentationParams, device: torch.device
 ) -> SegmentationNet:
     """The network with seeded Xavier initialisation, identical on every device (float32,
-    whatever ``torch.set_default_dtype`` the caller chose)."""
-    with torch.device("meta"):
+    whatever ``torch.set_default_dtype`` the caller chose); the caller's random state is
+    left as it was."""
+    # Built on the CPU whatever the default device; not on the meta device, which first
+    # imports sympy and more (about 0.3 s before the first iteration). fork_rng: the
+    # layers' own initialisation draws from the global generator.
+    with torch.device("cpu"), torch.random.fork_rng(devices=[]):
         model = SegmentationNet(in_channels, settings.n_channels, settings.n_conv)
-    model = model.to_empty(device="cpu").float()
+    model = model.float()
     generator = torch.Generator()
     if settings.seed is None:
         generator.seed()
