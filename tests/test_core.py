@@ -706,6 +706,11 @@ def test_every_input_channel_counts_in_the_memory_estimate(monkeypatch):
         MemoryError, match=r"a 64 x 96 image with 1500 channels needs .* fewer of its channels"
     ):
         memory.check_memory(64, 96, paper, n_input_channels=1500)
+    # segment counts the channels of the image it is given, before reading any pixel
+    many = CountingArray(np.zeros((64, 96, 1500), np.float32))
+    with pytest.raises(MemoryError, match="1500 channels"):
+        segment(many, paper, channel_axis=-1, device="cpu")
+    assert many.pixels_read == 0
 
 
 def test_the_readmes_python_api_example_runs_as_written(capsys):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 
 import numpy as np
@@ -142,7 +140,7 @@ def test_train_updates_throttles_and_always_sends_the_last():
     np.testing.assert_array_equal(items[-1].labels, segment(_image(), FAST))
 
 
-def test_train_updates_does_not_count_the_one_off_maps_of_the_first_labels(monkeypatch):
+def test_a_slow_image_map_does_not_hold_live_updates_back(monkeypatch):
     import time
 
     from napari_unsupervised_segmentation.core import boundaries
@@ -199,44 +197,6 @@ def test_a_closing_viewer_makes_no_more_labels():
     clock = _clock_that_sets(abandon, stop)
     items = list(train_updates(_image(), None, ENDLESS, stop, done, 10.0, clock, abandon=abandon))
     assert [item.iteration for item in items] == [1] and done.is_set()
-
-
-@pytest.mark.skipif(
-    not hasattr(os, "setpriority") or not sys.platform.startswith("linux") or os.geteuid() != 0,
-    reason="only a privileged Linux user may raise a thread's priority back",
-)
-@pytest.mark.parametrize(
-    ("gui", "thread", "while_training"),
-    [
-        (0, 0, 10),
-        (5, 5, 15),  # a napari started niced: training still 10 below its GUI
-        (15, 15, 19),  # Linux's lowest priority
-        (0, 10, 10),  # a pool thread an unprivileged user could not put back sinks no further
-    ],
-)
-def test_the_worker_thread_gets_its_priority_back(gui, thread, while_training):
-    # napari's pool reuses the thread for other workers, which must not inherit the priority
-    seen: dict[str, int] = {}
-
-    def worker() -> None:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, thread)  # as the pool thread starts
-        gen = train_updates(_image(), None, FAST, threading.Event(), threading.Event())
-        next(gen)
-        seen["during"] = os.getpriority(os.PRIO_PROCESS, tid)
-        list(gen)
-        seen["after"] = os.getpriority(os.PRIO_PROCESS, tid)
-
-    main = threading.get_native_id()
-    before = os.getpriority(os.PRIO_PROCESS, main)
-    os.setpriority(os.PRIO_PROCESS, main, gui)
-    try:
-        worker_thread = threading.Thread(target=worker)
-        worker_thread.start()
-        worker_thread.join(60)
-    finally:
-        os.setpriority(os.PRIO_PROCESS, main, before)
-    assert (seen["during"], seen["after"]) == (while_training, thread)
 
 
 def test_train_updates_turns_engine_errors_into_a_failure():

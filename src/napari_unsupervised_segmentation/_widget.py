@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib
 import sys
 import threading
 import time
@@ -31,6 +32,7 @@ from magicgui.widgets import (
     FloatSpinBox,
     Label,
     LineEdit,
+    ProgressBar,
     PushButton,
     SpinBox,
 )
@@ -285,6 +287,18 @@ def _warm_up_labels() -> None:
     Labels(np.zeros((2, 2), dtype=np.uint8))
 
 
+@functools.cache
+def _import_engine_in_background() -> None:
+    """Import the engine (and torch, seconds on a small CPU) in a daemon thread once a widget
+    opens, so that the first Run does not wait for it; napari itself starts without it."""
+
+    def import_engine() -> None:
+        with contextlib.suppress(Exception):  # an error shows when Run imports it again
+            importlib.import_module(f"{__package__}.core.train")
+
+    threading.Thread(target=import_engine, name="engine-import", daemon=True).start()
+
+
 def params_from_values(values: dict[str, Any]) -> SegmentationParams:
     """Settings from the controls' values (seed -1 means a fresh random start: None)."""
     values = dict(values)
@@ -321,11 +335,35 @@ class _Run:
     final_counts: dict[int, int] = dataclasses.field(default_factory=dict)
 
     def close_progress(self) -> None:
-        """Close the napari progress bar once (every end path calls this)."""
+        """Close the progress bar once (every end path calls this)."""
         pbar, self.progress = self.progress, None
         if pbar is not None:
             with contextlib.suppress(Exception):
                 pbar.close()
+
+
+class _DockProgress:
+    """A run's progress in the dock's own bar, over ``total`` iterations.
+
+    Not napari's activity-panel bar: that one animates a "loading" image all the while,
+    which keeps the GUI thread busy and, on a small CPU, slows training down.
+    """
+
+    STEPS = 1000  # the bar's resolution (a QProgressBar holds 32-bit values only)
+
+    def __init__(self, bar: ProgressBar, total: int) -> None:
+        self.bar, self.total, self.n = bar, total, 0
+        bar.max = self.STEPS
+        bar.value = 0
+        bar.visible = True
+
+    def update(self, count: int) -> None:
+        """``count`` more iterations done."""
+        self.n += count
+        self.bar.value = round(self.STEPS * min(self.n, self.total) / max(self.total, 1))
+
+    def close(self) -> None:
+        self.bar.visible = False
 
 
 @dataclass(eq=False)
@@ -480,6 +518,7 @@ class SegmentationWidget(Container):
             visible=False,
         )
         self.run_button = PushButton(name="run_button", text="Run")
+        self.progress_bar = ProgressBar(name="progress_bar", label="Progress", visible=False)
         self.status = Label(
             name="status", label="Status", value="Choose an image layer and press Run."
         )
@@ -493,6 +532,7 @@ class SegmentationWidget(Container):
                 self.advanced_toggle,
                 self.advanced,
                 self.run_button,
+                self.progress_bar,
                 self.status,
             ]
         )
@@ -515,6 +555,7 @@ class SegmentationWidget(Container):
         self._on_image_changed()
         self._watch_close()
         _warm_up_labels()
+        _import_engine_in_background()
 
     # controls ------------------------------------------------------------------------
 
@@ -680,7 +721,9 @@ class SegmentationWidget(Container):
                 all_planes=self.planes.value and self._planes_offered,  # not when hidden
             )
         except Exception as exc:  # e.g. a layer that cannot be segmented: tell, never raise
-            show_error(user_message(exc))
+            message = user_message(exc)
+            show_error(message)
+            self.status.value = f"Failed: {message}"
             return
         self._start(inp, params)
 
@@ -695,14 +738,13 @@ class SegmentationWidget(Container):
 
     def _start(self, inp: LayerInput, params: SegmentationParams) -> None:
         from napari.qt.threading import GeneratorWorker
-        from napari.utils import progress
 
         self._watch_window()
         run = _Run(inp=inp, params=params)
         if inp.plan.stack_axes:
             run.stack = PlaneStack(inp.plan, inp.plane_shape)
         total = params.max_iter * inp.n_planes
-        run.progress = progress(total=total, desc=f"Segmenting {inp.layer_name}")
+        run.progress = _DockProgress(self.progress_bar, total)
         run.worker = GeneratorWorker(
             train_stack_updates,
             [inp.plane_image(index) for index in inp.plan.stack_indices()],

@@ -141,7 +141,12 @@ def iter_segment(
     device = resolve_device(settings.device)
     plane = plane_shape(np.shape(image), channel_axis)
     if plane is not None:  # (else prepare_image says what is wrong) before any copy is made
-        check_memory(*plane, settings, network_in_memory=device.type in ("cpu", "mps"))
+        check_memory(
+            *plane,
+            settings,
+            network_in_memory=device.type in ("cpu", "mps"),
+            n_input_channels=1 if channel_axis is None else np.shape(image)[channel_axis],
+        )
     prepared = prepare_image(image, channel_axis, rgb)
     return _train(prepared, settings, device)
 
