@@ -94,7 +94,7 @@ def test_should_deliver_throttles_but_keeps_first_and_last():
 
 def test_slow_labels_make_live_updates_rarer():
     assert update_interval_after(0.2, 0.01) == 0.2
-    assert update_interval_after(0.2, 1.0) == 4.0  # 1 s of labels, then 3 s of training
+    assert update_interval_after(0.2, 1.0) == 10.0  # 1 s of labels, then 9 s of training
 
 
 def test_params_from_values_maps_seed_minus_one_to_none():

@@ -63,12 +63,13 @@ __all__ = [
     "update_interval_after",
 ]
 
-#: Seconds between two live label updates (at most 5 per second; the last is always shown).
-UPDATE_INTERVAL = 0.2
+#: Seconds between two live label updates (at most 2 per second; the last is always shown):
+#: drawing takes CPU time from training, all of it where OpenGL renders in software.
+UPDATE_INTERVAL = 0.5
 #: Live labels may take at most 1/LABELS_TIME_FACTOR of the training thread's time (making
 #: them) and of the main thread's (redrawing a stack, in 3D display the whole of it): when
 #: either is slow (large, busy images; big stacks in 3D), updates come less often.
-LABELS_TIME_FACTOR = 4.0
+LABELS_TIME_FACTOR = 10.0
 #: Longest wait (s) for the training thread when the viewer or the widget closes; the thread
 #: ends by itself after the current iteration anyway.
 SHUTDOWN_WAIT = 2.0
