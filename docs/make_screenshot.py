@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     """Open the viewer, train a little, save the screenshot, stop and close."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("screenshot.png"))
-    parser.add_argument("--labels", type=int, default=24, help="shoot once this few labels remain")
-    parser.add_argument("--updates", type=int, default=60, help="or after this many updates")
+    parser.add_argument("--labels", type=int, default=10, help="shoot once this few labels remain")
+    parser.add_argument("--updates", type=int, default=200, help="or after this many updates")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait at most")
     args = parser.parse_args(argv)
 
