@@ -388,17 +388,21 @@ def _shutdown(life: _Lifeline, *_: Any) -> None:
         run.done.wait(SHUTDOWN_WAIT)
 
 
-class _CloseWatcher(QObject):
+class _CallbackFilter(QObject):
+    """An event filter that calls ``callback`` on the events its subclass picks."""
+
+    def __init__(self, callback: Callable[[], None], parent: QObject) -> None:
+        super().__init__(parent)
+        self._callback = callback
+
+
+class _CloseWatcher(_CallbackFilter):
     """Calls ``callback`` when the window it filters closes.
 
     A programmatic close (``viewer.close()``) is always accepted: act at once. A close by the
     user may still be cancelled in napari's confirmation dialog: check once the event has
     been handled whether the window really went away.
     """
-
-    def __init__(self, callback: Callable[[], None], parent: QObject) -> None:
-        super().__init__(parent)
-        self._callback = callback
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
         if event.type() == QEvent.Type.Close:
@@ -433,13 +437,9 @@ def _hide_row_label(widget: Any) -> None:
             caption.hide()
 
 
-class _UndockWatcher(QObject):
+class _UndockWatcher(_CallbackFilter):
     """Calls ``callback`` when the watched widget is taken out of its parent (napari's dock
     close button removes the dock and leaves the widget without a parent, undeleted)."""
-
-    def __init__(self, callback: Callable[[], None], parent: QObject) -> None:
-        super().__init__(parent)
-        self._callback = callback
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
         if event.type() == QEvent.Type.ParentChange:
