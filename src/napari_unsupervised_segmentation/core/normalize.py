@@ -15,12 +15,19 @@ HIGH_PERCENTILE = 99.8
 RGB_FLOAT_SLACK = 0.01
 
 
+#: The intensity that became 0 and the one that became 1, for each channel of an image
+#: (one pair for the three channels of colour, which are scaled together).
+Ranges = tuple[tuple[float, float], ...]
+
+
 @dataclass(frozen=True)
 class PreparedImage:
-    """A validated image as float32 ``(H, W, C)`` in [0, 1], and whether it is RGB."""
+    """A validated image as float32 ``(H, W, C)`` in [0, 1], whether it is RGB, and the
+    intensity ranges that were mapped to [0, 1] (so that another image can be scaled alike)."""
 
     channels: np.ndarray
     is_rgb: bool
+    ranges: Ranges = ()
 
     @property
     def is_constant(self) -> bool:
@@ -33,7 +40,10 @@ class PreparedImage:
 
 
 def prepare_image(
-    image: np.ndarray, channel_axis: int | None = None, rgb: bool | None = None
+    image: np.ndarray,
+    channel_axis: int | None = None,
+    rgb: bool | None = None,
+    ranges: Ranges | None = None,
 ) -> PreparedImage:
     """Validate ``image`` and normalise each channel to [0, 1].
 
@@ -51,6 +61,9 @@ def prepare_image(
         conversion, no channel dropped). None guesses from the layout, as photos come:
         three channels on the last axis are RGB and four uint8 channels there RGBA; channels
         on any other axis (``(C, H, W)``) are independent.
+    ranges : sequence of (low, high) or None
+        Scale with these ranges (another image's ``PreparedImage.ranges``: the same
+        intensity then gives the same value) instead of this image's own.
 
     Returns
     -------
@@ -81,13 +94,21 @@ def prepare_image(
     array = array[..., np.newaxis] if channel_axis is None else np.moveaxis(array, channel_axis, -1)
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise ValueError("image contains NaN or infinite values; replace them (e.g. np.nan_to_num)")
-    if layout.is_rgb:
-        # RGBA: the alpha says nothing about where objects are
-        channels = _normalise_colour(array[..., :3])
-    else:
-        channels = np.stack([_normalise_channel(array[..., c]) for c in range(array.shape[2])], -1)
+    # RGBA: the alpha says nothing about where objects are
+    groups = [array[..., :3]] if layout.is_rgb else [array[..., c] for c in range(array.shape[2])]
+    if ranges is not None and len(ranges) != len(groups):
+        raise ValueError(
+            f"{len(ranges)} intensity ranges given for an image of {len(groups)} "
+            f"{'colour' if layout.is_rgb else 'channels'}"
+        )
+    if ranges is None:
+        find = _colour_range if layout.is_rgb else _channel_range
+        ranges = tuple(find(group) for group in groups)
+    scaled = [_scale(group, *span) for group, span in zip(groups, ranges, strict=True)]
+    channels = scaled[0] if layout.is_rgb else np.stack(scaled, -1)
     # Colour gets Lab superpixels and averaged edges; stains the edges of the strongest stain.
-    return PreparedImage(channels=channels, is_rgb=layout.is_rgb)
+    ranges = tuple((float(low), float(high)) for low, high in ranges)
+    return PreparedImage(channels=channels, is_rgb=layout.is_rgb, ranges=ranges)
 
 
 def channels_look_like_colour(n_channels: int, dtype: np.dtype) -> bool:
@@ -215,33 +236,52 @@ def _channels_last_shape(shape: tuple[int, ...], channel_axis: int | None) -> tu
     return height, width, shape[channel_axis]
 
 
-def _normalise_colour(rgb: np.ndarray) -> np.ndarray:
+def _colour_range(rgb: np.ndarray) -> tuple[float, float]:
     """Colour keeps its hue: floats already in [0, 1] (as ``skimage.img_as_float`` gives;
     up to ``RGB_FLOAT_SLACK`` outside, as resampling overshoots, clipped) are taken as they
-    are, any other range is scaled by one range for all three channels (scaling each
-    channel on its own would turn a dark slate background cyan)."""
+    are, any other range is one range for all three channels (scaling each channel on its
+    own would turn a dark slate background cyan)."""
     if rgb.dtype.kind == "f" and rgb.min() >= -RGB_FLOAT_SLACK and rgb.max() <= 1 + RGB_FLOAT_SLACK:
-        return np.clip(rgb, 0.0, 1.0).astype(np.float32)
-    return _normalise_channel(rgb)
+        return 0.0, 1.0
+    return _channel_range(rgb)
 
 
-def _normalise_channel(channel: np.ndarray) -> np.ndarray:
-    """One channel (or several jointly) to [0, 1]: uint8 / 255, anything else between its
-    robust percentiles."""
+def _channel_range(channel: np.ndarray) -> tuple[float, float]:
+    """The range of one channel (or several jointly) that becomes [0, 1]: uint8's 0 to 255,
+    anything else between its robust percentiles (its extremes when almost constant)."""
     if channel.dtype == np.uint8:
+        return 0.0, 255.0
+    values, unit = _as_float64(channel)
+    low, high = np.percentile(values, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    if high <= low:  # almost constant: fall back to the full range
+        low, high = values.min(), values.max()
+    return float(low) * unit, float(high) * unit
+
+
+def _scale(channel: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``channel`` mapped from [low, high] to [0, 1] (clipped) as float32; an empty range
+    gives 0."""
+    if channel.dtype == np.uint8 and (low, high) == (0.0, 255.0):
         return channel.astype(np.float32) / np.float32(255)
+    if channel.dtype.kind == "f" and (low, high) == (0.0, 1.0):
+        return np.clip(channel, 0.0, 1.0).astype(np.float32)
+    values, unit = _as_float64(channel)
+    low, high = low / unit, high / unit
+    if high <= low:
+        return np.zeros(channel.shape, np.float32)
+    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def _as_float64(channel: np.ndarray) -> tuple[np.ndarray, float]:
+    """The values as float64 in units of the returned power of two: 1, or for values beyond
+    1e300, whose differences would overflow, 2**64 (an exact rescaling). Long double beyond
+    float64's range is refused."""
     with np.errstate(over="ignore"):  # long double beyond float64's range: refused below
         values = channel.astype(np.float64)
     if channel.dtype.itemsize > 8 and not np.isfinite(values).all():
         raise ValueError(
             "image has values beyond float64's range (about 1.8e308): rescale it first"
         )
-    peak = max(values.max(), -values.min())
-    if peak > 1e300:  # differences of such values overflow; the scaling below ignores units
-        values /= peak
-    low, high = np.percentile(values, [LOW_PERCENTILE, HIGH_PERCENTILE])
-    if high <= low:  # almost constant: fall back to the full range
-        low, high = values.min(), values.max()
-    if high <= low:
-        return np.zeros(channel.shape, np.float32)
-    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    if max(values.max(), -values.min()) > 1e300:
+        return values / 2.0**64, 2.0**64
+    return values, 1.0
