@@ -13,16 +13,28 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PRESETS",
+    "SegmentationModel",
     "SegmentationParams",
     "Step",
+    "fit",
     "iter_segment",
+    "load_model",
     "segment",
     "segment_layer",
 ]
 
 if TYPE_CHECKING:
     from ._console import segment_layer
-    from .core import PRESETS, SegmentationParams, Step, iter_segment, segment
+    from .core import (
+        PRESETS,
+        SegmentationModel,
+        SegmentationParams,
+        Step,
+        fit,
+        iter_segment,
+        load_model,
+        segment,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -8,9 +8,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["PRESETS", "SegmentationParams", "Step", "iter_segment", "segment"]
+__all__ = [
+    "PRESETS",
+    "SegmentationModel",
+    "SegmentationParams",
+    "Step",
+    "fit",
+    "iter_segment",
+    "load_model",
+    "segment",
+]
 
 if TYPE_CHECKING:
+    from .fitted import SegmentationModel, fit, load_model
     from .params import PRESETS, SegmentationParams
     from .train import Step, iter_segment, segment
 
@@ -20,6 +30,10 @@ def __getattr__(name: str) -> Any:
         from . import params
 
         return getattr(params, name)
+    if name in ("SegmentationModel", "fit", "load_model"):
+        from . import fitted
+
+        return getattr(fitted, name)
     if name in ("Step", "iter_segment", "segment"):
         from . import train
 

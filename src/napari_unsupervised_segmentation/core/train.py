@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .devices import autocast_for, autograd_enabled, precision_flags, resolve_device
+from .fitted import SegmentationModel, snapshot_model
 from .memory import check_memory
 from .model import SegmentationNet
 from .normalize import PreparedImage, plane_shape, prepare_image
@@ -39,6 +42,7 @@ class Step:
         prediction: torch.Tensor,
         loss: torch.Tensor,
         finish: LabelFinisher,
+        model_of: Callable[[], SegmentationModel] | None = None,
     ) -> None:
         self.iteration = iteration
         self.n_classes = n_classes
@@ -46,6 +50,7 @@ class Step:
         self._prediction = prediction
         self._loss = loss
         self._finish = finish
+        self._model_of = model_of
         self._labels: np.ndarray | None = None
 
     @property
@@ -70,6 +75,16 @@ class Step:
         if self._finish.maps_ready:
             return self.labels
         return self._finish.preview(self._prediction.cpu().numpy())
+
+    @property
+    def model(self) -> SegmentationModel:
+        """The network trained so far, to label other images with the same classes
+        (:class:`~napari_unsupervised_segmentation.core.fitted.SegmentationModel`). The last
+        step's gives ``labels`` (before post-processing) on its training image; read an
+        earlier step's while it is the current one."""
+        if self._model_of is None:
+            raise ValueError("a constant image trains no network: there is no model to apply")
+        return self._model_of()
 
     def __repr__(self) -> str:
         return (
@@ -217,7 +232,11 @@ def _train(
         optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
         pixels = image_tensor(image, device)
     finish = LabelFinisher(settings, image, device)  # shared: image-level maps made once
-    yield from training_steps(model, optimizer, pixels, refine, settings, finish)
+
+    def snapshot(network: SegmentationNet) -> SegmentationModel:
+        return snapshot_model(network, pixels, settings, image)
+
+    yield from training_steps(model, optimizer, pixels, refine, settings, finish, snapshot)
 
 
 def training_steps(
@@ -227,8 +246,13 @@ def training_steps(
     refine: SuperpixelRefiner,
     settings: SegmentationParams,
     finish: LabelFinisher,
+    snapshot: Callable[[SegmentationNet], SegmentationModel] | None = None,
 ) -> Iterator[Step]:
     """The paper's iterations: predict, refine by superpixels, one SGD step on the refined labels.
+
+    ``snapshot`` makes a step's ``model`` from a network: the last step's from the network
+    as it made that step's prediction (before the step's update), the others' from the
+    network as it is when read.
 
     Stops after ``settings.max_iter`` steps or once ``settings.min_labels`` classes or fewer are
     left (the public demo's rule); ``benchmarks/demo_loop.py`` runs it with the demo's start.
@@ -247,13 +271,16 @@ def training_steps(
                 loss = F.cross_entropy(responses.float(), target)
                 if settings.continuity_weight:
                     loss = loss + settings.continuity_weight * continuity_loss(responses)
+            n_classes = int((label_counts > 0).sum())
+            stop = iteration == settings.max_iter or n_classes <= settings.min_labels
+            # the last step's model is the network that made its prediction
+            as_predicted = copy.deepcopy(model) if stop and snapshot is not None else model
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        n_classes = int((label_counts > 0).sum())
-        stop = iteration == settings.max_iter or n_classes <= settings.min_labels
         kept = prediction[0].to(kept_dtype)
-        yield Step(iteration, n_classes, stop, kept, loss.detach(), finish)
+        model_of = None if snapshot is None else partial(snapshot, as_predicted)
+        yield Step(iteration, n_classes, stop, kept, loss.detach(), finish, model_of)
         if stop:
             return
 
