@@ -676,3 +676,46 @@ def test_progress_counts_classes_while_training_then_the_labels_and_names_planes
     for number, (t, z) in enumerate([(1, 1), (1, 2), (2, 1), (2, 2)], start=1):
         assert f"timelapse plane {number}/4 (time {t}/2, z {z}/2): " in progress
     assert "axis" not in progress
+
+
+def test_a_saved_model_labels_every_plane_and_file_with_the_same_classes(tmp_path, capsys):
+    from napari_unsupervised_segmentation import load_model
+
+    rng = np.random.default_rng(8)
+    first = rng.integers(0, 4000, (24, 30), dtype=np.uint16)
+    first[5:15, 5:20] += 30000
+    tifffile.imwrite(tmp_path / "first.tif", first)
+    model_path = tmp_path / "cells.model"
+    out = tmp_path / "out"
+    args = ["--out", str(out), *FAST, "--preset", "paper"]
+    assert main([str(tmp_path / "first.tif"), "--save-model", str(model_path), *args]) == 0
+    model = load_model(model_path)
+    stack = np.stack([first, first[::-1], first])  # a z-stack of three planes
+    tifffile.imwrite(tmp_path / "zstack.tif", stack, imagej=True, metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "second.tif", first[::-1])
+    capsys.readouterr()
+    files = [str(tmp_path / "zstack.tif"), str(tmp_path / "second.tif")]
+    assert main([*files, "--model", str(model_path), "--planes", *args]) == 0
+    planes, _ = read_label_tiff(out / "zstack_labels.tif")
+    np.testing.assert_array_equal(planes, model.predict(stack))
+    np.testing.assert_array_equal(planes[0], planes[2])  # one class, one label, every plane
+    np.testing.assert_array_equal(read_label_tiff(out / "second_labels.tif")[0], planes[1])
+    printed = capsys.readouterr().out
+    assert "zstack: 3 planes" in printed and "no training" in printed
+
+
+def test_model_flags_are_checked_before_any_image_is_read(tmp_path, capsys):
+    broken = tmp_path / "broken.model"
+    broken.write_text("not a model")
+    image = tmp_path / "img.tif"
+    tifffile.imwrite(image, np.zeros((8, 8), np.uint8))
+    cases = [
+        (["--model", str(broken)], "--model: cannot load a model from .*broken.model"),
+        (["--model", str(broken), "--save-model", str(tmp_path / "m")], "give one"),
+        (["--sample", "cell", "--save-model", str(tmp_path / "m")], "on one image; 2 given"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(SystemExit) as stop:
+            main([str(image), "--out", str(tmp_path / "out"), *extra])
+        assert stop.value.code == 2
+        assert re.search(message, capsys.readouterr().err)

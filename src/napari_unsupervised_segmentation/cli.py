@@ -69,6 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
         "one label stack (each plane numbered from 1)",
     )
     parser.add_argument(
+        "--model",
+        type=Path,
+        metavar="PATH",
+        help="label every image with a saved model (--save-model) instead of training: the "
+        "same label for the same class in every plane and file (the preset's "
+        "post-processing is not applied)",
+    )
+    parser.add_argument(
+        "--save-model",
+        type=Path,
+        metavar="PATH",
+        help="save the network trained on the one 2D input image, to apply with --model",
+    )
+    parser.add_argument(
         "--calibration",
         action="store_true",
         help="give the labels the input TIFF's pixel size and unit (ImageJ or OME), for Fiji "
@@ -375,6 +389,8 @@ def segment_to_file(
     from .io import write_label_tiff
 
     channel_axis, stack_axes = image_axes(image.shape, args.channel_axis, letters)
+    if stack_axes and args.save_model is not None:
+        raise ValueError("--save-model saves the network of one 2D image, and this is a stack")
     if stack_axes and not args.planes:
         n_planes = int(np.prod([image.shape[axis] for axis in stack_axes]))
         raise ValueError(
@@ -426,7 +442,7 @@ def segment_to_file(
         write_label_tiff(path, labels, **write)
     return Written(
         path,
-        [int(plane.labels.max()) for plane in planes],
+        [plane.n_labels for plane in planes],
         sum(plane.iterations for plane in planes),
     )
 
@@ -536,10 +552,11 @@ def _note_planar_colour(name: str, n_samples: int) -> None:
 
 
 class PlaneResult(NamedTuple):
-    """The labels of one 2D plane and the training iterations they took."""
+    """The labels of one 2D plane, how many there are, and the training iterations."""
 
     labels: np.ndarray
     iterations: int
+    n_labels: int
 
 
 def _segment_plane(
@@ -559,6 +576,9 @@ def _segment_plane(
 
     from .core import iter_segment
 
+    if args.model is not None:  # a saved model: classes are labels, the same everywhere
+        labels = args.loaded_model.predict(plane, channel_axis=channel_axis, rgb=rgb)
+        return PlaneResult(labels, 0, len(np.unique(labels)))
     step = None
     with tqdm(total=params.max_iter, desc=desc, unit="it", leave=False, disable=args.quiet) as bar:
         for step in iter_segment(plane, params, channel_axis=channel_axis, rgb=rgb):
@@ -567,7 +587,9 @@ def _segment_plane(
         assert step is not None
         labels = step.labels
         bar.set_postfix_str(counted(int(labels.max()), "label"))
-    return PlaneResult(labels, step.iteration)
+    if args.save_model is not None:
+        step.model.save(args.save_model)
+    return PlaneResult(labels, step.iteration, int(labels.max()))
 
 
 def _stack_letters(letters: str | None, stack_axes: tuple[int, ...]) -> str | None:
@@ -677,6 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     problem = _out_problem(args.out)
     if problem:
         parser.error(problem)
+    _check_models(parser, args, len(inputs))
     with sigterm_stops_like_ctrl_c():
         try:
             _check_device(parser, params.device)
@@ -690,6 +713,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if failures:
         print(f"{PROG}: {failures} of {len(inputs)} image(s) failed", file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _check_models(parser: argparse.ArgumentParser, args: argparse.Namespace, n_inputs: int) -> None:
+    """Refuse --model and --save-model together, --save-model of several images, and a model
+    file that cannot be read (before any image is read); keep the loaded model in ``args``."""
+    args.loaded_model = None
+    if args.model is not None and args.save_model is not None:
+        parser.error("--model applies a saved model and --save-model trains one: give one")
+    if args.save_model is not None and n_inputs != 1:
+        parser.error(f"--save-model saves the network trained on one image; {n_inputs} given")
+    if args.model is not None:
+        from .core import load_model
+
+        try:
+            args.loaded_model = load_model(args.model)
+        except (OSError, ValueError) as error:
+            parser.error(f"--model: {error}")
 
 
 def _out_problem(out: Path) -> str | None:
@@ -769,7 +809,8 @@ def summary_line(name: str, written: Written, path: Path, seconds: float) -> str
         low, high = min(counts), max(counts)
         spread = counted(low, "label") if low == high else f"{low}-{high} labels"
         labels = f"{len(counts)} planes, {spread} per plane"
-    iterations = counted(written.iterations, "iteration")
+    # a saved model labels without training: no iterations
+    iterations = counted(written.iterations, "iteration") if written.iterations else "no training"
     return f"{shown(name)}: {labels}, {iterations}, {seconds:.1f} s -> {shown(path)}"
 
 

@@ -194,7 +194,7 @@ def load_model(path: str | os.PathLike[str]) -> SegmentationModel:
     if not source.is_file():
         raise FileNotFoundError(f"no model file at {str(source)!r}")
     try:
-        contents = torch.load(source, map_location="cpu", weights_only=True)
+        contents = _load_tensors_and_text(source)
         metadata = json.loads(contents["metadata"])
         if metadata.get("format") != FILE_FORMAT:
             raise ValueError("it is not a model file of napari-unsupervised-segmentation")
@@ -207,10 +207,30 @@ def load_model(path: str | os.PathLike[str]) -> SegmentationModel:
         network.load_state_dict(contents["weights"], strict=True)
         ranges = tuple((float(low), float(high)) for low, high in metadata["ranges"])
         is_rgb = bool(metadata["is_rgb"])
-    except Exception as exc:
-        raise ValueError(f"cannot load a model from {str(source)!r}: {exc}") from exc
+    except (KeyError, TypeError, AttributeError, RuntimeError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"cannot load a model from {str(source)!r}: it is not a model file of "
+            f"napari-unsupervised-segmentation ({type(exc).__name__}: {exc})"
+        ) from None
+    except ValueError as exc:
+        raise ValueError(f"cannot load a model from {str(source)!r}: {exc}") from None
     network.eval()
     return SegmentationModel(network, settings, int(metadata["n_input_channels"]), is_rgb, ranges)
+
+
+def _load_tensors_and_text(source: Path) -> Any:
+    """The file's contents if they are plain tensors and text, read without running code."""
+    import pickle
+
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(
+            "it does not hold plain tensors and text only (anything else could run code "
+            "when loaded): it is not a model file of napari-unsupervised-segmentation"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as error:
+        raise ValueError(f"it is damaged or not a model file ({error})") from None
 
 
 def snapshot_model(
