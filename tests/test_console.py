@@ -39,10 +39,10 @@ def _image(shape=(32, 32), seed=0) -> np.ndarray:
 
 
 def console_examples() -> dict[str, str]:
-    """The console examples (a), (b), (c) as written in docs/napari.md."""
+    """The console examples (a) to (d) as written in docs/napari.md."""
     page = (ROOT / "docs" / "napari.md").read_text(encoding="utf-8")
     found = {key: code for code, key in EXAMPLE.findall(page)}
-    assert set(found) == {"a", "b", "c"}, "docs/napari.md lacks '# console example (x)' blocks"
+    assert set(found) == {"a", "b", "c", "d"}, "docs/napari.md lacks '# console example (x)' blocks"
     return found
 
 
@@ -205,9 +205,9 @@ def test_segment_layer_errors(make_napari_viewer):
         layer_input(rgb, viewer.dims, channel_axis=0)
 
 
-def test_console_examples_from_the_readme(make_napari_viewer, qtbot):
+def test_console_examples_from_the_docs(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     examples = console_examples()
-    assert sorted(examples) == ["a", "b", "c"]
+    assert sorted(examples) == ["a", "b", "c", "d"]
     viewer = make_napari_viewer()
     data, meta, _ = coffee()[0]
     viewer.add_image(data[::16, ::16], **meta)  # a small "coffee" keeps the test fast
@@ -232,6 +232,18 @@ def test_console_examples_from_the_readme(make_napari_viewer, qtbot):
     # (a), (b) and (c) use the same settings and seed, so they agree.
     for layer in viewer.layers[1:]:
         np.testing.assert_array_equal(layer.data, expected)
+
+    monkeypatch.chdir(tmp_path)  # (d) saves its model in the working folder
+    exec(examples["d"], namespace)
+    model, crop = namespace["model"], viewer.layers["crop classes"].data
+    whole = model.predict(viewer.layers["coffee"].data, channel_axis=-1)
+    # a class keeps its label in another field of view (away from the crop's edge)
+    halo = model.halo
+    np.testing.assert_array_equal(
+        crop[halo:-halo, halo:-halo], whole[10:, 20:][halo:-halo, halo:-halo]
+    )
+    loaded = namespace["load_model"](tmp_path / "coffee.model")
+    np.testing.assert_array_equal(loaded.predict(viewer.layers["crop"].data, channel_axis=-1), crop)
 
 
 def test_a_users_layer_of_the_same_name_is_never_overwritten(make_napari_viewer):
