@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU speed and memory per iteration, and the BSDS val runs that a GPU does in minutes: the
-# paper preset with TF32, as the reference rows ran (a cross-check of the CPU run kept in
-# benchmarks/runs/), and beside it the public demo's loop (see benchmarks/demo_loop.py), as
+# paper preset with TF32, as the reference rows ran (a cross-check of the CPU run scored in
+# benchmarks/scores/), and beside it the public demo's loop (see benchmarks/demo_loop.py), as
 # one script.
 # Usage, from the repository root: bash benchmarks/gpu_session.sh [PART ...]
 #   speed     per-iteration speed of both presets at fp32/tf32/bf16, and GPU memory

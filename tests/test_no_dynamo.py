@@ -3,7 +3,7 @@
 With the CUDA build of torch, triton's bundled LLVM crashes a process in which Mesa's
 OpenGL driver has already loaded its own; ``torch.optim`` is what would import them. The
 CPU build has no triton, but ``torch._dynamo`` is imported there too, so the check holds on
-every build. Each case runs in a fresh process: the test session itself has imported
+every build. Each case runs in a fresh process: the test process itself has imported
 plenty.
 """
 

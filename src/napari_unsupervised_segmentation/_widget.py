@@ -278,7 +278,7 @@ def device_choices() -> list[str]:
 
 @functools.cache
 def _warm_up_labels() -> None:
-    """Build one throw-away Labels layer, once per session.
+    """Build one throw-away Labels layer, once per process.
 
     napari imports much of its Labels machinery lazily; doing it when the widget opens
     keeps that cost out of the first live update, in the middle of training.
