@@ -650,7 +650,7 @@ def test_each_image_gets_a_summary_line_on_stdout_also_when_quiet(tmp_path, caps
 
     stack = read_label_tiff(out / "timelapse_labels.tif")[0]
     per_plane = sorted(int(plane.max()) for plane in stack.reshape(4, 24, 24))
-    spread = f"{per_plane[0]}-{per_plane[-1]} labels" if per_plane[0] != per_plane[-1] else (
+    spread = f"{per_plane[0]} to {per_plane[-1]} labels" if per_plane[0] != per_plane[-1] else (
         f"{per_plane[0]} label{'s' * (per_plane[0] != 1)}")  # fmt: skip
     assert timelapse == (
         "timelapse",

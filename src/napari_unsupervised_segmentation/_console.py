@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .core.normalize import check_channel_axis_type  # numpy only: no torch import
+from .core.wording import counted, labels_per_plane
 
 if TYPE_CHECKING:
     import napari
@@ -283,21 +284,10 @@ class SegmentedPlanes:
         """One line: "img labels: 23 labels in 160 iterations, 12.3 s"; for a stack the
         labels per plane and the iterations of all planes; ``note`` (where in the layer,
         :attr:`LayerInput.note`) after a " · "."""
-        low, high = min(self.label_counts), max(self.label_counts)
-        if len(self.label_counts) == 1:
-            labels = _counted(high, "label")
-        elif low == high:
-            labels = f"{_counted(high, 'label')} per plane"
-        else:
-            labels = f"{low} to {high} labels per plane"
-        iterations = _counted(sum(self.iterations), "iteration")
+        labels = labels_per_plane(self.label_counts)
+        iterations = counted(sum(self.iterations), "iteration")
         text = f"{labels_name}: {labels} in {iterations}, {self.seconds:.1f} s"
         return f"{text} · {note}" if note else text
-
-
-def _counted(number: int, noun: str) -> str:
-    """A count and its noun: "1 label", "23 labels"."""
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def segment_planes(inp: LayerInput, settings: SegmentationParams) -> SegmentedPlanes:

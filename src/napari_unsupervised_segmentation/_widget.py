@@ -49,6 +49,7 @@ from ._console import (
     write_plane,
 )
 from .core.params import BOUNDARIES, PRECISIONS, PRESETS, SegmentationParams
+from .core.wording import counted, labels_per_plane
 
 if TYPE_CHECKING:
     import napari
@@ -923,26 +924,15 @@ def _final_status(run: _Run) -> str:
             else (f"all {last.n_planes} planes")
         )
         verb = "Stopped" if run.stop.is_set() else "Done"
-        text = f"{verb}: {done} segmented, {_count_range(counts.values())} labels per plane."
+        text = f"{verb}: {done} segmented, {labels_per_plane(list(counts.values()) or [0])}."
         if run.stop.is_set():
             text += " The planes after them stay 0 (unlabelled)."
     else:
         n_labels = counts.get(0, 0)
         verb = "Stopped at iteration" if run.stop.is_set() else "Done after"
         iterations = "" if run.stop.is_set() else " iterations"
-        text = f"{verb} {last.iteration}{iterations}: {n_labels} {_plural(n_labels, 'label')}."
+        text = f"{verb} {last.iteration}{iterations}: {counted(n_labels, 'label')}."
     return f"{text}\n{run.inp.note}" if run.inp.note else text
-
-
-def _count_range(counts: Any) -> str:
-    """``"7"`` or ``"5 to 9"``: the range of some label counts."""
-    values = sorted(counts) or [0]
-    low, high = values[0], values[-1]
-    return str(low) if low == high else f"{low} to {high}"
-
-
-def _plural(count: int, word: str) -> str:
-    return word if count == 1 else f"{word}s"
 
 
 #: Axis labels that say an axis holds channels.

@@ -20,6 +20,7 @@ import numpy as np
 
 from ._sample_data import SAMPLES, load_sample
 from .core.params import PRESETS, SegmentationParams
+from .core.wording import counted, labels_per_plane
 from .io._label_tiff import _file_stem
 
 PROG = "unsupervised-segmentation"
@@ -796,29 +797,19 @@ def summary_line(name: str, written: Written, path: Path, seconds: float) -> str
     """One line per image for people and scripts.
 
     ``NAME: L labels, I iterations, S s -> PATH`` for a 2D image;
-    ``NAME: P planes, A-B labels per plane, I iterations, S s -> PATH`` for a stack (each
+    ``NAME: P planes, A to B labels per plane, I iterations, S s -> PATH`` for a stack (each
     plane is numbered from 1 on its own: the range of the planes' label counts, one number
     when all planes have as many; ``I`` is the iterations of all planes together). Counts
     of one are singular (``1 label``). ``S`` is the seconds from reading the image to
     the written file.
     """
     counts = written.plane_labels
-    if len(counts) == 1:
-        labels = counted(counts[0], "label")
-    else:
-        low, high = min(counts), max(counts)
-        spread = counted(low, "label") if low == high else f"{low}-{high} labels"
-        labels = f"{len(counts)} planes, {spread} per plane"
+    labels = labels_per_plane(counts)
+    if len(counts) > 1:
+        labels = f"{len(counts)} planes, {labels}"
     # a saved model labels without training: no iterations
     iterations = counted(written.iterations, "iteration") if written.iterations else "no training"
     return f"{shown(name)}: {labels}, {iterations}, {seconds:.1f} s -> {shown(path)}"
-
-
-def counted(number: int, noun: str) -> str:
-    """``1 label``, ``2 labels``, ``3 classes``."""
-    if number == 1:
-        return f"1 {noun}"
-    return f"{number} {noun}{'es' if noun.endswith('s') else 's'}"
 
 
 if __name__ == "__main__":
