@@ -924,7 +924,8 @@ def _final_status(run: _Run) -> str:
             else (f"all {last.n_planes} planes")
         )
         verb = "Stopped" if run.stop.is_set() else "Done"
-        text = f"{verb}: {done} segmented, {labels_per_plane(list(counts.values()) or [0])}."
+        per_plane = labels_per_plane(list(counts.values()) or [0], per_plane=True)
+        text = f"{verb}: {done} segmented, {per_plane}."
         if run.stop.is_set():
             text += " The planes after them stay 0 (unlabelled)."
     else:
