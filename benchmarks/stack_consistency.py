@@ -50,7 +50,7 @@ def synthetic_stack(
     stack = np.empty((n_planes, size, size), np.float64)
     levels = np.asarray(CLASS_LEVELS[:n_classes])
     for z in range(n_planes):
-        field = ndimage.gaussian_filter(rng.normal(size=(size, size)), size / 12)
+        field = ndimage.gaussian_filter(rng.normal(size=(size, size)), size / 8)
         edges = np.quantile(field, np.linspace(0, 1, n_classes + 1)[1:-1])
         truth[z] = np.searchsorted(edges, field)
         gain, offset = rng.uniform(*GAIN), rng.uniform(*OFFSET)
