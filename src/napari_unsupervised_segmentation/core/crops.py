@@ -158,6 +158,8 @@ def training_data(
         try:
             sources.append(_source(item, name, channel_axis, rgb))
         except ValueError as error:
+            if not named:
+                raise
             raise ValueError(f"{name}: {error}") from None
     first = sources[0]
     for source in sources[1:]:

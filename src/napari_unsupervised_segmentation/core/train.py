@@ -338,8 +338,9 @@ def iter_fit(
         and data.is_single_plane
         and fits_in_memory(data.sources[0].layout, settings, network_in_memory)
     ):
-        _check_whole_image_memory(images, channel_axis, settings, device)
-        return fit_image(prepare_image(images, channel_axis, rgb), settings, device)
+        image = data.sources[0].array  # (a list of one image: the image)
+        _check_whole_image_memory(image, channel_axis, settings, device)
+        return fit_image(prepare_image(image, channel_axis, rgb), settings, device)
     sampling = crops if isinstance(crops, CropSampling) else CropSampling()
     shape = data.crop_shape(sampling.size)
     check_crop_memory(sampling, shape, settings, data.n_input_channels, network_in_memory)
