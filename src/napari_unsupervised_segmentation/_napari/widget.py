@@ -9,6 +9,7 @@ nothing. The settings controls are built in :mod:`.controls`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
@@ -32,6 +33,7 @@ from psygnal import Signal
 from qtpy.QtWidgets import QApplication, QMainWindow, QSizePolicy
 
 from ..core.params import PRESETS, SegmentationParams
+from ..core.plan import AmbiguousChannels, guess_channel_axis
 from ..core.wording import counted, labels_per_plane
 from .controls import _BASIC, _SLIC_ONLY, _make_controls, params_from_values
 from .layers import (
@@ -249,9 +251,11 @@ class SegmentationWidget(Container):
         may_have_channels = bool(layer is not None and not layer.rgb and layer.ndim >= 3)
         self.channel_axis.visible = may_have_channels
         if may_have_channels:  # an axis the layer calls "c" or "channel" is chosen
-            named = [i for i, n in enumerate(_axis_names(layer)) if n in _CHANNEL_NAMES]
-            if len(named) == 1:
-                self.channel_axis.value = named[0]
+            with contextlib.suppress(AmbiguousChannels):  # several named: none chosen
+                shape = full_resolution(layer).shape
+                named = guess_channel_axis(shape, _axis_names(layer), from_shape=False)
+                if named is not None:
+                    self.channel_axis.value = named
         self._on_channel_axis_changed()
 
     def _on_channel_axis_changed(self, *_: Any) -> None:
@@ -562,10 +566,6 @@ def _final_status(run: _Run) -> str:
         iterations = "" if run.stop.is_set() else " iterations"
         text = f"{verb} {last.iteration}{iterations}: {counted(n_labels, 'label')}."
     return f"{text}\n{run.inp.note}" if run.inp.note else text
-
-
-#: Axis labels that say an axis holds channels.
-_CHANNEL_NAMES = frozenset({"c", "ch", "channel", "channels"})
 
 
 def _axis_names(layer: Any) -> list[str]:
