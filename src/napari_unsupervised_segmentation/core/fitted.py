@@ -40,10 +40,12 @@ from .params import SegmentationParams
 FILE_FORMAT = "napari-unsupervised-segmentation model"
 FILE_VERSION = 1
 
-#: Rows and columns of the tiles that :meth:`SegmentationModel.predict` labels at a time
-#: unless told otherwise: about 40 MB of network activations per tile, and on a CPU as fast
-#: per pixel as any larger tile (benchmarks/predict_speed.py).
-DEFAULT_TILE_SHAPE = (512, 512)
+#: Bytes of one layer's activations in a tile that :meth:`SegmentationModel.predict` labels
+#: at a time unless told otherwise. Below glibc's largest threshold for serving memory from
+#: fresh pages (32 MiB), so that tile after tile reuses the same memory: larger tiles are no
+#: faster per pixel and spend a third more time in the kernel mapping new pages
+#: (benchmarks/predict_speed.py).
+TILE_ACTIVATION_BYTES = 24 * 2**20
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,15 @@ class SegmentationModel:
     def halo(self) -> int:
         """Pixels on each side that a pixel's class depends on (the 3x3 convolutions)."""
         return self.settings.n_conv
+
+    @property
+    def default_tile_shape(self) -> tuple[int, int]:
+        """The tiles :meth:`predict` labels at a time unless told: square, a multiple of 32
+        pixels, whose activations in each layer (halo included) take at most
+        :data:`TILE_ACTIVATION_BYTES`."""
+        side = int(np.sqrt(TILE_ACTIVATION_BYTES / (4 * self.n_classes))) - 2 * self.halo
+        side = max(32, side // 32 * 32)
+        return side, side
 
     def predict(
         self,
@@ -100,8 +111,8 @@ class SegmentationModel:
             colour and the plane has 3 or 4 channels, else guessed as ``iter_segment`` does.
         tile_shape : (int, int) or None
             Label each plane in tiles of this many rows and columns: the same labels as the
-            whole plane at once, with the memory of one tile. None: tiles of
-            :data:`DEFAULT_TILE_SHAPE` (the whole plane when it is smaller).
+            whole plane at once, with the memory of one tile. None:
+            :attr:`default_tile_shape`.
         normalise : {"model", "image"}
             ``"model"``: scale intensities as for the training image, so that one intensity
             gives one class in every file; ``"image"``: scale each plane by its own range
@@ -167,7 +178,7 @@ class SegmentationModel:
                 f"the image has {_describe(n_channels, layout.is_rgb)}"
             )
         height, width = layout.height, layout.width
-        rows, cols = tile_shape or DEFAULT_TILE_SHAPE
+        rows, cols = tile_shape or self.default_tile_shape
         if rows < 1 or cols < 1:
             raise ValueError(f"tile_shape must be positive; got {tile_shape}")
         rows, cols = min(rows, height), min(cols, width)
