@@ -101,6 +101,10 @@ def test_a_dask_image_and_a_multiscale_list_give_the_same_labels(model):
     np.testing.assert_array_equal(model.predict(lazy), expected)
     levels = [lazy, lazy[::2, ::2], lazy[::4, ::4]]  # napari multiscale: full resolution first
     np.testing.assert_array_equal(model.predict(levels, tile_shape=(30, 50)), expected)
+    from napari.layers import Image
+
+    layer = Image(levels, multiscale=True)  # what a napari layer of a large image holds
+    np.testing.assert_array_equal(model.predict(layer.data), expected)
 
 
 def test_the_own_range_of_a_plane_read_in_tiles_is_that_of_the_whole(model, two_channel_model):
