@@ -45,6 +45,7 @@ class SegmentationModel:
     n_input_channels: int
     is_rgb: bool
     ranges: Ranges
+    spatial_ndim: int = 2  # 3: a volume model (3x3x3 convolutions), labels volumes
 
     @property
     def n_classes(self) -> int:
@@ -95,6 +96,8 @@ class SegmentationModel:
         """
         if normalise not in ("model", "image"):
             raise ValueError(f"normalise must be 'model' or 'image', not {normalise!r}")
+        if self.spatial_ndim == 3:
+            return self._predict_volumes(image, channel_axis, rgb, tile_shape, normalise)
         array = np.asarray(image)
         if channel_axis is not None:
             array = np.moveaxis(array, channel_axis, -1)  # AxisError when out of range
@@ -155,6 +158,84 @@ class SegmentationModel:
         with torch.inference_mode():
             return network(block).argmax(dim=1)[0].cpu().numpy()
 
+    def _predict_volumes(
+        self,
+        image: Any,
+        channel_axis: int | None,
+        rgb: bool | None,
+        tile_shape: tuple[int, ...] | None,
+        normalise: str,
+    ) -> np.ndarray:
+        """``predict`` for a volume model: the last three axes other than the channel axis
+        are z, y, x, any before them volumes, each labelled on its own (in 3D tiles of
+        ``tile_shape`` with the ``halo`` around each)."""
+        from .volumes import prepare_volumes, volume_layout
+
+        array = np.asarray(image)
+        layout = volume_layout(array.shape, array.dtype, channel_axis, rgb)
+        if rgb is None and self.is_rgb and layout.n_channels in (3, 4):  # as trained
+            rgb = True
+            layout = volume_layout(array.shape, array.dtype, channel_axis, rgb)
+        n_channels = 3 if layout.is_rgb else layout.n_channels
+        if n_channels != self.n_input_channels or layout.is_rgb != self.is_rgb:
+            raise ValueError(
+                f"this model was trained on {_describe(self.n_input_channels, self.is_rgb)}; "
+                f"the image has {_describe(n_channels, layout.is_rgb)}"
+            )
+        tiles = tuple(int(side) for side in (tile_shape or layout.volume_shape))
+        if len(tiles) != 3 or min(tiles) < 1:
+            raise ValueError(
+                f"tile_shape of a volume model must be 3 positive sizes (z, y, x); got {tile_shape}"
+            )
+        if channel_axis is not None:
+            array = np.moveaxis(array, channel_axis, -1)
+        volume_axis = None if channel_axis is None else -1
+        dtype = smallest_unsigned_dtype(self.n_classes)
+        labels = np.zeros(layout.stack_shape + layout.volume_shape, dtype)
+        one = dataclasses.replace(layout, stack_shape=())
+        for index in np.ndindex(*layout.stack_shape):
+            ranges = self.ranges if normalise == "model" else None
+            voxels = prepare_volumes(array[index], volume_axis, one, ranges).channels
+            labels[index] = self._predict_volume(voxels, tiles)
+        return labels
+
+    def _predict_volume(self, voxels: np.ndarray, tiles: tuple[int, ...]) -> np.ndarray:
+        """Labels of a prepared ``(D, H, W, C)`` volume, tile by tile with the halo."""
+        import itertools
+
+        shape = voxels.shape[:3]
+        labels = np.empty(shape, smallest_unsigned_dtype(self.n_classes))
+        halo = self.halo
+        starts = [range(0, size, tile) for size, tile in zip(shape, tiles, strict=True)]
+        for corner in itertools.product(*starts):
+            low = [max(start - halo, 0) for start in corner]
+            high = [
+                min(start + tile + halo, size)
+                for start, tile, size in zip(corner, tiles, shape, strict=True)
+            ]
+            block = voxels[tuple(slice(a, b) for a, b in zip(low, high, strict=True))]
+            classes = self._volume_classes(block)
+            inner = classes[
+                tuple(
+                    slice(start - a, start - a + tile)
+                    for start, a, tile in zip(corner, low, tiles, strict=True)
+                )
+            ]
+            target = tuple(
+                slice(start, start + side) for start, side in zip(corner, inner.shape, strict=True)
+            )
+            labels[target] = inner + 1
+        return labels
+
+    def _volume_classes(self, voxels: np.ndarray) -> np.ndarray:
+        """The argmax class of every voxel of a ``(D, H, W, C)`` float32 block."""
+        device = resolve_device(self.settings.device)
+        network = self.network.to(device)
+        block = torch.from_numpy(np.ascontiguousarray(voxels)).permute(3, 0, 1, 2).unsqueeze(0)
+        block = block.to(device).contiguous(memory_format=torch.channels_last_3d)
+        with torch.inference_mode():
+            return network(block).argmax(dim=1)[0].cpu().numpy()
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the weights, intensity ranges, settings and package version to ``path``
         (a new file replaces an existing one only once complete)."""
@@ -169,6 +250,7 @@ class SegmentationModel:
             "n_input_channels": self.n_input_channels,
             "is_rgb": self.is_rgb,
             "ranges": [list(span) for span in self.ranges],
+            "spatial_ndim": self.spatial_ndim,
         }
         contents = {
             "metadata": json.dumps(metadata),
@@ -201,8 +283,11 @@ def load_model(path: str | os.PathLike[str]) -> SegmentationModel:
         if metadata.get("version") != FILE_VERSION:
             raise ValueError(f"its layout version {metadata.get('version')} is not supported")
         settings = SegmentationParams(**metadata["settings"])
+        spatial_ndim = metadata.get("spatial_ndim", 2)
+        if spatial_ndim not in (2, 3):
+            raise ValueError(f"its spatial_ndim {spatial_ndim!r} is not 2 or 3")
         network = SegmentationNet(
-            int(metadata["n_input_channels"]), settings.n_channels, settings.n_conv
+            int(metadata["n_input_channels"]), settings.n_channels, settings.n_conv, spatial_ndim
         )
         network.load_state_dict(contents["weights"], strict=True)
         ranges = tuple((float(low), float(high)) for low, high in metadata["ranges"])
@@ -215,7 +300,9 @@ def load_model(path: str | os.PathLike[str]) -> SegmentationModel:
     except ValueError as exc:
         raise ValueError(f"cannot load a model from {str(source)!r}: {exc}") from None
     network.eval()
-    return SegmentationModel(network, settings, int(metadata["n_input_channels"]), is_rgb, ranges)
+    return SegmentationModel(
+        network, settings, int(metadata["n_input_channels"]), is_rgb, ranges, spatial_ndim
+    )
 
 
 def _load_tensors_and_text(source: Path) -> Any:
@@ -258,6 +345,8 @@ def fit(
     *,
     channel_axis: int | None = None,
     rgb: bool | None = None,
+    spatial_ndim: int = 2,
+    spacing: tuple[float, ...] | None = None,
     **overrides: Any,
 ) -> SegmentationModel:
     """Train the network on ``image`` as :func:`~napari_unsupervised_segmentation.segment`
@@ -265,11 +354,21 @@ def fit(
 
     Takes the arguments of :func:`~napari_unsupervised_segmentation.iter_segment` and raises
     as it does; to watch it train, iterate ``iter_segment`` and read the last step's
-    ``model``.
+    ``model``. With ``spatial_ndim=3``, ``image`` is a volume or a stack of volumes (axes
+    before z, y, x), trained on together (one batch).
     """
-    from .train import iter_segment
+    from .train import iter_segment, resolve_params
+    from .volumes import check_spatial_ndim, iter_volume_steps
 
-    steps = iter_segment(image, params, channel_axis=channel_axis, rgb=rgb, **overrides)
+    if check_spatial_ndim(spatial_ndim) == 3:
+        settings = resolve_params(params, **overrides)
+        steps = iter_volume_steps(
+            image, settings, channel_axis=channel_axis, rgb=rgb, spacing=spacing, stack=True
+        )
+        return deque(steps, maxlen=1)[0].model
+    steps = iter_segment(
+        image, params, channel_axis=channel_axis, rgb=rgb, spacing=spacing, **overrides
+    )
     return deque(steps, maxlen=1)[0].model
 
 
