@@ -37,7 +37,8 @@ class SegmentationModel:
     """A trained network with the intensity scaling of the image it was trained on.
 
     Made by :func:`~napari_unsupervised_segmentation.fit` (or a ``Step.model``) and
-    :func:`load_model`; :meth:`predict` labels any image with the same channels.
+    :func:`load_model`; :meth:`predict` labels any image with the same channels. A model
+    fitted with ``spatial_ndim=3`` (``spatial_ndim`` 3) labels volumes, in 3D tiles.
     """
 
     network: SegmentationNet  # in eval mode, on the CPU
