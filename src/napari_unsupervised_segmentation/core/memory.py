@@ -142,14 +142,16 @@ def check_volume_memory(
     n_volumes: int = 1,
     network_in_memory: bool = True,
     n_input_channels: int = 3,
+    extra_bytes: int = 0,
 ) -> None:
     """Raise MemoryError when training on ``n_volumes`` volumes of ``volume_shape`` at once
-    would need more memory than is available (see :func:`check_memory`)."""
+    (with ``extra_bytes`` held beside) would need more memory than is available (see
+    :func:`check_memory`)."""
     free = available_memory()
     if free is None or os.environ.get(SWITCH, "").strip() == "0":
         return
     network, other = estimate_volume_bytes(volume_shape, settings, n_input_channels, n_volumes)
-    needed = other + (network if network_in_memory else 0)
+    needed = other + (network if network_in_memory else 0) + extra_bytes
     if needed <= free:
         return
     gib = 2**30
