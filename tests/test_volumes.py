@@ -10,10 +10,12 @@ from scipy import ndimage
 from napari_unsupervised_segmentation import (
     SegmentationParams,
     fit,
+    iter_fit,
     iter_segment,
     load_model,
     segment,
 )
+from napari_unsupervised_segmentation.core.crops import CropSampling
 from napari_unsupervised_segmentation.core.labels import relabel_consecutive
 from napari_unsupervised_segmentation.core.refine import compute_superpixels
 from napari_unsupervised_segmentation.core.train import build_model, continuity_loss
@@ -132,6 +134,59 @@ def test_a_stack_of_volumes_trains_one_model(trained):
     for volume in (first, second):
         labels = model.predict(volume)
         assert (labels[inside] == _ball_label(labels, inside)).mean() >= 0.99
+
+
+def test_one_volume_fits_as_segment_trains_on_it(trained):
+    last, _ = trained
+    volume, _ = _ball()
+    model = fit(volume, FAST, spatial_ndim=3, connected_components=True)
+    np.testing.assert_array_equal(model.predict(volume), last.model.predict(volume))
+
+
+class RecordingVolume:
+    """An array-like that, as dask and zarr do, states its shape and dtype and reads its
+    voxels only when indexed; it records the shape of every read."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self._data = data
+        self.shape = data.shape
+        self.dtype = data.dtype
+        self.ndim = data.ndim
+        self.reads: list[tuple[int, ...]] = []
+
+    def __getitem__(self, index):
+        block = self._data[index]
+        self.reads.append(block.shape)
+        return block
+
+    def __array__(self, dtype=None, copy=None):
+        raise AssertionError("the whole volume was read")
+
+
+def test_large_volumes_train_on_3d_crops_read_region_by_region():
+    first, inside = _ball(shape=(12, 36, 36))
+    second, _ = _ball(seed=1, shape=(12, 36, 36))
+    lazy = RecordingVolume(np.stack([first, second]))
+    sampling = CropSampling(size=12, pool=12, batch=3)
+    steps = list(iter_fit(lazy, FAST, spatial_ndim=3, crops=sampling))
+    assert steps[-1].prediction.shape == (3, 12, 12, 12)  # a batch of 3D crops
+    crops = [shape for shape in lazy.reads if len(shape) == 3 and shape[0] == 12]
+    assert crops and all(shape == (12, 12, 12) for shape in crops)
+    model = steps[-1].model
+    assert model.spatial_ndim == 3
+    for volume in (first, second):
+        labels = model.predict(volume)  # one class for the ball, another around it
+        assert (labels[inside] == _ball_label(labels, inside)).mean() >= 0.95
+        assert inside[labels == _ball_label(labels, inside)].mean() >= 0.95
+
+
+def test_crops_false_trains_every_volume_at_once():
+    first, inside = _ball()
+    model = fit([first, _ball(seed=1)[0]], FAST, spatial_ndim=3, crops=False)
+    labels = model.predict(first)
+    assert (labels[inside] == _ball_label(labels, inside)).mean() >= 0.99
+    with pytest.raises(ValueError, match="one volume shape"):
+        fit([first, first[:, :20]], FAST, spatial_ndim=3, crops=False)
 
 
 def test_save_and_load_keep_a_volume_model(trained, tmp_path):
