@@ -128,8 +128,8 @@ def test_list_items_that_do_not_fit_are_refused_by_name():
         fit([], FAST)
     with pytest.raises(ValueError, match="one 2D image only"):
         fit(_stack()[0], FAST, crops=False)
-    with pytest.raises(NotImplementedError, match="volumes"):
-        fit(_stack()[0], FAST, spatial_ndim=3)
+    with pytest.raises(ValueError, match="spatial_ndim must be 2"):
+        fit(_stack()[0], FAST, spatial_ndim=4)
     with pytest.raises(ValueError, match="spacing"):
         fit(_gray(), FAST, spacing=(1.0, 0.0))
 

@@ -372,6 +372,7 @@ class CropPool:
         ranges: Ranges,
         settings: SegmentationParams,
         device: torch.device,
+        spacing: tuple[float, float] | None = None,
     ) -> None:
         rows, cols = shape
         pixels = np.empty((len(spots), data.n_input_channels, rows, cols), np.float32)
@@ -392,6 +393,7 @@ class CropPool:
                 max(1, round(settings.n_superpixels * share)),
                 settings.compactness,
                 settings.superpixel_graph_scale,
+                spacing,
             )
             pixels[position] = crop.channels.transpose(2, 0, 1)
             superpixels[position] = crop_superpixels
