@@ -52,10 +52,10 @@ def estimate_bytes(
     pixels = int(height) * int(width)
     maps = _MAPS_PER_BLOCK * settings.n_conv + _MAPS_CLASSIFIER
     per_channel = _BYTES_PER_PIXEL_AND_CHANNEL
-    if settings.boundary == "texture" and (settings.merge_threshold or settings.max_segments):
+    if settings.merge == "texture":
         per_channel += _TEXTURE_MERGE_BYTES_PER_PIXEL_AND_CHANNEL
     other = _OTHER_BYTES_PER_PIXEL + per_channel * (int(n_input_channels) - _FITTED_CHANNELS)
-    return pixels * 4 * settings.n_channels * maps, pixels * other
+    return pixels * 4 * settings.max_classes * maps, pixels * other
 
 
 def available_memory() -> int | None:
@@ -111,6 +111,6 @@ def check_memory(
         f"a {what} needs about {needed / gib:.1f} GiB of memory with these "
         f"settings and {free / gib:.1f} GiB is available; segment {one_plane}a crop or a "
         f"downscaled copy{fewer_channels}, or use fewer filters "
-        f"(n_channels={settings.n_channels}); to run anyway, set the environment variable "
+        f"(max_classes={settings.max_classes}); to run anyway, set the environment variable "
         f"{SWITCH}=0"
     )

@@ -27,7 +27,7 @@ class Step:
     """The state after one training iteration.
 
     ``n_classes`` counts the network's classes in this iteration's refined prediction: what
-    the stopping rule (``min_labels``) watches. The labels a user gets can number more or
+    the stopping rule (``min_classes``) watches. The labels a user gets can number more or
     fewer (post-processing splits and joins segments): ``labels.max()`` is their count.
     ``labels`` and ``loss`` stay on the device until read, so that a caller that only
     watches ``n_classes`` costs no copy per iteration. ``preview_labels`` are for a live
@@ -197,7 +197,7 @@ def build_model(
     # imports sympy and more (about 0.3 s before the first iteration). fork_rng: the
     # layers' own initialisation draws from the global generator.
     with torch.device("cpu"), torch.random.fork_rng(devices=[]):
-        model = SegmentationNet(in_channels, settings.n_channels, settings.n_conv)
+        model = SegmentationNet(in_channels, settings.max_classes, settings.n_conv)
     model = model.float()
     generator = torch.Generator()
     if settings.seed is None:
@@ -224,10 +224,14 @@ def _train(
         yield Step(1, 1, True, blank, torch.zeros(()), LabelFinisher(settings, image))
         return
     superpixels = compute_superpixels(
-        image, settings.n_superpixels, settings.compactness, settings.superpixel_graph_scale
+        # graph-based superpixels (a scale) take no number or compactness
+        image,
+        settings.n_superpixels or 0,
+        settings.compactness or 0.0,
+        settings.superpixel_scale or 0.0,
     )
     with autograd_enabled():  # tensors made under the caller's inference_mode cannot train
-        refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
+        refine = SuperpixelRefiner(superpixels, settings.max_classes, device)
         model = build_model(image.channels.shape[-1], settings, device)
         optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
         pixels = image_tensor(image, device)
@@ -254,12 +258,12 @@ def training_steps(
     as it made that step's prediction (before the step's update), the others' from the
     network as it is when read.
 
-    Stops after ``settings.max_iter`` steps or once ``settings.min_labels`` classes or fewer are
+    Stops after ``settings.max_iter`` steps or once ``settings.min_classes`` classes or fewer are
     left (the public demo's rule); ``benchmarks/demo_loop.py`` runs it with the demo's start.
     """
     device = pixels.device
     # a kept Step holds its argmax: 1-2 bytes per pixel instead of int64's 8
-    kept_dtype = _smallest_label_dtype(settings.n_channels)
+    kept_dtype = _smallest_label_dtype(settings.max_classes)
     model.train()
     for iteration in range(1, settings.max_iter + 1):
         # the precision's flags hold for the backward pass too; autocast only for the forward
@@ -272,7 +276,7 @@ def training_steps(
                 if settings.continuity_weight:
                     loss = loss + settings.continuity_weight * continuity_loss(responses)
             n_classes = int((label_counts > 0).sum())
-            stop = iteration == settings.max_iter or n_classes <= settings.min_labels
+            stop = iteration == settings.max_iter or n_classes <= settings.min_classes
             # the last step's model is the network that made its prediction
             as_predicted = copy.deepcopy(model) if stop and snapshot is not None else model
             optimizer.zero_grad(set_to_none=True)
@@ -285,10 +289,10 @@ def training_steps(
             return
 
 
-def _smallest_label_dtype(n_channels: int) -> torch.dtype:
-    """The smallest torch integer dtype that holds the argmax values 0..n_channels-1."""
+def _smallest_label_dtype(max_classes: int) -> torch.dtype:
+    """The smallest torch integer dtype that holds the argmax values 0..max_classes-1."""
     for dtype in (torch.uint8, torch.int16, torch.int32):
-        if n_channels - 1 <= torch.iinfo(dtype).max:
+        if max_classes - 1 <= torch.iinfo(dtype).max:
             return dtype
     return torch.int64
 
