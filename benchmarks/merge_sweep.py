@@ -191,15 +191,15 @@ def training_settings(args: argparse.Namespace) -> Any:
     """
     from napari_unsupervised_segmentation import PRESETS
 
-    off = {"min_labels": 0, "merge_threshold": 0.0, "min_segment_size": 0, "spectral_weight": 0.0}
+    off = {"min_classes": 0, "merge_threshold": 0.0, "min_segment_size": 0, "spectral_weight": 0.0}
     return PRESETS["default"].replace(**{**dict(args.param), **off, "premerge_threshold": 0.0})
 
 
 def stopping_rule(args: argparse.Namespace) -> int:
-    """The ``min_labels`` a full run applies: the default preset's, or ``--param``'s."""
+    """The ``min_classes`` a full run applies: the default preset's, or ``--param``'s."""
     from napari_unsupervised_segmentation import PRESETS
 
-    return PRESETS["default"].replace(**dict(args.param)).min_labels
+    return PRESETS["default"].replace(**dict(args.param)).min_classes
 
 
 def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarray]:
@@ -209,7 +209,7 @@ def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarr
     ``--param`` never reuses labels trained otherwise. The training runs with every
     post-processing setting off, so that its steps' labels are the argmax itself and each
     sweep setting is applied once, exactly as the engine applies it. Where the demo's
-    stopping rule (``min_labels``) ends the training earlier, the labels of that iteration
+    stopping rule (``min_classes``) ends the training earlier, the labels of that iteration
     stand for every later count, as a full run would have them. A cache is only valid for a
     deterministic training (a fixed seed, the same device and thread count).
     """

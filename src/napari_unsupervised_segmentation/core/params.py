@@ -343,7 +343,7 @@ class SegmentationParams:
         "post-processing",
         "class",
         "'class': one label per network class (the paper); 'segment': one label per "
-        "4-connected segment, which the settings below cut, merge and clean up.",
+        "4-connected segment, which the other post-processing settings cut, merge and clean up.",
         presets={"default": "segment"},
         choices=LABEL_BY,
         label="Label by",
