@@ -69,9 +69,7 @@ def test_texture_merge_joins_an_even_texture_that_colour_merge_keeps_apart():
     assert len(np.unique(labels[:, :20])) == 1  # the texture, away from its edge: one segment
     assert len(np.unique(labels[:, 44:])) == 1
     assert labels[0, 0] != labels[0, -1]
-    colour = finish_labels(
-        cells, settings.replace(merge="colour", merge_threshold=2.0), prepared
-    )
+    colour = finish_labels(cells, settings.replace(merge="colour", merge_threshold=2.0), prepared)
     assert len(np.unique(colour[:, :20])) == 24 * 10  # every 2x2 cell stays its own segment
 
 

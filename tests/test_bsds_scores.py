@@ -301,9 +301,7 @@ def test_merge_sweep_scores_every_setting_from_one_training(tmp_path, capsys, mo
     assert merge_sweep.main(argv) == 0
     assert capsys.readouterr().out.splitlines()[2:] == printed  # same scores, from the cache
     # Post-processing given by --param is not training: the cache still serves it.
-    assert (
-        merge_sweep.main([*argv, "--param", "graph_scale=300.0", "--param", "boundary=colour"]) == 0
-    )
+    assert merge_sweep.main([*argv, "--param", "cut_scale=300.0", "--param", "merge=colour"]) == 0
     assert merge_sweep.main([*argv, "--param", "max_segments=2"]) == 0  # a cap: no training
     assert merge_sweep.main([*argv, "--param", "merge_region_weight=0.4"]) == 0
     capsys.readouterr()
@@ -336,7 +334,7 @@ def test_merge_sweep_post_processes_exactly_like_the_engine(tmp_path):
             min_segment_size=16,
             max_segments=cap,
             spectral_weight=0.2 if premerge else 0.0,
-            premerge_threshold=premerge,
+            premerge_threshold=premerge or None,
             merge_region_weight=region_weight,
         )
         engine = segment(image, setting, channel_axis=-1)

@@ -18,16 +18,7 @@ from napari_unsupervised_segmentation.core.postprocess import LabelFinisher
 #: briefly on a small image.
 POSTPROCESSED = PRESETS["default"].replace(max_iter=8, n_superpixels=60, max_classes=8)
 #: The same training, every argmax value one label.
-RAW = POSTPROCESSED.replace(
-    graph_scale=0.0,
-    merge_threshold=0.0,
-    premerge_threshold=0.0,
-    spectral_weight=0.0,
-    min_segment_size=0,
-    min_segment_width=0,
-    max_segments=0,
-    connected_components=False,
-)
+RAW = POSTPROCESSED.replace(label_by="class")
 TIMEOUT = 60_000  # ms; generous, the CPU is shared
 
 

@@ -186,3 +186,27 @@ def test_docs_parameters_page_is_the_generated_one():
     )
     for name in SETTINGS:
         assert f"| `{name}` |" in page
+
+
+def test_a_model_file_that_names_the_settings_flat_still_loads(tmp_path):
+    """Layout version 1 of model files stored the settings by their flat names."""
+    import torch
+
+    from napari_unsupervised_segmentation import fit
+    from napari_unsupervised_segmentation.core.fitted import FILE_VERSION, load_model
+
+    with np.load(REFERENCE) as reference:
+        image = reference["image_rgb"]
+        old = json.loads(str(reference["default_rgb_settings"]))
+    model = fit(image, "default", channel_axis=-1, device="cpu", max_iter=3, max_classes=32)
+    path = model.save(tmp_path / "model.pt")
+    contents = torch.load(path, weights_only=True)
+    metadata = json.loads(contents["metadata"])
+    assert metadata["version"] == FILE_VERSION and metadata["settings"]["max_classes"] == 32
+    metadata.update(version=1, settings={**old, "max_iter": 3})
+    torch.save({**contents, "metadata": json.dumps(metadata)}, path)
+    loaded = load_model(path)
+    assert loaded.settings == PRESETS["default"].replace(device="cpu", max_iter=3)
+    np.testing.assert_array_equal(
+        loaded.predict(image, channel_axis=-1), model.predict(image, channel_axis=-1)
+    )
