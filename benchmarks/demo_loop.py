@@ -152,10 +152,10 @@ def demo_train(
     optimizer = torch.optim.SGD(trained, lr=settings.lr, momentum=settings.momentum)
     pixels = image_tensor(prepared, device)
     finish = LabelFinisher(settings, prepared, device)
-    steps = training_steps(model, optimizer, pixels, refine, settings, finish)
+    steps = training_steps(model, optimizer, lambda iteration: (pixels, refine), settings)
     last_step = deque(steps, maxlen=1)[0]
     if "extra" not in quirks:
-        return np.asarray(last_step.labels), last_step.iteration
+        return np.asarray(finish(last_step.prediction[0].cpu().numpy())), last_step.iteration
     with torch.no_grad(), precision_context(settings.precision, device):
         prediction = model(pixels).argmax(dim=1)
     return np.asarray(finish(prediction[0].cpu().numpy())), last_step.iteration

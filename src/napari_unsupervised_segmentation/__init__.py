@@ -13,10 +13,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PRESETS",
+    "CropSampling",
+    "FitStep",
     "SegmentationModel",
     "SegmentationParams",
     "Step",
     "fit",
+    "iter_fit",
     "iter_segment",
     "load_model",
     "segment",
@@ -24,13 +27,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ._console import segment_layer
+    from ._napari.console import segment_layer
     from .core import (
         PRESETS,
+        CropSampling,
+        FitStep,
         SegmentationModel,
         SegmentationParams,
         Step,
         fit,
+        iter_fit,
         iter_segment,
         load_model,
         segment,
@@ -39,7 +45,7 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name == "segment_layer":
-        from ._console import segment_layer
+        from ._napari.console import segment_layer
 
         return segment_layer
     if name in __all__:

@@ -9,18 +9,22 @@ and in every file scaled like the training image.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import os
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .crops import CropSampling
 from .devices import resolve_device
 from .labels import smallest_unsigned_dtype
 from .model import SegmentationNet
@@ -239,42 +243,133 @@ def _load_tensors_and_text(source: Path) -> Any:
 
 
 def snapshot_model(
-    network: SegmentationNet, pixels: torch.Tensor, settings: SegmentationParams, image: Any
+    network: SegmentationNet,
+    pixels: torch.Tensor | Callable[[], Iterable[torch.Tensor]],
+    settings: SegmentationParams,
+    *,
+    n_input_channels: int,
+    is_rgb: bool,
+    ranges: Ranges,
 ) -> SegmentationModel:
-    """A copy of ``network`` as it is now, with BatchNorm statistics measured over the
-    training ``pixels`` (so that it labels them as training did), in eval mode on the CPU;
-    ``image`` is the training image's ``PreparedImage``."""
+    """A copy of ``network`` as it is now, in eval mode on the CPU, with BatchNorm
+    statistics measured over all its training data, so that it labels that data as
+    training did.
+
+    ``pixels`` is the training image (one batch: one forward pass in training mode
+    measures them) or a callable giving the training data in batches (crops): each
+    BatchNorm's statistics are then measured in turn over all batches, the layers before
+    it already fixed, as one forward pass over all the data at once would measure them.
+    """
     frozen = copy.deepcopy(network)
-    for module in frozen.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None  # a plain average over the batches seen
-    frozen.train()
-    with torch.no_grad():
-        frozen(pixels)
+    if isinstance(pixels, torch.Tensor):
+        for module in frozen.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.reset_running_stats()
+                module.momentum = None  # a plain average over the batches seen
+        frozen.train()
+        with torch.no_grad():
+            frozen(pixels)
+    else:
+        measure_batchnorm(frozen, pixels)
     frozen.eval()
     frozen = frozen.to("cpu", memory_format=torch.contiguous_format)
-    return SegmentationModel(frozen, settings, image.channels.shape[-1], image.is_rgb, image.ranges)
+    return SegmentationModel(frozen, settings, n_input_channels, is_rgb, ranges)
+
+
+def preview_model(
+    network: SegmentationNet,
+    settings: SegmentationParams,
+    *,
+    n_input_channels: int,
+    is_rgb: bool,
+    ranges: Ranges,
+) -> SegmentationModel:
+    """A copy of ``network`` with the running BatchNorm statistics of training, in eval
+    mode on the CPU: no pass over the training data, for a live display (close to, not
+    exactly, :func:`snapshot_model`'s labels)."""
+    frozen = copy.deepcopy(network).eval().to("cpu", memory_format=torch.contiguous_format)
+    return SegmentationModel(frozen, settings, n_input_channels, is_rgb, ranges)
+
+
+def _measure_input(
+    pooled: list[tuple[int, torch.Tensor, torch.Tensor]],
+    module: torch.nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+) -> None:
+    """Keep the pixel count, mean and sum of squared deviations of a layer's input per
+    channel, then stop the forward pass (the layers after it are not needed yet)."""
+    x = inputs[0].float()
+    count = x.numel() // x.shape[1]
+    mean = x.mean(dim=(0, 2, 3))
+    squares = ((x - mean.view(1, -1, 1, 1)) ** 2).sum(dim=(0, 2, 3))
+    pooled.append((count, mean.double().cpu(), squares.double().cpu()))
+    raise _Measured
+
+
+class _Measured(Exception):
+    """Raised by a hook once the layer it measures has seen its input."""
+
+
+def measure_batchnorm(
+    network: SegmentationNet, batches: Callable[[], Iterable[torch.Tensor]]
+) -> None:
+    """Set every BatchNorm layer's statistics to the mean and (unbiased) variance of its
+    input over all ``batches``, layer by layer, the layers before it in eval mode with
+    their statistics already set; each batch's share is pooled exactly (Chan et al.)."""
+    network.eval()
+    for norm in [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]:
+        pooled: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        handle = norm.register_forward_pre_hook(partial(_measure_input, pooled))
+        try:
+            with torch.no_grad():
+                for batch in batches():
+                    with contextlib.suppress(_Measured):
+                        network(batch)
+        finally:
+            handle.remove()
+        total, mean, squares = pooled[0]
+        for count, batch_mean, batch_squares in pooled[1:]:
+            delta = batch_mean - mean
+            combined = total + count
+            mean = mean + delta * count / combined
+            squares = squares + batch_squares + delta**2 * total * count / combined
+            total = combined
+        variance = squares / max(total - 1, 1)
+        norm.running_mean.copy_(mean.to(norm.running_mean))
+        norm.running_var.copy_(variance.to(norm.running_var))
 
 
 def fit(
-    image: Any,
+    images: Any,
     params: SegmentationParams | str | None = None,
     *,
     channel_axis: int | None = None,
     rgb: bool | None = None,
+    spatial_ndim: int = 2,
+    spacing: Sequence[float] | None = None,
+    crops: CropSampling | bool | None = None,
     **overrides: Any,
 ) -> SegmentationModel:
-    """Train the network on ``image`` as :func:`~napari_unsupervised_segmentation.segment`
-    does, and return it as a model that labels other images with the same classes.
+    """Train the network on ``images`` and return it as a model that labels other images
+    with the same classes: the last step of
+    :func:`~napari_unsupervised_segmentation.iter_fit` (see it for the arguments).
 
-    Takes the arguments of :func:`~napari_unsupervised_segmentation.iter_segment` and raises
-    as it does; to watch it train, iterate ``iter_segment`` and read the last step's
-    ``model``.
+    One 2D image that fits in memory trains as
+    :func:`~napari_unsupervised_segmentation.segment` trains on it; a stack, a list of
+    images or an image too large trains on crops sampled across all of it.
     """
-    from .train import iter_segment
+    from .train import iter_fit
 
-    steps = iter_segment(image, params, channel_axis=channel_axis, rgb=rgb, **overrides)
+    steps = iter_fit(
+        images,
+        params,
+        channel_axis=channel_axis,
+        rgb=rgb,
+        spatial_ndim=spatial_ndim,
+        spacing=spacing,
+        crops=crops,
+        **overrides,
+    )
     return deque(steps, maxlen=1)[0].model
 
 
