@@ -9,7 +9,6 @@ from napari_unsupervised_segmentation.core.normalize import prepare_image
 from napari_unsupervised_segmentation.core.postprocess import LabelFinisher
 from napari_unsupervised_segmentation.core.spectral import spectral_boundaries
 
-
 #: The texture merge with the boundary alone: no interior or region terms.
 TEXTURE = {
     "label_by": "segment",
