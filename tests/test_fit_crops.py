@@ -18,7 +18,7 @@ from napari_unsupervised_segmentation.core.crops import crop_training_bytes, tra
 from napari_unsupervised_segmentation.core.labels import relabel_consecutive
 
 #: Small, fast settings: a few seconds on a 2-core CPU.
-FAST = SegmentationParams(max_iter=15, min_labels=0, n_superpixels=60, n_channels=8)
+FAST = SegmentationParams(max_iter=15, min_classes=0, n_superpixels=60, max_classes=8)
 #: Labels ``segment`` gave for these images before training learnt to run on crops.
 REFERENCE = Path(__file__).parent / "data" / "segment_labels.npz"
 

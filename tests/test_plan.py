@@ -60,7 +60,7 @@ def test_plane_axes_stack_axes_and_held_indices():
 
 
 def test_memory_decides_whole_image_or_crops_and_the_tile_of_a_prediction(monkeypatch):
-    settings = SegmentationParams(n_channels=10, n_conv=1)
+    settings = SegmentationParams(max_classes=10, n_conv=1)
     network, other = memory.estimate_bytes(64, 96, settings, 3)
     monkeypatch.setattr(memory, "available_memory", lambda: network + other)
     from napari_unsupervised_segmentation.core import plan

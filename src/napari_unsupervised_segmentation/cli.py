@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -109,25 +108,35 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no progress bars (the one-line summary per image is still printed)",
     )
-    engine = parser.add_argument_group("engine parameters (default: the preset's value)")
-    for field in dataclasses.fields(SegmentationParams):
-        flag = "--" + field.name.replace("_", "-")
-        # SUPPRESS: a flag the user did not give leaves the preset's value alone.
-        options: dict[str, Any] = {"default": argparse.SUPPRESS, "help": field.metadata["help"]}
-        if field.type in ("bool", bool):
-            options["action"] = argparse.BooleanOptionalAction
-        else:
-            options["type"] = _parser_for(field.name)
-        engine.add_argument(flag, **options)
+    add_setting_flags(parser)
     return parser
 
 
-def _parser_for(name: str):
-    """Type converter of one parameter, from the type of its default."""
-    if name == "seed":
-        return seed_setting
-    default = getattr(SegmentationParams(), name)
-    return type(default)
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting (``--max-iter`` for ``max_iter``), in one group per kind of
+    setting, from the settings' declarations; a flag not given leaves the preset's value."""
+    from .core.params import GROUPS, SETTINGS
+
+    groups = {
+        name: parser.add_argument_group(f"{name} settings (default: the preset's value)", what)
+        for name, what in GROUPS.items()
+    }
+    for name, declared in SETTINGS.items():
+        text = declared.help
+        if declared.requires:
+            text += " Applies with " + " and ".join(r.words() for r in declared.requires) + "."
+        # SUPPRESS: a flag the user did not give leaves the preset's value alone.
+        options: dict[str, Any] = {"default": argparse.SUPPRESS, "help": text}
+        if declared.choices is not None:
+            options["choices"] = declared.choices
+        elif declared.kind == "bool":
+            options["action"] = argparse.BooleanOptionalAction
+        elif name == "seed":
+            options["type"] = seed_setting
+        else:
+            options["type"] = {"int": int, "float": float, "str": str}[declared.kind]
+            options["metavar"] = declared.kind.upper()
+        groups[declared.group].add_argument("--" + name.replace("_", "-"), **options)
 
 
 def seed_setting(text: str) -> int | None:
@@ -142,11 +151,9 @@ def seed_setting(text: str) -> int | None:
 
 def params_from_args(args: argparse.Namespace) -> SegmentationParams:
     """The preset with every flag the user gave applied on top."""
-    overrides = {
-        field.name: getattr(args, field.name)
-        for field in dataclasses.fields(SegmentationParams)
-        if hasattr(args, field.name)
-    }
+    from .core.params import SETTINGS
+
+    overrides = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
     return PRESETS[args.preset].replace(**overrides)
 
 

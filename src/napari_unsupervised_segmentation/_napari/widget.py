@@ -10,7 +10,6 @@ nothing. The settings controls are built in :mod:`.controls`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import time
 import weakref
@@ -20,14 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
-    CheckBox,
     ComboBox,
     Container,
-    FloatSpinBox,
     Label,
     ProgressBar,
     PushButton,
-    SpinBox,
 )
 from psygnal import Signal
 from qtpy.QtWidgets import QApplication, QMainWindow, QSizePolicy
@@ -35,7 +31,14 @@ from qtpy.QtWidgets import QApplication, QMainWindow, QSizePolicy
 from ..core.params import PRESETS, SegmentationParams
 from ..core.plan import AmbiguousChannels, guess_channel_axis
 from ..core.wording import counted, labels_per_plane
-from .controls import _BASIC, _SLIC_ONLY, _make_controls, params_from_values
+from .controls import (
+    BASIC,
+    _make_controls,
+    _make_sections,
+    params_from_values,
+    show_params,
+    watch_options,
+)
 from .layers import (
     LayerInput,
     PlaneStack,
@@ -141,14 +144,8 @@ class SegmentationWidget(Container):
             tooltip="Fill every setting from a named preset ('paper': as published).",
         )
         self._controls = _make_controls()
-        self.advanced_toggle = CheckBox(
-            name="advanced_toggle", text="Advanced settings", value=False
-        )
-        self.advanced = Container(
-            name="advanced",
-            widgets=[w for n, w in self._controls.items() if n not in _BASIC],
-            visible=False,
-        )
+        #: The settings beyond the basic ones: a check box and a collapsed section per group.
+        self.sections = _make_sections(self._controls)
         self.run_button = PushButton(name="run_button", text="Run")
         self.progress_bar = ProgressBar(name="progress_bar", label="Progress", visible=False)
         self.status = Label(
@@ -160,9 +157,8 @@ class SegmentationWidget(Container):
                 self.channel_axis,
                 self.planes,
                 self.preset,
-                *(self._controls[n] for n in _BASIC),
-                self.advanced_toggle,
-                self.advanced,
+                *(self._controls[n] for n in BASIC),
+                *(widget for section in self.sections.values() for widget in section),
                 self.run_button,
                 self.progress_bar,
                 self.status,
@@ -171,15 +167,14 @@ class SegmentationWidget(Container):
         self.status.native.setWordWrap(True)
         # The status never widens the dock (and so never squeezes the canvas): it wraps.
         self.status.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        _hide_row_label(self.advanced)
+        for _, section in self.sections.values():
+            _hide_row_label(section)
 
         self.image.changed.connect(self._on_image_changed)
         self.channel_axis.changed.connect(self._on_channel_axis_changed)
         self.preset.changed.connect(self._on_preset)
-        self.advanced_toggle.changed.connect(self._on_advanced_toggled)
         self.run_button.changed.connect(self._on_button)
-        self._controls["superpixel_graph_scale"].changed.connect(self._on_superpixel_kind)
-        self._on_superpixel_kind()
+        watch_options(self._controls)
 
         active = viewer.layers.selection.active
         if active is not None and active in self.image.choices:
@@ -207,15 +202,7 @@ class SegmentationWidget(Container):
     def params(self, params: SegmentationParams) -> None:
         """Show ``params`` in the controls; ValueError, and no control changed, for a value
         outside what a control offers (e.g. ``lr`` below 0.001)."""
-        values = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
-        if values["seed"] is None:
-            values["seed"] = -1
-        for name, value in values.items():
-            box = self._controls[name]
-            if isinstance(box, SpinBox | FloatSpinBox) and not box.min <= value <= box.max:
-                raise ValueError(f"{name}={value} is outside the widget's {box.min} to {box.max}")
-        for name, value in values.items():
-            self._controls[name].value = value
+        show_params(self._controls, params)
 
     @property
     def labels_layer(self) -> Labels | None:
@@ -275,14 +262,6 @@ class SegmentationWidget(Container):
         if name in PRESETS:  # the controls' own values: the other settings may not fit together
             hardware = {key: self._controls[key].value for key in ("device", "precision")}
             self.params = PRESETS[name].replace(**hardware)
-
-    def _on_superpixel_kind(self, *_: Any) -> None:
-        slic = not self._controls["superpixel_graph_scale"].value
-        for name in _SLIC_ONLY:
-            self._controls[name].enabled = slic
-
-    def _on_advanced_toggled(self, shown: bool) -> None:
-        self.advanced.visible = bool(shown)
 
     def _on_button(self, *_: Any) -> None:
         if self.is_running:

@@ -37,14 +37,16 @@ from .normalize import (
     image_layout,
     prepare_image,
 )
-from .params import SegmentationParams
+from .params import SegmentationParams, settings_of_version_1
 
 #: The BatchNorm layers of 2D and of volume networks.
 _BATCH_NORMS = (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
 
 #: What a model file says it is, and the layout version of its contents.
 FILE_FORMAT = "napari-unsupervised-segmentation model"
-FILE_VERSION = 1
+FILE_VERSION = 2
+#: Older layout versions that load: version 1 named the settings otherwise.
+READABLE_VERSIONS = (1, 2)
 
 #: Bytes of one layer's activations in a tile that :meth:`SegmentationModel.predict` labels
 #: at a time unless told otherwise. Below glibc's largest threshold for serving memory from
@@ -73,7 +75,7 @@ class SegmentationModel:
     @property
     def n_classes(self) -> int:
         """The most classes the network can give (its filters); labels are 1..n_classes."""
-        return self.settings.n_channels
+        return self.settings.max_classes
 
     @property
     def halo(self) -> int:
@@ -352,14 +354,17 @@ def load_model(path: str | os.PathLike[str]) -> SegmentationModel:
         metadata = json.loads(contents["metadata"])
         if metadata.get("format") != FILE_FORMAT:
             raise ValueError("it is not a model file of napari-unsupervised-segmentation")
-        if metadata.get("version") != FILE_VERSION:
+        if metadata.get("version") not in READABLE_VERSIONS:
             raise ValueError(f"its layout version {metadata.get('version')} is not supported")
-        settings = SegmentationParams(**metadata["settings"])
+        stored = metadata["settings"]
+        if metadata["version"] == 1:
+            stored = settings_of_version_1(stored)
+        settings = SegmentationParams(**stored)
         spatial_ndim = metadata.get("spatial_ndim", 2)
         if spatial_ndim not in (2, 3):
             raise ValueError(f"its spatial_ndim {spatial_ndim!r} is not 2 or 3")
         network = SegmentationNet(
-            int(metadata["n_input_channels"]), settings.n_channels, settings.n_conv, spatial_ndim
+            int(metadata["n_input_channels"]), settings.max_classes, settings.n_conv, spatial_ndim
         )
         network.load_state_dict(contents["weights"], strict=True)
         ranges = tuple((float(low), float(high)) for low, high in metadata["ranges"])

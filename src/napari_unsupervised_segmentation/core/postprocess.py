@@ -106,10 +106,10 @@ class LabelFinisher:
         makers: list[Callable[[], object]] = []
         if not _post_processes(settings):
             return makers
-        if settings.graph_scale:
-            makers.append(partial(self.graph_segments, settings.graph_scale))
-        if settings.merge_threshold or settings.max_segments:
-            if settings.boundary != "texture":
+        if settings.cut_scale:
+            makers.append(partial(self.graph_segments, settings.cut_scale))
+        if settings.merge != "off":
+            if settings.merge == "colour":
                 makers.append(lambda: self.colour_features)
             else:
                 makers.append(lambda: self.texture_gradient)
@@ -123,11 +123,11 @@ class LabelFinisher:
         """Labels 1..n from a raw argmax, smallest unsigned dtype.
 
         Without post-processing, every argmax value is one label. Otherwise labels become
-        4-connected segments, cut further along graph-based segments (``graph_scale``);
+        4-connected segments, cut further along graph-based segments (``cut_scale``);
         segments under ``min_segment_size`` pixels join their surroundings, before and after
         touching segments are joined across weak boundaries (``merge_threshold``, and past it
         until at most ``max_segments`` are left; measured
-        as ``boundary`` says, globalised by ``spectral_weight``, judged against the segments'
+        as ``merge`` says, globalised by ``spectral_weight``, judged against the segments'
         insides by ``merge_interior_weight`` and against how alike their histograms are by
         ``merge_region_weight``): specks removed first cannot bridge two
         different regions. With ``premerge_threshold`` the texture merge runs twice, first
@@ -143,13 +143,13 @@ class LabelFinisher:
         if not _post_processes(settings):
             return relabel_consecutive(prediction)
         self.make_maps(settings)
-        if settings.graph_scale:
-            graph = self.graph_segments(settings.graph_scale)
+        if settings.cut_scale:
+            graph = self.graph_segments(settings.cut_scale)
             prediction = prediction.astype(np.int64) * (int(graph.max()) + 1) + graph
         labels = split_connected_components(prediction)
         if settings.min_segment_size > 1:
             labels = merge_small_segments(labels, settings.min_segment_size)
-        if settings.merge_threshold or settings.max_segments:
+        if settings.merge != "off":
             labels = self._merge(labels, settings)
             if settings.min_segment_size > 1:
                 labels = merge_small_segments(labels, settings.min_segment_size)
@@ -164,7 +164,7 @@ class LabelFinisher:
     def _merge(self, labels: np.ndarray, settings: SegmentationParams) -> np.ndarray:
         """Join touching segments across weak boundaries (see :meth:`__call__`)."""
         weight = settings.merge_interior_weight
-        if settings.boundary != "texture":
+        if settings.merge == "colour":
             return merge_weak_boundaries(
                 labels,
                 self.colour_features,
@@ -173,8 +173,9 @@ class LabelFinisher:
                 max_segments=settings.max_segments,
             )
         regions = self.histogram_cues if settings.merge_region_weight else None
-        first = min(settings.premerge_threshold, settings.merge_threshold)
-        if first and settings.spectral_weight:
+        # premerge_threshold is None without a spectral weight: one merge
+        first = min(settings.premerge_threshold or 0.0, settings.merge_threshold)
+        if first:
             labels = merge_weak_edges(
                 labels,
                 self._edges(labels, settings),
@@ -259,14 +260,7 @@ class LabelFinisher:
 
 def _post_processes(settings: SegmentationParams) -> bool:
     """Whether ``settings`` ask for more than one label per argmax value."""
-    return bool(
-        settings.connected_components
-        or settings.merge_threshold
-        or settings.max_segments
-        or settings.min_segment_size
-        or settings.min_segment_width
-        or settings.graph_scale
-    )
+    return settings.label_by == "segment"
 
 
 def finish_labels(

@@ -39,7 +39,7 @@ class FitStep:
     """The state of a network's training after one iteration.
 
     ``n_classes`` counts the network's classes in this iteration's refined prediction: what
-    the stopping rule (``min_labels``) watches. ``prediction`` is the network's class of
+    the stopping rule (``min_classes``) watches. ``prediction`` is the network's class of
     every pixel it trained on in this iteration, ``(B, H, W)`` on the training device: the
     whole image (``B`` = 1) or a batch of crops. ``model`` is the network as a
     :class:`~napari_unsupervised_segmentation.core.fitted.SegmentationModel` with its
@@ -279,7 +279,7 @@ def build_model(
     # imports sympy and more (about 0.3 s before the first iteration). fork_rng: the
     # layers' own initialisation draws from the global generator.
     with torch.device("cpu"), torch.random.fork_rng(devices=[]):
-        model = SegmentationNet(in_channels, settings.n_channels, settings.n_conv, ndim)
+        model = SegmentationNet(in_channels, settings.max_classes, settings.n_conv, ndim)
     model = model.float()
     generator = torch.Generator()
     if settings.seed is None:
@@ -395,14 +395,15 @@ def fit_image(
         yield FitStep(1, 1, True, blank, torch.zeros(()))
         return
     superpixels = compute_superpixels(
+        # graph-based superpixels (a scale) take no number or compactness
         image,
-        settings.n_superpixels,
-        settings.compactness,
-        settings.superpixel_graph_scale,
+        settings.n_superpixels or 0,
+        settings.compactness or 0.0,
+        settings.superpixel_scale or 0.0,
         spacing,
     )
     with autograd_enabled():  # tensors made under the caller's inference_mode cannot train
-        refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
+        refine = SuperpixelRefiner(superpixels, settings.max_classes, device)
         model = build_model(image.channels.shape[-1], settings, device)
         optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
         pixels = image_tensor(image, device)
@@ -482,11 +483,11 @@ def training_steps(
     made that step's prediction (before the step's update), the others' from the network
     as it is when read.
 
-    Stops after ``settings.max_iter`` steps or once ``settings.min_labels`` classes or fewer are
+    Stops after ``settings.max_iter`` steps or once ``settings.min_classes`` classes or fewer are
     left (the public demo's rule); ``benchmarks/demo_loop.py`` runs it with the demo's start.
     """
     # a kept step holds its argmax: 1-2 bytes per pixel instead of int64's 8
-    kept_dtype = _smallest_label_dtype(settings.n_channels)
+    kept_dtype = _smallest_label_dtype(settings.max_classes)
     model.train()
     for iteration in range(1, settings.max_iter + 1):
         pixels, refine = batch(iteration)
@@ -501,7 +502,7 @@ def training_steps(
                 if settings.continuity_weight:
                     loss = loss + settings.continuity_weight * continuity_loss(responses)
             n_classes = int((label_counts > 0).sum())
-            stop = iteration == settings.max_iter or n_classes <= settings.min_labels
+            stop = iteration == settings.max_iter or n_classes <= settings.min_classes
             # the last step's model is the network that made its prediction
             keep = stop and (snapshot is not None or preview is not None)
             as_predicted = copy.deepcopy(model) if keep else model
@@ -516,10 +517,10 @@ def training_steps(
             return
 
 
-def _smallest_label_dtype(n_channels: int) -> torch.dtype:
-    """The smallest torch integer dtype that holds the argmax values 0..n_channels-1."""
+def _smallest_label_dtype(max_classes: int) -> torch.dtype:
+    """The smallest torch integer dtype that holds the argmax values 0..max_classes-1."""
     for dtype in (torch.uint8, torch.int16, torch.int32):
-        if n_channels - 1 <= torch.iinfo(dtype).max:
+        if max_classes - 1 <= torch.iinfo(dtype).max:
             return dtype
     return torch.int64
 
