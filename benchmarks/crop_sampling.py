@@ -27,7 +27,7 @@ import bsds  # noqa: E402
 import scores  # noqa: E402
 
 SHOWN = {"miou_all": "mIoU all", "sc": "SC", "pri": "PRI", "vi": "VI"}
-DEFAULT_SAMPLINGS = ("128,96,8", "64,96,32", "192,96,4", "128,32,8")
+DEFAULT_SAMPLINGS = ("128,256,8", "64,256,32", "192,256,4", "128,96,8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
