@@ -63,9 +63,6 @@ def test_memory_decides_whole_image_or_crops_and_the_tile_of_a_prediction(monkey
     settings = SegmentationParams(n_channels=10, n_conv=1)
     network, other = memory.estimate_bytes(64, 96, settings, 3)
     monkeypatch.setattr(memory, "available_memory", lambda: network + other)
-    from napari_unsupervised_segmentation.core import plan
-
-    monkeypatch.setattr(plan, "available_memory", lambda: network + other)
     assert whole_image_fits(64, 96, settings, network_in_memory=True)
     assert not whole_image_fits(64, 96, settings, network_in_memory=True, extra_bytes=1)
     assert not whole_image_fits(128, 96, settings, network_in_memory=True)

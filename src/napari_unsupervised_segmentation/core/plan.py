@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .memory import SWITCH, available_memory, estimate_bytes
+from . import memory  # its available_memory() is looked up when called (tests replace it)
+from .memory import SWITCH, estimate_bytes
 from .normalize import channels_look_like_colour, check_channel_axis_type
 from .params import SegmentationParams
 
@@ -23,6 +24,7 @@ __all__ = [
     "AmbiguousChannels",
     "PlanePlan",
     "channels_are_colour",
+    "check_copy_fits",
     "guess_channel_axis",
     "is_channel_name",
     "plan_plane",
@@ -240,11 +242,27 @@ def whole_image_fits(
     """Whether training on a whole ``height`` x ``width`` plane fits the memory available
     now (:func:`~.memory.estimate_bytes`; ``extra_bytes`` held beside it); True when that is
     unknown or the check is switched off. When it does not fit, training goes by crops."""
-    free = available_memory()
+    free = memory.available_memory()
     if free is None or _memory_check_off():
         return True
     network, other = estimate_bytes(height, width, settings, n_input_channels)
     return other + (network if network_in_memory else 0) + extra_bytes <= free
+
+
+def check_copy_fits(n_bytes: int, plane: str, planes: int = 1) -> None:
+    """MemoryError when ``n_bytes`` (a copy of an image of ``planes`` planes of ``plane``,
+    "H x W", and its labels) exceed the memory available: training on crops keeps its own
+    memory small, but the copy must fit (see :func:`~.memory.check_memory`'s switch)."""
+    free = memory.available_memory()
+    if free is None or _memory_check_off() or n_bytes <= free:
+        return
+    gib = 2**30
+    what = f"stack of {planes} {plane} planes" if planes > 1 else f"{plane} image"
+    raise MemoryError(
+        f"a copy of a {what} needs about {n_bytes / gib:.1f} GiB of memory and "
+        f"{free / gib:.1f} GiB is available; segment a crop or a downscaled copy; to run "
+        f"anyway, set the environment variable {SWITCH}=0"
+    )
 
 
 def tile_shape(
@@ -262,7 +280,7 @@ def tile_shape(
     ``available``: bytes to plan for (default: the memory available now). The estimate is
     training's (:func:`~.memory.estimate_bytes`), which bounds a prediction's from above.
     """
-    free = available_memory() if available is None else available
+    free = memory.available_memory() if available is None else available
     if free is None or _memory_check_off():
         return None
 
