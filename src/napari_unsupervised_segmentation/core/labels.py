@@ -135,6 +135,7 @@ def merge_weak_boundaries(
     smoothing: float = 1.0,
     interior_weight: float = 0.0,
     max_segments: int = 0,
+    record: MergeSequence | None = None,
 ) -> np.ndarray:
     """Join touching segments, weakest boundary first, until every boundary is strong.
 
@@ -167,6 +168,9 @@ def merge_weak_boundaries(
     max_segments : int
         Go on joining the weakest boundaries past ``threshold`` until at most this many
         segments are left (segments that touch no other stay); 0: no cap.
+    record : MergeSequence or None
+        An empty :class:`MergeSequence`, which gets the segments and every join in order
+        (with ``threshold`` inf, the whole hierarchy down to one segment per connected part).
 
     Returns
     -------
@@ -187,6 +191,7 @@ def merge_weak_boundaries(
         interior,
         interior_weight,
         max_segments,
+        record=record,
     )
 
 
@@ -212,6 +217,7 @@ def merge_weak_edges(
     max_segments: int = 0,
     regions: HistogramCues | None = None,
     region_weight: float = 0.0,
+    record: MergeSequence | None = None,
 ) -> np.ndarray:
     """Join touching segments, weakest boundary first, until every boundary's mean edge is strong.
 
@@ -247,6 +253,8 @@ def merge_weak_edges(
         of the two segments it separates (0..1), so segments that look alike inside join
         across a shading edge and segments of different stuff stay apart across a faint
         one. 0: the edge alone.
+    record : MergeSequence or None
+        As in :func:`merge_weak_boundaries`.
 
     Returns
     -------
@@ -263,6 +271,7 @@ def merge_weak_edges(
         max_segments,
         regions.of_segments(segments) if regions is not None and region_weight else None,
         region_weight,
+        record,
     )
 
 
@@ -275,6 +284,7 @@ def _merge_weakest_first(
     max_segments: int = 0,
     regions: SegmentHistograms | None = None,
     region_weight: float = 0.0,
+    record: MergeSequence | None = None,
 ) -> np.ndarray:
     """Greedy joining of ``segments`` (0..n-1) given their boundaries' lengths and sums.
 
@@ -283,12 +293,14 @@ def _merge_weakest_first(
     ``region_weight`` times the two segments' histogram distance (``regions``, pooled as
     segments join). Joining stops at
     the first key of ``threshold`` or more, unless more than ``max_segments`` (when > 0) are
-    left.
+    left. ``record`` gets every join, with the largest key popped since the previous join.
     """
     import heapq
 
     first, second, length, contrast = boundaries
     n_segments = int(segments.max()) + 1
+    if record is not None:
+        record.start(segments)
     # neighbours[i][j] = [boundary length, summed contrast], one list shared by i and j.
     neighbours: list[dict[int, list[float]]] = [{} for _ in range(n_segments)]
     relative = interior is not None and interior_weight > 0
@@ -313,10 +325,12 @@ def _merge_weakest_first(
     heapq.heapify(heap)
     owner = np.arange(n_segments)
     remaining = n_segments
+    gate = -np.inf  # the largest key popped since the last join: what stops a merge before it
     while heap:
         strength, i, j = heapq.heappop(heap)
         if strength >= threshold and (not max_segments or remaining <= max_segments):
             break
+        gate = max(gate, strength)
         edge = neighbours[i].get(j)
         if edge is None or key(i, j, edge) != strength:
             continue  # outdated: i or j has been joined to another segment since
@@ -324,6 +338,9 @@ def _merge_weakest_first(
             i, j = j, i  # keep the segment with more neighbours, move the fewer
         owner[j] = i
         remaining -= 1
+        if record is not None:
+            record.join(j, i, gate)
+        gate = -np.inf
         del neighbours[i][j]
         changed = []
         for k, (n, total) in neighbours[j].items():
@@ -382,3 +399,152 @@ def absorb_thin_segments(segments: np.ndarray, depth: float) -> np.ndarray:
     if not thin.any() or thin.all():
         return segments
     return relabel_consecutive(give_to_nearest_kept(segments, thin)).astype(np.int64) - 1
+
+
+def clean_up_merged(
+    labels: np.ndarray, min_size: int, min_width: int, merged: bool = True
+) -> np.ndarray:
+    """The clean-up that follows the boundary merge: specks, then rims, then specks.
+
+    With ``merged``, segments under ``min_size`` pixels join their surroundings again; then
+    segments narrower than ``min_width`` pixels give their pixels to their neighbours
+    (:func:`absorb_thin_segments`), and the result is split into 4-connected segments with
+    specks removed once more. ``min_size`` and ``min_width`` of 0 or 1 skip their step.
+    """
+    if merged and min_size > 1:
+        labels = merge_small_segments(labels, min_size)
+    if min_width > 1:
+        labels = absorb_thin_segments(labels, (min_width - 1) / 2)
+        if min_size > 1:
+            labels = merge_small_segments(labels, min_size)
+        else:
+            labels = split_connected_components(labels)
+    return labels
+
+
+class MergeSequence:
+    """The joins of one greedy boundary merge, in order, so that it can be stopped anywhere.
+
+    :func:`merge_weak_boundaries` and :func:`merge_weak_edges` fill it (``record=``). Each
+    join keeps the largest key popped since the previous one (its *gate*): a merge with
+    ``threshold`` t stops before the first join whose gate, or an earlier one, is t or more,
+    so the labels of any threshold are the labels after a prefix of the joins, and a prefix
+    costs one pass over the segments (union-find by pointer jumping) and one lookup per pixel.
+    """
+
+    def __init__(self) -> None:
+        self.segments = np.zeros((1, 1), np.int64)
+        self.n_segments = 1
+        self._absorbed: list[int] = []
+        self._kept: list[int] = []
+        self._gates: list[float] = []
+
+    def start(self, segments: np.ndarray) -> None:
+        """Begin with ``segments`` (labels 0..n-1), forgetting any joins."""
+        self.segments = segments
+        self.n_segments = int(segments.max()) + 1
+        self._absorbed, self._kept, self._gates = [], [], []
+
+    def join(self, absorbed: int, kept: int, gate: float) -> None:
+        """Record that segment ``absorbed`` joined ``kept``."""
+        self._absorbed.append(absorbed)
+        self._kept.append(kept)
+        self._gates.append(gate)
+
+    @property
+    def n_joins(self) -> int:
+        """How many joins were recorded."""
+        return len(self._gates)
+
+    def count(self, threshold: float, max_segments: int = 0) -> int:
+        """The joins that a merge to ``threshold`` (capped at ``max_segments``) makes."""
+        gates = np.asarray(self._gates, np.float64)
+        if max_segments:
+            # while more than max_segments are left, the merge joins whatever the key
+            left_before = self.n_segments - np.arange(len(gates))
+            gates = np.where(left_before <= max_segments, gates, -np.inf)
+        return int(np.searchsorted(np.maximum.accumulate(gates), threshold, side="left"))
+
+    def roots(self, n_joins: int) -> np.ndarray:
+        """The segment that every segment belongs to after the first ``n_joins`` joins."""
+        owner = np.arange(self.n_segments)
+        owner[np.asarray(self._absorbed[:n_joins], np.int64)] = self._kept[:n_joins]
+        while True:  # follow every segment to the one it finally joined
+            root = owner[owner]
+            if np.array_equal(root, owner):
+                return owner
+            owner = root
+
+    def labels(self, n_joins: int) -> np.ndarray:
+        """Labels 1..n after the first ``n_joins`` joins, numbered as the merge numbers them."""
+        values, rank = np.unique(self.roots(n_joins), return_inverse=True)
+        lookup = (rank + 1).astype(smallest_unsigned_dtype(len(values)))
+        return lookup[self.segments]
+
+
+class MergeHierarchy:
+    """The boundary merge of one image at every level of detail, cut again in milliseconds.
+
+    The greedy merge joins the touching segments with the weakest boundary first; recorded
+    to the end, any stopping point is a prefix of its joins (:class:`MergeSequence`). A
+    *detail* level ``d`` keeps about ``2 ** d`` times as many segments as the settings' own
+    merge left: 0 is exactly the settings' labels, +1 about twice as many (smaller)
+    segments, -1 about half as many. A level is the merge stopped after a number of joins,
+    which is where some ``merge_threshold`` (or ``max_segments``) would have stopped it; the
+    clean-up that follows the merge (specks and rims) runs on every cut.
+
+    With two merges (``premerge_threshold``), levels above the second merge's start cut the
+    first merge instead, so detail can rise up to the segments before any merge.
+    """
+
+    def __init__(
+        self,
+        stages: list[tuple[MergeSequence, int]],
+        *,
+        min_segment_size: int = 0,
+        min_segment_width: int = 0,
+        merges: bool = True,
+    ) -> None:
+        """``stages``: every merge run with its joins, and how many joins the settings make
+        (for the last, the level 0); the clean-up's settings; whether the settings merge."""
+        self.stages = stages
+        self.min_segment_size = min_segment_size
+        self.min_segment_width = min_segment_width
+        self.merges = merges
+        last, own = stages[-1]
+        #: Segments the settings' merge leaves (before the clean-up): the level 0.
+        self.reference = last.n_segments - own
+
+    def n_segments(self, detail: float) -> int:
+        """Segments at ``detail`` before the clean-up (which can remove a few more)."""
+        stage, n_joins = self._cut(detail)
+        return self.stages[stage][0].n_segments - n_joins
+
+    @property
+    def detail_range(self) -> tuple[float, float]:
+        """The lowest (fewest segments) and highest level that change anything."""
+        last = self.stages[-1][0]
+        fewest = last.n_segments - last.n_joins
+        most = self.stages[0][0].n_segments
+        return float(np.log2(fewest / self.reference)), float(np.log2(most / self.reference))
+
+    def labels(self, detail: float = 0.0) -> np.ndarray:
+        """Labels 1..n at ``detail`` (0: the settings' own), smallest unsigned dtype."""
+        stage, n_joins = self._cut(detail)
+        sequence, own = self.stages[stage]
+        labels = sequence.labels(n_joins)
+        merged = self.merges or n_joins > 0 or stage < len(self.stages) - 1
+        return clean_up_merged(labels, self.min_segment_size, self.min_segment_width, merged)
+
+    def _cut(self, detail: float) -> tuple[int, int]:
+        """Which merge to cut, and after how many joins, for ``detail``."""
+        if detail == 0:
+            return len(self.stages) - 1, self.stages[-1][1]
+        wanted = int(round(self.reference * 2.0 ** float(detail)))
+        last = len(self.stages) - 1
+        for stage in range(last, -1, -1):
+            sequence, own = self.stages[stage]
+            if wanted <= sequence.n_segments or stage == 0:
+                most = sequence.n_joins if stage == last else own
+                return stage, int(np.clip(sequence.n_segments - wanted, 0, most))
+        raise AssertionError("unreachable")
