@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -438,12 +439,15 @@ class MergeSequence:
         self._absorbed: list[int] = []
         self._kept: list[int] = []
         self._gates: list[float] = []
+        self._clean: dict[int, bool] = {}
 
     def start(self, segments: np.ndarray) -> None:
         """Begin with ``segments`` (labels 0..n-1), forgetting any joins."""
         self.segments = segments
         self.n_segments = int(segments.max()) + 1
         self._absorbed, self._kept, self._gates = [], [], []
+        self._clean = {}
+        self.__dict__.pop("first_pixels", None)
 
     def join(self, absorbed: int, kept: int, gate: float) -> None:
         """Record that segment ``absorbed`` joined ``kept``."""
@@ -474,6 +478,21 @@ class MergeSequence:
             if np.array_equal(root, owner):
                 return owner
             owner = root
+
+    @cached_property
+    def first_pixels(self) -> np.ndarray:
+        """The flat index of every segment's first pixel (in row-major order)."""
+        return np.unique(self.segments.ravel(), return_index=True)[1]
+
+    def is_clean(self, min_size: int) -> bool:
+        """Whether every segment is 4-connected and has ``min_size`` pixels or more."""
+        if min_size not in self._clean:
+            sizes = np.bincount(self.segments.ravel())
+            self._clean[min_size] = bool(
+                sizes.min() >= min_size
+                and split_connected_components(self.segments).max() == self.n_segments
+            )
+        return self._clean[min_size]
 
     def labels(self, n_joins: int) -> np.ndarray:
         """Labels 1..n after the first ``n_joins`` joins, numbered as the merge numbers them."""
@@ -514,6 +533,10 @@ class MergeHierarchy:
         last, own = stages[-1]
         #: Segments the settings' merge leaves (before the clean-up): the level 0.
         self.reference = last.n_segments - own
+        if min_segment_width > 1 or min_segment_size > 1:  # what every cut needs, made once
+            for sequence, _ in stages:
+                if sequence.is_clean(min_segment_size):
+                    _ = sequence.first_pixels
 
     def n_segments(self, detail: float) -> int:
         """Segments at ``detail`` before the clean-up (which can remove a few more)."""
@@ -531,10 +554,58 @@ class MergeHierarchy:
     def labels(self, detail: float = 0.0) -> np.ndarray:
         """Labels 1..n at ``detail`` (0: the settings' own), smallest unsigned dtype."""
         stage, n_joins = self._cut(detail)
-        sequence, own = self.stages[stage]
-        labels = sequence.labels(n_joins)
+        sequence = self.stages[stage][0]
         merged = self.merges or n_joins > 0 or stage < len(self.stages) - 1
-        return clean_up_merged(labels, self.min_segment_size, self.min_segment_width, merged)
+        labels = self._recut(sequence, n_joins, merged)
+        if labels is None:  # the clean-up step by step, on every pixel
+            labels = clean_up_merged(
+                sequence.labels(n_joins), self.min_segment_size, self.min_segment_width, merged
+            )
+        return labels
+
+    def _recut(self, sequence: MergeSequence, n_joins: int, merged: bool) -> np.ndarray | None:
+        """The labels of :func:`clean_up_merged` after the cut, made without its passes
+        over every pixel, or None where that shortcut does not hold.
+
+        The merge's segments are 4-connected and (with ``min_segment_size``) large enough,
+        so every cut's are too: the speck passes only number the segments in the order of
+        their first pixel, which takes one pass over the segments. The rims' test (a pixel
+        at ``depth`` or more from the outline) is a few shifted comparisons, and their pixels
+        go to the nearest pixel kept, as :func:`absorb_thin_segments` gives them; where every
+        pixel given away touches one of its new segment nearer to the pixel it came from,
+        the segments stay connected and large enough, and the last speck pass too only
+        numbers them.
+        """
+        min_size, min_width = self.min_segment_size, self.min_segment_width
+        if min_width <= 1 and (min_size <= 1 or not merged):
+            return sequence.labels(n_joins)  # the clean-up leaves the cut as it is
+        depth = (min_width - 1) / 2
+        if depth > MAX_SHIFTED_DEPTH or not sequence.is_clean(min_size):
+            return None
+        roots = sequence.roots(n_joins)
+        first = np.full(sequence.n_segments, np.iinfo(np.int64).max)
+        np.minimum.at(first, roots, sequence.first_pixels)
+        labels = _numbered_by_first_pixel(roots, first)[sequence.segments]
+        if min_width <= 1:
+            return labels
+        thin = _thin_pixels(labels, depth)
+        if thin is None:
+            return labels
+        given = _give_to_nearest_kept_near(labels, thin)
+        moved = np.flatnonzero(thin)
+        if not _attached(given, moved):
+            return None
+        # number the segments by their first pixel again: given pixels can come first
+        flat = given.ravel()
+        present = np.flatnonzero(np.bincount(flat))
+        # labels are numbered by first pixel: label k's is the k-th smallest group's first
+        first = np.concatenate([[0], np.sort(first[np.unique(roots)])])
+        segment_of, where = np.unique(flat[moved], return_index=True)
+        np.minimum.at(first, segment_of, moved[where])
+        order = np.argsort(first[present], kind="stable")
+        lookup = np.zeros(len(first), smallest_unsigned_dtype(len(present)))
+        lookup[present[order]] = np.arange(1, len(present) + 1)
+        return lookup[given]
 
     def _cut(self, detail: float) -> tuple[int, int]:
         """Which merge to cut, and after how many joins, for ``detail``."""
@@ -548,3 +619,125 @@ class MergeHierarchy:
                 most = sequence.n_joins if stage == last else own
                 return stage, int(np.clip(sequence.n_segments - wanted, 0, most))
         raise AssertionError("unreachable")
+
+
+#: Rims up to this depth are found by shifted comparisons when a hierarchy is cut again (a
+#: few dozen shifts); deeper ones by the distance transform, as :func:`absorb_thin_segments`.
+MAX_SHIFTED_DEPTH = 4.0
+
+
+def _numbered_by_first_pixel(roots: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Per segment, the label 1..m of its group (``roots``), groups in order of ``first``."""
+    groups = np.flatnonzero(np.bincount(roots, minlength=len(first)))
+    order = np.argsort(first[groups], kind="stable")
+    number = np.zeros(len(first), smallest_unsigned_dtype(len(groups)))
+    number[groups[order]] = np.arange(1, len(groups) + 1)
+    return number[roots]
+
+
+def _thin_pixels(labels: np.ndarray, depth: float) -> np.ndarray | None:
+    """The pixels of the segments that :func:`absorb_thin_segments` finds thin, or None
+    when it leaves every segment as it is (none thin, or all).
+
+    A pixel lies ``depth`` or more from the outline when no outline pixel lies nearer
+    than ``depth``: the outline, shifted by every offset shorter than ``depth``, misses it.
+    """
+    outline = np.zeros(labels.shape, bool)
+    for axis in (0, 1):
+        step = np.diff(labels, axis=axis) != 0
+        low = (slice(None, -1), slice(None)) if axis == 0 else (slice(None), slice(None, -1))
+        high = (slice(1, None), slice(None)) if axis == 0 else (slice(None), slice(1, None))
+        outline[low] |= step
+        outline[high] |= step
+    if not outline.any():
+        return None  # one segment
+    near = outline.copy()
+    reach = int(np.ceil(depth))
+    height, width = labels.shape
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            if (dy, dx) == (0, 0) or dy * dy + dx * dx >= depth * depth:
+                continue
+            # near[p] |= outline[p + (dy, dx)]
+            target = (
+                slice(max(0, -dy), height - max(0, dy)),
+                slice(max(0, -dx), width - max(0, dx)),
+            )
+            source = (
+                slice(max(0, dy), height - max(0, -dy)),
+                slice(max(0, dx), width - max(0, -dx)),
+            )
+            near[target] |= outline[source]
+    deep = np.bincount(labels[~near], minlength=int(labels.max()) + 1) > 0
+    deep[0] = True
+    if deep.all() or not deep[1:].any():
+        return None
+    return ~deep[labels]
+
+
+def _attached(given: np.ndarray, moved: np.ndarray) -> bool:
+    """Whether every moved pixel (flat indices) reaches a kept pixel of its new segment
+    through 4-neighbours of that segment: then every segment stays connected."""
+    height, width = given.shape
+    flat = given.ravel()
+    reached = np.ones(given.size, bool)
+    reached[moved] = False
+    pending = moved
+    while pending.size:
+        rows, cols = np.divmod(pending, width)
+        hit = np.zeros(len(pending), bool)
+        for step, inside in (
+            (-width, rows > 0),
+            (width, rows < height - 1),
+            (-1, cols > 0),
+            (1, cols < width - 1),
+        ):
+            neighbour = np.where(inside, pending + step, pending)
+            hit |= inside & reached[neighbour] & (flat[neighbour] == flat[pending])
+        if not hit.any():
+            return False  # an island: the speck pass would split it off
+        reached[pending[hit]] = True
+        pending = pending[~hit]
+    return True
+
+
+def _give_to_nearest_kept_near(
+    segments: np.ndarray, dropped: np.ndarray, margin: int = 8
+) -> np.ndarray:
+    """:func:`give_to_nearest_kept` for labelled ``segments`` whose dropped pixels are whole
+    segments, computed around each dropped segment only.
+
+    The distance transform runs on each dropped segment's bounding box grown by
+    ``margin`` pixels: every pixel outside lies farther than ``margin`` from the segment,
+    so where the nearest kept pixel found lies within ``margin``, it and any other kept
+    pixel as near are inside the box, and the box gives what the whole image gives. Where
+    one does not, the whole image is transformed.
+    """
+    from scipy.ndimage import distance_transform_edt, find_objects
+
+    given = segments.copy()
+    height, width = segments.shape
+    for index, box in enumerate(find_objects(np.where(dropped, segments, 0))):
+        if box is None:
+            continue
+        rows, cols = box
+        grown = (
+            slice(max(0, rows.start - margin), min(height, rows.stop + margin)),
+            slice(max(0, cols.start - margin), min(width, cols.stop + margin)),
+        )
+        part = dropped[grown]
+        if part.all():
+            break
+        far, (near_rows, near_cols) = distance_transform_edt(part, return_indices=True)
+        inner = (
+            slice(rows.start - grown[0].start, rows.stop - grown[0].start),
+            slice(cols.start - grown[1].start, cols.stop - grown[1].start),
+        )
+        mine = segments[box] == index + 1  # this dropped segment's pixels
+        if far[inner][mine].max() > margin:
+            break
+        source = segments[grown][near_rows[inner], near_cols[inner]]
+        given[box][mine] = source[mine]
+    else:
+        return given
+    return give_to_nearest_kept(segments, dropped)
