@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     import napari
 
     from napari_unsupervised_segmentation import PRESETS
-    from napari_unsupervised_segmentation._sample_data import load_sample
+    from napari_unsupervised_segmentation._napari.sample_data import load_sample
 
     params = PRESETS[args.preset]
     if args.max_iter is not None:

@@ -46,7 +46,7 @@ def measure(n_planes: int, ndisplay: int = 2) -> tuple[float, float]:
     from qtpy.QtWidgets import QApplication
 
     from napari_unsupervised_segmentation import SegmentationParams
-    from napari_unsupervised_segmentation._console import (
+    from napari_unsupervised_segmentation._napari.layers import (
         PlaneStack,
         layer_input,
         show_labels,

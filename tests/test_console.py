@@ -15,7 +15,7 @@ from napari_unsupervised_segmentation import (
     segment,
     segment_layer,
 )
-from napari_unsupervised_segmentation._console import (
+from napari_unsupervised_segmentation._napari.layers import (
     PlaneStack,
     holds_last_write,
     layer_displayed_axes,
@@ -24,7 +24,7 @@ from napari_unsupervised_segmentation._console import (
     show_labels,
     write_plane,
 )
-from napari_unsupervised_segmentation._sample_data import coffee
+from napari_unsupervised_segmentation._napari.sample_data import coffee
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = SegmentationParams(max_iter=8, min_labels=0, n_superpixels=50, n_channels=8)
@@ -114,7 +114,7 @@ def test_plan_plane_for_all_planes_keeps_every_other_axis_whole():
 
 
 def test_plane_stack_puts_planes_in_the_layers_axis_order():
-    from napari_unsupervised_segmentation._console import PlaneStack
+    from napari_unsupervised_segmentation._napari.layers import PlaneStack
 
     plan = plan_plane((5, 6, 3), (0, 1), (0, 0, 0), all_planes=True)
     stack = PlaneStack(plan, (5, 6))

@@ -660,7 +660,7 @@ def test_default_preset_post_processes_into_connected_segments():
 
 
 def test_napari_facing_modules_import_torch_lazily():
-    modules = ("_widget", "_reader", "_writer", "_sample_data", "_console")
+    modules = [f"_napari.{m}" for m in ("widget", "reader", "writer", "sample_data", "console")]
     imports = "".join(f"import napari_unsupervised_segmentation.{m};" for m in modules)
     code = f"import sys;{imports}assert 'torch' not in sys.modules, 'torch imported eagerly'"
     subprocess.run([sys.executable, "-c", code], check=True)

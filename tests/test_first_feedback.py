@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_unsupervised_segmentation import PRESETS, SegmentationParams, iter_segment, segment
-from napari_unsupervised_segmentation._widget import train_updates
+from napari_unsupervised_segmentation._napari.worker import train_updates
 from napari_unsupervised_segmentation.core import boundaries
 from napari_unsupervised_segmentation.core.normalize import prepare_image
 from napari_unsupervised_segmentation.core.postprocess import LabelFinisher

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unsupervised_segmentation._reader import get_reader
-from napari_unsupervised_segmentation._writer import LabelsNotSavedError, write_labels
+from napari_unsupervised_segmentation._napari.reader import get_reader
+from napari_unsupervised_segmentation._napari.writer import LabelsNotSavedError, write_labels
 from napari_unsupervised_segmentation.io import (
     LabelTiffError,
     has_label_name,

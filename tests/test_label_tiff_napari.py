@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unsupervised_segmentation._writer import LabelsNotSavedError
+from napari_unsupervised_segmentation._napari.writer import LabelsNotSavedError
 from napari_unsupervised_segmentation.io import read_label_tiff, write_label_tiff
 
 PLUGIN = "napari-unsupervised-segmentation"

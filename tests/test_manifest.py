@@ -37,7 +37,7 @@ def test_sample_data_contributions(manifest):
 
 
 def test_widget_docks_through_the_installed_manifest(make_napari_viewer):
-    from napari_unsupervised_segmentation._widget import SegmentationWidget
+    from napari_unsupervised_segmentation._napari.widget import SegmentationWidget
 
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
@@ -49,7 +49,7 @@ def test_widget_docks_through_the_installed_manifest(make_napari_viewer):
 def test_layers_segment_menu_docks_the_widget(make_napari_viewer):
     from napari._app_model import get_app_model
 
-    from napari_unsupervised_segmentation._widget import SegmentationWidget
+    from napari_unsupervised_segmentation._napari.widget import SegmentationWidget
 
     viewer = make_napari_viewer()
     app = get_app_model()

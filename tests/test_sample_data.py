@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unsupervised_segmentation._sample_data import (
+from napari_unsupervised_segmentation._napari.sample_data import (
     SAMPLES,
     cell,
     coffee,

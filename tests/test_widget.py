@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from napari_unsupervised_segmentation import PRESETS, SegmentationParams, segment
-from napari_unsupervised_segmentation._widget import (
+from napari_unsupervised_segmentation._napari.controls import params_from_values
+from napari_unsupervised_segmentation._napari.worker import (
     Failure,
     Update,
-    params_from_values,
     should_deliver,
     status_text,
     train_updates,
@@ -113,7 +113,7 @@ def test_status_text_mentions_iteration_classes_loss_and_plane():
 
 
 def test_stack_updates_train_each_plane_and_say_which():
-    from napari_unsupervised_segmentation._widget import train_stack_updates
+    from napari_unsupervised_segmentation._napari.worker import train_stack_updates
 
     stop, done = threading.Event(), threading.Event()
     planes = [_image(seed=s) for s in range(2)]
@@ -453,9 +453,9 @@ def test_a_stack_is_updated_plane_by_plane_in_one_array(viewer_widget, qtbot):
 def test_a_stack_slow_to_redraw_is_redrawn_less_often_and_at_the_end(
     make_napari_viewer, qtbot, monkeypatch
 ):
-    from napari_unsupervised_segmentation import _widget
+    from napari_unsupervised_segmentation._napari import widget as widget_module
 
-    monkeypatch.setattr(_widget, "LABELS_TIME_FACTOR", 1e9)  # after the first: never due
+    monkeypatch.setattr(widget_module, "LABELS_TIME_FACTOR", 1e9)  # after the first: never due
     viewer = make_napari_viewer(show=True)  # a hidden canvas draws nothing
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
     volume = _start_all_planes(viewer, widget)
@@ -698,7 +698,7 @@ def test_a_cancelled_close_keeps_training(qtbot):
 
     from qtpy.QtWidgets import QWidget
 
-    from napari_unsupervised_segmentation._widget import _call_if_hidden
+    from napari_unsupervised_segmentation._napari.worker import _call_if_hidden
 
     calls = []
     window = QWidget()
@@ -714,7 +714,7 @@ def test_a_cancelled_close_keeps_training(qtbot):
 def test_every_value_a_control_allows_at_its_ends_is_a_valid_setting(qapp):
     from magicgui.widgets import FloatSpinBox, SpinBox
 
-    from napari_unsupervised_segmentation._widget import _make_controls
+    from napari_unsupervised_segmentation._napari.controls import _make_controls
 
     controls = _make_controls()
     defaults = {name: control.value for name, control in controls.items()}

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ._console import segment_layer
+    from ._napari.console import segment_layer
     from .core import (
         PRESETS,
         SegmentationModel,
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name == "segment_layer":
-        from ._console import segment_layer
+        from ._napari.console import segment_layer
 
         return segment_layer
     if name in __all__:

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._sample_data import SAMPLES, load_sample
+from ._napari.sample_data import SAMPLES, load_sample
 from .core.params import PRESETS, SegmentationParams
 from .core.wording import counted, labels_per_plane
 from .io._label_tiff import _file_stem

@@ -4,8 +4,8 @@
 to segment for an image layer and remembers how to place the result; :func:`show_labels`
 puts the labels into a "<image name> labels" Labels layer with the image's spatial
 transforms (reusing one only while it holds what the plugin last wrote into it; never for a
-stack); :func:`segment_layer` chains both around :func:`segment_planes` for napari's console.
-Nothing here imports Qt, and torch is only imported when :func:`segment_layer` runs.
+stack). The console (:mod:`.console`) and the widget (:mod:`.widget`) both use them.
+Nothing here imports Qt or torch.
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .core.normalize import check_channel_axis_type  # numpy only: no torch import
-from .core.wording import counted, labels_per_plane
+from ..core.normalize import check_channel_axis_type  # numpy only: no torch import
 
 if TYPE_CHECKING:
     import napari
     from napari.components import Dims
     from napari.layers import Image, Labels
 
-    from .core import SegmentationParams
+    from ..core import SegmentationParams
 
 __all__ = [
     "METADATA_KEY",
@@ -39,9 +38,6 @@ __all__ = [
     "PlaneStack",
     "full_resolution",
     "reusable_labels_layer",
-    "segment_layer",
-    "segment_planes",
-    "SegmentedPlanes",
     "show_labels",
     "write_plane",
 ]
@@ -270,61 +266,6 @@ class PlaneStack:
         return np.moveaxis(self._data, list(range(len(order))), positions).copy()
 
 
-@dataclass(frozen=True)
-class SegmentedPlanes:
-    """The labels of a run over a plane or a stack (:func:`segment_planes`), and what the
-    run took, for the line that tells the user."""
-
-    labels: np.ndarray  # 2D, or the stack's (:meth:`PlaneStack.snapshot`)
-    label_counts: tuple[int, ...]  # per plane: the labels after post-processing
-    iterations: tuple[int, ...]  # per plane: the training iterations run
-    seconds: float
-
-    def summary(self, labels_name: str, note: str = "") -> str:
-        """One line: "img labels: 23 labels in 160 iterations, 12.3 s"; for a stack the
-        labels per plane and the iterations of all planes; ``note`` (where in the layer,
-        :attr:`LayerInput.note`) after a " · "."""
-        labels = labels_per_plane(self.label_counts)
-        iterations = counted(sum(self.iterations), "iteration")
-        text = f"{labels_name}: {labels} in {iterations}, {self.seconds:.1f} s"
-        return f"{text} · {note}" if note else text
-
-
-def segment_planes(inp: LayerInput, settings: SegmentationParams) -> SegmentedPlanes:
-    """Segment ``inp``'s plane, or each of its planes, to the end: the labels (2D, or the
-    stack's, :meth:`PlaneStack.snapshot`) and what the run took."""
-    import time
-    from collections import deque
-
-    from .core.train import iter_segment
-
-    counts: list[int] = []
-    iterations: list[int] = []
-
-    def labels_of(stack_index: tuple[int, ...]) -> np.ndarray:
-        image = inp.plane_image(stack_index)
-        steps = iter_segment(image, settings, channel_axis=inp.channel_axis, rgb=inp.rgb)
-        last = deque(steps, maxlen=1)[0]  # max_iter >= 1 guarantees one step
-        labels = last.labels
-        counts.append(int(labels.max()))  # labels are 1..n
-        iterations.append(last.iteration)
-        return labels
-
-    start = time.perf_counter()
-    if not inp.plan.stack_axes:
-        labels = labels_of(())
-    else:
-        stack = PlaneStack(inp.plan, inp.plane_shape)
-        for number, stack_index in enumerate(inp.plan.stack_indices()):
-            try:
-                stack.put(number, labels_of(stack_index))
-            except (ValueError, MemoryError) as exc:  # say which plane, as the widget does
-                raise type(exc)(f"plane {number + 1}/{inp.n_planes}: {exc}") from exc
-        labels = stack.snapshot()
-    seconds = time.perf_counter() - start
-    return SegmentedPlanes(labels, tuple(counts), tuple(iterations), seconds)
-
-
 def full_resolution(layer: Any) -> Any:
     """An image layer's data, or its full-resolution level when it is multiscale."""
     return layer.data[0] if layer.multiscale else layer.data
@@ -382,7 +323,7 @@ def layer_input(
     """
     from napari.layers import Image
 
-    from .core.normalize import channels_look_like_colour, image_layout  # numpy only
+    from ..core.normalize import channels_look_like_colour, image_layout  # numpy only
 
     if not isinstance(layer, Image):
         kind = type(layer).__name__
@@ -417,7 +358,7 @@ def layer_input(
     plane = tuple(spatial_shape[ax] for ax in plane_axes) + ((int(data.shape[-1]),) if rgb else ())
     image_layout(plane, data.dtype, engine_channel_axis, colour)
     if params is not None:
-        from .core.memory import check_memory  # numpy only: no torch import here
+        from ..core.memory import check_memory  # numpy only: no torch import here
 
         height, width = (spatial_shape[axis] for axis in plan.plane_axes)
         channels = 1 if plan.channel_axis is None else spatial_shape[plan.channel_axis]
@@ -672,58 +613,3 @@ def _placed(plan: PlanePlan, labels: np.ndarray) -> np.ndarray:
     return np.expand_dims(
         labels, sorted((plan.channel_axis, *plan.plane_axes)).index(plan.channel_axis)
     )
-
-
-def segment_layer(
-    layer_or_name: Any,
-    viewer: napari.Viewer | None = None,
-    params: SegmentationParams | str | None = None,
-    *,
-    channel_axis: int | None = None,
-    all_planes: bool = False,
-    **overrides: Any,
-) -> Labels:
-    """Segment an image layer into a "<image name> labels" Labels layer (see :func:`show_labels`).
-
-    For napari's console: ``layer_or_name`` is a layer or a layer name in ``viewer``
-    (default: ``napari.current_viewer()``); ``params`` and ``overrides`` are as for
-    :func:`~napari_unsupervised_segmentation.segment`. nD layers: the displayed 2D plane is
-    segmented, or with ``all_planes`` every plane parallel to it, each on its own (labels
-    numbered from 1 in each plane). Runs to the end before returning (the widget shows live
-    updates instead), then says what it made in a notification: "img labels: 23 labels in
-    160 iterations, 12.3 s" (:meth:`SegmentedPlanes.summary`).
-    """
-    if viewer is None:
-        from napari import current_viewer
-
-        viewer = current_viewer()
-        if viewer is None:
-            raise RuntimeError("no napari viewer is open; pass viewer=...")
-    if isinstance(layer_or_name, str):
-        if layer_or_name not in viewer.layers:
-            names = ", ".join(repr(layer.name) for layer in viewer.layers) or "none"
-            raise ValueError(f"no layer named {layer_or_name!r} in the viewer (layers: {names})")
-        layer = viewer.layers[layer_or_name]
-    else:
-        layer = layer_or_name
-    if "rgb" in overrides:
-        raise TypeError(
-            "segment_layer takes colour from the layer: an RGB layer is colour (four channels "
-            "that are not uint8 stay four channels), channels on channel_axis are independent; "
-            "to use an RGB layer's channels one by one, add its data again with "
-            "viewer.add_image(data, rgb=False), show its first two axes with "
-            "viewer.dims.order = (2, 0, 1) and pass channel_axis=-1"
-        )
-    from .core.train import resolve_params
-
-    settings = resolve_params(params, **overrides)
-    inp = layer_input(
-        layer, viewer.dims, channel_axis=channel_axis, params=settings, all_planes=all_planes
-    )
-    run = segment_planes(inp, settings)
-    labels_layer = show_labels(viewer, inp, run.labels)
-    # a notification: napari shows it beside the console and keeps it in its log
-    from napari.utils.notifications import show_info
-
-    show_info(run.summary(labels_layer.name, inp.note))
-    return labels_layer

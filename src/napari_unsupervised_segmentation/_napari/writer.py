@@ -1,4 +1,4 @@
-"""npe2 writer: saves a Labels layer as a label TIFF (see :mod:`..io`).
+"""npe2 writer: saves a Labels layer as a label TIFF (see the package's ``io`` module).
 
 A thin adapter over :func:`napari_unsupervised_segmentation.io.write_label_tiff`; it imports
 neither napari nor torch.
@@ -28,8 +28,8 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     :class:`LabelsNotSavedError` for data that cannot be stored as labels (negative,
     non-integer, beyond uint32), naming the file and the reason.
     """
-    from .io import write_label_tiff
-    from .io._label_tiff import _DEFAULT_AXES
+    from ..io import write_label_tiff
+    from ..io._label_tiff import _DEFAULT_AXES
 
     if meta.get("multiscale"):
         data = data[0]  # the full-resolution level
@@ -53,7 +53,7 @@ def _in_tiff_units(
     """napari's unit per axis as a TIFF's: one length unit (X's; the Z and Y sizes converted
     to it) and T in seconds. Without a known length unit on every spatial axis (e.g.
     pixels), no unit, and the spatial sizes are kept as they are."""
-    from .io._label_tiff import _canonical_unit, _length_factor, _seconds_factor
+    from ..io._label_tiff import _canonical_unit, _length_factor, _seconds_factor
 
     if len(units) != len(letters) or len(scale) != len(letters):
         return scale, None
@@ -75,7 +75,7 @@ def _in_tiff_units(
 
 def _axes_from_labels(labels: Sequence[str] | None, ndim: int) -> str | None:
     """TIFF axes from napari axis labels such as ``("z", "y", "x")``, else None."""
-    from .io._label_tiff import _check_axes
+    from ..io._label_tiff import _check_axes
 
     if not labels or len(labels) != ndim:
         return None

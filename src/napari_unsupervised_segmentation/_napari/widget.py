@@ -1,26 +1,19 @@
-"""The "Segment image" dock widget of Unsupervised Segmentation.
+"""The "Segment image" dock widget of Unsupervised Segmentation (its UI).
 
-Training runs in a napari generator thread worker; the worker reads the labels of a step
-only when an update is due (throttled, the last step always), so the main thread only
+Training runs in a napari generator thread worker (:mod:`.worker`); the main thread only
 copies finished label images into the "<image name> labels" layer (for all planes of a
-stack, the plane being trained, written in place). The image plane and the
-settings are snapshotted when Run is pressed, so editing layers or the selection during a
-run changes nothing. torch is imported in the worker thread, not when napari starts.
+stack, the plane being trained, written in place). The image plane and the settings are
+snapshotted when Run is pressed, so editing layers or the selection during a run changes
+nothing. The settings controls are built in :mod:`.controls`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import importlib
-import sys
-import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -31,16 +24,17 @@ from magicgui.widgets import (
     Container,
     FloatSpinBox,
     Label,
-    LineEdit,
     ProgressBar,
     PushButton,
     SpinBox,
 )
 from psygnal import Signal
-from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QApplication, QMainWindow, QSizePolicy
 
-from ._console import (
+from ..core.params import PRESETS, SegmentationParams
+from ..core.wording import counted, labels_per_plane
+from .controls import _BASIC, _SLIC_ONLY, _make_controls, params_from_values
+from .layers import (
     LayerInput,
     PlaneStack,
     full_resolution,
@@ -48,233 +42,29 @@ from ._console import (
     show_labels,
     write_plane,
 )
-from .core.params import BOUNDARIES, PRECISIONS, PRESETS, SegmentationParams
-from .core.wording import counted, labels_per_plane
+from .worker import (
+    LABELS_TIME_FACTOR,
+    UPDATE_INTERVAL,
+    Failure,
+    Update,
+    _CloseWatcher,
+    _DockProgress,
+    _import_engine_in_background,
+    _Lifeline,
+    _Run,
+    _shutdown,
+    _UndockWatcher,
+    _weak_slot,
+    status_text,
+    train_stack_updates,
+    user_message,
+)
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Labels
 
-__all__ = [
-    "SegmentationWidget",
-    "should_deliver",
-    "status_text",
-    "train_stack_updates",
-    "train_updates",
-    "update_interval_after",
-]
-
-#: Seconds between two live label updates (at most 2 per second; the last is always shown):
-#: drawing takes CPU time from training, all of it where OpenGL renders in software.
-UPDATE_INTERVAL = 0.5
-#: Live labels may take at most 1/LABELS_TIME_FACTOR of the training thread's time (making
-#: them) and of the main thread's (redrawing a stack, in 3D display the whole of it): when
-#: either is slow (large, busy images; big stacks in 3D), updates come less often.
-LABELS_TIME_FACTOR = 10.0
-#: Longest wait (s) for the training thread when the viewer or the widget closes; the thread
-#: ends by itself after the current iteration anyway.
-SHUTDOWN_WAIT = 2.0
-
-#: The most filters the Channels box offers.
-MAX_CHANNELS = 4096
-
-_LABELS = {
-    "max_iter": "Max iterations",
-    "min_labels": "Min labels",
-    "n_superpixels": "Superpixels",
-    "seed": "Seed",
-    "device": "Device",
-    "n_channels": "Channels",
-    "n_conv": "Conv blocks",
-    "lr": "Learning rate",
-    "momentum": "Momentum",
-    "compactness": "Compactness",
-    "superpixel_graph_scale": "Superpixel graph scale",
-    "precision": "Precision",
-    "connected_components": "Connected components",
-    "continuity_weight": "Continuity weight",
-    "graph_scale": "Graph scale",
-    "merge_threshold": "Merge threshold",
-    "boundary": "Merge by",
-    "merge_interior_weight": "Interior weight",
-    "merge_region_weight": "Region weight",
-    "spectral_weight": "Spectral weight",
-    "premerge_threshold": "Premerge threshold",
-    "max_segments": "Max segments",
-    "min_segment_size": "Min segment size",
-    "min_segment_width": "Min segment width",
-}
-_BASIC = ("max_iter", "min_labels", "n_superpixels", "seed", "device")
-#: Settings that only SLIC superpixels use: greyed out while graph-based superpixels are on.
-_SLIC_ONLY = ("n_superpixels", "compactness")
-
-
-# --- pure helpers (no Qt, no viewer) -------------------------------------------------
-
-
-def should_deliver(now: float, last_sent: float | None, interval: float, final: bool) -> bool:
-    """Whether a step's labels go to the viewer: first, final, else one per ``interval`` s."""
-    return final or last_sent is None or now - last_sent >= interval
-
-
-def update_interval_after(interval: float, labels_seconds: float) -> float:
-    """The wait before the next live update, given how long the last labels took to make.
-
-    At least ``interval``; longer when making the labels is slow, so that live updates never
-    take more than 1/``LABELS_TIME_FACTOR`` of the training thread's time.
-    """
-    return max(interval, LABELS_TIME_FACTOR * labels_seconds)
-
-
-@dataclass(frozen=True)
-class Update:
-    """What the worker sends to the main thread for one step (labels only when due)."""
-
-    iteration: int
-    n_classes: int
-    loss: float
-    labels: np.ndarray | None
-    is_last: bool  # the last step of its plane
-    plane: int = 0  # which plane of a stack (0 for a single plane)
-    n_planes: int = 1
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An error raised by the engine, as the message to show."""
-
-    message: str
-
-
-def train_updates(image: np.ndarray, *args: Any, **kwargs: Any) -> Iterator[Update | Failure]:
-    """:func:`train_stack_updates` of one image (the same arguments after it)."""
-    yield from train_stack_updates([image], *args, **kwargs)
-
-
-def train_stack_updates(
-    planes: Sequence[np.ndarray],
-    channel_axis: int | None,
-    params: SegmentationParams,
-    stop: threading.Event,
-    done: threading.Event,
-    interval: float = UPDATE_INTERVAL,
-    clock: Callable[[], float] = time.monotonic,
-    *,
-    rgb: bool | None = None,
-    abandon: threading.Event | None = None,
-) -> Iterator[Update | Failure]:
-    """Run the engine on each of ``planes`` in turn, each trained on its own, and yield
-    throttled :class:`Update` s that say which plane (runs in the worker thread).
-
-    Updates come at most every ``interval`` seconds of ``clock``, and less often when the
-    labels are slow to make (:func:`update_interval_after`, timed with ``perf_counter``).
-    Setting ``stop`` ends training before the next iteration (a step that finishes meanwhile
-    is still sent, as the final one, with its labels) and leaves the planes after it
-    untrained. Setting ``abandon`` as well (the viewer is closing: nobody will see them)
-    ends it without making any more labels, which can take long on a big image. Engine
-    errors are yielded as a :class:`Failure` (naming the plane of a stack) instead of
-    raised, so nothing reaches the Qt event loop, and end the run. ``done`` is set at the
-    end. ``channel_axis`` and ``rgb`` say how each plane holds its channels, as in
-    :func:`~napari_unsupervised_segmentation.iter_segment`.
-    """
-    try:
-        for number, plane in enumerate(planes):
-            if stop.is_set():
-                return
-            updates = _updates(plane, channel_axis, params, stop, interval, clock, rgb, abandon)
-            for item in updates:
-                if isinstance(item, Failure):
-                    if len(planes) > 1:  # the planes before it are kept
-                        item = Failure(f"plane {number + 1}/{len(planes)}: {item.message}")
-                    yield item
-                    return
-                yield dataclasses.replace(item, plane=number, n_planes=len(planes))
-    finally:
-        done.set()
-
-
-def _updates(
-    image: np.ndarray,
-    channel_axis: int | None,
-    params: SegmentationParams,
-    stop: threading.Event,
-    interval: float,
-    clock: Callable[[], float],
-    rgb: bool | None,
-    abandon: threading.Event | None,
-) -> Iterator[Update | Failure]:
-    """One plane's updates (see :func:`train_stack_updates`).
-
-    Live updates carry the step's preview labels, which never wait for post-processing's
-    image-level maps (the network's classes until those are made, in the background); the
-    final one carries its finished labels. Training keeps the thread's priority: a lower
-    one let any other busy process on a small CPU starve it, and stall the viewer too
-    whenever the starved thread held the GIL.
-    """
-    try:
-        from .core import iter_segment
-
-        steps = iter_segment(image, params, channel_axis=channel_axis, rgb=rgb)
-        try:
-            last_sent: float | None = None
-            wait = interval
-            while not stop.is_set():
-                try:
-                    step = next(steps)
-                except StopIteration:
-                    return
-                now = clock()
-                final = bool(step.is_last) or stop.is_set()
-                if abandon is not None and abandon.is_set():
-                    return
-                if should_deliver(now, last_sent, wait, final):
-                    last_sent = now
-                    started = time.perf_counter()
-                    labels = step.labels if final else step.preview_labels
-                    wait = update_interval_after(interval, time.perf_counter() - started)
-                    yield Update(step.iteration, step.n_classes, step.loss, labels, final)
-                if final:
-                    return
-        finally:
-            steps.close()
-    except Exception as exc:  # shown as a notification by the widget
-        yield Failure(user_message(exc))
-
-
-def user_message(exc: BaseException) -> str:
-    """The text a notification shows for ``exc``: the engine's ValueError and MemoryError
-    messages are written for the user; anything else also says what kind of error it is."""
-    if isinstance(exc, ValueError | MemoryError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def status_text(update: Update, max_iter: int, note: str = "") -> str:
-    """The status line while training: iteration, the network's classes, loss (and the plane).
-
-    It counts classes, what the stopping rule watches: the labels made from them at the end
-    can be more (a class in several places) or fewer (weak boundaries joined).
-    """
-    text = (
-        f"Iteration {update.iteration}/{max_iter} · {update.n_classes} classes while training"
-        f" · loss {update.loss:.4f}"
-    )
-    if update.n_planes > 1:
-        text = f"Plane {update.plane + 1}/{update.n_planes} · {text}"
-    return f"{text}\n{note}" if note else text
-
-
-def device_choices() -> list[str]:
-    """Devices to offer; CUDA/MPS details only when torch is already imported (no slow import)."""
-    choices = ["auto", "cpu", "cuda", "mps"]
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        try:
-            n_cuda = torch.cuda.device_count()
-        except Exception:
-            n_cuda = 0
-        choices += [f"cuda:{i}" for i in range(n_cuda) if n_cuda > 1]
-    return choices
+__all__ = ["SegmentationWidget"]
 
 
 @functools.cache
@@ -289,144 +79,6 @@ def _warm_up_labels() -> None:
     Labels(np.zeros((2, 2), dtype=np.uint8))
 
 
-@functools.cache
-def _import_engine_in_background() -> None:
-    """Import the engine (and torch, seconds on a small CPU) in a daemon thread once a widget
-    opens, so that the first Run does not wait for it; napari itself starts without it."""
-
-    def import_engine() -> None:
-        with contextlib.suppress(Exception):  # an error shows when Run imports it again
-            importlib.import_module(f"{__package__}.core.train")
-
-    threading.Thread(target=import_engine, name="engine-import", daemon=True).start()
-
-
-def params_from_values(values: dict[str, Any]) -> SegmentationParams:
-    """Settings from the controls' values (seed -1 means a fresh random start: None)."""
-    values = dict(values)
-    if values.get("seed") is not None and values["seed"] < 0:
-        values["seed"] = None
-    return SegmentationParams(**values)
-
-
-# --- run bookkeeping ------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class _Run:
-    """One training run: its snapshot, controls and the progress bar."""
-
-    inp: LayerInput
-    params: SegmentationParams
-    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
-    abandon: threading.Event = dataclasses.field(default_factory=threading.Event)
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
-    worker: Any = None
-    progress: Any = None
-    labels_layer: Any = None
-    updates_shown: int = 0
-    last: Update | None = None
-    failure: str | None = None
-    pending: deque[Update | Failure] = dataclasses.field(default_factory=deque)
-    worker_finished: bool = False
-    draining: bool = False
-    stack: PlaneStack | None = None  # all planes of a stack: their labels so far
-    next_refresh: float = 0.0  # perf_counter time before which a stack is not redrawn again
-    unrefreshed: bool = False  # the stack's layer holds labels not drawn yet
-    #: The number of labels in each plane's final labels (what the user gets), by plane.
-    final_counts: dict[int, int] = dataclasses.field(default_factory=dict)
-
-    def close_progress(self) -> None:
-        """Close the progress bar once (every end path calls this)."""
-        pbar, self.progress = self.progress, None
-        if pbar is not None:
-            with contextlib.suppress(Exception):
-                pbar.close()
-
-
-class _DockProgress:
-    """A run's progress in the dock's own bar, over ``total`` iterations.
-
-    Not napari's activity-panel bar: that one animates a "loading" image all the while,
-    which keeps the GUI thread busy and, on a small CPU, slows training down.
-    """
-
-    STEPS = 1000  # the bar's resolution (a QProgressBar holds 32-bit values only)
-
-    def __init__(self, bar: ProgressBar, total: int) -> None:
-        self.bar, self.total, self.n = bar, total, 0
-        bar.max = self.STEPS
-        bar.value = 0
-        bar.visible = True
-
-    def update(self, count: int) -> None:
-        """``count`` more iterations done."""
-        self.n += count
-        self.bar.value = round(self.STEPS * min(self.n, self.total) / max(self.total, 1))
-
-    def close(self) -> None:
-        self.bar.visible = False
-
-
-@dataclass(eq=False)
-class _Lifeline:
-    """What the close handlers need, without a reference to the widget (so it can be freed)."""
-
-    run: _Run | None = None
-    closed: bool = False
-
-
-def _shutdown(life: _Lifeline, *_: Any) -> None:
-    """The viewer or the widget is closing: stop training and wait briefly for the thread."""
-    if life.closed:
-        return
-    life.closed = True
-    run, life.run = life.run, None
-    if run is not None:
-        run.abandon.set()  # no more labels: nobody will see them
-        run.stop.set()
-        run.close_progress()
-        run.done.wait(SHUTDOWN_WAIT)
-
-
-class _CallbackFilter(QObject):
-    """An event filter that calls ``callback`` on the events its subclass picks."""
-
-    def __init__(self, callback: Callable[[], None], parent: QObject) -> None:
-        super().__init__(parent)
-        self._callback = callback
-
-
-class _CloseWatcher(_CallbackFilter):
-    """Calls ``callback`` when the window it filters closes.
-
-    A programmatic close (``viewer.close()``) is always accepted: act at once. A close by the
-    user may still be cancelled in napari's confirmation dialog: check once the event has
-    been handled whether the window really went away.
-    """
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
-        if event.type() == QEvent.Type.Close:
-            with contextlib.suppress(Exception):
-                if event.spontaneous():
-                    check = partial(_call_if_hidden, weakref.ref(obj), self._callback)
-                    QTimer.singleShot(0, check)
-                else:
-                    self._callback()
-        return False
-
-
-def _call_if_hidden(window_ref: Callable[[], Any], callback: Callable[[], None]) -> None:
-    """Call ``callback`` unless the window is still shown (its close was cancelled)."""
-    window = window_ref()
-    try:
-        shown = window is not None and window.isVisible()
-    except RuntimeError:  # already deleted
-        shown = False
-    if not shown:
-        callback()
-
-
 def _hide_row_label(widget: Any) -> None:
     """Hide the label that a labelled Container gives ``widget`` (its row's first widget),
     so that a section of controls has no stray caption of its own."""
@@ -436,30 +88,6 @@ def _hide_row_label(widget: Any) -> None:
         caption = layout.itemAt(0).widget()
         if caption is not None and caption is not widget.native:
             caption.hide()
-
-
-class _UndockWatcher(_CallbackFilter):
-    """Calls ``callback`` when the watched widget is taken out of its parent (napari's dock
-    close button removes the dock and leaves the widget without a parent, undeleted)."""
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
-        if event.type() == QEvent.Type.ParentChange:
-            with contextlib.suppress(RuntimeError):
-                if obj.parent() is None:
-                    self._callback()
-        return False
-
-
-def _weak_slot(method: Callable[..., Any], *args: Any) -> Callable[..., None]:
-    """A slot calling the bound ``method`` without keeping its object alive."""
-    ref = weakref.WeakMethod(method)
-
-    def slot(*more: Any) -> None:
-        bound = ref()
-        if bound is not None:
-            bound(*args, *more)
-
-    return slot
 
 
 # --- the widget -----------------------------------------------------------------------
@@ -946,64 +574,3 @@ def _axis_names(layer: Any) -> list[str]:
     if len(labels) != layer.ndim:
         return [""] * layer.ndim
     return ["" if label.lstrip("-").isdigit() else label.lower() for label in labels]
-
-
-def _make_controls() -> dict[str, Any]:
-    """One control per setting, with the ``default`` preset's value and its help as tooltip.
-
-    Settings added to the engine later get a control from their default's type.
-    """
-    defaults = PRESETS["default"]
-    big = 2**31 - 1
-    specs: dict[str, tuple[type, dict[str, Any]]] = {
-        "max_iter": (SpinBox, {"min": 1, "max": big}),
-        # below the most filters; a rule of n_channels or more is refused when Run is pressed
-        "min_labels": (SpinBox, {"min": 0, "max": MAX_CHANNELS - 1}),
-        "n_superpixels": (SpinBox, {"min": 1, "max": big, "step": 100}),
-        "seed": (SpinBox, {"min": -1, "max": big}),
-        "device": (ComboBox, {"choices": lambda _w: device_choices()}),
-        "n_channels": (SpinBox, {"min": 2, "max": MAX_CHANNELS}),
-        "n_conv": (SpinBox, {"min": 1, "max": 64}),
-        # min: the smallest value its three decimals show (a smaller one would read as 0)
-        "lr": (FloatSpinBox, {"min": 1e-3, "max": 100.0, "step": 1e-3}),
-        "momentum": (FloatSpinBox, {"min": 0.0, "max": 0.999, "step": 1e-3}),
-        "compactness": (FloatSpinBox, {"min": 1e-3, "max": 1e6, "step": 1e-3}),
-        "superpixel_graph_scale": (FloatSpinBox, {"min": 0.0, "max": 1e6, "step": 50.0}),
-        "precision": (ComboBox, {"choices": list(PRECISIONS)}),
-        "connected_components": (CheckBox, {}),
-        "continuity_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 1e-3}),
-        "graph_scale": (FloatSpinBox, {"min": 0.0, "max": 1e6, "step": 50.0}),
-        # Steps of 0.005 (so three decimals): the default's threshold is 0.435.
-        "merge_threshold": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.005}),
-        "boundary": (ComboBox, {"choices": list(BOUNDARIES)}),
-        "merge_interior_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.05}),
-        "merge_region_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.05}),
-        "spectral_weight": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.05}),
-        "premerge_threshold": (FloatSpinBox, {"min": 0.0, "max": 1e3, "step": 0.005}),
-        "max_segments": (SpinBox, {"min": 0, "max": big}),
-        "min_segment_size": (SpinBox, {"min": 0, "max": big}),
-        "min_segment_width": (SpinBox, {"min": 0, "max": 1000}),
-    }
-    controls: dict[str, Any] = {}
-    for f in dataclasses.fields(defaults):
-        value = getattr(defaults, f.name)
-        cls, kwargs = specs.get(f.name) or _spec_for(value)
-        tooltip = f.metadata.get("help", "")
-        if f.name == "seed":
-            value = -1 if value is None else value
-            tooltip += " -1: a fresh random start every run."
-        text = _LABELS.get(f.name, f.name.replace("_", " ").capitalize())
-        label_kw = {"text": text} if cls is CheckBox else {"label": text}
-        controls[f.name] = cls(name=f.name, value=value, tooltip=tooltip, **label_kw, **kwargs)
-    return controls
-
-
-def _spec_for(value: Any) -> tuple[type, dict[str, Any]]:
-    """A control for a setting without a hand-made one, from its default's type."""
-    if isinstance(value, bool):
-        return CheckBox, {}
-    if isinstance(value, int):
-        return SpinBox, {"min": -(2**31), "max": 2**31 - 1}
-    if isinstance(value, float):
-        return FloatSpinBox, {"min": -1e9, "max": 1e9, "step": 1e-3}
-    return LineEdit, {}

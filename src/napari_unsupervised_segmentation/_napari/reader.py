@@ -21,7 +21,7 @@ def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
     read. A file with such a name that cannot be parsed is claimed too, so that the reader
     reports what is wrong with it instead of napari's image reader.
     """
-    from .io._label_tiff import _sniff, has_label_name
+    from ..io._label_tiff import _sniff, has_label_name
 
     paths = [path] if isinstance(path, str) else list(path)
     if not paths:
@@ -41,8 +41,8 @@ def read_labels(path: str | Sequence[str]) -> list[LayerData]:
     Raises ``ValueError`` naming the file when it is corrupt or truncated; napari shows it
     as a notification.
     """
-    from .io import read_label_tiff
-    from .io._label_tiff import _AXES_ORDER  # the letters the label TIFF module knows
+    from ..io import read_label_tiff
+    from ..io._label_tiff import _AXES_ORDER  # the letters the label TIFF module knows
 
     paths = [path] if isinstance(path, str) else list(path)
     layers: list[LayerData] = []

@@ -1,0 +1,356 @@
+"""The training thread behind the dock widget, and what stops it.
+
+:func:`train_stack_updates` runs in a napari generator thread worker; it reads the labels of
+a step only when an update is due (throttled, the last step always) and sends them as
+:class:`Update` s, engine errors as a :class:`Failure`. :class:`_Run` holds one run's
+snapshot and progress; the watchers stop the thread when the window or the widget closes.
+torch is imported in the worker thread (or in the background once a widget opens), not
+when napari starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import importlib
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import ProgressBar
+from qtpy.QtCore import QEvent, QObject, QTimer
+
+from ..core.params import SegmentationParams
+from .layers import LayerInput, PlaneStack
+
+__all__ = [
+    "Failure",
+    "Update",
+    "should_deliver",
+    "status_text",
+    "train_stack_updates",
+    "train_updates",
+    "update_interval_after",
+    "user_message",
+]
+
+#: Seconds between two live label updates (at most 2 per second; the last is always shown):
+#: drawing takes CPU time from training, all of it where OpenGL renders in software.
+UPDATE_INTERVAL = 0.5
+#: Live labels may take at most 1/LABELS_TIME_FACTOR of the training thread's time (making
+#: them) and of the main thread's (redrawing a stack, in 3D display the whole of it): when
+#: either is slow (large, busy images; big stacks in 3D), updates come less often.
+LABELS_TIME_FACTOR = 10.0
+#: Longest wait (s) for the training thread when the viewer or the widget closes; the thread
+#: ends by itself after the current iteration anyway.
+SHUTDOWN_WAIT = 2.0
+
+
+def should_deliver(now: float, last_sent: float | None, interval: float, final: bool) -> bool:
+    """Whether a step's labels go to the viewer: first, final, else one per ``interval`` s."""
+    return final or last_sent is None or now - last_sent >= interval
+
+
+def update_interval_after(interval: float, labels_seconds: float) -> float:
+    """The wait before the next live update, given how long the last labels took to make.
+
+    At least ``interval``; longer when making the labels is slow, so that live updates never
+    take more than 1/``LABELS_TIME_FACTOR`` of the training thread's time.
+    """
+    return max(interval, LABELS_TIME_FACTOR * labels_seconds)
+
+
+@dataclass(frozen=True)
+class Update:
+    """What the worker sends to the main thread for one step (labels only when due)."""
+
+    iteration: int
+    n_classes: int
+    loss: float
+    labels: np.ndarray | None
+    is_last: bool  # the last step of its plane
+    plane: int = 0  # which plane of a stack (0 for a single plane)
+    n_planes: int = 1
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An error raised by the engine, as the message to show."""
+
+    message: str
+
+
+def train_updates(image: np.ndarray, *args: Any, **kwargs: Any) -> Iterator[Update | Failure]:
+    """:func:`train_stack_updates` of one image (the same arguments after it)."""
+    yield from train_stack_updates([image], *args, **kwargs)
+
+
+def train_stack_updates(
+    planes: Sequence[np.ndarray],
+    channel_axis: int | None,
+    params: SegmentationParams,
+    stop: threading.Event,
+    done: threading.Event,
+    interval: float = UPDATE_INTERVAL,
+    clock: Callable[[], float] = time.monotonic,
+    *,
+    rgb: bool | None = None,
+    abandon: threading.Event | None = None,
+) -> Iterator[Update | Failure]:
+    """Run the engine on each of ``planes`` in turn, each trained on its own, and yield
+    throttled :class:`Update` s that say which plane (runs in the worker thread).
+
+    Updates come at most every ``interval`` seconds of ``clock``, and less often when the
+    labels are slow to make (:func:`update_interval_after`, timed with ``perf_counter``).
+    Setting ``stop`` ends training before the next iteration (a step that finishes meanwhile
+    is still sent, as the final one, with its labels) and leaves the planes after it
+    untrained. Setting ``abandon`` as well (the viewer is closing: nobody will see them)
+    ends it without making any more labels, which can take long on a big image. Engine
+    errors are yielded as a :class:`Failure` (naming the plane of a stack) instead of
+    raised, so nothing reaches the Qt event loop, and end the run. ``done`` is set at the
+    end. ``channel_axis`` and ``rgb`` say how each plane holds its channels, as in
+    :func:`~napari_unsupervised_segmentation.iter_segment`.
+    """
+    try:
+        for number, plane in enumerate(planes):
+            if stop.is_set():
+                return
+            updates = _updates(plane, channel_axis, params, stop, interval, clock, rgb, abandon)
+            for item in updates:
+                if isinstance(item, Failure):
+                    if len(planes) > 1:  # the planes before it are kept
+                        item = Failure(f"plane {number + 1}/{len(planes)}: {item.message}")
+                    yield item
+                    return
+                yield dataclasses.replace(item, plane=number, n_planes=len(planes))
+    finally:
+        done.set()
+
+
+def _updates(
+    image: np.ndarray,
+    channel_axis: int | None,
+    params: SegmentationParams,
+    stop: threading.Event,
+    interval: float,
+    clock: Callable[[], float],
+    rgb: bool | None,
+    abandon: threading.Event | None,
+) -> Iterator[Update | Failure]:
+    """One plane's updates (see :func:`train_stack_updates`).
+
+    Live updates carry the step's preview labels, which never wait for post-processing's
+    image-level maps (the network's classes until those are made, in the background); the
+    final one carries its finished labels. Training keeps the thread's priority: a lower
+    one let any other busy process on a small CPU starve it, and stall the viewer too
+    whenever the starved thread held the GIL.
+    """
+    try:
+        from ..core import iter_segment
+
+        steps = iter_segment(image, params, channel_axis=channel_axis, rgb=rgb)
+        try:
+            last_sent: float | None = None
+            wait = interval
+            while not stop.is_set():
+                try:
+                    step = next(steps)
+                except StopIteration:
+                    return
+                now = clock()
+                final = bool(step.is_last) or stop.is_set()
+                if abandon is not None and abandon.is_set():
+                    return
+                if should_deliver(now, last_sent, wait, final):
+                    last_sent = now
+                    started = time.perf_counter()
+                    labels = step.labels if final else step.preview_labels
+                    wait = update_interval_after(interval, time.perf_counter() - started)
+                    yield Update(step.iteration, step.n_classes, step.loss, labels, final)
+                if final:
+                    return
+        finally:
+            steps.close()
+    except Exception as exc:  # shown as a notification by the widget
+        yield Failure(user_message(exc))
+
+
+def user_message(exc: BaseException) -> str:
+    """The text a notification shows for ``exc``: the engine's ValueError and MemoryError
+    messages are written for the user; anything else also says what kind of error it is."""
+    if isinstance(exc, ValueError | MemoryError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def status_text(update: Update, max_iter: int, note: str = "") -> str:
+    """The status line while training: iteration, the network's classes, loss (and the plane).
+
+    It counts classes, what the stopping rule watches: the labels made from them at the end
+    can be more (a class in several places) or fewer (weak boundaries joined).
+    """
+    text = (
+        f"Iteration {update.iteration}/{max_iter} · {update.n_classes} classes while training"
+        f" · loss {update.loss:.4f}"
+    )
+    if update.n_planes > 1:
+        text = f"Plane {update.plane + 1}/{update.n_planes} · {text}"
+    return f"{text}\n{note}" if note else text
+
+
+@functools.cache
+def _import_engine_in_background() -> None:
+    """Import the engine (and torch, seconds on a small CPU) in a daemon thread once a widget
+    opens, so that the first Run does not wait for it; napari itself starts without it."""
+
+    def import_engine() -> None:
+        with contextlib.suppress(Exception):  # an error shows when Run imports it again
+            importlib.import_module("napari_unsupervised_segmentation.core.train")
+
+    threading.Thread(target=import_engine, name="engine-import", daemon=True).start()
+
+
+@dataclass(eq=False)
+class _Run:
+    """One training run: its snapshot, controls and the progress bar."""
+
+    inp: LayerInput
+    params: SegmentationParams
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    abandon: threading.Event = dataclasses.field(default_factory=threading.Event)
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    worker: Any = None
+    progress: Any = None
+    labels_layer: Any = None
+    updates_shown: int = 0
+    last: Update | None = None
+    failure: str | None = None
+    pending: deque[Update | Failure] = dataclasses.field(default_factory=deque)
+    worker_finished: bool = False
+    draining: bool = False
+    stack: PlaneStack | None = None  # all planes of a stack: their labels so far
+    next_refresh: float = 0.0  # perf_counter time before which a stack is not redrawn again
+    unrefreshed: bool = False  # the stack's layer holds labels not drawn yet
+    #: The number of labels in each plane's final labels (what the user gets), by plane.
+    final_counts: dict[int, int] = dataclasses.field(default_factory=dict)
+
+    def close_progress(self) -> None:
+        """Close the progress bar once (every end path calls this)."""
+        pbar, self.progress = self.progress, None
+        if pbar is not None:
+            with contextlib.suppress(Exception):
+                pbar.close()
+
+
+class _DockProgress:
+    """A run's progress in the dock's own bar, over ``total`` iterations.
+
+    Not napari's activity-panel bar: that one animates a "loading" image all the while,
+    which keeps the GUI thread busy and, on a small CPU, slows training down.
+    """
+
+    STEPS = 1000  # the bar's resolution (a QProgressBar holds 32-bit values only)
+
+    def __init__(self, bar: ProgressBar, total: int) -> None:
+        self.bar, self.total, self.n = bar, total, 0
+        bar.max = self.STEPS
+        bar.value = 0
+        bar.visible = True
+
+    def update(self, count: int) -> None:
+        """``count`` more iterations done."""
+        self.n += count
+        self.bar.value = round(self.STEPS * min(self.n, self.total) / max(self.total, 1))
+
+    def close(self) -> None:
+        self.bar.visible = False
+
+
+@dataclass(eq=False)
+class _Lifeline:
+    """What the close handlers need, without a reference to the widget (so it can be freed)."""
+
+    run: _Run | None = None
+    closed: bool = False
+
+
+def _shutdown(life: _Lifeline, *_: Any) -> None:
+    """The viewer or the widget is closing: stop training and wait briefly for the thread."""
+    if life.closed:
+        return
+    life.closed = True
+    run, life.run = life.run, None
+    if run is not None:
+        run.abandon.set()  # no more labels: nobody will see them
+        run.stop.set()
+        run.close_progress()
+        run.done.wait(SHUTDOWN_WAIT)
+
+
+class _CallbackFilter(QObject):
+    """An event filter that calls ``callback`` on the events its subclass picks."""
+
+    def __init__(self, callback: Callable[[], None], parent: QObject) -> None:
+        super().__init__(parent)
+        self._callback = callback
+
+
+class _CloseWatcher(_CallbackFilter):
+    """Calls ``callback`` when the window it filters closes.
+
+    A programmatic close (``viewer.close()``) is always accepted: act at once. A close by the
+    user may still be cancelled in napari's confirmation dialog: check once the event has
+    been handled whether the window really went away.
+    """
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.Close:
+            with contextlib.suppress(Exception):
+                if event.spontaneous():
+                    check = partial(_call_if_hidden, weakref.ref(obj), self._callback)
+                    QTimer.singleShot(0, check)
+                else:
+                    self._callback()
+        return False
+
+
+def _call_if_hidden(window_ref: Callable[[], Any], callback: Callable[[], None]) -> None:
+    """Call ``callback`` unless the window is still shown (its close was cancelled)."""
+    window = window_ref()
+    try:
+        shown = window is not None and window.isVisible()
+    except RuntimeError:  # already deleted
+        shown = False
+    if not shown:
+        callback()
+
+
+class _UndockWatcher(_CallbackFilter):
+    """Calls ``callback`` when the watched widget is taken out of its parent (napari's dock
+    close button removes the dock and leaves the widget without a parent, undeleted)."""
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.ParentChange:
+            with contextlib.suppress(RuntimeError):
+                if obj.parent() is None:
+                    self._callback()
+        return False
+
+
+def _weak_slot(method: Callable[..., Any], *args: Any) -> Callable[..., None]:
+    """A slot calling the bound ``method`` without keeping its object alive."""
+    ref = weakref.WeakMethod(method)
+
+    def slot(*more: Any) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(*args, *more)
+
+    return slot
