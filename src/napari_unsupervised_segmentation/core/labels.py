@@ -574,7 +574,8 @@ class MergeHierarchy:
         go to the nearest pixel kept, as :func:`absorb_thin_segments` gives them; where every
         pixel given away touches one of its new segment nearer to the pixel it came from,
         the segments stay connected and large enough, and the last speck pass too only
-        numbers them.
+        numbers them; pixels cut off (islands under ``min_segment_size``) go to the nearest
+        pixel of another segment, as that pass gives them.
         """
         min_size, min_width = self.min_segment_size, self.min_segment_width
         if min_width <= 1 and (min_size <= 1 or not merged):
@@ -593,8 +594,13 @@ class MergeHierarchy:
             return labels
         given = _give_to_nearest_kept_near(labels, thin)
         moved = np.flatnonzero(thin)
-        if not _attached(given, moved):
-            return None
+        islands = _cut_off(given, moved)
+        if islands.size:
+            if min_size <= 1:
+                return None  # they would stay as segments of their own
+            given = _give_islands_away(given, islands, min_size)
+            if given is None:
+                return None
         # number the segments by their first pixel again: given pixels can come first
         flat = given.ravel()
         present = np.flatnonzero(np.bincount(flat))
@@ -675,9 +681,10 @@ def _thin_pixels(labels: np.ndarray, depth: float) -> np.ndarray | None:
     return ~deep[labels]
 
 
-def _attached(given: np.ndarray, moved: np.ndarray) -> bool:
-    """Whether every moved pixel (flat indices) reaches a kept pixel of its new segment
-    through 4-neighbours of that segment: then every segment stays connected."""
+def _cut_off(given: np.ndarray, moved: np.ndarray) -> np.ndarray:
+    """The moved pixels (flat indices) that reach no other pixel of their new segment
+    through 4-neighbours of that segment: islands that the speck pass splits off. None
+    left: every segment stays connected."""
     height, width = given.shape
     flat = given.ravel()
     reached = np.ones(given.size, bool)
@@ -695,10 +702,10 @@ def _attached(given: np.ndarray, moved: np.ndarray) -> bool:
             neighbour = np.where(inside, pending + step, pending)
             hit |= inside & reached[neighbour] & (flat[neighbour] == flat[pending])
         if not hit.any():
-            return False  # an island: the speck pass would split it off
+            break
         reached[pending[hit]] = True
         pending = pending[~hit]
-    return True
+    return pending
 
 
 def _give_to_nearest_kept_near(
@@ -741,3 +748,28 @@ def _give_to_nearest_kept_near(
     else:
         return given
     return give_to_nearest_kept(segments, dropped)
+
+
+def _give_islands_away(given: np.ndarray, islands: np.ndarray, min_size: int) -> np.ndarray | None:
+    """What :func:`merge_small_segments` makes of ``given`` whose only segments split off
+    are the ``islands`` (flat indices), each under ``min_size`` pixels: their pixels go to
+    the nearest pixel of another segment, up to three times; None where an island is not
+    small, or islands remain (the pass then keeps them as segments)."""
+    from skimage.measure import label as connected_label
+
+    height, width = given.shape
+    for _ in range(3):
+        rows, cols = np.divmod(islands, width)
+        box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+        mask = np.zeros(given.shape, bool)
+        mask.flat[islands] = True
+        parts = connected_label(np.where(mask[box], given[box], 0), background=0, connectivity=1)
+        if (np.bincount(parts.ravel())[1:] >= min_size).any():
+            return None
+        marked = given.astype(np.int64)
+        marked[box][mask[box]] = int(given.max()) + parts[mask[box]]
+        given = _give_to_nearest_kept_near(marked, mask)
+        islands = _cut_off(given, islands)
+        if not islands.size:
+            return given
+    return None
