@@ -10,8 +10,8 @@ nothing. The settings controls are built in :mod:`.controls`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
+import math
 import os
 import time
 import weakref
@@ -22,14 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
-    CheckBox,
     ComboBox,
     Container,
-    FloatSpinBox,
+    FloatSlider,
     Label,
     ProgressBar,
     PushButton,
-    SpinBox,
 )
 from psygnal import Signal
 from qtpy.QtWidgets import QApplication, QMainWindow, QSizePolicy
@@ -37,7 +35,14 @@ from qtpy.QtWidgets import QApplication, QMainWindow, QSizePolicy
 from ..core.params import PRESETS, SegmentationParams
 from ..core.plan import AmbiguousChannels, guess_channel_axis
 from ..core.wording import counted, labels_per_plane
-from .controls import _BASIC, _SLIC_ONLY, _make_controls, params_from_values
+from .controls import (
+    BASIC,
+    _make_controls,
+    _make_sections,
+    params_from_values,
+    show_params,
+    watch_options,
+)
 from .layers import (
     LayerInput,
     PlaneStack,
@@ -72,6 +77,7 @@ if TYPE_CHECKING:
     from napari.layers import Labels
 
     from ..core.fitted import SegmentationModel
+    from ..core.labels import MergeHierarchy
 
 #: The Planes choice that trains one model for every plane.
 ONE_MODEL = "one model"
@@ -129,6 +135,8 @@ class SegmentationWidget(Container):
     ``widget.model`` is the model of the last run (or loaded); ``widget.apply_model()``
     labels the chosen layer with it, ``widget.save_model(path)`` and
     ``widget.load_model(path)`` write and read it (without a path: a file dialog).
+    After a run on one plane, ``widget.detail.value`` cuts its labels again at another level
+    of detail (:class:`~napari_unsupervised_segmentation.core.labels.MergeHierarchy`).
     """
 
     #: Emitted on the main thread when a run has ended (done, stopped or failed).
@@ -145,6 +153,9 @@ class SegmentationWidget(Container):
         self._planes_offered = False  # the Planes control is shown for the chosen layer
         #: How many label updates the latest run showed.
         self.updates_shown = 0
+        #: The latest run's input and merge hierarchy, while the Detail slider re-cuts them.
+        self._detail_source: tuple[LayerInput, MergeHierarchy] | None = None
+        self._setting_detail = False  # the slider is being set, not moved by the user
 
         self.image = ComboBox(name="image", label="Image", choices=self._image_choices)
         self.channel_axis = ComboBox(
@@ -174,14 +185,19 @@ class SegmentationWidget(Container):
             tooltip="Fill every setting from a named preset ('paper': as published).",
         )
         self._controls = _make_controls()
-        self.advanced_toggle = CheckBox(
-            name="advanced_toggle", text="Advanced settings", value=False
+        self.detail = FloatSlider(
+            name="detail",
+            label="Detail",
+            min=-3.0,
+            max=3.0,
+            step=0.1,
+            value=0.0,
+            enabled=False,
+            tooltip="After a run: right for more, smaller segments, left for fewer, larger "
+            "ones (each step of 1 doubles or halves them), redrawn without training again.",
         )
-        self.advanced = Container(
-            name="advanced",
-            widgets=[w for n, w in self._controls.items() if n not in _BASIC],
-            visible=False,
-        )
+        #: The settings beyond the basic ones: a check box and a collapsed section per group.
+        self.sections = _make_sections(self._controls)
         self.run_button = PushButton(name="run_button", text="Run")
         self.save_button = PushButton(
             name="save_button",
@@ -219,9 +235,9 @@ class SegmentationWidget(Container):
                 self.channel_axis,
                 self.planes,
                 self.preset,
-                *(self._controls[n] for n in _BASIC),
-                self.advanced_toggle,
-                self.advanced,
+                *(self._controls[n] for n in BASIC),
+                self.detail,
+                *(widget for section in self.sections.values() for widget in section),
                 self.run_button,
                 self.model_buttons,
                 self.progress_bar,
@@ -231,19 +247,19 @@ class SegmentationWidget(Container):
         self.status.native.setWordWrap(True)
         # The status never widens the dock (and so never squeezes the canvas): it wraps.
         self.status.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        _hide_row_label(self.advanced)
+        for _, section in self.sections.values():
+            _hide_row_label(section)
         _hide_row_label(self.model_buttons)
 
         self.image.changed.connect(self._on_image_changed)
         self.channel_axis.changed.connect(self._on_channel_axis_changed)
         self.preset.changed.connect(self._on_preset)
-        self.advanced_toggle.changed.connect(self._on_advanced_toggled)
         self.run_button.changed.connect(self._on_button)
         self.save_button.changed.connect(lambda *_: self.save_model())
         self.load_button.changed.connect(lambda *_: self.load_model())
         self.apply_button.changed.connect(lambda *_: self.apply_model())
-        self._controls["superpixel_graph_scale"].changed.connect(self._on_superpixel_kind)
-        self._on_superpixel_kind()
+        watch_options(self._controls)
+        self.detail.changed.connect(self._on_detail)
 
         active = viewer.layers.selection.active
         if active is not None and active in self.image.choices:
@@ -271,15 +287,7 @@ class SegmentationWidget(Container):
     def params(self, params: SegmentationParams) -> None:
         """Show ``params`` in the controls; ValueError, and no control changed, for a value
         outside what a control offers (e.g. ``lr`` below 0.001)."""
-        values = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
-        if values["seed"] is None:
-            values["seed"] = -1
-        for name, value in values.items():
-            box = self._controls[name]
-            if isinstance(box, SpinBox | FloatSpinBox) and not box.min <= value <= box.max:
-                raise ValueError(f"{name}={value} is outside the widget's {box.min} to {box.max}")
-        for name, value in values.items():
-            self._controls[name].value = value
+        show_params(self._controls, params)
 
     @property
     def labels_layer(self) -> Labels | None:
@@ -303,6 +311,12 @@ class SegmentationWidget(Container):
         self.save_button.enabled = idle and self._model is not None
         self.apply_button.enabled = idle and self._model is not None
         self.load_button.enabled = idle
+
+    @property
+    def hierarchy(self) -> MergeHierarchy | None:
+        """The merge hierarchy of the latest run's labels, which the Detail slider cuts
+        (None before a run on one plane has finished)."""
+        return None if self._detail_source is None else self._detail_source[1]
 
     @property
     def is_running(self) -> bool:
@@ -357,14 +371,6 @@ class SegmentationWidget(Container):
         if name in PRESETS:  # the controls' own values: the other settings may not fit together
             hardware = {key: self._controls[key].value for key in ("device", "precision")}
             self.params = PRESETS[name].replace(**hardware)
-
-    def _on_superpixel_kind(self, *_: Any) -> None:
-        slic = not self._controls["superpixel_graph_scale"].value
-        for name in _SLIC_ONLY:
-            self._controls[name].enabled = slic
-
-    def _on_advanced_toggled(self, shown: bool) -> None:
-        self.advanced.visible = bool(shown)
 
     def _on_button(self, *_: Any) -> None:
         if self.is_running:
@@ -560,6 +566,7 @@ class SegmentationWidget(Container):
                 self.update_interval,
                 rgb=inp.rgb,
                 abandon=run.abandon,
+                hierarchy=not inp.plan.stack_axes,  # the Detail slider: one plane's labels
                 keep_model=True,
             )
         elif kind == "model":
@@ -583,6 +590,8 @@ class SegmentationWidget(Container):
         run.worker.finished.connect(_weak_slot(self._on_finished, run))
         self._life.run = run
         self._labels_ref = lambda: None
+        self._detail_source = None
+        self.detail.enabled = False
         self.updates_shown = 0
         self.run_button.text = "Stop"
         self.run_button.enabled = True
@@ -739,9 +748,47 @@ class SegmentationWidget(Container):
             self.run_button.enabled = True
             self._update_buttons()
             self.status.value = _final_status(run)
+            self._offer_detail(run)
         except RuntimeError:  # the Qt widgets are being deleted
             return
         self.finished.emit()
+
+    # detail --------------------------------------------------------------------------
+
+    def _offer_detail(self, run: _Run) -> None:
+        """Enable the Detail slider at 0 over the levels of the run's final labels."""
+        last = run.last
+        levels = last.hierarchy if last is not None and run.failure is None else None
+        if levels is None or run.labels_layer is None:
+            return
+        low, high = levels.detail_range
+        if high - low < 1e-9:  # one level only: nothing to cut
+            return
+        self._detail_source = (run.inp, levels)
+        self._setting_detail = True
+        try:
+            self.detail.value = 0.0
+            self.detail.min = math.floor(low * 10) / 10
+            self.detail.max = math.ceil(high * 10) / 10
+        finally:
+            self._setting_detail = False
+        self.detail.enabled = True
+
+    def _on_detail(self, value: float) -> None:
+        """Cut the latest run's labels at ``value`` and redraw them (no training)."""
+        from napari.utils.notifications import show_error
+
+        if self._setting_detail or self._detail_source is None or self.is_running:
+            return
+        inp, levels = self._detail_source
+        try:
+            labels = levels.labels(float(value))
+            layer = show_labels(self._viewer, inp, labels, self._labels_ref(), set_transforms=False)
+        except Exception as exc:  # e.g. the viewer is half closed: tell, never raise
+            show_error(_not_shown(exc))
+            return
+        self._labels_ref = weakref.ref(layer)
+        self.status.value = f"Detail {value:+.1f}: {counted(int(labels.max()), 'label')}."
 
 
 def _model_status(run: _Run, last: Update) -> str:

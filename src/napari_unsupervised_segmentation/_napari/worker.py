@@ -81,6 +81,9 @@ class Update:
     is_last: bool  # the last step of its plane
     plane: int = 0  # which plane of a stack (0 for a single plane)
     n_planes: int = 1
+    #: With the final labels, when asked for: every level of detail to cut them again at
+    #: (a :class:`~..core.labels.MergeHierarchy`; its level 0 are ``labels``).
+    hierarchy: Any = None
     #: Work done so far, in the run's progress units (None: from plane and iteration).
     progress: int | None = None
 
@@ -116,6 +119,7 @@ def train_stack_updates(
     *,
     rgb: bool | None = None,
     abandon: threading.Event | None = None,
+    hierarchy: bool = False,
     keep_model: bool = False,
 ) -> Iterator[Update | Failure | Trained]:
     """Run the engine on each of ``planes`` in turn, each trained on its own, and yield
@@ -131,7 +135,8 @@ def train_stack_updates(
     errors are yielded as a :class:`Failure` (naming the plane of a stack) instead of
     raised, so nothing reaches the Qt event loop, and end the run. ``done`` is set at the
     end. ``channel_axis`` and ``rgb`` say how each plane holds its channels, as in
-    :func:`~napari_unsupervised_segmentation.iter_segment`.
+    :func:`~napari_unsupervised_segmentation.iter_segment`. With ``hierarchy``, each
+    plane's final update carries its labels' merge hierarchy, from which they are made.
     """
     try:
         for number, plane in enumerate(planes):
@@ -146,6 +151,7 @@ def train_stack_updates(
                 clock,
                 rgb,
                 abandon,
+                hierarchy,
                 keep_model and len(planes) == 1,
             )
             for item in updates:
@@ -171,6 +177,7 @@ def _updates(
     clock: Callable[[], float],
     rgb: bool | None,
     abandon: threading.Event | None,
+    hierarchy: bool = False,
     keep_model: bool = False,
 ) -> Iterator[Update | Failure | Trained]:
     """One plane's updates (see :func:`train_stack_updates`), and with ``keep_model`` the
@@ -201,9 +208,15 @@ def _updates(
                 if should_deliver(now, last_sent, wait, final):
                     last_sent = now
                     started = time.perf_counter()
-                    labels = step.labels if final else step.preview_labels
+                    levels = step.hierarchy if final and hierarchy else None
+                    if levels is not None:
+                        labels = levels.labels(0.0)  # the same as step.labels
+                    else:
+                        labels = step.labels if final else step.preview_labels
                     wait = update_interval_after(interval, time.perf_counter() - started)
-                    yield Update(step.iteration, step.n_classes, step.loss, labels, final)
+                    yield Update(
+                        step.iteration, step.n_classes, step.loss, labels, final, hierarchy=levels
+                    )
                 if final:
                     if keep_model and not (abandon is not None and abandon.is_set()):
                         with contextlib.suppress(ValueError):  # a constant image: no network
@@ -220,14 +233,8 @@ def _fit_steps(inp: LayerInput, params: SegmentationParams) -> Iterator[Any]:
     large to train whole: on crops of it)."""
     from .. import core
 
-    iter_fit = getattr(core, "iter_fit", None)
-    if iter_fit is None:
-        # TODO: remove this branch once core.iter_fit (crops from every plane) is merged:
-        # until then the model trains on the plane shown and labels the others.
-        plane = inp.plane_image(inp.plan.stack_indices()[inp.shown_plane])
-        return core.iter_segment(plane, params, channel_axis=inp.channel_axis, rgb=inp.rgb)
     image, channel_axis = inp.arranged()
-    return iter_fit(image, params, channel_axis=channel_axis, rgb=inp.rgb)
+    return core.iter_fit(image, params, channel_axis=channel_axis, rgb=inp.rgb)
 
 
 def _preview_model(step: Any) -> Any:
@@ -237,14 +244,10 @@ def _preview_model(step: Any) -> Any:
 
 
 def _predict(model: Any, inp: LayerInput, number: int) -> np.ndarray:
-    """The labels of ``inp``'s ``number``-th plane by ``model``, tile by tile where the
-    whole plane would not fit memory (:func:`~..core.plan.tile_shape`)."""
-    from ..core.plan import tile_shape
-
-    height, width = inp.plane_shape
-    tile = tile_shape(height, width, model.settings, model.n_input_channels)
+    """The labels of ``inp``'s ``number``-th plane by ``model`` (tile by tile, as
+    ``predict`` goes, so that a large plane needs the memory of one tile)."""
     plane = inp.plane_image(inp.plan.stack_indices()[number])
-    return model.predict(plane, channel_axis=inp.channel_axis, rgb=inp.rgb, tile_shape=tile)
+    return model.predict(plane, channel_axis=inp.channel_axis, rgb=inp.rgb)
 
 
 def _plane_order(inp: LayerInput) -> list[int]:
@@ -325,9 +328,15 @@ def _fit_stack_updates(
         if abandon is not None and abandon.is_set():
             return
         labels = _predict(model, inp, number)
-        progress = params.max_iter + count
         yield Update(
-            last.iteration, last.n_classes, last.loss, labels, True, number, n_planes, progress
+            last.iteration,
+            last.n_classes,
+            last.loss,
+            labels,
+            True,
+            number,
+            n_planes,
+            progress=params.max_iter + count,
         )
 
 
@@ -348,7 +357,9 @@ def apply_updates(
             if stop.is_set() or (abandon is not None and abandon.is_set()):
                 return
             labels = _predict(model, inp, number)
-            yield Update(0, model.n_classes, 0.0, labels, True, number, inp.n_planes, count)
+            yield Update(
+                0, model.n_classes, 0.0, labels, True, number, inp.n_planes, progress=count
+            )
     except Exception as exc:  # shown as a notification by the widget
         yield Failure(user_message(exc))
     finally:
