@@ -268,7 +268,7 @@ def iter_fit_volumes(
     ``size``, its pool and batch). ``crops=False`` trains on every volume at once, one
     batch (volumes of one shape only; MemoryError when they would not fit).
     """
-    from .crops import CropSampling
+    from .crops import CropSampling, intensity_ranges
     from .devices import resolve_device
 
     check_volume_settings(settings)
@@ -282,8 +282,6 @@ def iter_fit_volumes(
     sampling = crops if isinstance(crops, CropSampling) else _volume_crops()
     shape = data.crop_shape(sampling.size)
     check_volume_crop_memory(sampling, shape, settings, n_input_channels, network_in_memory)
-    from .crops import intensity_ranges
-
     ranges, constant = intensity_ranges(data.planes)
     return fit_volume_crops(data, ranges, constant, sampling, shape, settings, device, spacing)
 
