@@ -25,10 +25,10 @@ from napari_unsupervised_segmentation.core.volumes import prepare_volumes, volum
 #: weighs space less (compactness) in so small a volume, so that supervoxels follow the ball.
 FAST = SegmentationParams(
     max_iter=40,
-    min_labels=2,
+    min_classes=2,
     n_superpixels=150,
     compactness=0.1,
-    n_channels=8,
+    max_classes=8,
     n_conv=1,
     device="cpu",
 )
@@ -50,7 +50,7 @@ def _ball(seed: int = 0, shape=(8, 24, 24)) -> tuple[np.ndarray, np.ndarray]:
 def trained():
     """The last step of training on the ball, with 3D connected components, and its model."""
     volume, _ = _ball()
-    *_, last = iter_segment(volume, FAST, spatial_ndim=3, connected_components=True)
+    *_, last = iter_segment(volume, FAST, spatial_ndim=3, label_by="segment")
     return last, last.model
 
 
@@ -96,7 +96,7 @@ def test_anisotropic_spacing_is_accepted_and_weighs_the_supervoxels(trained):
     # an isotropic spacing changes nothing
     last, _ = trained
     isotropic_labels = segment(
-        volume, FAST, spatial_ndim=3, connected_components=True, spacing=(0.3, 0.3, 0.3)
+        volume, FAST, spatial_ndim=3, label_by="segment", spacing=(0.3, 0.3, 0.3)
     )
     np.testing.assert_array_equal(isotropic_labels, last.labels)
 
@@ -139,7 +139,7 @@ def test_a_stack_of_volumes_trains_one_model(trained):
 def test_one_volume_fits_as_segment_trains_on_it(trained):
     last, _ = trained
     volume, _ = _ball()
-    model = fit(volume, FAST, spatial_ndim=3, connected_components=True)
+    model = fit(volume, FAST, spatial_ndim=3, label_by="segment")
     np.testing.assert_array_equal(model.predict(volume), last.model.predict(volume))
 
 
@@ -225,7 +225,7 @@ def test_volumes_with_too_few_or_too_many_axes_are_refused(shape, channel_axis, 
 
 def test_graph_superpixels_are_refused_for_volumes():
     with pytest.raises(ValueError, match="2D images only"):
-        segment(_ball()[0], FAST, spatial_ndim=3, superpixel_graph_scale=50.0)
+        segment(_ball()[0], FAST, spatial_ndim=3, superpixels="graph", superpixel_scale=50.0)
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0), (0, 1, 1), (1, -1, 1), (1, float("nan"), 1), 2])
@@ -261,7 +261,7 @@ def test_continuity_loss_counts_every_spatial_axis():
 
 def test_the_2d_network_and_its_seeded_start_are_those_of_2d_images():
     """Images train as before: the same layers, and the same seeded initial weights."""
-    network = build_model(3, SegmentationParams(n_channels=8, seed=0), torch.device("cpu"))
+    network = build_model(3, SegmentationParams(max_classes=8, seed=0), torch.device("cpu"))
     weights = network.state_dict()
     expected = {  # sums of absolute initial values, seed 0
         "features.0.weight": ((8, 3, 3, 3), 26.171746),

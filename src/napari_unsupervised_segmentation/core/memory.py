@@ -52,10 +52,10 @@ def estimate_bytes(
     pixels = int(height) * int(width)
     maps = _MAPS_PER_BLOCK * settings.n_conv + _MAPS_CLASSIFIER
     per_channel = _BYTES_PER_PIXEL_AND_CHANNEL
-    if settings.boundary == "texture" and (settings.merge_threshold or settings.max_segments):
+    if settings.merge == "texture":
         per_channel += _TEXTURE_MERGE_BYTES_PER_PIXEL_AND_CHANNEL
     other = _OTHER_BYTES_PER_PIXEL + per_channel * (int(n_input_channels) - _FITTED_CHANNELS)
-    return pixels * 4 * settings.n_channels * maps, pixels * other
+    return pixels * 4 * settings.max_classes * maps, pixels * other
 
 
 def available_memory() -> int | None:
@@ -111,7 +111,7 @@ def check_memory(
         f"a {what} needs about {needed / gib:.1f} GiB of memory with these "
         f"settings and {free / gib:.1f} GiB is available; segment {one_plane}a crop or a "
         f"downscaled copy{fewer_channels}, or use fewer filters "
-        f"(n_channels={settings.n_channels}); to run anyway, set the environment variable "
+        f"(max_classes={settings.max_classes}); to run anyway, set the environment variable "
         f"{SWITCH}=0"
     )
 
@@ -131,7 +131,7 @@ def estimate_volume_bytes(
     costs with the merges switched off.
     """
     depth, height, width = (int(size) for size in volume_shape)
-    plain = settings.replace(merge_threshold=0.0, max_segments=0)
+    plain = settings.replace(merge="off") if settings.merge not in (None, "off") else settings
     return estimate_bytes(depth * height * int(n_volumes), width, plain, n_input_channels)
 
 
@@ -163,6 +163,6 @@ def check_volume_memory(
         f"a {what} needs about {needed / gib:.1f} GiB of memory with these settings and "
         f"{free / gib:.1f} GiB is available; segment "
         f"{'fewer volumes, ' if n_volumes > 1 else ''}a crop or a downscaled copy, or use "
-        f"fewer filters (n_channels={settings.n_channels}); to run anyway, set the "
+        f"fewer filters (max_classes={settings.max_classes}); to run anyway, set the "
         f"environment variable {SWITCH}=0"
     )

@@ -57,8 +57,8 @@ def compute_superpixels(
     """
     if graph_scale > 0 and image.channels.ndim != 3:
         raise ValueError(
-            "graph-based superpixels (superpixel_graph_scale > 0) are made for 2D images "
-            "only; a volume is refined by 3D SLIC supervoxels: set superpixel_graph_scale=0"
+            "graph-based superpixels (superpixels='graph') are made for 2D images only; a "
+            "volume is refined by 3D SLIC supervoxels: set superpixels='slic'"
         )
     if graph_scale > 0:
         superpixels = graph_segments(image, graph_scale)

@@ -25,6 +25,7 @@ from .crops import (
 )
 from .devices import autocast_for, autograd_enabled, precision_flags, resolve_device
 from .fitted import SegmentationModel, preview_model, snapshot_model
+from .labels import MergeHierarchy
 from .memory import check_memory
 from .model import SegmentationNet
 from .normalize import PreparedImage, Ranges, plane_shape, prepare_image
@@ -39,7 +40,7 @@ class FitStep:
     """The state of a network's training after one iteration.
 
     ``n_classes`` counts the network's classes in this iteration's refined prediction: what
-    the stopping rule (``min_labels``) watches. ``prediction`` is the network's class of
+    the stopping rule (``min_classes``) watches. ``prediction`` is the network's class of
     every pixel it trained on in this iteration, ``(B, H, W)`` on the training device: the
     whole image (``B`` = 1) or a batch of crops. ``model`` is the network as a
     :class:`~napari_unsupervised_segmentation.core.fitted.SegmentationModel` with its
@@ -118,6 +119,7 @@ class Step(FitStep):
         )
         self._finish = finish
         self._labels: np.ndarray | None = None
+        self._hierarchy: MergeHierarchy | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -125,6 +127,20 @@ class Step(FitStep):
         if self._labels is None:
             self._labels = self._finish(self.prediction[0].cpu().numpy())
         return self._labels
+
+    @property
+    def hierarchy(self) -> MergeHierarchy:
+        """``labels`` at every level of detail, to cut again without training.
+
+        ``hierarchy.labels(detail)`` re-cuts the boundary merge in milliseconds per megapixel:
+        level 0 gives exactly ``labels``, each level up about twice as many (smaller)
+        segments, each level down about half as many (see
+        :class:`~napari_unsupervised_segmentation.core.labels.MergeHierarchy`). Made on the
+        first read, in about the time ``labels`` takes.
+        """
+        if self._hierarchy is None:
+            self._hierarchy = self._finish.hierarchy(self.prediction[0].cpu().numpy())
+        return self._hierarchy
 
     @property
     def preview_labels(self) -> np.ndarray:
@@ -279,7 +295,7 @@ def build_model(
     # imports sympy and more (about 0.3 s before the first iteration). fork_rng: the
     # layers' own initialisation draws from the global generator.
     with torch.device("cpu"), torch.random.fork_rng(devices=[]):
-        model = SegmentationNet(in_channels, settings.n_channels, settings.n_conv, ndim)
+        model = SegmentationNet(in_channels, settings.max_classes, settings.n_conv, ndim)
     model = model.float()
     generator = torch.Generator()
     if settings.seed is None:
@@ -370,8 +386,9 @@ def iter_fit(
         and data.is_single_plane
         and fits_in_memory(data.sources[0].layout, settings, network_in_memory)
     ):
-        _check_whole_image_memory(images, channel_axis, settings, device)
-        prepared = prepare_image(images, channel_axis, rgb)
+        image = data.sources[0].array  # (a list of one image: the image)
+        _check_whole_image_memory(image, channel_axis, settings, device)
+        prepared = prepare_image(image, channel_axis, rgb)
         return fit_image(prepared, settings, device, pixel_spacing)
     sampling = crops if isinstance(crops, CropSampling) else CropSampling()
     shape = data.crop_shape(sampling.size)
@@ -394,14 +411,15 @@ def fit_image(
         yield FitStep(1, 1, True, blank, torch.zeros(()))
         return
     superpixels = compute_superpixels(
+        # graph-based superpixels (a scale) take no number or compactness
         image,
-        settings.n_superpixels,
-        settings.compactness,
-        settings.superpixel_graph_scale,
+        settings.n_superpixels or 0,
+        settings.compactness or 0.0,
+        settings.superpixel_scale or 0.0,
         spacing,
     )
     with autograd_enabled():  # tensors made under the caller's inference_mode cannot train
-        refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
+        refine = SuperpixelRefiner(superpixels, settings.max_classes, device)
         model = build_model(image.channels.shape[-1], settings, device)
         optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
         pixels = image_tensor(image, device)
@@ -481,11 +499,11 @@ def training_steps(
     made that step's prediction (before the step's update), the others' from the network
     as it is when read.
 
-    Stops after ``settings.max_iter`` steps or once ``settings.min_labels`` classes or fewer are
+    Stops after ``settings.max_iter`` steps or once ``settings.min_classes`` classes or fewer are
     left (the public demo's rule); ``benchmarks/demo_loop.py`` runs it with the demo's start.
     """
     # a kept step holds its argmax: 1-2 bytes per pixel instead of int64's 8
-    kept_dtype = _smallest_label_dtype(settings.n_channels)
+    kept_dtype = _smallest_label_dtype(settings.max_classes)
     model.train()
     for iteration in range(1, settings.max_iter + 1):
         pixels, refine = batch(iteration)
@@ -500,7 +518,7 @@ def training_steps(
                 if settings.continuity_weight:
                     loss = loss + settings.continuity_weight * continuity_loss(responses)
             n_classes = int((label_counts > 0).sum())
-            stop = iteration == settings.max_iter or n_classes <= settings.min_labels
+            stop = iteration == settings.max_iter or n_classes <= settings.min_classes
             # the last step's model is the network that made its prediction
             keep = stop and (snapshot is not None or preview is not None)
             as_predicted = copy.deepcopy(model) if keep else model
@@ -515,10 +533,10 @@ def training_steps(
             return
 
 
-def _smallest_label_dtype(n_channels: int) -> torch.dtype:
-    """The smallest torch integer dtype that holds the argmax values 0..n_channels-1."""
+def _smallest_label_dtype(max_classes: int) -> torch.dtype:
+    """The smallest torch integer dtype that holds the argmax values 0..max_classes-1."""
     for dtype in (torch.uint8, torch.int16, torch.int32):
-        if n_channels - 1 <= torch.iinfo(dtype).max:
+        if max_classes - 1 <= torch.iinfo(dtype).max:
             return dtype
     return torch.int64
 

@@ -163,14 +163,7 @@ def prepare_volumes(
 
 def _asks_post_processing(settings: SegmentationParams) -> bool:
     """Whether ``settings`` ask for more than one label per class of the network."""
-    return bool(
-        settings.connected_components
-        or settings.merge_threshold
-        or settings.max_segments
-        or settings.min_segment_size
-        or settings.min_segment_width
-        or settings.graph_scale
-    )
+    return settings.label_by == "segment"
 
 
 class VolumeFinisher:
@@ -180,7 +173,7 @@ class VolumeFinisher:
     Without post-processing, every class of the network is one label. With any
     post-processing setting, labels are the face-connected 3D segments of the classes, and
     segments under ``min_segment_size`` voxels join the nearest large one; the 2D steps
-    (``graph_scale``, ``merge_threshold``, ``max_segments``, ``min_segment_width``) are not run.
+    (``cut_scale``, ``merge``, ``min_segment_width``) are not run.
     """
 
     maps_ready = True
@@ -205,17 +198,17 @@ class VolumeFinisher:
         settings = settings or self.settings
         if not _asks_post_processing(settings):
             return relabel_consecutive(prediction)
-        if settings.min_segment_size > 1:
+        if (settings.min_segment_size or 0) > 1:
             return merge_small_segments(prediction, settings.min_segment_size)
         return split_connected_components(prediction)
 
 
 def check_volume_settings(settings: SegmentationParams) -> None:
     """ValueError, before any work, for settings made for 2D images only."""
-    if settings.superpixel_graph_scale > 0:
+    if settings.superpixels == "graph":
         raise ValueError(
-            "graph-based superpixels (superpixel_graph_scale > 0) are made for 2D images "
-            "only; a volume is refined by 3D SLIC supervoxels: set superpixel_graph_scale=0"
+            "graph-based superpixels (superpixels='graph') are made for 2D images only; a "
+            "volume is refined by 3D SLIC supervoxels: set superpixels='slic'"
         )
 
 
@@ -368,7 +361,7 @@ def fit_whole_volumes(
         offset += int(labels.max()) + 1
     n_input_channels = volumes.shape[-1]
     with autograd_enabled():  # tensors made under the caller's inference_mode cannot train
-        refine = SuperpixelRefiner(np.stack(supervoxels), settings.n_channels, device)
+        refine = SuperpixelRefiner(np.stack(supervoxels), settings.max_classes, device)
         model = build_model(n_input_channels, settings, device, ndim=3)
         optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
         voxels = volume_tensor(volumes, device)
@@ -588,7 +581,7 @@ class VolumeCropPool:
         self.voxels = torch.from_numpy(voxels).to(device)
         self.supervoxels = torch.from_numpy(supervoxels).to(device)
         self.n_supervoxels = counts
-        self.n_classes = settings.n_channels
+        self.n_classes = settings.max_classes
         self.spots = spots
 
     def __len__(self) -> int:
