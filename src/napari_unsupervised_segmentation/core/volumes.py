@@ -170,8 +170,8 @@ class VolumeFinisher:
     """Post-processing of a volume's classes (the interface of
     :class:`~.postprocess.LabelFinisher`, with no image-level maps to make).
 
-    Without post-processing, every class of the network is one label. With any
-    post-processing setting, labels are the face-connected 3D segments of the classes, and
+    With ``label_by='class'`` every class of the network is one label. With
+    ``label_by='segment'``, labels are the face-connected 3D segments of the classes, and
     segments under ``min_segment_size`` voxels join the nearest large one; the 2D steps
     (``cut_scale``, ``merge``, ``min_segment_width``) are not run.
     """
