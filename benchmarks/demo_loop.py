@@ -42,10 +42,10 @@ CURRENT_DEMO = ("init", "bgr", "extra")
 OVERRIDABLE = frozenset(
     {
         "max_iter",
-        "min_labels",
+        "min_classes",
         "n_superpixels",
         "compactness",
-        "n_channels",
+        "max_classes",
         "n_conv",
         "lr",
         "momentum",
@@ -147,15 +147,15 @@ def demo_train(
     device = resolve_device(settings.device)
     prepared = prepare_image(image, channel_axis)
     superpixels = demo_superpixels(prepared, settings, quirks)
-    refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
+    refine = SuperpixelRefiner(superpixels, settings.max_classes, device)
     model, trained = build_demo_model(prepared.channels.shape[-1], settings, quirks, device)
     optimizer = torch.optim.SGD(trained, lr=settings.lr, momentum=settings.momentum)
     pixels = image_tensor(prepared, device)
     finish = LabelFinisher(settings, prepared, device)
-    steps = training_steps(model, optimizer, pixels, refine, settings, finish)
+    steps = training_steps(model, optimizer, lambda iteration: (pixels, refine), settings)
     last_step = deque(steps, maxlen=1)[0]
     if "extra" not in quirks:
-        return np.asarray(last_step.labels), last_step.iteration
+        return np.asarray(finish(last_step.prediction[0].cpu().numpy())), last_step.iteration
     with torch.no_grad(), precision_context(settings.precision, device):
         prediction = model(pixels).argmax(dim=1)
     return np.asarray(finish(prediction[0].cpu().numpy())), last_step.iteration

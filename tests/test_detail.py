@@ -101,11 +101,20 @@ def shapes_image() -> np.ndarray:
         ("default", {}),
         ("default", {"max_segments": 3}),
         ("default", {"spectral_weight": 0.0}),
-        ("default", {"boundary": "colour", "merge_threshold": 12.0}),
-        ("default", {"boundary": "colour", "merge_threshold": 12.0, "max_segments": 3}),
-        ("default", {"merge_threshold": 0.0}),
+        ("default", {"merge": "colour", "merge_threshold": 12.0}),
+        ("default", {"merge": "colour", "merge_threshold": 12.0, "max_segments": 3}),
+        ("default", {"merge": "off"}),
         ("paper", {}),
-        ("paper", {"merge_threshold": 10.0, "min_segment_size": 8, "min_segment_width": 3}),
+        (
+            "paper",
+            {
+                "label_by": "segment",
+                "merge": "colour",
+                "merge_threshold": 10.0,
+                "min_segment_size": 8,
+                "min_segment_width": 3,
+            },
+        ),
     ],
 )
 def test_level_zero_is_exactly_the_finished_labels(preset, overrides):
@@ -122,7 +131,7 @@ def test_level_zero_is_exactly_the_finished_labels(preset, overrides):
 
 def test_a_level_of_the_engine_is_the_labels_of_a_merge_capped_at_its_count():
     image = shapes_image()
-    colour = {"boundary": "colour", "merge_interior_weight": 0.0, "max_iter": 4}
+    colour = {"merge": "colour", "merge_interior_weight": 0.0, "max_iter": 4}
     *_, last = iter_segment(image, "default", channel_axis=-1, merge_threshold=12.0, **colour)
     hierarchy = last.hierarchy
     for detail in (-1.0, 1.0):

@@ -13,10 +13,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PRESETS",
+    "CropSampling",
+    "FitStep",
     "SegmentationModel",
     "SegmentationParams",
     "Step",
     "fit",
+    "iter_fit",
     "iter_segment",
     "load_model",
     "segment",
@@ -27,10 +30,13 @@ if TYPE_CHECKING:
     from ._napari.console import segment_layer
     from .core import (
         PRESETS,
+        CropSampling,
+        FitStep,
         SegmentationModel,
         SegmentationParams,
         Step,
         fit,
+        iter_fit,
         iter_segment,
         load_model,
         segment,

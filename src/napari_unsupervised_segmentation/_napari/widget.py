@@ -9,7 +9,7 @@ nothing. The settings controls are built in :mod:`.controls`.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import functools
 import math
 import time
@@ -20,22 +20,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
-    CheckBox,
     ComboBox,
     Container,
     FloatSlider,
-    FloatSpinBox,
     Label,
     ProgressBar,
     PushButton,
-    SpinBox,
 )
 from psygnal import Signal
 from qtpy.QtWidgets import QApplication, QMainWindow, QSizePolicy
 
 from ..core.params import PRESETS, SegmentationParams
+from ..core.plan import AmbiguousChannels, guess_channel_axis
 from ..core.wording import counted, labels_per_plane
-from .controls import _BASIC, _SLIC_ONLY, _make_controls, params_from_values
+from .controls import (
+    BASIC,
+    _make_controls,
+    _make_sections,
+    params_from_values,
+    show_params,
+    watch_options,
+)
 from .layers import (
     LayerInput,
     PlaneStack,
@@ -159,14 +164,8 @@ class SegmentationWidget(Container):
             tooltip="After a run: right for more, smaller segments, left for fewer, larger "
             "ones (each step of 1 doubles or halves them), redrawn without training again.",
         )
-        self.advanced_toggle = CheckBox(
-            name="advanced_toggle", text="Advanced settings", value=False
-        )
-        self.advanced = Container(
-            name="advanced",
-            widgets=[w for n, w in self._controls.items() if n not in _BASIC],
-            visible=False,
-        )
+        #: The settings beyond the basic ones: a check box and a collapsed section per group.
+        self.sections = _make_sections(self._controls)
         self.run_button = PushButton(name="run_button", text="Run")
         self.progress_bar = ProgressBar(name="progress_bar", label="Progress", visible=False)
         self.status = Label(
@@ -178,10 +177,9 @@ class SegmentationWidget(Container):
                 self.channel_axis,
                 self.planes,
                 self.preset,
-                *(self._controls[n] for n in _BASIC),
+                *(self._controls[n] for n in BASIC),
                 self.detail,
-                self.advanced_toggle,
-                self.advanced,
+                *(widget for section in self.sections.values() for widget in section),
                 self.run_button,
                 self.progress_bar,
                 self.status,
@@ -190,16 +188,15 @@ class SegmentationWidget(Container):
         self.status.native.setWordWrap(True)
         # The status never widens the dock (and so never squeezes the canvas): it wraps.
         self.status.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        _hide_row_label(self.advanced)
+        for _, section in self.sections.values():
+            _hide_row_label(section)
 
         self.image.changed.connect(self._on_image_changed)
         self.channel_axis.changed.connect(self._on_channel_axis_changed)
         self.preset.changed.connect(self._on_preset)
-        self.advanced_toggle.changed.connect(self._on_advanced_toggled)
         self.run_button.changed.connect(self._on_button)
+        watch_options(self._controls)
         self.detail.changed.connect(self._on_detail)
-        self._controls["superpixel_graph_scale"].changed.connect(self._on_superpixel_kind)
-        self._on_superpixel_kind()
 
         active = viewer.layers.selection.active
         if active is not None and active in self.image.choices:
@@ -227,15 +224,7 @@ class SegmentationWidget(Container):
     def params(self, params: SegmentationParams) -> None:
         """Show ``params`` in the controls; ValueError, and no control changed, for a value
         outside what a control offers (e.g. ``lr`` below 0.001)."""
-        values = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
-        if values["seed"] is None:
-            values["seed"] = -1
-        for name, value in values.items():
-            box = self._controls[name]
-            if isinstance(box, SpinBox | FloatSpinBox) and not box.min <= value <= box.max:
-                raise ValueError(f"{name}={value} is outside the widget's {box.min} to {box.max}")
-        for name, value in values.items():
-            self._controls[name].value = value
+        show_params(self._controls, params)
 
     @property
     def labels_layer(self) -> Labels | None:
@@ -277,9 +266,11 @@ class SegmentationWidget(Container):
         may_have_channels = bool(layer is not None and not layer.rgb and layer.ndim >= 3)
         self.channel_axis.visible = may_have_channels
         if may_have_channels:  # an axis the layer calls "c" or "channel" is chosen
-            named = [i for i, n in enumerate(_axis_names(layer)) if n in _CHANNEL_NAMES]
-            if len(named) == 1:
-                self.channel_axis.value = named[0]
+            with contextlib.suppress(AmbiguousChannels):  # several named: none chosen
+                shape = full_resolution(layer).shape
+                named = guess_channel_axis(shape, _axis_names(layer), from_shape=False)
+                if named is not None:
+                    self.channel_axis.value = named
         self._on_channel_axis_changed()
 
     def _on_channel_axis_changed(self, *_: Any) -> None:
@@ -299,14 +290,6 @@ class SegmentationWidget(Container):
         if name in PRESETS:  # the controls' own values: the other settings may not fit together
             hardware = {key: self._controls[key].value for key in ("device", "precision")}
             self.params = PRESETS[name].replace(**hardware)
-
-    def _on_superpixel_kind(self, *_: Any) -> None:
-        slic = not self._controls["superpixel_graph_scale"].value
-        for name in _SLIC_ONLY:
-            self._controls[name].enabled = slic
-
-    def _on_advanced_toggled(self, shown: bool) -> None:
-        self.advanced.visible = bool(shown)
 
     def _on_button(self, *_: Any) -> None:
         if self.is_running:
@@ -631,10 +614,6 @@ def _final_status(run: _Run) -> str:
         iterations = "" if run.stop.is_set() else " iterations"
         text = f"{verb} {last.iteration}{iterations}: {counted(n_labels, 'label')}."
     return f"{text}\n{run.inp.note}" if run.inp.note else text
-
-
-#: Axis labels that say an axis holds channels.
-_CHANNEL_NAMES = frozenset({"c", "ch", "channel", "channels"})
 
 
 def _axis_names(layer: Any) -> list[str]:

@@ -10,19 +10,23 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "PRESETS",
+    "CropSampling",
+    "FitStep",
     "SegmentationModel",
     "SegmentationParams",
     "Step",
     "fit",
+    "iter_fit",
     "iter_segment",
     "load_model",
     "segment",
 ]
 
 if TYPE_CHECKING:
+    from .crops import CropSampling
     from .fitted import SegmentationModel, fit, load_model
     from .params import PRESETS, SegmentationParams
-    from .train import Step, iter_segment, segment
+    from .train import FitStep, Step, iter_fit, iter_segment, segment
 
 
 def __getattr__(name: str) -> Any:
@@ -34,7 +38,11 @@ def __getattr__(name: str) -> Any:
         from . import fitted
 
         return getattr(fitted, name)
-    if name in ("Step", "iter_segment", "segment"):
+    if name == "CropSampling":
+        from . import crops
+
+        return crops.CropSampling
+    if name in ("FitStep", "Step", "iter_fit", "iter_segment", "segment"):
         from . import train
 
         return getattr(train, name)

@@ -1,10 +1,11 @@
-"""The self-training loop: one network trained on the one image it segments."""
+"""The self-training loop: one network trained on an image (which it then segments), or
+on crops across a stack, a large image or a list of images."""
 
 from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -12,27 +13,40 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .crops import (
+    CropPool,
+    CropSampling,
+    TrainingData,
+    check_crop_memory,
+    fits_in_memory,
+    intensity_ranges,
+    sample_crops,
+    training_data,
+)
 from .devices import autocast_for, autograd_enabled, precision_flags, resolve_device
-from .fitted import SegmentationModel, snapshot_model
+from .fitted import SegmentationModel, preview_model, snapshot_model
 from .labels import MergeHierarchy
 from .memory import check_memory
 from .model import SegmentationNet
-from .normalize import PreparedImage, plane_shape, prepare_image
+from .normalize import PreparedImage, Ranges, plane_shape, prepare_image
 from .optim import MomentumSGD, Optimizer
 from .params import PRESETS, SegmentationParams
 from .postprocess import LabelFinisher
 from .refine import SuperpixelRefiner, compute_superpixels
+from .volumes import check_spacing, check_spatial_ndim
 
 
-class Step:
-    """The state after one training iteration.
+class FitStep:
+    """The state of a network's training after one iteration.
 
     ``n_classes`` counts the network's classes in this iteration's refined prediction: what
-    the stopping rule (``min_labels``) watches. The labels a user gets can number more or
-    fewer (post-processing splits and joins segments): ``labels.max()`` is their count.
-    ``labels`` and ``loss`` stay on the device until read, so that a caller that only
-    watches ``n_classes`` costs no copy per iteration. ``preview_labels`` are for a live
-    display: they never wait for the image-level maps that post-processing needs.
+    the stopping rule (``min_classes``) watches. ``prediction`` is the network's class of
+    every pixel it trained on in this iteration, ``(B, H, W)`` on the training device: the
+    whole image (``B`` = 1) or a batch of crops. ``model`` is the network as a
+    :class:`~napari_unsupervised_segmentation.core.fitted.SegmentationModel` with its
+    BatchNorm statistics measured over all the training data (a pass over that data);
+    ``preview_model`` the same network with the statistics kept while training (no pass:
+    for a live display).
     """
 
     def __init__(
@@ -42,18 +56,16 @@ class Step:
         is_last: bool,
         prediction: torch.Tensor,
         loss: torch.Tensor,
-        finish: LabelFinisher,
         model_of: Callable[[], SegmentationModel] | None = None,
+        preview_of: Callable[[], SegmentationModel] | None = None,
     ) -> None:
         self.iteration = iteration
         self.n_classes = n_classes
         self.is_last = is_last
-        self._prediction = prediction
+        self.prediction = prediction
         self._loss = loss
-        self._finish = finish
         self._model_of = model_of
-        self._labels: np.ndarray | None = None
-        self._hierarchy: MergeHierarchy | None = None
+        self._preview_of = preview_of
 
     @property
     def loss(self) -> float:
@@ -61,10 +73,59 @@ class Step:
         return float(self._loss)
 
     @property
+    def model(self) -> SegmentationModel:
+        """The network trained so far, to label other images with the same classes
+        (:class:`~napari_unsupervised_segmentation.core.fitted.SegmentationModel`). The last
+        step's gives ``prediction`` on its training data; read an earlier step's while it
+        is the current one."""
+        if self._model_of is None:
+            raise ValueError("a constant image trains no network: there is no model to apply")
+        return self._model_of()
+
+    @property
+    def preview_model(self) -> SegmentationModel:
+        """The network trained so far with the BatchNorm statistics kept while training:
+        cheap to make, for showing the classes on other planes while training goes on."""
+        if self._preview_of is None:
+            raise ValueError("a constant image trains no network: there is no model to apply")
+        return self._preview_of()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(iteration={self.iteration}, n_classes={self.n_classes}, "
+            f"is_last={self.is_last})"
+        )
+
+
+class Step(FitStep):
+    """A step of :func:`iter_segment`: the training's state, and the labels of the image.
+
+    The labels a user gets can number more or fewer than ``n_classes`` (post-processing
+    splits and joins segments): ``labels.max()`` is their count. ``labels`` and ``loss``
+    stay on the device until read, so that a caller that only watches ``n_classes`` costs
+    no copy per iteration. ``preview_labels`` are for a live display: they never wait for
+    the image-level maps that post-processing needs.
+    """
+
+    def __init__(self, fitted: FitStep, finish: LabelFinisher) -> None:
+        super().__init__(
+            fitted.iteration,
+            fitted.n_classes,
+            fitted.is_last,
+            fitted.prediction,
+            fitted._loss,
+            fitted._model_of,
+            fitted._preview_of,
+        )
+        self._finish = finish
+        self._labels: np.ndarray | None = None
+        self._hierarchy: MergeHierarchy | None = None
+
+    @property
     def labels(self) -> np.ndarray:
         """Label image of the input's spatial shape, 1..n, smallest unsigned dtype."""
         if self._labels is None:
-            self._labels = self._finish(self._prediction.cpu().numpy())
+            self._labels = self._finish(self.prediction[0].cpu().numpy())
         return self._labels
 
     @property
@@ -78,7 +139,7 @@ class Step:
         first read, in about the time ``labels`` takes.
         """
         if self._hierarchy is None:
-            self._hierarchy = self._finish.hierarchy(self._prediction.cpu().numpy())
+            self._hierarchy = self._finish.hierarchy(self.prediction[0].cpu().numpy())
         return self._hierarchy
 
     @property
@@ -90,22 +151,7 @@ class Step:
             return self._labels
         if self._finish.maps_ready:
             return self.labels
-        return self._finish.preview(self._prediction.cpu().numpy())
-
-    @property
-    def model(self) -> SegmentationModel:
-        """The network trained so far, to label other images with the same classes
-        (:class:`~napari_unsupervised_segmentation.core.fitted.SegmentationModel`). The last
-        step's gives ``labels`` (before post-processing) on its training image; read an
-        earlier step's while it is the current one."""
-        if self._model_of is None:
-            raise ValueError("a constant image trains no network: there is no model to apply")
-        return self._model_of()
-
-    def __repr__(self) -> str:
-        return (
-            f"Step(iteration={self.iteration}, n_classes={self.n_classes}, is_last={self.is_last})"
-        )
+        return self._finish.preview(self.prediction[0].cpu().numpy())
 
 
 def resolve_params(
@@ -129,6 +175,8 @@ def iter_segment(
     *,
     channel_axis: int | None = None,
     rgb: bool | None = None,
+    spatial_ndim: int = 2,
+    spacing: tuple[float, ...] | None = None,
     **overrides: Any,
 ) -> Iterator[Step]:
     """Segment ``image`` by self-training, yielding a :class:`Step` after every iteration.
@@ -147,6 +195,13 @@ def iter_segment(
         and edges then work in Lab. False keeps every channel as an independent one
         (microscopy stains); None guesses: three channels last are RGB, four uint8 ones
         RGBA, channels on any other axis independent.
+    spatial_ndim : {2, 3}
+        3: ``image`` is a volume ``(z, y, x)`` (with channels on ``channel_axis``),
+        segmented as one 3D object with 3x3x3 convolutions and 3D SLIC supervoxels (see
+        :mod:`~napari_unsupervised_segmentation.core.volumes`).
+    spacing : sequence of float or None
+        The size of a pixel ``(dy, dx)`` or voxel ``(dz, dy, dx)`` in any unit, for
+        anisotropic data: it weighs SLIC's distances. None: isotropic.
     **overrides
         Any field of :class:`SegmentationParams`, e.g. ``max_iter=100, seed=1``.
 
@@ -169,17 +224,34 @@ def iter_segment(
         training starts.
     """
     settings = resolve_params(params, **overrides)
+    if check_spatial_ndim(spatial_ndim) == 3:
+        from .volumes import iter_volume_steps
+
+        return iter_volume_steps(
+            image, settings, channel_axis=channel_axis, rgb=rgb, spacing=spacing
+        )
+    pixel_spacing = check_spacing(spacing, 2)
     device = resolve_device(settings.device)
+    _check_whole_image_memory(image, channel_axis, settings, device)
+    prepared = prepare_image(image, channel_axis, rgb)
+    fitting = fit_image(prepared, settings, device, pixel_spacing)  # one network, this image
+    finish = LabelFinisher(settings, prepared, device)  # its image-level maps made once
+    # each step's labels: its prediction on the image, finished when they are read
+    return (Step(fitted, finish) for fitted in fitting)
+
+
+def _check_whole_image_memory(
+    image: Any, channel_axis: int | None, settings: SegmentationParams, device: torch.device
+) -> None:
+    """MemoryError before any copy is made when training on the whole image would not fit."""
     plane = plane_shape(np.shape(image), channel_axis)
-    if plane is not None:  # (else prepare_image says what is wrong) before any copy is made
+    if plane is not None:  # (else prepare_image says what is wrong)
         check_memory(
             *plane,
             settings,
             network_in_memory=device.type in ("cpu", "mps"),
             n_input_channels=1 if channel_axis is None else np.shape(image)[channel_axis],
         )
-    prepared = prepare_image(image, channel_axis, rgb)
-    return _train(prepared, settings, device)
 
 
 def segment(
@@ -188,6 +260,8 @@ def segment(
     *,
     channel_axis: int | None = None,
     rgb: bool | None = None,
+    spatial_ndim: int = 2,
+    spacing: tuple[float, ...] | None = None,
     **overrides: Any,
 ) -> np.ndarray:
     """Segment ``image`` and return the final labels (see :func:`iter_segment`).
@@ -195,25 +269,33 @@ def segment(
     Returns
     -------
     numpy.ndarray
-        Labels of the image's spatial shape, consecutive from 1, in the smallest unsigned
-        integer dtype that holds them.
+        Labels of the image's spatial shape (a volume's with ``spatial_ndim=3``),
+        consecutive from 1, in the smallest unsigned integer dtype that holds them.
     """
-    steps = iter_segment(image, params, channel_axis=channel_axis, rgb=rgb, **overrides)
+    steps = iter_segment(
+        image,
+        params,
+        channel_axis=channel_axis,
+        rgb=rgb,
+        spatial_ndim=spatial_ndim,
+        spacing=spacing,
+        **overrides,
+    )
     last_step = deque(steps, maxlen=1)[0]  # max_iter >= 1 guarantees one step
     return last_step.labels
 
 
 def build_model(
-    in_channels: int, settings: SegmentationParams, device: torch.device
+    in_channels: int, settings: SegmentationParams, device: torch.device, ndim: int = 2
 ) -> SegmentationNet:
     """The network with seeded Xavier initialisation, identical on every device (float32,
     whatever ``torch.set_default_dtype`` the caller chose); the caller's random state is
-    left as it was."""
+    left as it was. ``ndim``: 2 for images, 3 for volumes (3x3x3 convolutions)."""
     # Built on the CPU whatever the default device; not on the meta device, which first
     # imports sympy and more (about 0.3 s before the first iteration). fork_rng: the
     # layers' own initialisation draws from the global generator.
     with torch.device("cpu"), torch.random.fork_rng(devices=[]):
-        model = SegmentationNet(in_channels, settings.n_channels, settings.n_conv)
+        model = SegmentationNet(in_channels, settings.max_classes, settings.n_conv, ndim)
     model = model.float()
     generator = torch.Generator()
     if settings.seed is None:
@@ -222,7 +304,7 @@ def build_model(
         generator.manual_seed(settings.seed)
     model.reset_parameters(generator)
     # Channels-last runs the convolutions about 1.4x faster on the CPUs we measured.
-    return model.to(device=device, memory_format=torch.channels_last)
+    return model.to(device=device, memory_format=model.memory_format)
 
 
 def image_tensor(image: PreparedImage, device: torch.device) -> torch.Tensor:
@@ -231,53 +313,201 @@ def image_tensor(image: PreparedImage, device: torch.device) -> torch.Tensor:
     return pixels.to(device).contiguous(memory_format=torch.channels_last)
 
 
-def _train(
-    image: PreparedImage, settings: SegmentationParams, device: torch.device
-) -> Iterator[Step]:
+def iter_fit(
+    images: Any,
+    params: SegmentationParams | str | None = None,
+    *,
+    channel_axis: int | None = None,
+    rgb: bool | None = None,
+    spatial_ndim: int = 2,
+    spacing: Sequence[float] | None = None,
+    crops: CropSampling | bool | None = None,
+    **overrides: Any,
+) -> Iterator[FitStep]:
+    """Train one network on ``images``, yielding a :class:`FitStep` after every iteration;
+    the last step's ``model`` labels any image with the same channels.
+
+    Parameters
+    ----------
+    images : array_like or list of array_like
+        One 2D image (as for :func:`iter_segment`); a stack, whose axes before a plane's
+        rows and columns (and other than ``channel_axis``) are planes (z, time, ...); or a
+        list of images or stacks with the same channels, whose planes may differ in size.
+        Lazy arrays (dask, zarr) are read region by region, never whole.
+    params : SegmentationParams or str, optional
+        A parameter set or a preset name (``'default'``, ``'paper'``).
+    channel_axis : int or None
+        The channel axis of every array; None for grayscale.
+    rgb : bool or None
+        Whether the channels are colour (see :func:`iter_segment`).
+    spatial_ndim : {2, 3}
+        2: planes. 3: volumes, the last three axes other than ``channel_axis`` (z, y, x);
+        any before them are volumes (see
+        :func:`~napari_unsupervised_segmentation.core.volumes.iter_fit_volumes`).
+    spacing : sequence of float or None
+        Pixel ``(dy, dx)`` or voxel ``(dz, dy, dx)`` size; it weighs SLIC's distances.
+        None: equal sizes.
+    crops : CropSampling, bool or None
+        None: one 2D image that fits in memory (by
+        :func:`~napari_unsupervised_segmentation.core.memory.estimate_bytes`) trains whole,
+        as :func:`segment` trains on it, and anything else on crops with the default
+        :class:`~napari_unsupervised_segmentation.core.crops.CropSampling`. True: crops
+        always; a ``CropSampling``: crops of that size, pool and batch; False: the whole
+        image always (a single 2D image only; MemoryError when it would not fit).
+    **overrides
+        Any field of :class:`SegmentationParams`.
+
+    Yields
+    ------
+    FitStep
+        Iteration, class count, loss, ``model`` and ``preview_model``; the last has
+        ``is_last=True``. Closing the generator stops training at once.
+
+    Raises
+    ------
+    ValueError
+        For bad images or parameters (naming the list item), before any training.
+    MemoryError
+        When even the crops would not fit in memory, or with ``crops=False``, the image.
+    """
+    settings = resolve_params(params, **overrides)
+    if check_spatial_ndim(spatial_ndim) == 3:
+        from .volumes import iter_fit_volumes
+
+        return iter_fit_volumes(images, settings, channel_axis, rgb, spacing, crops)
+    pixel_spacing = check_spacing(spacing, 2)
+    device = resolve_device(settings.device)
+    data = training_data(images, channel_axis, rgb)
+    network_in_memory = device.type in ("cpu", "mps")
+    if crops is False and not data.is_single_plane:
+        raise ValueError("crops=False trains on one 2D image only; a stack or list trains on crops")
+    if crops is False or (
+        crops is None
+        and data.is_single_plane
+        and fits_in_memory(data.sources[0].layout, settings, network_in_memory)
+    ):
+        image = data.sources[0].array  # (a list of one image: the image)
+        _check_whole_image_memory(image, channel_axis, settings, device)
+        prepared = prepare_image(image, channel_axis, rgb)
+        return fit_image(prepared, settings, device, pixel_spacing)
+    sampling = crops if isinstance(crops, CropSampling) else CropSampling()
+    shape = data.crop_shape(sampling.size)
+    check_crop_memory(sampling, shape, settings, data.n_input_channels, network_in_memory)
+    ranges, constant = intensity_ranges(data)
+    return fit_crops(data, ranges, constant, sampling, settings, device, pixel_spacing)
+
+
+def fit_image(
+    image: PreparedImage,
+    settings: SegmentationParams,
+    device: torch.device,
+    spacing: tuple[float, float] | None = None,
+) -> Iterator[FitStep]:
+    """Train on one whole image: its superpixels once, the whole image every iteration.
+    ``spacing``: the pixel size (dy, dx) for SLIC, None when equal."""
     if image.is_constant:
         # Nothing to separate; the network would only draw its zero-padding border.
-        blank = torch.zeros(image.spatial_shape, dtype=torch.int64)
-        yield Step(1, 1, True, blank, torch.zeros(()), LabelFinisher(settings, image))
+        blank = torch.zeros((1, *image.spatial_shape), dtype=torch.int64)
+        yield FitStep(1, 1, True, blank, torch.zeros(()))
         return
     superpixels = compute_superpixels(
-        image, settings.n_superpixels, settings.compactness, settings.superpixel_graph_scale
+        # graph-based superpixels (a scale) take no number or compactness
+        image,
+        settings.n_superpixels or 0,
+        settings.compactness or 0.0,
+        settings.superpixel_scale or 0.0,
+        spacing,
     )
     with autograd_enabled():  # tensors made under the caller's inference_mode cannot train
-        refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
+        refine = SuperpixelRefiner(superpixels, settings.max_classes, device)
         model = build_model(image.channels.shape[-1], settings, device)
         optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
         pixels = image_tensor(image, device)
-    finish = LabelFinisher(settings, image, device)  # shared: image-level maps made once
+    about = {
+        "n_input_channels": image.channels.shape[-1],
+        "is_rgb": image.is_rgb,
+        "ranges": image.ranges,
+    }
+    yield from training_steps(
+        model,
+        optimizer,
+        lambda iteration: (pixels, refine),
+        settings,
+        snapshot=lambda network: snapshot_model(network, pixels, settings, **about),
+        preview=lambda network: preview_model(network, settings, **about),
+    )
 
-    def snapshot(network: SegmentationNet) -> SegmentationModel:
-        return snapshot_model(network, pixels, settings, image)
 
-    yield from training_steps(model, optimizer, pixels, refine, settings, finish, snapshot)
+def fit_crops(
+    data: TrainingData,
+    ranges: Ranges,
+    constant: bool,
+    sampling: CropSampling,
+    settings: SegmentationParams,
+    device: torch.device,
+    spacing: tuple[float, float] | None = None,
+) -> Iterator[FitStep]:
+    """Train on crops: a pool sampled once across all planes, a batch of it every iteration.
+    ``spacing``: the pixel size (dy, dx) for SLIC, None when equal."""
+    rows, cols = data.crop_shape(sampling.size)
+    if constant:
+        blank = torch.zeros((1, rows, cols), dtype=torch.int64)
+        yield FitStep(1, 1, True, blank, torch.zeros(()))
+        return
+    # one seed: the pool's crops, then each iteration's batch
+    rng = np.random.default_rng(settings.seed)
+    spots = sample_crops(data, sampling, rng)
+    with autograd_enabled():
+        pool = CropPool(data, spots, (rows, cols), ranges, settings, device, spacing)
+        model = build_model(data.n_input_channels, settings, device)
+        optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
+    batch_size = min(sampling.batch, len(pool))
+
+    def batch(iteration: int) -> tuple[torch.Tensor, SuperpixelRefiner]:
+        return pool.batch(np.sort(rng.choice(len(pool), batch_size, replace=False)))
+
+    about = {
+        "n_input_channels": data.n_input_channels,
+        "is_rgb": data.is_rgb,
+        "ranges": ranges,
+    }
+    yield from training_steps(
+        model,
+        optimizer,
+        batch,
+        settings,
+        snapshot=lambda network: snapshot_model(
+            network, lambda: pool.in_batches(batch_size), settings, **about
+        ),
+        preview=lambda network: preview_model(network, settings, **about),
+    )
 
 
 def training_steps(
     model: SegmentationNet,
     optimizer: Optimizer,
-    pixels: torch.Tensor,
-    refine: SuperpixelRefiner,
+    batch: Callable[[int], tuple[torch.Tensor, SuperpixelRefiner]],
     settings: SegmentationParams,
-    finish: LabelFinisher,
     snapshot: Callable[[SegmentationNet], SegmentationModel] | None = None,
-) -> Iterator[Step]:
+    preview: Callable[[SegmentationNet], SegmentationModel] | None = None,
+) -> Iterator[FitStep]:
     """The paper's iterations: predict, refine by superpixels, one SGD step on the refined labels.
 
-    ``snapshot`` makes a step's ``model`` from a network: the last step's from the network
-    as it made that step's prediction (before the step's update), the others' from the
-    network as it is when read.
+    ``batch(iteration)`` gives that iteration's input (the whole image each time, or a
+    batch of crops) and its refinement. ``snapshot`` makes a step's ``model`` from a
+    network, ``preview`` its ``preview_model``: the last step's from the network as it
+    made that step's prediction (before the step's update), the others' from the network
+    as it is when read.
 
-    Stops after ``settings.max_iter`` steps or once ``settings.min_labels`` classes or fewer are
+    Stops after ``settings.max_iter`` steps or once ``settings.min_classes`` classes or fewer are
     left (the public demo's rule); ``benchmarks/demo_loop.py`` runs it with the demo's start.
     """
-    device = pixels.device
-    # a kept Step holds its argmax: 1-2 bytes per pixel instead of int64's 8
-    kept_dtype = _smallest_label_dtype(settings.n_channels)
+    # a kept step holds its argmax: 1-2 bytes per pixel instead of int64's 8
+    kept_dtype = _smallest_label_dtype(settings.max_classes)
     model.train()
     for iteration in range(1, settings.max_iter + 1):
+        pixels, refine = batch(iteration)
+        device = pixels.device
         # the precision's flags hold for the backward pass too; autocast only for the forward
         with autograd_enabled(), precision_flags(settings.precision, device):
             with autocast_for(settings.precision, device):
@@ -288,34 +518,40 @@ def training_steps(
                 if settings.continuity_weight:
                     loss = loss + settings.continuity_weight * continuity_loss(responses)
             n_classes = int((label_counts > 0).sum())
-            stop = iteration == settings.max_iter or n_classes <= settings.min_labels
+            stop = iteration == settings.max_iter or n_classes <= settings.min_classes
             # the last step's model is the network that made its prediction
-            as_predicted = copy.deepcopy(model) if stop and snapshot is not None else model
+            keep = stop and (snapshot is not None or preview is not None)
+            as_predicted = copy.deepcopy(model) if keep else model
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        kept = prediction[0].to(kept_dtype)
         model_of = None if snapshot is None else partial(snapshot, as_predicted)
-        yield Step(iteration, n_classes, stop, kept, loss.detach(), finish, model_of)
+        preview_of = None if preview is None else partial(preview, as_predicted)
+        kept = prediction.to(kept_dtype)
+        yield FitStep(iteration, n_classes, stop, kept, loss.detach(), model_of, preview_of)
         if stop:
             return
 
 
-def _smallest_label_dtype(n_channels: int) -> torch.dtype:
-    """The smallest torch integer dtype that holds the argmax values 0..n_channels-1."""
+def _smallest_label_dtype(max_classes: int) -> torch.dtype:
+    """The smallest torch integer dtype that holds the argmax values 0..max_classes-1."""
     for dtype in (torch.uint8, torch.int16, torch.int32):
-        if n_channels - 1 <= torch.iinfo(dtype).max:
+        if max_classes - 1 <= torch.iinfo(dtype).max:
             return dtype
     return torch.int64
 
 
 def continuity_loss(responses: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference between vertically and horizontally adjacent responses.
+    """Mean absolute difference between adjacent responses, summed over the spatial axes
+    (vertical and horizontal; in a volume also between planes).
 
     The spatial continuity term of Kim, Kanezaki and Tanaka (IEEE TIP 2020), Eq. 4: it
     pulls neighbouring pixels towards the same label without superpixels.
     """
     responses = responses.float()
-    vertical = (responses[:, :, 1:, :] - responses[:, :, :-1, :]).abs().mean()
-    horizontal = (responses[:, :, :, 1:] - responses[:, :, :, :-1]).abs().mean()
-    return vertical + horizontal
+    axes = range(2, responses.ndim)
+    differences = [torch.diff(responses, dim=axis).abs().mean() for axis in axes]
+    total = differences[0]
+    for difference in differences[1:]:
+        total = total + difference
+    return total
