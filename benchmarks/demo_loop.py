@@ -42,10 +42,10 @@ CURRENT_DEMO = ("init", "bgr", "extra")
 OVERRIDABLE = frozenset(
     {
         "max_iter",
-        "min_labels",
+        "min_classes",
         "n_superpixels",
         "compactness",
-        "n_channels",
+        "max_classes",
         "n_conv",
         "lr",
         "momentum",
@@ -147,7 +147,7 @@ def demo_train(
     device = resolve_device(settings.device)
     prepared = prepare_image(image, channel_axis)
     superpixels = demo_superpixels(prepared, settings, quirks)
-    refine = SuperpixelRefiner(superpixels, settings.n_channels, device)
+    refine = SuperpixelRefiner(superpixels, settings.max_classes, device)
     model, trained = build_demo_model(prepared.channels.shape[-1], settings, quirks, device)
     optimizer = torch.optim.SGD(trained, lr=settings.lr, momentum=settings.momentum)
     pixels = image_tensor(prepared, device)

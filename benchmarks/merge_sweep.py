@@ -1,7 +1,7 @@
 """Sweep the default preset's post-processing on BSDS500 without retraining for each setting.
 
-The network is trained once per image (the ``default`` preset with every post-processing
-setting off) and its raw labels are cached at a few iteration counts, or at the iteration
+The network is trained once per image (the ``default`` preset with one label per class,
+``label_by="class"``) and its raw labels are cached at a few iteration counts, or at the iteration
 where the demo's stopping rule ends a run earlier; every combination of iteration count,
 ``merge_threshold``, ``min_segment_size``, ``spectral_weight`` and ``premerge_threshold`` is
 then post-processed
@@ -168,38 +168,44 @@ def _best_choice(
 
 
 POST_PROCESSING = ("merge_threshold", "min_segment_size", "spectral_weight", "premerge_threshold")
-#: Post-processing that --param may set (not swept); it leaves the cached training alone.
-UNTRAINED = {
-    "graph_scale": 0.0,
-    "boundary": "colour",
-    "min_segment_width": 0,
-    "merge_interior_weight": 0.0,
-    "premerge_threshold": 0.0,
-    "connected_components": False,
-    "max_segments": 0,
-    "merge_region_weight": 0.0,
-}
-#: Settings left out of the cache's digest while at the value that means "off": a cache
-#: trained with them off has the same name as one trained by an engine without them.
-ADDED_LATER = {"superpixel_graph_scale": 0.0, "merge_region_weight": 0.0}
+#: The training the cache holds: every argmax value one label. Post-processing that --param
+#: sets (not swept) leaves the cached training alone.
+UNTRAINED = {"label_by": "class"}
 
 
 def training_settings(args: argparse.Namespace) -> Any:
-    """The ``default`` preset with ``--param``, stopping rule and post-processing off.
+    """The ``default`` preset with ``--param`` and the stopping rule off.
 
-    The stopping rule is applied to the cached steps instead (:func:`cached_labels`).
+    The stopping rule is applied to the cached steps instead (:func:`cached_labels`); the
+    swept settings replace the post-processing's (:func:`swept_settings`).
     """
     from napari_unsupervised_segmentation import PRESETS
 
-    off = {"min_labels": 0, "merge_threshold": 0.0, "min_segment_size": 0, "spectral_weight": 0.0}
-    return PRESETS["default"].replace(**{**dict(args.param), **off, "premerge_threshold": 0.0})
+    return PRESETS["default"].replace(**{**dict(args.param), "min_classes": 0})
+
+
+def swept_settings(
+    base: Any, threshold: float, min_size: int, spectral: float, premerge: float
+) -> Any:
+    """``base`` with one combination of the swept settings, as a run given them would have
+    them: a threshold of 0 (and no ``max_segments``) merges nothing, and the spectral weight
+    and premerge threshold belong to the texture merge (the premerge to a spectral weight)."""
+    merges = base.merge not in (None, "off") and (threshold or base.max_segments)
+    changes: dict[str, Any] = {"min_segment_size": min_size}
+    if not merges:
+        return base.replace(**changes, merge="off" if base.merge else None)
+    changes["merge_threshold"] = threshold
+    if base.merge == "texture":
+        changes["spectral_weight"] = spectral
+        changes["premerge_threshold"] = premerge if spectral else None
+    return base.replace(**changes)
 
 
 def stopping_rule(args: argparse.Namespace) -> int:
-    """The ``min_labels`` a full run applies: the default preset's, or ``--param``'s."""
+    """The ``min_classes`` a full run applies: the default preset's, or ``--param``'s."""
     from napari_unsupervised_segmentation import PRESETS
 
-    return PRESETS["default"].replace(**dict(args.param)).min_labels
+    return PRESETS["default"].replace(**dict(args.param)).min_classes
 
 
 def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarray]:
@@ -209,7 +215,7 @@ def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarr
     ``--param`` never reuses labels trained otherwise. The training runs with every
     post-processing setting off, so that its steps' labels are the argmax itself and each
     sweep setting is applied once, exactly as the engine applies it. Where the demo's
-    stopping rule (``min_labels``) ends the training earlier, the labels of that iteration
+    stopping rule (``min_classes``) ends the training earlier, the labels of that iteration
     stand for every later count, as a full run would have them. A cache is only valid for a
     deterministic training (a fixed seed, the same device and thread count).
     """
@@ -219,9 +225,6 @@ def cached_labels(args: argparse.Namespace, image_id: str) -> dict[str, np.ndarr
     stop_at = stopping_rule(args)
     # "argmax": the cache holds the raw argmax labels; the tag keeps caches of other content apart.
     key = repr(trained.replace(max_iter=1)) + " argmax"
-    for name, off in ADDED_LATER.items():
-        if getattr(trained, name) == off:
-            key = key.replace(f", {name}={off!r}", "")
     if stop_at:
         key += f", stopped at <= {stop_at} labels"
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
@@ -266,12 +269,7 @@ def score_image(job: tuple[argparse.Namespace, str]) -> dict[tuple, scores.Image
         args.iterations, args.thresholds, args.min_sizes, args.spectral_weights, args.premerge
     ):
         iterations, threshold, min_size, spectral, premerge = key
-        settings = base.replace(
-            merge_threshold=threshold,
-            min_segment_size=min_size,
-            spectral_weight=spectral,
-            premerge_threshold=premerge,
-        )
+        settings = swept_settings(base, threshold, min_size, spectral, premerge)
         labels = finish(raw[f"it{iterations}"], settings)
         results[key] = scores.image_stats(labels, annotations)
     return results
@@ -292,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=lambda t: numbers(t, float),
         default=[0.25, 0.3, 0.35],
         help="merge thresholds (the default preset: 0.435 with its region weight; the texture "
-        "boundary alone: around 0.3; add --param boundary=colour for the colour merge, around 2)",
+        "boundary alone: around 0.3; add --param merge=colour for the colour merge, around 2)",
     )
     parser.add_argument("--min-sizes", type=lambda t: numbers(t, int), default=[16])
     parser.add_argument(

@@ -84,7 +84,7 @@ def demo_steps(image: np.ndarray, settings) -> Iterator[None]:
     data = torch.from_numpy(prepared.channels.transpose(2, 0, 1)[None].copy()).to(device)
     while True:
         optimizer.zero_grad()
-        output = model(data)[0].permute(1, 2, 0).contiguous().view(-1, settings.n_channels)
+        output = model(data)[0].permute(1, 2, 0).contiguous().view(-1, settings.max_classes)
         _, target = torch.max(output, 1)
         target = target.data.cpu().numpy()
         len(np.unique(target))  # the demo's label count
@@ -105,7 +105,7 @@ def bare_steps(image: np.ndarray, settings) -> Iterator[None]:
     model = build_model(3, settings, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
     data = image_tensor(prepared, device)
-    target = torch.randint(0, settings.n_channels, (1, *prepared.spatial_shape), device=device)
+    target = torch.randint(0, settings.max_classes, (1, *prepared.spatial_shape), device=device)
     while True:
         with precision_context(settings.precision, device):
             loss = F.cross_entropy(model(data).float(), target)
@@ -135,7 +135,7 @@ def machine() -> str:
 
 def run_speed(args: argparse.Namespace) -> None:
     image = bsds_sized_image()
-    base = PRESETS[args.preset].replace(device=args.device, min_labels=0, max_iter=10**6)
+    base = PRESETS[args.preset].replace(device=args.device, min_classes=0, max_iter=10**6)
     device = resolve_device(base.device)
     print(
         f"machine: {machine()}; torch {torch.__version__}; "
@@ -162,7 +162,7 @@ def run_memory(args: argparse.Namespace) -> None:
 import resource, numpy as np, torch
 from napari_unsupervised_segmentation import segment
 image = np.random.default_rng(0).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
-segment(image, {args.preset!r}, channel_axis=-1, max_iter=3, min_labels=0,
+segment(image, {args.preset!r}, channel_axis=-1, max_iter=3, min_classes=0,
         device={args.device!r}, precision={args.precision[0]!r})
 gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, gpu)

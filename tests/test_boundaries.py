@@ -57,14 +57,19 @@ def test_texture_gradient_is_low_inside_an_even_texture_and_high_at_its_edge():
 def test_texture_merge_joins_an_even_texture_that_colour_merge_keeps_apart():
     image, cells = checker_beside_grey()
     prepared = prepare_image(image, -1)
-    settings = PRESETS["paper"].replace(boundary="texture", merge_threshold=0.3)
+    settings = PRESETS["paper"].replace(
+        label_by="segment",
+        merge="texture",
+        merge_threshold=0.3,
+        merge_interior_weight=0.0,
+        merge_region_weight=0.0,
+        spectral_weight=0.0,
+    )
     labels = finish_labels(cells, settings, prepared)
     assert len(np.unique(labels[:, :20])) == 1  # the texture, away from its edge: one segment
     assert len(np.unique(labels[:, 44:])) == 1
     assert labels[0, 0] != labels[0, -1]
-    colour = finish_labels(
-        cells, settings.replace(boundary="colour", merge_threshold=2.0), prepared
-    )
+    colour = finish_labels(cells, settings.replace(merge="colour", merge_threshold=2.0), prepared)
     assert len(np.unique(colour[:, :20])) == 24 * 10  # every 2x2 cell stays its own segment
 
 
@@ -108,11 +113,12 @@ def test_max_segments_alone_joins_the_closest_colours_until_the_cap():
     colours = np.array([[0, 0, 0], [25, 25, 25], [255, 0, 0], [245, 0, 0]], np.uint8)
     stripes = np.repeat(np.repeat(np.arange(4), 5)[np.newaxis], 4, axis=0)
     prepared = prepare_image(colours[stripes], -1)
-    paper = PRESETS["paper"]  # colour merge, no threshold, no other post-processing
+    paper = PRESETS["paper"]  # one label per class
     np.testing.assert_array_equal(finish_labels(stripes, paper, prepared), stripes + 1)
-    three = finish_labels(stripes, paper.replace(max_segments=3), prepared)
+    merge = {"label_by": "segment", "merge": "colour", "merge_threshold": 0.0}
+    three = finish_labels(stripes, paper.replace(**merge, max_segments=3), prepared)
     np.testing.assert_array_equal(three[0], np.repeat([1, 2, 3, 3], 5))  # the two reds
-    two = finish_labels(stripes, paper.replace(max_segments=2), prepared)
+    two = finish_labels(stripes, paper.replace(**merge, max_segments=2), prepared)
     np.testing.assert_array_equal(two[0], np.repeat([1, 1, 2, 2], 5))  # then black and grey
 
 
@@ -156,14 +162,14 @@ def test_local_contrast_is_the_mean_step_to_the_in_image_neighbours():
     np.testing.assert_allclose(local_contrast(values), [[2, 5 / 3, 2], [2, 5 / 3, 2]])
 
 
-def test_graph_scale_cuts_a_network_segment_along_an_image_edge():
+def test_cut_scale_cuts_a_network_segment_along_an_image_edge():
     image = np.zeros((40, 30, 3), np.uint8)
     image[:, 12:] = (230, 220, 40)
     prepared = prepare_image(image, -1)
     one_label = np.zeros((40, 30), np.int64)
-    settings = PRESETS["paper"].replace(connected_components=True)
+    settings = PRESETS["paper"].replace(label_by="segment")
     assert finish_labels(one_label, settings, prepared).max() == 1
-    cut = finish_labels(one_label, settings.replace(graph_scale=100.0), prepared)
+    cut = finish_labels(one_label, settings.replace(cut_scale=100.0), prepared)
     assert cut.max() == 2
     assert len(np.unique(cut[:, :12])) == 1 and len(np.unique(cut[:, 12:])) == 1
 
@@ -204,11 +210,11 @@ def test_a_tiny_image_still_gets_a_full_strength_edge():
     assert gradient[:, 3:5].min() > 0.7
 
 
-def test_boundary_and_graph_scale_are_validated():
-    with pytest.raises(ValueError, match="boundary must be one of"):
-        SegmentationParams(boundary="edges")
-    with pytest.raises(ValueError, match="graph_scale"):
-        SegmentationParams(graph_scale=-1.0)
+def test_merge_and_cut_scale_are_validated():
+    with pytest.raises(ValueError, match="merge must be 'off', 'colour', 'texture'"):
+        SegmentationParams(label_by="segment", merge="edges")
+    with pytest.raises(ValueError, match="cut_scale must be number >= 0"):
+        SegmentationParams(label_by="segment", cut_scale=-1.0)
 
 
 def test_a_run_computes_the_texture_gradient_once_for_all_its_steps(monkeypatch):
@@ -221,8 +227,8 @@ def test_a_run_computes_the_texture_gradient_once_for_all_its_steps(monkeypatch)
     monkeypatch.setattr(boundaries, "texture_gradient", counting)
     image, _ = checker_beside_grey()
     steps = iter_segment(
-        image, "default", channel_axis=-1, device="cpu", max_iter=3, min_labels=0,
-        boundary="texture", merge_threshold=0.3, n_superpixels=50,
+        image, "default", channel_axis=-1, device="cpu", max_iter=3, min_classes=0,
+        merge_threshold=0.3, n_superpixels=50,
     )  # fmt: skip
     labels = [step.labels for step in steps]
     assert len(labels) == 3 and len(calls) == 1
@@ -254,10 +260,10 @@ def test_min_segment_width_gives_rims_along_an_outline_to_their_neighbours():
     image = np.zeros((48, 48, 3), np.uint8)
     image[radius < 11.5] = 200
     prepared = prepare_image(image, -1)
-    settings = PRESETS["paper"].replace(connected_components=True)
+    settings = PRESETS["paper"].replace(label_by="segment")
     assert finish_labels(prediction, settings, prepared).max() == 3
     labels = finish_labels(prediction, settings.replace(min_segment_width=5), prepared)
     assert labels.max() == 2
     assert labels[24, 24] != labels[0, 0]  # disc and background stay apart
-    with pytest.raises(ValueError, match="min_segment_width"):
-        SegmentationParams(min_segment_width=-1)
+    with pytest.raises(ValueError, match="min_segment_width must be integer >= 0"):
+        SegmentationParams(label_by="segment", min_segment_width=-1)

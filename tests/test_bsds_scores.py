@@ -239,10 +239,10 @@ def test_runner_records_the_iterations_of_self_training_methods(tmp_path: Path) 
     import bsds
 
     data = fake_split(tmp_path / "data")
-    small = ["n_channels=4", "n_superpixels=8", "device=cpu", "max_iter=3"]
+    small = ["max_classes=4", "n_superpixels=8", "device=cpu", "max_iter=3"]
     # 8x8 pixels hold at most 64 labels: with 65 filters a rule of 64 stops after one update
-    stopping = ("n_channels=65", "min_labels=64")
-    for method, rule, expected in (("paper", ("min_labels=0",), 3), ("demo", stopping, 1)):
+    stopping = ("max_classes=65", "min_classes=64")
+    for method, rule, expected in (("paper", ("min_classes=0",), 3), ("demo", stopping, 1)):
         out = tmp_path / method
         params = [arg for setting in (*small, *rule) for arg in ("--param", setting)]
         argv = ["--method", method, *params, "--data", str(data), "--out", str(out), "--no-docs"]
@@ -263,7 +263,7 @@ def test_engine_prediction_folder_changes_with_the_preset(monkeypatch):
 
     args = bsds.build_parser().parse_args(["--method", "ours", "--param", "max_iter=5"])
     before = bsds._tag(args, "preset=default max_iter=5")
-    changed = params.PRESETS["default"].replace(n_channels=8)
+    changed = params.PRESETS["default"].replace(max_classes=8)
     monkeypatch.setitem(params.PRESETS, "default", changed)
     after = bsds._tag(args, "preset=default max_iter=5")
     assert before != after and before.startswith("ours_preset=default_max_iter=5_")
@@ -301,14 +301,12 @@ def test_merge_sweep_scores_every_setting_from_one_training(tmp_path, capsys, mo
     assert merge_sweep.main(argv) == 0
     assert capsys.readouterr().out.splitlines()[2:] == printed  # same scores, from the cache
     # Post-processing given by --param is not training: the cache still serves it.
-    assert (
-        merge_sweep.main([*argv, "--param", "graph_scale=300.0", "--param", "boundary=colour"]) == 0
-    )
+    assert merge_sweep.main([*argv, "--param", "cut_scale=300.0", "--param", "merge=colour"]) == 0
     assert merge_sweep.main([*argv, "--param", "max_segments=2"]) == 0  # a cap: no training
     assert merge_sweep.main([*argv, "--param", "merge_region_weight=0.4"]) == 0
     capsys.readouterr()
     with pytest.raises(AssertionError, match="cached labels"):  # other settings: not cached
-        merge_sweep.main([*argv, "--param", "n_channels=8"])
+        merge_sweep.main([*argv, "--param", "max_classes=8"])
     assert merge_sweep.main([*argv, "--bound"]) == 0
     assert "per-image choice of these settings" in capsys.readouterr().out
 
@@ -323,7 +321,7 @@ def test_merge_sweep_post_processes_exactly_like_the_engine(tmp_path):
     data, image = sweep_image(tmp_path)
     argv = ["--data", str(data), "--ids", "1", "--iterations", "3", "--cache", str(tmp_path)]
     args = merge_sweep.build_parser().parse_args(
-        [*argv, "--param", "device=cpu", "--param", "min_labels=0"]
+        [*argv, "--param", "device=cpu", "--param", "min_classes=0"]
     )
     raw = merge_sweep.cached_labels(args, "1001")["it3"]
     base = merge_sweep.training_settings(args)
@@ -336,7 +334,7 @@ def test_merge_sweep_post_processes_exactly_like_the_engine(tmp_path):
             min_segment_size=16,
             max_segments=cap,
             spectral_weight=0.2 if premerge else 0.0,
-            premerge_threshold=premerge,
+            premerge_threshold=premerge or None,
             merge_region_weight=region_weight,
         )
         engine = segment(image, setting, channel_axis=-1)
@@ -354,11 +352,11 @@ def test_merge_sweep_stops_where_a_full_run_stops(tmp_path, monkeypatch):
     argv = ["--data", str(data), "--ids", "1", "--iterations", "2,4", "--cache", str(tmp_path)]
     # At its initialisation 97 of 100 filters win somewhere on this image: the rule "99 labels
     # or fewer" stops after the first iteration.
-    params = ["--param", "device=cpu", "--param", "n_channels=100", "--param", "min_labels=99"]
+    params = ["--param", "device=cpu", "--param", "max_classes=100", "--param", "min_classes=99"]
     args = merge_sweep.build_parser().parse_args([*argv, *params])
     cached = merge_sweep.cached_labels(args, "1001")
     argmax = merge_sweep.training_settings(args).replace(**merge_sweep.UNTRAINED, max_iter=4)
-    engine = segment(image, argmax.replace(min_labels=99), channel_axis=-1)
+    engine = segment(image, argmax.replace(min_classes=99), channel_axis=-1)
     assert np.array_equal(cached["it4"], engine)
     assert np.array_equal(cached["it2"], cached["it4"])
     (path,) = tmp_path.glob("1001-*.npz")

@@ -21,7 +21,7 @@ from napari_unsupervised_segmentation.cli import (
 )
 from napari_unsupervised_segmentation.io import read_label_tiff
 
-FAST = ["--max-iter", "3", "--n-channels", "8", "--n-superpixels", "40", "--device", "cpu"]
+FAST = ["--max-iter", "3", "--max-classes", "8", "--n-superpixels", "40", "--device", "cpu"]
 
 
 def test_segments_files_into_label_tiffs_matching_the_api(tmp_path):
@@ -34,7 +34,7 @@ def test_segments_files_into_label_tiffs_matching_the_api(tmp_path):
     assert code == 0
     labels, _ = read_label_tiff(out / "rgb_labels.tif")
     expected = segment(
-        image, channel_axis=-1, max_iter=3, n_channels=8, n_superpixels=40, device="cpu"
+        image, channel_axis=-1, max_iter=3, max_classes=8, n_superpixels=40, device="cpu"
     )
     np.testing.assert_array_equal(labels, expected)
     assert read_label_tiff(out / "gray_labels.tif")[0].shape == (20, 30)
@@ -134,14 +134,24 @@ def test_every_parameter_is_a_flag_and_unset_flags_keep_the_preset():
     args = build_parser().parse_args(["--out", "x", "--preset", "paper", "--lr", "0.05"])
     params = params_from_args(args)
     assert params.lr == 0.05 and params.max_iter == 500
-    args = build_parser().parse_args(["--out", "x", "--seed", "none", "--connected-components"])
-    params = params_from_args(args)
-    assert params.seed is None and params.connected_components
     args = build_parser().parse_args(
-        ["--out", "x", "--boundary", "texture", "--graph-scale", "250"]
+        ["--out", "x", "--preset", "paper", "--seed", "none", "--label-by", "segment"]
     )
     params = params_from_args(args)
-    assert (params.boundary, params.graph_scale) == ("texture", 250.0)
+    assert params.seed is None and params.label_by == "segment"
+    args = build_parser().parse_args(["--out", "x", "--merge", "colour", "--cut-scale", "250"])
+    params = params_from_args(args)
+    # the colour merge's own threshold; the texture merge's settings are dropped
+    assert (params.merge, params.cut_scale, params.merge_threshold) == ("colour", 250.0, 2.0)
+    assert params.spectral_weight is None
+
+
+def test_a_flag_of_an_option_not_chosen_exits_naming_the_option(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--sample", "coffee", "--out", str(tmp_path), "--merge", "colour",
+              "--spectral-weight", "0.2"])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "spectral_weight applies only with merge='texture'" in capsys.readouterr().err
 
 
 def test_invalid_parameter_exits_with_usage_error(tmp_path, capsys):
@@ -190,7 +200,7 @@ def test_stacks_are_refused_or_segmented_plane_by_plane(tmp_path, capsys):
     assert not out.exists() or not list(out.iterdir())
 
     assert main([*files, "--out", str(out), "--quiet", *FAST, "--planes"]) == 0
-    settings = {"max_iter": 3, "n_channels": 8, "n_superpixels": 40, "device": "cpu"}
+    settings = {"max_iter": 3, "max_classes": 8, "n_superpixels": 40, "device": "cpu"}
     labels, info = read_label_tiff(out / "stack_labels.tif")  # ".ome" is not kept
     assert labels.shape == (3, 20, 24) and info["axes"] == "ZYX"
     for z in range(3):
@@ -296,7 +306,7 @@ def test_existing_outputs_and_inputs_are_never_overwritten(tmp_path, capsys):
     assert (out / "a_labels.tif").read_bytes() == first
     assert main([*again, "--overwrite"]) == 0
     assert (out / "a_labels.tif").read_bytes() != first
-    expected = segment(image, "paper", max_iter=3, n_channels=8, n_superpixels=40, device="cpu")
+    expected = segment(image, "paper", max_iter=3, max_classes=8, n_superpixels=40, device="cpu")
     np.testing.assert_array_equal(read_label_tiff(out / "a_labels.tif")[0], expected)
 
 
@@ -324,7 +334,7 @@ def test_colour_stack_of_a_plain_tiff_is_segmented_plane_by_plane(tmp_path):
         main([str(tmp_path / "frames.tif"), "--out", str(out), "--quiet", "--planes", *FAST]) == 0
     )
     labels, _ = read_label_tiff(out / "frames_labels.tif")
-    settings = {"max_iter": 3, "n_channels": 8, "n_superpixels": 40, "device": "cpu"}
+    settings = {"max_iter": 3, "max_classes": 8, "n_superpixels": 40, "device": "cpu"}
     assert labels.shape == (2, 20, 24)
     np.testing.assert_array_equal(labels[1], segment(frames[1], channel_axis=-1, **settings))
 
@@ -399,7 +409,7 @@ def test_pages_written_one_by_one_are_a_stack_not_their_first_page(tmp_path, cap
     assert "or --channel-axis none --planes for a grayscale stack" in error
     assert main([*run, "--channel-axis", "none", "--planes"]) == 0
     labels, _ = read_label_tiff(out / "loop_labels.tif")
-    settings = {"max_iter": 3, "n_channels": 8, "n_superpixels": 40, "device": "cpu"}
+    settings = {"max_iter": 3, "max_classes": 8, "n_superpixels": 40, "device": "cpu"}
     assert labels.shape == (3, 20, 24)
     np.testing.assert_array_equal(labels[2], segment(frames[2], **settings))
 
@@ -412,7 +422,7 @@ def test_a_bigtiff_suffix_is_read_as_a_tiff(tmp_path):
     run = [str(tmp_path / "two.btf"), "--out", str(tmp_path), "--quiet", *FAST]
     assert main(run) == 0
     labels, _ = read_label_tiff(tmp_path / "two_labels.tif")
-    settings = {"max_iter": 3, "n_channels": 8, "n_superpixels": 40, "device": "cpu"}
+    settings = {"max_iter": 3, "max_classes": 8, "n_superpixels": 40, "device": "cpu"}
     np.testing.assert_array_equal(labels, segment(two, channel_axis=-1, rgb=False, **settings))
 
 
@@ -436,7 +446,7 @@ def test_grayscale_png_with_alpha_is_grayscale(tmp_path):
     Image.fromarray(np.dstack([gray, alpha]), mode="LA").save(tmp_path / "la.png")
     assert main([str(tmp_path / "la.png"), "--out", str(tmp_path), "--quiet", *FAST]) == 0
     labels, _ = read_label_tiff(tmp_path / "la_labels.tif")
-    settings = {"max_iter": 3, "n_channels": 8, "n_superpixels": 40, "device": "cpu"}
+    settings = {"max_iter": 3, "max_classes": 8, "n_superpixels": 40, "device": "cpu"}
     np.testing.assert_array_equal(labels, segment(gray, **settings))
 
 
@@ -570,7 +580,7 @@ def test_sigterm_while_training_stops_like_ctrl_c_and_leaves_no_file(tmp_path):
     image = np.random.default_rng(0).integers(0, 255, (32, 32), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "cells.tif", image)
     out = tmp_path / "out"
-    endless = ["--max-iter", "1000000", "--min-labels", "0"]  # trains until stopped
+    endless = ["--max-iter", "1000000", "--min-classes", "0"]  # trains until stopped
     command = [sys.executable, "-m", "napari_unsupervised_segmentation"]
     cli = subprocess.Popen(
         [*command, str(tmp_path / "cells.tif"), "--out", str(out), *FAST, *endless],
@@ -633,7 +643,7 @@ def test_each_image_gets_a_summary_line_on_stdout_also_when_quiet(tmp_path, caps
     names = ("cells.tif", "timelapse.tif", "odd\x1b[31m.tif")
     files = [str(tmp_path / name) for name in names]
     out = tmp_path / "out"
-    exact = ["--min-labels", "0"]  # every plane trains for --max-iter iterations
+    exact = ["--min-classes", "0"]  # every plane trains for --max-iter iterations
     assert main([*files, "--planes", "--out", str(out), "--quiet", *FAST, *exact]) == 0
     output = capsys.readouterr()
     assert output.err == ""  # --quiet: no progress bars
@@ -668,7 +678,7 @@ def test_progress_counts_classes_while_training_then_the_labels_and_names_planes
                      metadata={"axes": "TZYX"})  # fmt: skip
     files = [str(tmp_path / name) for name in ("cells.tif", "timelapse.tif")]
     out = tmp_path / "out"
-    assert main([*files, "--planes", "--out", str(out), *FAST, "--min-labels", "0"]) == 0
+    assert main([*files, "--planes", "--out", str(out), *FAST, "--min-classes", "0"]) == 0
     progress = capsys.readouterr().err
     assert re.search(r"cells: .*\d+ class(es)? while training", progress)
     count = int(read_label_tiff(out / "cells_labels.tif")[0].max())

@@ -20,14 +20,14 @@ from napari_unsupervised_segmentation._napari.layers import (
     holds_last_write,
     layer_displayed_axes,
     layer_input,
-    plan_plane,
     show_labels,
     write_plane,
 )
 from napari_unsupervised_segmentation._napari.sample_data import coffee
+from napari_unsupervised_segmentation.core.plan import plan_plane
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = SegmentationParams(max_iter=8, min_labels=0, n_superpixels=50, n_channels=8)
+FAST = SegmentationParams(max_iter=8, min_classes=0, n_superpixels=50, max_classes=8)
 EXAMPLE = re.compile(r"```python\n(# console example \((\w)\)\n.*?)```", re.DOTALL)
 
 
@@ -556,9 +556,9 @@ def test_segment_layer_says_how_many_labels_it_made(make_napari_viewer):
         rf"img labels: {n_labels} labels in 8 iterations, \d+\.\d s", last_message()
     )
     # the stopping rule ends training early: the iterations run are said
-    iterations = len(list(iter_segment(_image(), FAST, min_labels=7)))
+    iterations = len(list(iter_segment(_image(), FAST, min_classes=7)))
     assert 1 < iterations < 8
-    labels = segment_layer("img", viewer, FAST, min_labels=7)
+    labels = segment_layer("img", viewer, FAST, min_classes=7)
     said = rf"img labels: {labels.data.max()} labels in {iterations} iterations, \d+\.\d s"
     assert re.fullmatch(said, last_message())
 

@@ -21,7 +21,9 @@ from napari_unsupervised_segmentation.core.normalize import prepare_image
 from napari_unsupervised_segmentation.core.refine import SuperpixelRefiner, compute_superpixels
 from napari_unsupervised_segmentation.core.train import continuity_loss
 
-TINY = dict(n_channels=16, n_superpixels=30, device="cpu")
+#: The colour merge, whose settings the bad values below go to.
+COLOUR = {"label_by": "segment", "merge": "colour"}
+TINY = dict(max_classes=16, n_superpixels=30, device="cpu")
 
 
 def two_colour_image(noise: float = 10.0, seed: int = 0) -> np.ndarray:
@@ -39,18 +41,20 @@ def majority_share(labels: np.ndarray) -> tuple[int, float]:
 
 
 @pytest.mark.parametrize(
-    ("seed", "graph_scale"), [(0, 0.0), (1, 0.0), (2, 0.0), (0, 100.0), (1, 100.0)]
+    ("seed", "superpixels"),
+    [(0, "slic"), (1, "slic"), (2, "slic"), (0, "graph"), (1, "graph")],
 )
-def test_two_colours_give_labels_that_follow_the_edge(seed, graph_scale):
-    """With SLIC superpixels (graph scale 0) and with graph-based ones."""
+def test_two_colours_give_labels_that_follow_the_edge(seed, superpixels):
+    """With SLIC superpixels and with graph-based ones."""
+    tiny = TINY if superpixels == "slic" else {**TINY, "n_superpixels": None}
     labels = segment(
         two_colour_image(),
         channel_axis=-1,
         max_iter=40,
-        min_labels=2,
+        min_classes=2,
         seed=seed,
-        superpixel_graph_scale=graph_scale,
-        **TINY,
+        superpixels=superpixels,
+        **tiny,
     )
     left, left_share = majority_share(labels[:, :16])
     right, right_share = majority_share(labels[:, 16:])
@@ -112,7 +116,7 @@ def test_refinement_tie_goes_to_smallest_label():
 
 def test_same_seed_gives_identical_labels_and_other_seed_differs():
     image = np.random.default_rng(3).integers(0, 255, (20, 24, 3), dtype=np.uint8)
-    run = dict(channel_axis=-1, max_iter=5, min_labels=0, **TINY)
+    run = dict(channel_axis=-1, max_iter=5, min_classes=0, **TINY)
     first = segment(image, "paper", seed=7, **run)
     np.testing.assert_array_equal(first, segment(image, "paper", seed=7, **run))
     assert not np.array_equal(first, segment(image, "paper", seed=8, **run))
@@ -120,7 +124,7 @@ def test_same_seed_gives_identical_labels_and_other_seed_differs():
 
 def test_stops_at_max_iter_without_stopping_rule():
     steps = list(
-        iter_segment(two_colour_image(), channel_axis=-1, max_iter=4, min_labels=0, **TINY)
+        iter_segment(two_colour_image(), channel_axis=-1, max_iter=4, min_classes=0, **TINY)
     )
     assert [s.iteration for s in steps] == [1, 2, 3, 4]
     assert [s.is_last for s in steps] == [False, False, False, True]
@@ -128,7 +132,7 @@ def test_stops_at_max_iter_without_stopping_rule():
 
 def test_stopping_rule_ends_when_few_labels_remain():
     steps = list(
-        iter_segment(two_colour_image(), channel_axis=-1, max_iter=200, min_labels=3, **TINY)
+        iter_segment(two_colour_image(), channel_axis=-1, max_iter=200, min_classes=3, **TINY)
     )
     assert steps[-1].n_classes <= 3 < steps[-2].n_classes
     assert steps[-1].is_last and len(steps) < 200
@@ -153,15 +157,15 @@ def test_connected_components_split_disconnected_regions():
     image = np.zeros((24, 32), np.uint8)
     image[4:10, 4:10] = 255  # two separate bright squares on a dark ground
     image[14:20, 20:28] = 255
-    run = dict(max_iter=60, min_labels=2, **TINY)
+    run = dict(max_iter=60, min_classes=2, **TINY)
     merged = segment(image, "paper", **run)
-    split = segment(image, "paper", connected_components=True, **run)
+    split = segment(image, "paper", label_by="segment", **run)
     np.testing.assert_array_equal(split, split_connected_components(merged))
     assert merged[6, 6] == merged[16, 24] and split[6, 6] != split[16, 24]
 
 
 def test_constant_image_gives_one_label():
-    labels = segment(np.full((16, 16), 7, np.uint16), max_iter=3, min_labels=0, **TINY)
+    labels = segment(np.full((16, 16), 7, np.uint16), max_iter=3, min_classes=0, **TINY)
     assert labels.shape == (16, 16) and set(np.unique(labels)) == {1}
 
 
@@ -171,7 +175,7 @@ def test_constant_image_gives_one_label():
 def test_other_dtypes_are_segmented(dtype, high):
     image = np.zeros((20, 24), dtype)
     image[:, 12:] = dtype(high)
-    labels = segment(image, max_iter=30, min_labels=2, **TINY)
+    labels = segment(image, max_iter=30, min_classes=2, **TINY)
     assert labels.shape == (20, 24)
     assert labels[0, 0] != labels[0, -1]
 
@@ -366,30 +370,30 @@ def test_a_lazy_image_is_read_once_and_segmented_as_the_array_itself():
     ("change", "message"),
     [
         ({"max_iter": 0}, "max_iter"),
-        ({"n_channels": 1}, "n_channels"),
-        ({"min_labels": -1}, "min_labels"),
+        ({"max_classes": 1}, "max_classes"),
+        ({"min_classes": -1}, "min_classes"),
         ({"n_superpixels": 0}, "n_superpixels"),
         ({"compactness": 0}, "compactness"),
-        ({"superpixel_graph_scale": -1.0}, "superpixel_graph_scale"),
+        ({"superpixels": "graph", "superpixel_scale": -1.0}, "superpixel_scale"),
         ({"n_conv": 0}, "n_conv"),
         ({"lr": -1.0}, "lr"),
         ({"momentum": 1.0}, "momentum"),
         ({"precision": "fp8"}, "precision"),
-        ({"merge_interior_weight": -0.5}, "merge_interior_weight"),
-        ({"merge_interior_weight": float("inf")}, "merge_interior_weight"),
-        ({"max_segments": -1}, "max_segments"),
-        ({"max_segments": 2.5}, "max_segments"),
+        ({**COLOUR, "merge_interior_weight": -0.5}, "merge_interior_weight"),
+        ({**COLOUR, "merge_interior_weight": float("inf")}, "merge_interior_weight"),
+        ({**COLOUR, "max_segments": -1}, "max_segments"),
+        ({**COLOUR, "max_segments": 2.5}, "max_segments"),
         ({"seed": 1.5}, "seed"),
         ({"seed": -1}, "seed"),  # the widget's "random"; in scripts: None
         ({"seed": 2**64}, "seed"),
         ({"max_iter": 2.5}, "max_iter"),
         ({"lr": float("inf")}, "lr"),
         ({"compactness": float("nan")}, "compactness"),
-        ({"graph_scale": float("inf")}, "graph_scale"),
+        ({"label_by": "segment", "cut_scale": float("inf")}, "cut_scale"),
         ({"lr": 10**400}, "lr"),  # an integer beyond float's range
-        ({"merge_interior_weight": -(10**400)}, "merge_interior_weight"),
-        ({"n_channels": 3}, "min_labels must be below n_channels"),  # would stop at once
-        ({"n_channels": 4, "min_labels": 5}, "min_labels must be below n_channels"),
+        ({**COLOUR, "merge_interior_weight": -(10**400)}, "merge_interior_weight"),
+        ({"max_classes": 3}, "min_classes must be below max_classes"),  # would stop at once
+        ({"max_classes": 4, "min_classes": 5}, "min_classes must be below max_classes"),
     ],
 )
 def test_bad_parameters_raise_clear_errors(change, message):
@@ -416,7 +420,7 @@ def test_unknown_parameter_and_preset_are_rejected():
 
 def test_paper_preset_holds_the_papers_settings():
     paper = PRESETS["paper"]
-    assert (paper.n_conv, paper.n_channels, paper.max_iter, paper.min_labels) == (2, 100, 500, 3)
+    assert (paper.n_conv, paper.max_classes, paper.max_iter, paper.min_classes) == (2, 100, 500, 3)
     assert (paper.lr, paper.momentum, paper.n_superpixels, paper.compactness) == (
         0.1,
         0.9,
@@ -508,17 +512,17 @@ def test_overlapping_runs_leave_the_users_tf32_flags_as_they_were():
 
 
 @pytest.mark.parametrize(
-    ("n_channels", "dtype"),
+    ("max_classes", "dtype"),
     [(2, torch.uint8), (256, torch.uint8), (257, torch.int16), (40000, torch.int32)],
 )
-def test_kept_steps_hold_their_argmax_in_the_smallest_dtype(n_channels, dtype):
+def test_kept_steps_hold_their_argmax_in_the_smallest_dtype(max_classes, dtype):
     from napari_unsupervised_segmentation.core.train import _smallest_label_dtype
 
-    assert _smallest_label_dtype(n_channels) == dtype  # a list of 500 steps stays small
-    if n_channels <= 257:  # (40000 filters would need 58 GB of weights)
-        run = dict(TINY, n_channels=n_channels, min_labels=0)
+    assert _smallest_label_dtype(max_classes) == dtype  # a list of 500 steps stays small
+    if max_classes <= 257:  # (40000 filters would need 58 GB of weights)
+        run = dict(TINY, max_classes=max_classes, min_classes=0)
         step = next(iter_segment(two_colour_image(), "paper", channel_axis=-1, **run))
-        assert step._prediction.dtype == dtype
+        assert step.prediction.dtype == dtype
         expected = segment(two_colour_image(), "paper", channel_axis=-1, max_iter=1, **run)
         np.testing.assert_array_equal(step.labels, expected)  # the narrowing loses nothing
 
@@ -575,7 +579,7 @@ def test_continuity_loss_is_mean_absolute_neighbour_difference():
 
 
 def test_continuity_weight_changes_training():
-    run = dict(channel_axis=-1, max_iter=5, min_labels=0, **TINY)
+    run = dict(channel_axis=-1, max_iter=5, min_classes=0, **TINY)
     image = np.random.default_rng(2).integers(0, 255, (20, 24, 3), dtype=np.uint8)
     plain = [s.loss for s in iter_segment(image, **run)]
     smooth = [s.loss for s in iter_segment(image, continuity_weight=1.0, **run)]
@@ -678,7 +682,7 @@ def test_an_image_too_large_for_the_memory_available_is_refused_before_training(
         iter_segment(image, settings)  # raised at the call, before any training
     # on a CUDA device only the computer's share counts; fewer filters fit
     memory.check_memory(64, 96, settings, network_in_memory=False)
-    assert segment(image, settings, n_channels=50).shape == (64, 96)
+    assert segment(image, settings, max_classes=50).shape == (64, 96)
     monkeypatch.setattr(memory, "available_memory", lambda: None)  # unknown: no check
     assert segment(image, settings).shape == (64, 96)
     # channels first: the plane is 64 x 96

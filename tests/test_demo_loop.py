@@ -13,7 +13,7 @@ from napari_unsupervised_segmentation.core.normalize import prepare_image
 from napari_unsupervised_segmentation.core.params import PRESETS
 from napari_unsupervised_segmentation.core.refine import compute_superpixels
 
-SETTINGS = PRESETS["paper"].replace(n_channels=8, n_superpixels=16, seed=3)
+SETTINGS = PRESETS["paper"].replace(max_classes=8, n_superpixels=16, seed=3)
 
 
 def colour_blocks() -> np.ndarray:
@@ -32,7 +32,7 @@ def one_step(quirks: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], dict[str
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     optimizer = torch.optim.SGD(trained, lr=SETTINGS.lr, momentum=SETTINGS.momentum)
     pixels = torch.rand(1, 3, 10, 10)
-    target = torch.randint(0, SETTINGS.n_channels, (1, 10, 10))
+    target = torch.randint(0, SETTINGS.max_classes, (1, 10, 10))
     F.cross_entropy(model(pixels), target).backward()
     optimizer.step()
     after = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -103,13 +103,13 @@ def test_demo_segment_labels_the_image_consecutively() -> None:
 
 def test_demo_train_counts_the_updates_until_the_stopping_rule() -> None:
     image = colour_blocks()
-    labels, iterations = demo_loop.demo_train(image, demo_loop.QUIRKS, **_small(), min_labels=0)
+    labels, iterations = demo_loop.demo_train(image, demo_loop.QUIRKS, **_small(), min_classes=0)
     assert iterations == 5  # the rule off: every one of max_iter updates
     assert same_partition(
-        labels, demo_loop.demo_segment(image, demo_loop.QUIRKS, **_small(), min_labels=0)
+        labels, demo_loop.demo_segment(image, demo_loop.QUIRKS, **_small(), min_classes=0)
     )
     # a rule that every prediction meets (at most 576 labels from 24x24 pixels) stops after one
-    every = {**_small(), "n_channels": 600, "min_labels": 576}
+    every = {**_small(), "max_classes": 600, "min_classes": 576}
     assert demo_loop.demo_train(image, demo_loop.QUIRKS, **every)[1] == 1
 
 
@@ -161,7 +161,7 @@ def test_bsds_refuses_what_the_demo_loop_would_ignore() -> None:
 
 
 def _small(max_iter: int = 5) -> dict[str, object]:
-    return {"n_channels": 8, "n_superpixels": 16, "max_iter": max_iter, "seed": 3, "device": "cpu"}
+    return {"max_classes": 8, "n_superpixels": 16, "max_iter": max_iter, "seed": 3, "device": "cpu"}
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:

@@ -16,18 +16,9 @@ from napari_unsupervised_segmentation.core.postprocess import LabelFinisher
 
 #: The default preset's post-processing (texture gradient, graph segments, merges), trained
 #: briefly on a small image.
-POSTPROCESSED = PRESETS["default"].replace(max_iter=8, n_superpixels=60, n_channels=8)
+POSTPROCESSED = PRESETS["default"].replace(max_iter=8, n_superpixels=60, max_classes=8)
 #: The same training, every argmax value one label.
-RAW = POSTPROCESSED.replace(
-    graph_scale=0.0,
-    merge_threshold=0.0,
-    premerge_threshold=0.0,
-    spectral_weight=0.0,
-    min_segment_size=0,
-    min_segment_width=0,
-    max_segments=0,
-    connected_components=False,
-)
+RAW = POSTPROCESSED.replace(label_by="class")
 TIMEOUT = 60_000  # ms; generous, the CPU is shared
 
 
@@ -86,7 +77,7 @@ def test_settings_without_post_processing_need_no_maps():
 
 @pytest.mark.parametrize("preset", ["default", "paper"])
 def test_final_labels_after_live_previews_equal_segments(preset):
-    params = PRESETS[preset].replace(max_iter=8, n_superpixels=60, n_channels=8, min_labels=0)
+    params = PRESETS[preset].replace(max_iter=8, n_superpixels=60, max_classes=8, min_classes=0)
     steps = list(iter_segment(_image(), params, channel_axis=-1))
     for step in steps:
         step.preview_labels  # noqa: B018  (as a live display reads them)
@@ -133,7 +124,7 @@ def test_the_viewer_shows_labels_before_the_maps_are_made(
 
 
 def test_a_run_without_post_processing_shows_the_same_labels_live_and_final():
-    params = SegmentationParams(max_iter=5, min_labels=0, n_superpixels=40, n_channels=6)
+    params = SegmentationParams(max_iter=5, min_classes=0, n_superpixels=40, max_classes=6)
     steps = list(iter_segment(_image(), params, channel_axis=-1))
     for step in steps:
         np.testing.assert_array_equal(step.preview_labels, step.labels)

@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
     image[10:30, 10:30] += 2.0
     layer = viewer.add_image(image, name="img")
     # the default preset, so that post-processing runs too, briefly
-    fast = PRESETS["default"].replace(max_iter=5, min_labels=0, n_superpixels=50)
+    fast = PRESETS["default"].replace(max_iter=5, min_classes=0, n_superpixels=50)
     assert "torch" not in sys.modules, "torch was imported before training"
     {run}
     loaded = sorted(name for name in ("torch._dynamo", "triton") if name in sys.modules)

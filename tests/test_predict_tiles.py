@@ -10,7 +10,7 @@ import zarr
 from napari_unsupervised_segmentation import SegmentationParams, fit
 
 #: Small, fast settings: a few seconds on a 2-core CPU.
-FAST = SegmentationParams(max_iter=15, min_labels=0, n_superpixels=60, n_channels=8)
+FAST = SegmentationParams(max_iter=15, min_classes=0, n_superpixels=60, max_classes=8)
 
 
 def _image(seed: int = 0, shape=(40, 52)) -> np.ndarray:

@@ -9,6 +9,14 @@ from napari_unsupervised_segmentation.core.normalize import prepare_image
 from napari_unsupervised_segmentation.core.postprocess import LabelFinisher
 from napari_unsupervised_segmentation.core.spectral import spectral_boundaries
 
+#: The texture merge with the boundary alone: no interior or region terms.
+TEXTURE = {
+    "label_by": "segment",
+    "merge": "texture",
+    "merge_interior_weight": 0.0,
+    "merge_region_weight": 0.0,
+}
+
 
 def two_groups_of_blocks() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """4 x 8 blocks of 6x6 pixels; a weak edge (0.1) around every block, 0.25 between halves.
@@ -43,17 +51,15 @@ def test_spectral_weight_keeps_apart_two_regions_that_the_local_map_alone_joins(
     blocks, edge_map, _ = two_groups_of_blocks()
     monkeypatch.setattr(boundaries, "texture_gradient", lambda *args, **kwargs: edge_map)
     image = prepare_image(np.random.default_rng(0).random(blocks.shape))
-    settings = SegmentationParams(boundary="texture", merge_threshold=0.3)
+    settings = SegmentationParams(**TEXTURE, merge_threshold=0.3, spectral_weight=0.0)
     finish = LabelFinisher(settings, image)
     # Every boundary's mean edge is under 0.3: the local map alone joins everything.
     np.testing.assert_array_equal(finish(blocks), np.ones(blocks.shape))
-    halves = finish(blocks, settings.replace(spectral_weight=0.2))
+    halves = finish(blocks, settings.replace(spectral_weight=0.2, premerge_threshold=0.0))
     np.testing.assert_array_equal(halves, np.where(blocks % 8 < 4, 1, 2))
-    # The colour merge has no edge map to add the cue to, and ignores it.
-    colour = settings.replace(boundary="colour", merge_threshold=1.0)
-    np.testing.assert_array_equal(
-        finish(blocks, colour.replace(spectral_weight=0.2)), finish(blocks, colour)
-    )
+    # The colour merge has no edge map to add the cue to: the weight is refused there.
+    with pytest.raises(ValueError, match="spectral_weight applies only with merge='texture'"):
+        settings.replace(merge="colour", spectral_weight=0.2)
 
 
 def three_bands_of_blocks() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,7 +80,9 @@ def test_premerge_recomputes_the_cue_over_the_joined_pieces_and_finds_the_region
     blocks, edge_map, bands = three_bands_of_blocks()
     monkeypatch.setattr(boundaries, "texture_gradient", lambda *args, **kwargs: edge_map)
     image = prepare_image(np.random.default_rng(0).random(blocks.shape))
-    settings = SegmentationParams(boundary="texture", merge_threshold=0.22, spectral_weight=0.2)
+    settings = SegmentationParams(
+        **TEXTURE, merge_threshold=0.22, spectral_weight=0.2, premerge_threshold=0.0
+    )
     finish = LabelFinisher(settings, image)
     # Over 48 small blocks the cue keeps pairs of blocks apart inside each band ...
     assert finish(blocks).max() == 12
@@ -86,10 +94,9 @@ def test_premerge_recomputes_the_cue_over_the_joined_pieces_and_finds_the_region
         finish(blocks, settings.replace(premerge_threshold=0.22)),
     )
     # Without the spectral cue, and in the colour merge, there is nothing to recompute.
-    for other in (settings.replace(spectral_weight=0.0), settings.replace(boundary="colour")):
-        np.testing.assert_array_equal(
-            finish(blocks, other.replace(premerge_threshold=0.18)), finish(blocks, other)
-        )
+    for other in ({"spectral_weight": 0.0}, {"merge": "colour"}):
+        with pytest.raises(ValueError, match="premerge_threshold applies only with"):
+            settings.replace(**other, premerge_threshold=0.18)
 
 
 def test_the_cue_is_zero_with_fewer_than_three_segments():
@@ -117,10 +124,10 @@ def test_large_graphs_give_the_dense_solution(monkeypatch):
 @pytest.mark.parametrize("value", [-0.1, float("inf"), float("nan"), "0.2", True])
 def test_spectral_weight_is_validated(value):
     with pytest.raises(ValueError, match="spectral_weight"):
-        SegmentationParams(spectral_weight=value)
+        SegmentationParams(**TEXTURE, spectral_weight=value)
 
 
 @pytest.mark.parametrize("value", [-0.1, float("inf"), float("nan"), "0.2", True])
 def test_premerge_threshold_is_validated(value):
     with pytest.raises(ValueError, match="premerge_threshold"):
-        SegmentationParams(premerge_threshold=value)
+        SegmentationParams(**TEXTURE, spectral_weight=0.2, premerge_threshold=value)

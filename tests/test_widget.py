@@ -21,7 +21,7 @@ from napari_unsupervised_segmentation._napari.worker import (
 PLUGIN = "napari-unsupervised-segmentation"
 WIDGET = "Segment image"
 #: Small, fast settings (2-core CPU): every test run takes well under a second of training.
-FAST = SegmentationParams(max_iter=12, min_labels=0, n_superpixels=50, n_channels=8)
+FAST = SegmentationParams(max_iter=12, min_classes=0, n_superpixels=50, max_classes=8)
 #: A run that only ends when stopped.
 ENDLESS = FAST.replace(max_iter=1_000_000)
 TIMEOUT = 60_000  # ms; generous, the CPU is shared
@@ -152,7 +152,14 @@ def test_a_slow_image_map_does_not_hold_live_updates_back(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(boundaries, "texture_gradient", slow)
-    textured = FAST.replace(boundary="texture", merge_threshold=0.3)
+    textured = FAST.replace(
+        label_by="segment",
+        merge="texture",
+        merge_threshold=0.3,
+        merge_interior_weight=0.0,
+        merge_region_weight=0.0,
+        spectral_weight=0.0,
+    )
     stop, done = threading.Event(), threading.Event()
     ticks = iter(np.arange(0.0, 100.0, 0.1))
     items = list(train_updates(_image(), None, textured, stop, done, 0.25, lambda: next(ticks)))
@@ -216,17 +223,31 @@ def test_controls_show_default_preset_with_tooltips(viewer_widget):
     _, widget = viewer_widget
     assert widget.preset.value == "default"
     assert widget.params == PRESETS["default"]
-    basic = ("max_iter", "min_labels", "n_superpixels", "seed", "device")
+    basic = ("max_iter", "min_classes", "max_classes", "merge_threshold", "seed", "device")
+    sections = {group: section for group, (_, section) in widget.sections.items()}
     for name in basic:
         control = getattr(widget, name)
         assert control.tooltip, name
-        assert control.parent is not widget.advanced.native
-    for name in ("n_channels", "n_conv", "lr", "momentum", "compactness", "precision"):
-        assert widget.advanced[name].tooltip, name
-    assert widget.advanced["superpixel_graph_scale"].tooltip
-    assert widget.advanced.native.isHidden()
-    widget.advanced_toggle.value = True
-    assert not widget.advanced.native.isHidden()
+        assert not any(control in section for section in sections.values()), name
+    # with the preset, at most 7 settings controls outside the collapsed sections
+    shown = [
+        w.name for w in widget if w.name in {*basic, *(n for s in sections.values() for n in s)}
+    ]
+    assert shown == list(basic) and len([widget.preset, *shown]) <= 7
+    assert list(sections) == ["training", "refinement", "post-processing", "runtime"]
+    for group, names in {
+        "training": ("n_conv", "lr", "momentum", "continuity_weight"),
+        "refinement": ("superpixels", "n_superpixels", "compactness", "superpixel_scale"),
+        "post-processing": ("label_by", "cut_scale", "merge", "premerge_threshold"),
+        "runtime": ("precision",),
+    }.items():
+        for name in names:
+            assert sections[group][name].tooltip, name
+    for toggle, section in widget.sections.values():
+        assert section.native.isHidden()
+        toggle.value = True
+        assert not section.native.isHidden()
+    assert "Applies with merge='texture'" in widget.spectral_weight.tooltip
     widget.preset.value = "paper"
     assert widget.params == PRESETS["paper"] == SegmentationParams()
 
@@ -242,7 +263,7 @@ def test_a_preset_keeps_the_chosen_device_and_precision(viewer_widget):
 def test_a_preset_mends_settings_that_do_not_fit_together(viewer_widget):
     _, widget = viewer_widget
     widget.preset.value = "paper"
-    widget.n_channels.value, widget.min_labels.value = 2, 3  # Run would refuse these
+    widget.max_classes.value, widget.min_classes.value = 2, 3  # Run would refuse these
     widget.preset.value = "default"
     assert widget.params == PRESETS["default"]
 
@@ -269,15 +290,34 @@ def test_channel_axis_list_follows_the_chosen_layer_in_order(viewer_widget):
     ]
 
 
-def test_slic_settings_are_greyed_out_while_graph_superpixels_are_on(viewer_widget):
+def test_settings_of_options_not_chosen_are_greyed_out_and_left_out(viewer_widget):
     _, widget = viewer_widget
     widget.preset.value = "paper"
     assert widget.n_superpixels.enabled and widget.compactness.enabled
-    widget.superpixel_graph_scale.value = 100.0
+    assert not widget.superpixel_scale.enabled
+    widget.superpixels.value = "graph"
     assert not widget.n_superpixels.enabled and not widget.compactness.enabled
-    assert widget.params.superpixel_graph_scale == 100.0
-    widget.superpixel_graph_scale.value = 0.0
-    assert widget.n_superpixels.enabled and widget.compactness.enabled
+    params = widget.params
+    assert (params.superpixels, params.superpixel_scale, params.n_superpixels) == (
+        "graph",
+        100,
+        None,
+    )
+    widget.superpixels.value = "slic"
+    assert widget.n_superpixels.enabled and not widget.superpixel_scale.enabled
+    # the paper's one label per class: no post-processing control applies
+    assert not widget.merge.enabled and not widget.merge_threshold.enabled
+    assert widget.params.merge is None
+    widget.preset.value = "default"
+    assert widget.merge_threshold.enabled and widget.spectral_weight.enabled
+    widget.merge.value = "colour"  # a colour threshold, and no texture settings
+    assert widget.merge_threshold.value == 2.0 and not widget.spectral_weight.enabled
+    assert widget.params == PRESETS["default"].replace(merge="colour")
+    widget.merge.value = "texture"
+    assert widget.params == PRESETS["default"]
+    widget.spectral_weight.value = 0.0
+    assert not widget.premerge_threshold.enabled
+    assert widget.params.premerge_threshold is None
 
 
 def test_live_updates_into_one_layer_and_final_equals_segment(viewer_widget, qtbot, errors):
@@ -669,17 +709,19 @@ def test_closing_the_dock_mid_run_stops_training_and_keeps_the_labels_drawn(view
     assert not widget.is_running and widget.run_button.text == "Run"
 
 
-def test_the_advanced_section_has_no_caption_of_its_own(viewer_widget):
+def test_the_sections_have_no_caption_of_their_own(viewer_widget):
     from qtpy.QtWidgets import QLabel
 
     _, widget = viewer_widget
-    widget.advanced_toggle.value = True
+    for toggle, _ in widget.sections.values():
+        toggle.value = True
     captions = [
-        label.text()
+        label.text().lower()
         for label in widget.native.findChildren(QLabel)
-        if label.isVisibleTo(widget.native) and not widget.advanced.native.isAncestorOf(label)
+        if label.isVisibleTo(widget.native)
+        and not any(s.native.isAncestorOf(label) for _, s in widget.sections.values())
     ]
-    assert "advanced" not in [text.lower() for text in captions]
+    assert not any(caption.endswith("settings") for caption in captions), captions
 
 
 def test_a_long_status_does_not_widen_the_dock(viewer_widget, qtbot):
@@ -724,11 +766,14 @@ def test_every_value_a_control_allows_at_its_ends_is_a_valid_setting(qapp):
             for end in (control.min, control.max):
                 control.value = end  # what the box shows and hands over, after its rounding
                 values = {**defaults, name: control.value}
-                # the one rule across boxes: fewer labels to stop at than filters
-                if name == "n_channels":
-                    values["min_labels"] = min(values["min_labels"], end - 1)
-                if name == "min_labels":
-                    values["n_channels"] = controls["n_channels"].max
+                # the rules across boxes: fewer classes to stop at than the most classes,
+                # and a merge needs a threshold or a cap
+                if name == "max_classes":
+                    values["min_classes"] = min(values["min_classes"], end - 1)
+                if name == "min_classes":
+                    values["max_classes"] = controls["max_classes"].max
+                if name == "merge_threshold" and end == 0:
+                    values["max_segments"] = 1
                 params_from_values(values)  # raises if invalid
                 checked += 1
             control.value = defaults[name]
@@ -738,10 +783,10 @@ def test_every_value_a_control_allows_at_its_ends_is_a_valid_setting(qapp):
 def test_a_stopping_rule_of_as_many_labels_as_filters_is_refused_at_run(viewer_widget, errors):
     viewer, widget = viewer_widget
     viewer.add_image(_image(), name="img")
-    widget.n_channels.value = 3  # min_labels stays 3: training would stop at once
+    widget.max_classes.value = 3  # min_classes stays 3: training would stop at once
     widget.run()
     assert not widget.is_running and not any(layer.name == "img labels" for layer in viewer.layers)
-    assert any("min_labels must be below n_channels" in message for message in errors())
+    assert any("min_classes must be below max_classes" in message for message in errors())
 
 
 def test_settings_outside_the_controls_are_refused_without_changing_any(viewer_widget):
@@ -767,3 +812,42 @@ def test_the_stack_sample_segments_both_channels_of_the_plane_shown(viewer_widge
     expected = segment(layer.data[2], FAST, channel_axis=0)  # (C, Y, X): two stains
     np.testing.assert_array_equal(labels.data[0, 0], expected)
     np.testing.assert_array_equal(labels.data[0, 1], expected)
+
+
+def _shapes(shape=(40, 56)) -> np.ndarray:
+    """A grey image with a dark disc, a bright square and a faint square, plus noise."""
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    image = np.full(shape, 0.5)
+    image[(rows - 20) ** 2 + (cols - 14) ** 2 < 81] = 0.1
+    image[6:22, 30:48] = 0.9
+    image[26:36, 32:50] = 0.6
+    return image + np.random.default_rng(0).normal(0, 0.02, shape)
+
+
+def test_the_detail_slider_cuts_the_finished_labels_again_without_training(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    assert not widget.detail.enabled and widget.hierarchy is None
+    layer = viewer.add_image(_shapes(), name="shapes")
+    params = PRESETS["default"].replace(max_iter=8, min_classes=0, n_superpixels=60, max_classes=8)
+    _start(widget, layer, params)
+    assert not widget.detail.enabled  # not during a run
+    _wait_done(qtbot, widget)
+    levels = widget.hierarchy
+    assert widget.detail.enabled and widget.detail.value == 0.0
+    labels_layer = widget.labels_layer
+    np.testing.assert_array_equal(labels_layer.data, levels.labels(0.0))
+    np.testing.assert_array_equal(labels_layer.data, segment(_shapes(), params))
+    low, high = levels.detail_range
+    assert widget.detail.min <= low < 0 < high <= widget.detail.max
+    for value in (-1.0, widget.detail.max, 0.0):
+        widget.detail.value = value
+        assert widget.labels_layer is labels_layer  # redrawn in place
+        np.testing.assert_array_equal(labels_layer.data, levels.labels(value))
+        assert not widget.is_running
+    widget.detail.value = widget.detail.min
+    assert labels_layer.data.max() < levels.labels(0.0).max()  # fewer, larger segments
+    assert "Detail" in widget.status.value
+    _start(widget, layer, params)  # a new run: the slider waits for it
+    assert not widget.detail.enabled and widget.hierarchy is None
+    _wait_done(qtbot, widget)
+    assert widget.detail.enabled and widget.detail.value == 0.0

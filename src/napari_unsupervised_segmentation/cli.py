@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -109,25 +108,35 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no progress bars (the one-line summary per image is still printed)",
     )
-    engine = parser.add_argument_group("engine parameters (default: the preset's value)")
-    for field in dataclasses.fields(SegmentationParams):
-        flag = "--" + field.name.replace("_", "-")
-        # SUPPRESS: a flag the user did not give leaves the preset's value alone.
-        options: dict[str, Any] = {"default": argparse.SUPPRESS, "help": field.metadata["help"]}
-        if field.type in ("bool", bool):
-            options["action"] = argparse.BooleanOptionalAction
-        else:
-            options["type"] = _parser_for(field.name)
-        engine.add_argument(flag, **options)
+    add_setting_flags(parser)
     return parser
 
 
-def _parser_for(name: str):
-    """Type converter of one parameter, from the type of its default."""
-    if name == "seed":
-        return seed_setting
-    default = getattr(SegmentationParams(), name)
-    return type(default)
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting (``--max-iter`` for ``max_iter``), in one group per kind of
+    setting, from the settings' declarations; a flag not given leaves the preset's value."""
+    from .core.params import GROUPS, SETTINGS
+
+    groups = {
+        name: parser.add_argument_group(f"{name} settings (default: the preset's value)", what)
+        for name, what in GROUPS.items()
+    }
+    for name, declared in SETTINGS.items():
+        text = declared.help
+        if declared.requires:
+            text += " Applies with " + " and ".join(r.words() for r in declared.requires) + "."
+        # SUPPRESS: a flag the user did not give leaves the preset's value alone.
+        options: dict[str, Any] = {"default": argparse.SUPPRESS, "help": text}
+        if declared.choices is not None:
+            options["choices"] = declared.choices
+        elif declared.kind == "bool":
+            options["action"] = argparse.BooleanOptionalAction
+        elif name == "seed":
+            options["type"] = seed_setting
+        else:
+            options["type"] = {"int": int, "float": float, "str": str}[declared.kind]
+            options["metavar"] = declared.kind.upper()
+        groups[declared.group].add_argument("--" + name.replace("_", "-"), **options)
 
 
 def seed_setting(text: str) -> int | None:
@@ -142,11 +151,9 @@ def seed_setting(text: str) -> int | None:
 
 def params_from_args(args: argparse.Namespace) -> SegmentationParams:
     """The preset with every flag the user gave applied on top."""
-    overrides = {
-        field.name: getattr(args, field.name)
-        for field in dataclasses.fields(SegmentationParams)
-        if hasattr(args, field.name)
-    }
+    from .core.params import SETTINGS
+
+    overrides = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
     return PRESETS[args.preset].replace(**overrides)
 
 
@@ -182,51 +189,38 @@ def image_axes(
     when the letters are known, else the last two axes other than the channels; any axis
     left is a stack axis, time before depth.
     """
+    from .core.plan import AmbiguousChannels, guess_channel_axis, plan_plane
+
     ndim = len(shape)
     raw_letters = letters if letters is not None and len(letters) == ndim else None
-    letters = known_letters(letters, ndim)
+    # tifffile's Q and I name axes it knows nothing about; S and C beside them still count
+    names = [("" if letter in "QI" else letter) for letter in raw_letters or ""] or None
     if setting == "auto":
-        # S and C are what the file says, even beside axes tifffile cannot name (Q)
-        named = raw_letters or ""
-        if "S" in named and "C" in named:
+        try:
+            channel_axis = guess_channel_axis(shape, names)
+        except AmbiguousChannels as error:
+            if names is not None and "S" in names and "C" in names:
+                raise ValueError(
+                    f"axes {raw_letters} hold both channels (C) and colour samples (S); "
+                    "pass --channel-axis N for the axis to segment together"
+                ) from None
             raise ValueError(
-                f"axes {named} hold both channels (C) and colour samples (S); "
-                "pass --channel-axis N for the axis to segment together"
-            )
-        found = [named.find(axis) for axis in "SC" if axis in named]
-        if found:
-            channel_axis = found[0]
-        elif letters is not None:
-            channel_axis = None
-        elif ndim == 3 and shape[-1] in (3, 4):
-            channel_axis = ndim - 1
-        elif ndim == 2:
-            channel_axis = None
-        else:
-            raise ValueError(
-                f"cannot tell the channel axis of an image of shape {shape}; pass "
-                "--channel-axis N for the axis holding channels (0 for (C, H, W), -1 for "
-                "(H, W, C)), or --channel-axis none --planes for a grayscale stack"
-            )
+                f"{error}; pass --channel-axis N for the axis holding channels (0 for "
+                "(C, H, W), -1 for (H, W, C)), or --channel-axis none --planes for a "
+                "grayscale stack"
+            ) from None
     elif setting is None:
         channel_axis = None
     else:
         if not -ndim <= int(setting) < ndim:
             raise ValueError(f"--channel-axis {setting} is out of range for shape {shape}")
         channel_axis = int(setting) % ndim
-    others = [axis for axis in range(ndim) if axis != channel_axis]
-    if len(others) < 2:
+    if len([axis for axis in range(ndim) if axis != channel_axis]) < 2:
         raise ValueError(f"an image of shape {shape} has no 2D plane besides its channels")
-    plane = others[-2:]
-    # Y and X are reliable even beside axes tifffile cannot name (Q: a plain TIFF stack)
-    if raw_letters is not None and raw_letters.count("Y") == raw_letters.count("X") == 1:
-        named = [raw_letters.index("Y"), raw_letters.index("X")]
-        if channel_axis not in named:
-            plane = named
-    stack = [axis for axis in others if axis not in plane]
-    if letters is not None:  # time before depth, as the label stack is written (TZYX)
-        stack.sort(key=lambda axis: "TZ".find(letters[axis]) % 3)
-    return channel_axis, tuple(stack)
+    # Y and X are the plane where the file names them; time before depth, as the label
+    # stack is written (TZYX)
+    plan = plan_plane(shape, channel_axis=channel_axis, all_planes=True, axis_names=raw_letters)
+    return channel_axis, plan.stack_axes
 
 
 class Calibration(NamedTuple):
@@ -538,7 +532,10 @@ def colour_setting(
         )
     if flag is not None or channel_axis is None or letters is None or len(letters) != len(shape):
         return flag
-    rgb = letters[channel_axis] == "S"  # a TIFF holds colour only as the samples of RGB
+    from .core.plan import channels_are_colour
+
+    # a TIFF holds colour only as the samples of RGB (S)
+    rgb = channels_are_colour(shape[channel_axis], letter=letters[channel_axis])
     if rgb and channel_axis < letters.find("Y"):  # planar: S stored before the rows
         _note_planar_colour(name, shape[channel_axis])
     return rgb

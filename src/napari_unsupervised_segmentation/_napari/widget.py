@@ -9,8 +9,9 @@ nothing. The settings controls are built in :mod:`.controls`.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import functools
+import math
 import time
 import weakref
 from collections.abc import Callable
@@ -19,21 +20,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
-    CheckBox,
     ComboBox,
     Container,
-    FloatSpinBox,
+    FloatSlider,
     Label,
     ProgressBar,
     PushButton,
-    SpinBox,
 )
 from psygnal import Signal
 from qtpy.QtWidgets import QApplication, QMainWindow, QSizePolicy
 
 from ..core.params import PRESETS, SegmentationParams
+from ..core.plan import AmbiguousChannels, guess_channel_axis
 from ..core.wording import counted, labels_per_plane
-from .controls import _BASIC, _SLIC_ONLY, _make_controls, params_from_values
+from .controls import (
+    BASIC,
+    _make_controls,
+    _make_sections,
+    params_from_values,
+    show_params,
+    watch_options,
+)
 from .layers import (
     LayerInput,
     PlaneStack,
@@ -63,6 +70,8 @@ from .worker import (
 if TYPE_CHECKING:
     import napari
     from napari.layers import Labels
+
+    from ..core.labels import MergeHierarchy
 
 __all__ = ["SegmentationWidget"]
 
@@ -99,6 +108,8 @@ class SegmentationWidget(Container):
     Scripting: choose the layer with ``widget.image.value = layer``, set ``widget.params``
     (or single controls such as ``widget.max_iter.value``), then ``widget.run()``;
     ``widget.stop()`` ends the run keeping the labels; ``widget.finished`` is emitted at the end.
+    After a run on one plane, ``widget.detail.value`` cuts its labels again at another level
+    of detail (:class:`~napari_unsupervised_segmentation.core.labels.MergeHierarchy`).
     """
 
     #: Emitted on the main thread when a run has ended (done, stopped or failed).
@@ -115,6 +126,9 @@ class SegmentationWidget(Container):
         self._planes_offered = False  # the Planes control is shown for the chosen layer
         #: How many label updates the latest run showed.
         self.updates_shown = 0
+        #: The latest run's input and merge hierarchy, while the Detail slider re-cuts them.
+        self._detail_source: tuple[LayerInput, MergeHierarchy] | None = None
+        self._setting_detail = False  # the slider is being set, not moved by the user
 
         self.image = ComboBox(name="image", label="Image", choices=self._image_choices)
         self.channel_axis = ComboBox(
@@ -139,14 +153,19 @@ class SegmentationWidget(Container):
             tooltip="Fill every setting from a named preset ('paper': as published).",
         )
         self._controls = _make_controls()
-        self.advanced_toggle = CheckBox(
-            name="advanced_toggle", text="Advanced settings", value=False
+        self.detail = FloatSlider(
+            name="detail",
+            label="Detail",
+            min=-3.0,
+            max=3.0,
+            step=0.1,
+            value=0.0,
+            enabled=False,
+            tooltip="After a run: right for more, smaller segments, left for fewer, larger "
+            "ones (each step of 1 doubles or halves them), redrawn without training again.",
         )
-        self.advanced = Container(
-            name="advanced",
-            widgets=[w for n, w in self._controls.items() if n not in _BASIC],
-            visible=False,
-        )
+        #: The settings beyond the basic ones: a check box and a collapsed section per group.
+        self.sections = _make_sections(self._controls)
         self.run_button = PushButton(name="run_button", text="Run")
         self.progress_bar = ProgressBar(name="progress_bar", label="Progress", visible=False)
         self.status = Label(
@@ -158,9 +177,9 @@ class SegmentationWidget(Container):
                 self.channel_axis,
                 self.planes,
                 self.preset,
-                *(self._controls[n] for n in _BASIC),
-                self.advanced_toggle,
-                self.advanced,
+                *(self._controls[n] for n in BASIC),
+                self.detail,
+                *(widget for section in self.sections.values() for widget in section),
                 self.run_button,
                 self.progress_bar,
                 self.status,
@@ -169,15 +188,15 @@ class SegmentationWidget(Container):
         self.status.native.setWordWrap(True)
         # The status never widens the dock (and so never squeezes the canvas): it wraps.
         self.status.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        _hide_row_label(self.advanced)
+        for _, section in self.sections.values():
+            _hide_row_label(section)
 
         self.image.changed.connect(self._on_image_changed)
         self.channel_axis.changed.connect(self._on_channel_axis_changed)
         self.preset.changed.connect(self._on_preset)
-        self.advanced_toggle.changed.connect(self._on_advanced_toggled)
         self.run_button.changed.connect(self._on_button)
-        self._controls["superpixel_graph_scale"].changed.connect(self._on_superpixel_kind)
-        self._on_superpixel_kind()
+        watch_options(self._controls)
+        self.detail.changed.connect(self._on_detail)
 
         active = viewer.layers.selection.active
         if active is not None and active in self.image.choices:
@@ -205,20 +224,18 @@ class SegmentationWidget(Container):
     def params(self, params: SegmentationParams) -> None:
         """Show ``params`` in the controls; ValueError, and no control changed, for a value
         outside what a control offers (e.g. ``lr`` below 0.001)."""
-        values = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
-        if values["seed"] is None:
-            values["seed"] = -1
-        for name, value in values.items():
-            box = self._controls[name]
-            if isinstance(box, SpinBox | FloatSpinBox) and not box.min <= value <= box.max:
-                raise ValueError(f"{name}={value} is outside the widget's {box.min} to {box.max}")
-        for name, value in values.items():
-            self._controls[name].value = value
+        show_params(self._controls, params)
 
     @property
     def labels_layer(self) -> Labels | None:
         """The Labels layer of the latest run (held weakly: the viewer owns its layers)."""
         return self._labels_ref()
+
+    @property
+    def hierarchy(self) -> MergeHierarchy | None:
+        """The merge hierarchy of the latest run's labels, which the Detail slider cuts
+        (None before a run on one plane has finished)."""
+        return None if self._detail_source is None else self._detail_source[1]
 
     @property
     def is_running(self) -> bool:
@@ -249,9 +266,11 @@ class SegmentationWidget(Container):
         may_have_channels = bool(layer is not None and not layer.rgb and layer.ndim >= 3)
         self.channel_axis.visible = may_have_channels
         if may_have_channels:  # an axis the layer calls "c" or "channel" is chosen
-            named = [i for i, n in enumerate(_axis_names(layer)) if n in _CHANNEL_NAMES]
-            if len(named) == 1:
-                self.channel_axis.value = named[0]
+            with contextlib.suppress(AmbiguousChannels):  # several named: none chosen
+                shape = full_resolution(layer).shape
+                named = guess_channel_axis(shape, _axis_names(layer), from_shape=False)
+                if named is not None:
+                    self.channel_axis.value = named
         self._on_channel_axis_changed()
 
     def _on_channel_axis_changed(self, *_: Any) -> None:
@@ -271,14 +290,6 @@ class SegmentationWidget(Container):
         if name in PRESETS:  # the controls' own values: the other settings may not fit together
             hardware = {key: self._controls[key].value for key in ("device", "precision")}
             self.params = PRESETS[name].replace(**hardware)
-
-    def _on_superpixel_kind(self, *_: Any) -> None:
-        slic = not self._controls["superpixel_graph_scale"].value
-        for name in _SLIC_ONLY:
-            self._controls[name].enabled = slic
-
-    def _on_advanced_toggled(self, shown: bool) -> None:
-        self.advanced.visible = bool(shown)
 
     def _on_button(self, *_: Any) -> None:
         if self.is_running:
@@ -385,11 +396,14 @@ class SegmentationWidget(Container):
             self.update_interval,
             rgb=inp.rgb,
             abandon=run.abandon,
+            hierarchy=not inp.plan.stack_axes,  # the Detail slider: one plane's labels
         )
         run.worker.yielded.connect(_weak_slot(self._on_yielded, run))
         run.worker.finished.connect(_weak_slot(self._on_finished, run))
         self._life.run = run
         self._labels_ref = lambda: None
+        self._detail_source = None
+        self.detail.enabled = False
         self.updates_shown = 0
         self.run_button.text = "Stop"
         self.run_button.enabled = True
@@ -527,9 +541,47 @@ class SegmentationWidget(Container):
             self.run_button.text = "Run"
             self.run_button.enabled = True
             self.status.value = _final_status(run)
+            self._offer_detail(run)
         except RuntimeError:  # the Qt widgets are being deleted
             return
         self.finished.emit()
+
+    # detail --------------------------------------------------------------------------
+
+    def _offer_detail(self, run: _Run) -> None:
+        """Enable the Detail slider at 0 over the levels of the run's final labels."""
+        last = run.last
+        levels = last.hierarchy if last is not None and run.failure is None else None
+        if levels is None or run.labels_layer is None:
+            return
+        low, high = levels.detail_range
+        if high - low < 1e-9:  # one level only: nothing to cut
+            return
+        self._detail_source = (run.inp, levels)
+        self._setting_detail = True
+        try:
+            self.detail.value = 0.0
+            self.detail.min = math.floor(low * 10) / 10
+            self.detail.max = math.ceil(high * 10) / 10
+        finally:
+            self._setting_detail = False
+        self.detail.enabled = True
+
+    def _on_detail(self, value: float) -> None:
+        """Cut the latest run's labels at ``value`` and redraw them (no training)."""
+        from napari.utils.notifications import show_error
+
+        if self._setting_detail or self._detail_source is None or self.is_running:
+            return
+        inp, levels = self._detail_source
+        try:
+            labels = levels.labels(float(value))
+            layer = show_labels(self._viewer, inp, labels, self._labels_ref(), set_transforms=False)
+        except Exception as exc:  # e.g. the viewer is half closed: tell, never raise
+            show_error(_not_shown(exc))
+            return
+        self._labels_ref = weakref.ref(layer)
+        self.status.value = f"Detail {value:+.1f}: {counted(int(labels.max()), 'label')}."
 
 
 def _not_shown(exc: BaseException) -> str:
@@ -562,10 +614,6 @@ def _final_status(run: _Run) -> str:
         iterations = "" if run.stop.is_set() else " iterations"
         text = f"{verb} {last.iteration}{iterations}: {counted(n_labels, 'label')}."
     return f"{text}\n{run.inp.note}" if run.inp.note else text
-
-
-#: Axis labels that say an axis holds channels.
-_CHANNEL_NAMES = frozenset({"c", "ch", "channel", "channels"})
 
 
 def _axis_names(layer: Any) -> list[str]:

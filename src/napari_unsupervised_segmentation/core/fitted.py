@@ -37,11 +37,16 @@ from .normalize import (
     image_layout,
     prepare_image,
 )
-from .params import SegmentationParams
+from .params import SegmentationParams, settings_of_version_1
+
+#: The BatchNorm layers of 2D and of volume networks.
+_BATCH_NORMS = (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
 
 #: What a model file says it is, and the layout version of its contents.
 FILE_FORMAT = "napari-unsupervised-segmentation model"
-FILE_VERSION = 1
+FILE_VERSION = 2
+#: Older layout versions that load: version 1 named the settings otherwise.
+READABLE_VERSIONS = (1, 2)
 
 #: Bytes of one layer's activations in a tile that :meth:`SegmentationModel.predict` labels
 #: at a time unless told otherwise. Small enough that the few activations alive at once stay
@@ -56,7 +61,8 @@ class SegmentationModel:
     """A trained network with the intensity scaling of the image it was trained on.
 
     Made by :func:`~napari_unsupervised_segmentation.fit` (or a ``Step.model``) and
-    :func:`load_model`; :meth:`predict` labels any image with the same channels.
+    :func:`load_model`; :meth:`predict` labels any image with the same channels. A model
+    fitted with ``spatial_ndim=3`` (``spatial_ndim`` 3) labels volumes, in 3D tiles.
     """
 
     network: SegmentationNet  # in eval mode, on the CPU
@@ -64,11 +70,12 @@ class SegmentationModel:
     n_input_channels: int
     is_rgb: bool
     ranges: Ranges
+    spatial_ndim: int = 2  # 3: a volume model (3x3x3 convolutions), labels volumes
 
     @property
     def n_classes(self) -> int:
         """The most classes the network can give (its filters); labels are 1..n_classes."""
-        return self.settings.n_channels
+        return self.settings.max_classes
 
     @property
     def halo(self) -> int:
@@ -134,6 +141,12 @@ class SegmentationModel:
         """
         if normalise not in ("model", "image"):
             raise ValueError(f"normalise must be 'model' or 'image', not {normalise!r}")
+        if self.spatial_ndim == 3:
+            volumes = self._predict_volumes(image, channel_axis, rgb, tile_shape, normalise)
+            if out is None:
+                return volumes
+            out[...] = volumes
+            return out
         source = _full_resolution(image)
         if not _states_shape_and_dtype(source):
             source = np.asarray(source)
@@ -219,6 +232,84 @@ class SegmentationModel:
                 return np.argmax(responses.numpy(), axis=-1).astype(dtype, copy=False)
             return responses.argmax(dim=-1).cpu().numpy().astype(dtype, copy=False)
 
+    def _predict_volumes(
+        self,
+        image: Any,
+        channel_axis: int | None,
+        rgb: bool | None,
+        tile_shape: tuple[int, ...] | None,
+        normalise: str,
+    ) -> np.ndarray:
+        """``predict`` for a volume model: the last three axes other than the channel axis
+        are z, y, x, any before them volumes, each labelled on its own (in 3D tiles of
+        ``tile_shape`` with the ``halo`` around each)."""
+        from .volumes import prepare_volumes, volume_layout
+
+        array = np.asarray(image)
+        layout = volume_layout(array.shape, array.dtype, channel_axis, rgb)
+        if rgb is None and self.is_rgb and layout.n_channels in (3, 4):  # as trained
+            rgb = True
+            layout = volume_layout(array.shape, array.dtype, channel_axis, rgb)
+        n_channels = 3 if layout.is_rgb else layout.n_channels
+        if n_channels != self.n_input_channels or layout.is_rgb != self.is_rgb:
+            raise ValueError(
+                f"this model was trained on {_describe(self.n_input_channels, self.is_rgb)}; "
+                f"the image has {_describe(n_channels, layout.is_rgb)}"
+            )
+        tiles = tuple(int(side) for side in (tile_shape or layout.volume_shape))
+        if len(tiles) != 3 or min(tiles) < 1:
+            raise ValueError(
+                f"tile_shape of a volume model must be 3 positive sizes (z, y, x); got {tile_shape}"
+            )
+        if channel_axis is not None:
+            array = np.moveaxis(array, channel_axis, -1)
+        volume_axis = None if channel_axis is None else -1
+        dtype = smallest_unsigned_dtype(self.n_classes)
+        labels = np.zeros(layout.stack_shape + layout.volume_shape, dtype)
+        one = dataclasses.replace(layout, stack_shape=())
+        for index in np.ndindex(*layout.stack_shape):
+            ranges = self.ranges if normalise == "model" else None
+            voxels = prepare_volumes(array[index], volume_axis, one, ranges).channels
+            labels[index] = self._predict_volume(voxels, tiles)
+        return labels
+
+    def _predict_volume(self, voxels: np.ndarray, tiles: tuple[int, ...]) -> np.ndarray:
+        """Labels of a prepared ``(D, H, W, C)`` volume, tile by tile with the halo."""
+        import itertools
+
+        shape = voxels.shape[:3]
+        labels = np.empty(shape, smallest_unsigned_dtype(self.n_classes))
+        halo = self.halo
+        starts = [range(0, size, tile) for size, tile in zip(shape, tiles, strict=True)]
+        for corner in itertools.product(*starts):
+            low = [max(start - halo, 0) for start in corner]
+            high = [
+                min(start + tile + halo, size)
+                for start, tile, size in zip(corner, tiles, shape, strict=True)
+            ]
+            block = voxels[tuple(slice(a, b) for a, b in zip(low, high, strict=True))]
+            classes = self._volume_classes(block)
+            inner = classes[
+                tuple(
+                    slice(start - a, start - a + tile)
+                    for start, a, tile in zip(corner, low, tiles, strict=True)
+                )
+            ]
+            target = tuple(
+                slice(start, start + side) for start, side in zip(corner, inner.shape, strict=True)
+            )
+            labels[target] = inner + 1
+        return labels
+
+    def _volume_classes(self, voxels: np.ndarray) -> np.ndarray:
+        """The argmax class of every voxel of a ``(D, H, W, C)`` float32 block."""
+        device = resolve_device(self.settings.device)
+        network = self.network.to(device)
+        block = torch.from_numpy(np.ascontiguousarray(voxels)).permute(3, 0, 1, 2).unsqueeze(0)
+        block = block.to(device).contiguous(memory_format=torch.channels_last_3d)
+        with torch.inference_mode():
+            return network(block).argmax(dim=1)[0].cpu().numpy()
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the weights, intensity ranges, settings and package version to ``path``
         (a new file replaces an existing one only once complete)."""
@@ -233,6 +324,7 @@ class SegmentationModel:
             "n_input_channels": self.n_input_channels,
             "is_rgb": self.is_rgb,
             "ranges": [list(span) for span in self.ranges],
+            "spatial_ndim": self.spatial_ndim,
         }
         contents = {
             "metadata": json.dumps(metadata),
@@ -262,11 +354,17 @@ def load_model(path: str | os.PathLike[str]) -> SegmentationModel:
         metadata = json.loads(contents["metadata"])
         if metadata.get("format") != FILE_FORMAT:
             raise ValueError("it is not a model file of napari-unsupervised-segmentation")
-        if metadata.get("version") != FILE_VERSION:
+        if metadata.get("version") not in READABLE_VERSIONS:
             raise ValueError(f"its layout version {metadata.get('version')} is not supported")
-        settings = SegmentationParams(**metadata["settings"])
+        stored = metadata["settings"]
+        if metadata["version"] == 1:
+            stored = settings_of_version_1(stored)
+        settings = SegmentationParams(**stored)
+        spatial_ndim = metadata.get("spatial_ndim", 2)
+        if spatial_ndim not in (2, 3):
+            raise ValueError(f"its spatial_ndim {spatial_ndim!r} is not 2 or 3")
         network = SegmentationNet(
-            int(metadata["n_input_channels"]), settings.n_channels, settings.n_conv
+            int(metadata["n_input_channels"]), settings.max_classes, settings.n_conv, spatial_ndim
         )
         network.load_state_dict(contents["weights"], strict=True)
         ranges = tuple((float(low), float(high)) for low, high in metadata["ranges"])
@@ -279,7 +377,9 @@ def load_model(path: str | os.PathLike[str]) -> SegmentationModel:
     except ValueError as exc:
         raise ValueError(f"cannot load a model from {str(source)!r}: {exc}") from None
     network.eval()
-    return SegmentationModel(network, settings, int(metadata["n_input_channels"]), is_rgb, ranges)
+    return SegmentationModel(
+        network, settings, int(metadata["n_input_channels"]), is_rgb, ranges, spatial_ndim
+    )
 
 
 def _load_tensors_and_text(source: Path) -> Any:
@@ -318,7 +418,7 @@ def snapshot_model(
     frozen = copy.deepcopy(network)
     if isinstance(pixels, torch.Tensor):
         for module in frozen.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
+            if isinstance(module, _BATCH_NORMS):
                 module.reset_running_stats()
                 module.momentum = None  # a plain average over the batches seen
         frozen.train()
@@ -328,7 +428,9 @@ def snapshot_model(
         measure_batchnorm(frozen, pixels)
     frozen.eval()
     frozen = frozen.to("cpu", memory_format=torch.contiguous_format)
-    return SegmentationModel(frozen, settings, n_input_channels, is_rgb, ranges)
+    return SegmentationModel(
+        frozen, settings, n_input_channels, is_rgb, ranges, spatial_ndim=network.ndim
+    )
 
 
 def preview_model(
@@ -343,7 +445,9 @@ def preview_model(
     mode on the CPU: no pass over the training data, for a live display (close to, not
     exactly, :func:`snapshot_model`'s labels)."""
     frozen = copy.deepcopy(network).eval().to("cpu", memory_format=torch.contiguous_format)
-    return SegmentationModel(frozen, settings, n_input_channels, is_rgb, ranges)
+    return SegmentationModel(
+        frozen, settings, n_input_channels, is_rgb, ranges, spatial_ndim=network.ndim
+    )
 
 
 def _measure_input(
@@ -355,8 +459,9 @@ def _measure_input(
     channel, then stop the forward pass (the layers after it are not needed yet)."""
     x = inputs[0].float()
     count = x.numel() // x.shape[1]
-    mean = x.mean(dim=(0, 2, 3))
-    squares = ((x - mean.view(1, -1, 1, 1)) ** 2).sum(dim=(0, 2, 3))
+    axes = (0, *range(2, x.ndim))  # all but the channels (a volume has one axis more)
+    mean = x.mean(dim=axes)
+    squares = ((x - mean.view(1, -1, *[1] * (x.ndim - 2))) ** 2).sum(dim=axes)
     pooled.append((count, mean.double().cpu(), squares.double().cpu()))
     raise _Measured
 
@@ -372,7 +477,7 @@ def measure_batchnorm(
     input over all ``batches``, layer by layer, the layers before it in eval mode with
     their statistics already set; each batch's share is pooled exactly (Chan et al.)."""
     network.eval()
-    for norm in [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]:
+    for norm in [m for m in network.modules() if isinstance(m, _BATCH_NORMS)]:
         pooled: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         handle = norm.register_forward_pre_hook(partial(_measure_input, pooled))
         try:
@@ -411,7 +516,8 @@ def fit(
 
     One 2D image that fits in memory trains as
     :func:`~napari_unsupervised_segmentation.segment` trains on it; a stack, a list of
-    images or an image too large trains on crops sampled across all of it.
+    images or an image too large trains on crops sampled across all of it. With
+    ``spatial_ndim=3`` the same holds for volumes (3D crops).
     """
     from .train import iter_fit
 
