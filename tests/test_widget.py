@@ -77,7 +77,7 @@ def _start_all_planes(viewer, widget, params=FAST):
     volume = np.stack([_image(seed=s) for s in range(3)])
     layer = viewer.add_image(volume, name="vol")
     widget.image.value = layer
-    widget.planes.value = True
+    widget.planes.value = "each"
     _start(widget, layer, params)
     return volume
 
@@ -455,7 +455,7 @@ def test_all_planes_of_a_stack_fill_one_labels_layer(viewer_widget, qtbot):
     viewer.dims.set_current_step(0, 2)  # the plane shown does not matter
     widget.image.value = layer
     assert widget.planes.native.isVisibleTo(widget.native)
-    widget.planes.value = True
+    widget.planes.value = "each"
     _start(widget, layer)
     assert widget._life.run.progress.total == 3 * FAST.max_iter
     _wait_done(qtbot, widget)
@@ -553,7 +553,7 @@ def test_planes_are_offered_only_beside_other_planes(viewer_widget, qtbot):
     assert widget.planes.native.isVisibleTo(widget.native)
     widget.channel_axis.value = 0  # then the only plane there is
     assert not widget.planes.native.isVisibleTo(widget.native)
-    widget.planes.value = True
+    widget.planes.value = "each"
     one = viewer.add_image(_image((1, 32, 32)), name="one")
     widget.image.value = one
     assert not widget.planes.native.isVisibleTo(widget.native)

@@ -33,7 +33,7 @@ from psygnal import Signal
 from qtpy.QtWidgets import QApplication, QMainWindow, QSizePolicy
 
 from ..core.params import PRESETS, SegmentationParams
-from ..core.plan import AmbiguousChannels, guess_channel_axis
+from ..core.plan import AmbiguousChannels, guess_channel_axis, planes_choice
 from ..core.wording import counted, labels_per_plane
 from .controls import (
     BASIC,
@@ -79,8 +79,10 @@ if TYPE_CHECKING:
     from ..core.fitted import SegmentationModel
     from ..core.labels import MergeHierarchy
 
-#: The Planes choice that trains one model for every plane.
-ONE_MODEL = "one model"
+#: The Planes choice that trains one model for every plane (see ``core.plan.PLANES``).
+ONE_MODEL = "all"
+#: The Planes choice that segments volumes as 3D objects.
+VOLUME = "volume"
 #: What the model file dialogs offer.
 MODEL_FILTER = "Segmentation model (*.model);;All files (*)"
 
@@ -168,14 +170,17 @@ class SegmentationWidget(Container):
             name="planes",
             label="Planes",
             choices=[
-                ("shown plane", False),
+                ("shown plane", "shown"),
                 ("all planes", ONE_MODEL),
-                ("each plane on its own", True),
+                ("each plane on its own", "each"),
+                ("volume (3D)", VOLUME),
             ],
-            value=False,
+            value="shown",
             tooltip="For nD layers: the plane shown; all planes: one model trained for every "
             "plane parallel to it, the same classes in each; each plane on its own: one "
-            "training per plane, one after the other. Into one labels layer.",
+            "training per plane, one after the other; volume (3D): the plane shown and the "
+            "axis before it (z) as a volume of 3D objects, one model for every volume, its "
+            "voxel size from the layer's scale. Into one labels layer.",
         )
         self.preset = ComboBox(
             name="preset",
@@ -433,7 +438,7 @@ class SegmentationWidget(Container):
         if layer is None:
             show_error("Unsupervised Segmentation: add or choose an image layer first.")
             return
-        mode = self.planes.value if self._planes_offered else False  # not when hidden
+        choice = planes_choice(self.planes.value if self._planes_offered else "shown")
         try:
             params = self.params
             inp = layer_input(
@@ -441,13 +446,14 @@ class SegmentationWidget(Container):
                 self._viewer.dims,
                 self.channel_axis.value,
                 params,
-                all_planes=mode is not False,
-                crops_allowed=mode is not True,  # each plane on its own trains it whole
+                all_planes=choice.all_planes,
+                crops_allowed=choice.crops_allowed,
+                volume=choice.volume,
             )
         except Exception as exc:  # e.g. a layer that cannot be segmented: tell, never raise
             self._refuse(exc)
             return
-        one_model = mode == ONE_MODEL or inp.by_crops
+        one_model = choice.one_model or inp.by_crops
         self._start(inp, params, "model" if one_model else "train")
 
     def _refuse(self, exc: BaseException) -> None:
@@ -475,18 +481,24 @@ class SegmentationWidget(Container):
 
     def apply_model(self) -> None:
         """Label the chosen image layer with :attr:`model`, without training (the planes
-        control as for Run: the plane shown, or every plane): class ``k`` is label ``k + 1``
-        in every layer and plane. Runs in the background like training."""
+        control as for Run: the plane shown, or every plane; a volume model labels every
+        volume): class ``k`` is label ``k + 1`` in every layer and plane. Runs in the
+        background like training."""
         if self._model is None:
             self._refuse(ValueError("no model yet: run, or load a model file, first"))
             return
         layer = self._idle_layer()
         if layer is None:
             return
-        mode = self.planes.value if self._planes_offered else False
+        choice = planes_choice(self.planes.value if self._planes_offered else "shown")
+        volume = getattr(self._model, "spatial_ndim", 2) == 3
         try:
             inp = layer_input(
-                layer, self._viewer.dims, self.channel_axis.value, all_planes=mode is not False
+                layer,
+                self._viewer.dims,
+                self.channel_axis.value,
+                all_planes=choice.all_planes,
+                volume=volume,
             )
         except Exception as exc:
             self._refuse(exc)
@@ -570,7 +582,7 @@ class SegmentationWidget(Container):
                 keep_model=True,
             )
         elif kind == "model":
-            total = params.max_iter + inp.n_planes
+            total = params.max_iter + inp.n_units
             run.worker = GeneratorWorker(
                 fit_stack_updates,
                 inp,
@@ -581,7 +593,7 @@ class SegmentationWidget(Container):
                 abandon=run.abandon,
             )
         else:
-            total = inp.n_planes
+            total = inp.n_units
             run.worker = GeneratorWorker(
                 apply_updates, self._model, inp, run.stop, run.done, abandon=run.abandon
             )
@@ -670,7 +682,7 @@ class SegmentationWidget(Container):
                 self.status.value = status_text(item, run.params.max_iter, run.inp.note)
             else:
                 done_planes = len(run.final_counts) + 1
-                self.status.value = f"Labelling plane {done_planes}/{item.n_planes}…"
+                self.status.value = f"Labelling {item.unit} {done_planes}/{item.n_planes}…"
             if item.is_last and item.labels is not None:
                 run.final_counts[item.plane] = int(item.labels.max(initial=0))
                 if run.kind != "train":
@@ -697,16 +709,22 @@ class SegmentationWidget(Container):
         self.updates_shown = run.updates_shown
 
     def _put_plane(self, run: _Run, number: int, labels: np.ndarray) -> None:
-        """Show one plane's labels of a stack: written into the run's layer in place (one
-        plane's cost, whatever the stack's size), or, the first time and once that layer is
-        no longer the run's, every plane's labels so far in a layer (a new one then)."""
+        """Show one plane's (or volume's) labels of a stack: written into the run's layer in
+        place (its planes' cost, whatever the stack's size), or, the first time and once
+        that layer is no longer the run's, every plane's labels so far in a layer (a new
+        one then)."""
         assert run.stack is not None
-        run.stack.put(number, labels)
+        planes = run.inp.unit_planes(number, labels)
+        for plane, plane_labels in planes:
+            run.stack.put(plane, plane_labels)
         layer = run.labels_layer
         if (
             layer is not None
             and layer in self._viewer.layers
-            and write_plane(layer, run.inp, number, labels, refresh=False)
+            and all(
+                write_plane(layer, run.inp, plane, plane_labels, refresh=False)
+                for plane, plane_labels in planes
+            )
         ):
             run.updates_shown += 1
             self.updates_shown = run.updates_shown
@@ -794,11 +812,11 @@ class SegmentationWidget(Container):
 def _model_status(run: _Run, last: Update) -> str:
     """The status line after a run with one model (trained, or applied): its classes in
     the planes it labelled."""
-    planes = len(run.final_counts)
+    planes, unit = len(run.final_counts), last.unit
     where = (
-        f"{planes} of {last.n_planes} planes"
+        f"{planes} of {last.n_planes} {unit}s"
         if planes < last.n_planes
-        else (f"all {last.n_planes} planes" if last.n_planes > 1 else "the plane")
+        else (f"all {last.n_planes} {unit}s" if last.n_planes > 1 else f"the {unit}")
     )
     classes = f"{counted(len(run.classes), 'class')} in {where}"
     if run.kind == "apply":

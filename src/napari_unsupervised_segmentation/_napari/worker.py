@@ -86,6 +86,8 @@ class Update:
     hierarchy: Any = None
     #: Work done so far, in the run's progress units (None: from plane and iteration).
     progress: int | None = None
+    #: What ``plane`` and ``n_planes`` count: "plane", or "volume" (labels are 3D then).
+    unit: str = "plane"
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,11 @@ class Trained:
 
 @dataclass(frozen=True)
 class Failure:
-    """An error raised by the engine, as the message to show."""
+    """An error raised by the engine, as the message to show (and the error itself, for
+    the console to raise)."""
 
     message: str
+    error: BaseException | None = None
 
 
 def train_updates(image: np.ndarray, *args: Any, **kwargs: Any) -> Iterator[Update | Failure]:
@@ -229,12 +233,14 @@ def _updates(
 
 
 def _fit_steps(inp: LayerInput, params: SegmentationParams) -> Iterator[Any]:
-    """The training steps of one model for every plane of ``inp`` (a single plane too
-    large to train whole: on crops of it)."""
+    """The training steps of one model for every plane, or volume, of ``inp`` (a single
+    plane too large to train whole: on crops of it)."""
     from .. import core
 
     image, channel_axis = inp.arranged()
-    return core.iter_fit(image, params, channel_axis=channel_axis, rgb=inp.rgb)
+    return core.iter_fit(
+        image, params, channel_axis=channel_axis, rgb=inp.rgb, **inp.engine_options
+    )
 
 
 def _preview_model(step: Any) -> Any:
@@ -244,15 +250,16 @@ def _preview_model(step: Any) -> Any:
 
 
 def _predict(model: Any, inp: LayerInput, number: int) -> np.ndarray:
-    """The labels of ``inp``'s ``number``-th plane by ``model`` (tile by tile, as
-    ``predict`` goes, so that a large plane needs the memory of one tile)."""
-    plane = inp.plane_image(inp.plan.stack_indices()[number])
-    return model.predict(plane, channel_axis=inp.channel_axis, rgb=inp.rgb)
+    """The labels of ``inp``'s ``number``-th plane, or volume, by ``model`` (tile by tile,
+    as ``predict`` goes, so that a large plane needs the memory of one tile)."""
+    image, channel_axis = inp.unit_image(number)
+    return model.predict(image, channel_axis=channel_axis, rgb=inp.rgb)
 
 
 def _plane_order(inp: LayerInput) -> list[int]:
-    """Every plane's number, the one shown first (it is labelled first)."""
-    return [inp.shown_plane] + [n for n in range(inp.n_planes) if n != inp.shown_plane]
+    """Every plane's (or volume's) number, the one shown first (it is labelled first)."""
+    shown = inp.shown_unit
+    return [shown] + [n for n in range(inp.n_units) if n != shown]
 
 
 def fit_stack_updates(
@@ -264,20 +271,22 @@ def fit_stack_updates(
     clock: Callable[[], float] = time.monotonic,
     *,
     abandon: threading.Event | None = None,
+    live: bool = True,
 ) -> Iterator[Update | Failure | Trained]:
-    """Train one model for every plane of ``inp`` (or, for a plane too large to train
-    whole, on crops of it) and label every plane with it: the same classes everywhere.
+    """Train one model for every plane, or volume, of ``inp`` (or, for a plane too large
+    to train whole, on crops of it) and label each with it: the same classes everywhere.
 
-    While training, throttled updates (as :func:`train_stack_updates`) carry the plane
-    shown labelled by the model so far; once training ends (``stop`` ends it early), the
-    model (:class:`Trained`), then every plane's labels, the plane shown first. Labels are
-    the network's classes (class ``k`` is label ``k + 1``), without post-processing.
-    Progress counts iterations, then planes. ``done`` is set at the end.
+    While training (with ``live``), throttled updates (as :func:`train_stack_updates`)
+    carry the plane (or volume) shown labelled by the model so far; once training ends
+    (``stop`` ends it early), the model (:class:`Trained`), then every plane's (volume's)
+    labels, the one shown first. Labels are the network's classes (class ``k`` is label
+    ``k + 1``), without post-processing. Progress counts iterations, then planes (volumes).
+    ``done`` is set at the end.
     """
     try:
-        yield from _fit_stack_updates(inp, params, stop, interval, clock, abandon)
+        yield from _fit_stack_updates(inp, params, stop, interval, clock, abandon, live)
     except Exception as exc:  # shown as a notification by the widget
-        yield Failure(user_message(exc))
+        yield Failure(user_message(exc), exc)
     finally:
         done.set()
 
@@ -289,8 +298,9 @@ def _fit_stack_updates(
     interval: float,
     clock: Callable[[], float],
     abandon: threading.Event | None,
+    live: bool = True,
 ) -> Iterator[Update | Trained]:
-    n_planes, shown = inp.n_planes, inp.shown_plane
+    n_planes, shown, unit = inp.n_units, inp.shown_unit, inp.plan.unit
     last: Any = None
     model: Any = None
     steps = _fit_steps(inp, params)
@@ -309,13 +319,20 @@ def _fit_stack_updates(
             if final:
                 model = step.model
                 break
-            if should_deliver(clock(), last_sent, wait, False):
+            if live and should_deliver(clock(), last_sent, wait, False):
                 last_sent = clock()
                 started = time.perf_counter()
                 labels = _predict(_preview_model(step), inp, shown)
                 wait = update_interval_after(interval, time.perf_counter() - started)
                 yield Update(
-                    step.iteration, step.n_classes, step.loss, labels, False, shown, n_planes
+                    step.iteration,
+                    step.n_classes,
+                    step.loss,
+                    labels,
+                    False,
+                    shown,
+                    n_planes,
+                    unit=unit,
                 )
     finally:
         steps.close()
@@ -337,6 +354,7 @@ def _fit_stack_updates(
             number,
             n_planes,
             progress=params.max_iter + count,
+            unit=unit,
         )
 
 
@@ -348,20 +366,28 @@ def apply_updates(
     *,
     abandon: threading.Event | None = None,
 ) -> Iterator[Update | Failure]:
-    """Label every plane of ``inp`` with ``model`` (no training), the plane shown first:
-    one final :class:`Update` per plane (progress counts planes). ``stop`` leaves the planes
-    after the current one unlabelled; errors come as a :class:`Failure`. ``done`` is set at
-    the end."""
+    """Label every plane (or volume) of ``inp`` with ``model`` (no training), the one
+    shown first: one final :class:`Update` per plane (volume; progress counts them).
+    ``stop`` leaves the ones after the current one unlabelled; errors come as a
+    :class:`Failure`. ``done`` is set at the end."""
     try:
         for count, number in enumerate(_plane_order(inp), start=1):
             if stop.is_set() or (abandon is not None and abandon.is_set()):
                 return
             labels = _predict(model, inp, number)
             yield Update(
-                0, model.n_classes, 0.0, labels, True, number, inp.n_planes, progress=count
+                0,
+                model.n_classes,
+                0.0,
+                labels,
+                True,
+                number,
+                inp.n_units,
+                progress=count,
+                unit=inp.plan.unit,
             )
     except Exception as exc:  # shown as a notification by the widget
-        yield Failure(user_message(exc))
+        yield Failure(user_message(exc), exc)
     finally:
         done.set()
 
@@ -385,7 +411,7 @@ def status_text(update: Update, max_iter: int, note: str = "") -> str:
         f" · loss {update.loss:.4f}"
     )
     if update.n_planes > 1:
-        text = f"Plane {update.plane + 1}/{update.n_planes} · {text}"
+        text = f"{update.unit.capitalize()} {update.plane + 1}/{update.n_planes} · {text}"
     return f"{text}\n{note}" if note else text
 
 

@@ -21,13 +21,17 @@ from .normalize import channels_look_like_colour, check_channel_axis_type
 from .params import SegmentationParams
 
 __all__ = [
+    "PLANES",
     "AmbiguousChannels",
     "PlanePlan",
+    "PlanesChoice",
     "channels_are_colour",
     "check_copy_fits",
     "guess_channel_axis",
     "is_channel_name",
     "plan_plane",
+    "planes_choice",
+    "volume_offered",
     "whole_image_fits",
 ]
 
@@ -123,11 +127,46 @@ class PlanePlan:
     #: plane along them is segmented (``index`` is then None for them too).
     stack_axes: tuple[int, ...] = ()
     stack_shape: tuple[int, ...] = ()
+    #: 3: the last stack axis is the depth (z) of volumes segmented as 3D objects, the
+    #: stack axes before it are volumes (time points, ...).
+    spatial_ndim: int = 2
 
     @property
     def n_planes(self) -> int:
         """How many 2D planes are segmented (one, or all along the stack axes)."""
         return int(np.prod(self.stack_shape, dtype=np.int64))
+
+    @property
+    def is_volume(self) -> bool:
+        """Whether volumes are segmented (the engine's ``spatial_ndim=3``)."""
+        return self.spatial_ndim == 3
+
+    @property
+    def unit(self) -> str:
+        """What the engine segments one at a time: "plane" or "volume"."""
+        return "volume" if self.is_volume else "plane"
+
+    @property
+    def n_units(self) -> int:
+        """How many planes, or volumes, the engine segments."""
+        return self.n_planes // self.stack_shape[-1] if self.is_volume else self.n_planes
+
+    def unit_planes(self, number: int) -> range:
+        """The numbers (:meth:`stack_indices` order) of the planes of the ``number``-th
+        unit: the plane itself, or every plane of the volume (its depth is the last stack
+        axis, so its planes follow one another)."""
+        if not self.is_volume:
+            return range(number, number + 1)
+        depth = self.stack_shape[-1]
+        return range(number * depth, (number + 1) * depth)
+
+    def volume_spacing(self, scale: Sequence[float]) -> tuple[float, float, float] | None:
+        """The voxel size (dz, dy, dx) of a volume from the layer's ``scale`` (one entry per
+        axis): the depth axis's, then the plane's rows' and columns'. None for planes."""
+        if not self.is_volume:
+            return None
+        axes = (self.stack_axes[-1], *self.plane_axes)
+        return tuple(abs(float(scale[axis])) for axis in axes)  # type: ignore[return-value]
 
     @property
     def engine_channel_axis(self) -> int | None:
@@ -159,6 +198,7 @@ def plan_plane(
     *,
     all_planes: bool = False,
     axis_names: Sequence[str] | None = None,
+    volume: bool = False,
 ) -> PlanePlan:
     """Choose the 2D plane of an array of ``shape`` to segment.
 
@@ -167,7 +207,9 @@ def plan_plane(
     other axis except the channel axis is held at ``data_point`` (rounded and clipped, as
     napari does when slicing; None: 0), or, with ``all_planes``, is a stack axis along
     which every plane is segmented (time before depth where ``axis_names`` say which).
-    Raises ValueError when no such plane exists.
+    With ``volume`` (all planes implied), the last stack axis is the depth of volumes
+    segmented as 3D objects (``spatial_ndim`` 3). Raises ValueError when no such plane (or
+    volume) exists.
     """
     ndim = len(shape)
     if ndim < 2:
@@ -198,7 +240,12 @@ def plan_plane(
     others = [ax for ax in range(ndim) if ax not in plane and ax != channel_axis]
     if names is not None:
         others.sort(key=lambda ax: _stack_rank(names[ax]))
-    stack_axes = tuple(others) if all_planes else ()
+    if volume and not others:
+        raise ValueError(
+            f"a volume needs 3 axes besides channels (z, y, x); shape {tuple(shape)} has "
+            f"{ndim - (channel_axis is not None)}"
+        )
+    stack_axes = tuple(others) if all_planes or volume else ()
     point = [0.0] * ndim if data_point is None else data_point
     index: list[int | None] = []
     for ax, size in enumerate(shape):
@@ -212,7 +259,48 @@ def plan_plane(
         index=tuple(index),
         stack_axes=stack_axes,
         stack_shape=tuple(int(shape[ax]) for ax in stack_axes),
+        spatial_ndim=3 if volume else 2,
     )
+
+
+#: The ways to segment an nD layer, as the widget's Planes control and the console's
+#: ``planes=`` name them: the plane shown; all planes with one model; each plane on its
+#: own; volumes as 3D objects (with one model).
+PLANES = ("shown", "all", "each", "volume")
+
+
+@dataclass(frozen=True)
+class PlanesChoice:
+    """What a :data:`PLANES` choice asks of the planning and of training."""
+
+    name: str
+    all_planes: bool  # every plane of the stack (or volume) is labelled
+    volume: bool  # segmented as volumes (``spatial_ndim`` 3)
+    one_model: bool  # one model trained for all of them (``iter_fit``), then applied
+    #: A plane too large to train whole trains one model on crops of it (every choice but
+    #: each plane on its own, which trains each plane whole).
+    crops_allowed: bool
+
+
+def planes_choice(name: str) -> PlanesChoice:
+    """The :class:`PlanesChoice` named ``name`` (one of :data:`PLANES`); ValueError else."""
+    if name not in PLANES:
+        raise ValueError(f"planes must be one of {', '.join(map(repr, PLANES))}; got {name!r}")
+    return PlanesChoice(
+        name=name,
+        all_planes=name != "shown",
+        volume=name == "volume",
+        one_model=name in ("all", "volume"),
+        crops_allowed=name != "each",
+    )
+
+
+def volume_offered(shape: Sequence[int], channel_axis: int | None = None) -> bool:
+    """Whether an array of ``shape`` can be segmented as volumes: 3 axes or more besides
+    the channel axis."""
+    ndim = len(shape)
+    channels = 0 if channel_axis is None or not -ndim <= channel_axis < ndim else 1
+    return ndim - channels >= 3
 
 
 def _stack_rank(name: str) -> int:
@@ -244,15 +332,17 @@ def whole_image_fits(
     return other + (network if network_in_memory else 0) + extra_bytes <= free
 
 
-def check_copy_fits(n_bytes: int, plane: str, planes: int = 1) -> None:
+def check_copy_fits(n_bytes: int, plane: str, planes: int = 1, unit: str = "plane") -> None:
     """MemoryError when ``n_bytes`` (a copy of an image of ``planes`` planes of ``plane``,
-    "H x W", and its labels) exceed the memory available: training on crops keeps its own
-    memory small, but the copy must fit (see :func:`~.memory.check_memory`'s switch)."""
+    "H x W", or volumes of "D x H x W" with ``unit`` "volume", and its labels) exceed the
+    memory available: training on crops keeps its own memory small, but the copy must fit
+    (see :func:`~.memory.check_memory`'s switch)."""
     free = memory.available_memory()
     if free is None or _memory_check_off() or n_bytes <= free:
         return
     gib = 2**30
-    what = f"stack of {planes} {plane} planes" if planes > 1 else f"{plane} image"
+    single = "image" if unit == "plane" else unit
+    what = f"stack of {planes} {plane} {unit}s" if planes > 1 else f"{plane} {single}"
     raise MemoryError(
         f"a copy of a {what} needs about {n_bytes / gib:.1f} GiB of memory and "
         f"{free / gib:.1f} GiB is available; segment a crop or a downscaled copy; to run "
