@@ -121,13 +121,17 @@ def test_a_volume_is_segmented_as_3d_objects_in_the_widget(viewer_widget, qtbot)
 # --- the console ---------------------------------------------------------------------
 
 
-def test_segment_layer_volume_gives_3d_labels(make_napari_viewer):
+def test_segment_layer_volume_labels_a_time_series_of_volumes_in_3d(make_napari_viewer):
     viewer = make_napari_viewer()
-    volume, inside = _ball()
-    viewer.add_image(volume, name="ball", scale=(2.0, 1.0, 1.0))
+    (first, inside), (second, _) = _ball(), _ball(seed=1)
+    series = np.stack([first, second])  # (t, z, y, x)
+    viewer.add_image(series, name="ball", scale=(1.0, 2.0, 1.0, 1.0))
     labels = segment_layer("ball", viewer, FAST, planes="volume")
-    assert labels.data.shape == (8, 24, 24)
-    _assert_one_object(np.asarray(labels.data), inside)
+    data = np.asarray(labels.data)
+    assert data.shape == (2, 8, 24, 24)
+    for volume in data:  # the ball is one 3D object, with the same label at both times
+        _assert_one_object(volume, inside)
+    assert data[0][inside][0] == data[1][inside][0]
 
 
 def test_segment_layer_one_model_labels_a_class_alike_in_every_plane(make_napari_viewer):
