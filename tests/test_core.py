@@ -153,7 +153,7 @@ def test_output_is_consecutive_from_one_in_smallest_dtype():
     assert np.array_equal(np.unique(labels), np.arange(1, labels.max() + 1))
 
 
-def test_connected_components_split_disconnected_regions():
+def test_label_by_segment_splits_disconnected_regions():
     image = np.zeros((24, 32), np.uint8)
     image[4:10, 4:10] = 255  # two separate bright squares on a dark ground
     image[14:20, 20:28] = 255
