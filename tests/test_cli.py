@@ -729,3 +729,42 @@ def test_model_flags_are_checked_before_any_image_is_read(tmp_path, capsys):
             main([str(image), "--out", str(tmp_path / "out"), *extra])
         assert stop.value.code == 2
         assert re.search(message, capsys.readouterr().err)
+
+
+def test_one_model_gives_a_class_the_same_label_in_every_file(tmp_path, capsys):
+    from napari_unsupervised_segmentation import load_model
+
+    rng = np.random.default_rng(9)
+    first = rng.integers(0, 2000, (24, 30), dtype=np.uint16)
+    first[4:14, 4:18] += 40000  # a bright square on a dark background
+    second = rng.integers(0, 2000, (26, 28), dtype=np.uint16)
+    second[10:22, 12:26] += 40000  # elsewhere, another size
+    tifffile.imwrite(tmp_path / "first.tif", first)
+    tifffile.imwrite(tmp_path / "second.tif", second)
+    out, model_path = tmp_path / "out", tmp_path / "both.model"
+    files = [str(tmp_path / "first.tif"), str(tmp_path / "second.tif")]
+    extra = ["--one-model", "--save-model", str(model_path), "--preset", "paper"]
+    assert main([*files, "--out", str(out), *FAST, *extra]) == 0
+    one, _ = read_label_tiff(out / "first_labels.tif")
+    two, _ = read_label_tiff(out / "second_labels.tif")
+    # the bright squares share a label, and so do the backgrounds, in both files
+    assert one[8, 10] == two[15, 18] and one[20, 25] == two[3, 3]
+    model = load_model(model_path)
+    np.testing.assert_array_equal(one, model.predict(first))
+    np.testing.assert_array_equal(two, model.predict(second))
+    printed = capsys.readouterr().out
+    assert re.search(
+        r"one model: 2 images \(1 channel\), 3 iterations, .* s -> .*both.model", printed
+    )
+    assert "first: " in printed and "no training" in printed
+
+
+def test_one_model_is_refused_with_a_saved_model(tmp_path, capsys):
+    image = tmp_path / "img.tif"
+    tifffile.imwrite(image, np.zeros((8, 8), np.uint8))
+    model = tmp_path / "m.model"
+    model.write_text("not read")
+    with pytest.raises(SystemExit) as stop:
+        main([str(image), "--out", str(tmp_path / "out"), "--one-model", "--model", str(model)])
+    assert stop.value.code == 2
+    assert "--one-model trains one: give one" in capsys.readouterr().err

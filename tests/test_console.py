@@ -20,11 +20,11 @@ from napari_unsupervised_segmentation._napari.layers import (
     holds_last_write,
     layer_displayed_axes,
     layer_input,
-    plan_plane,
     show_labels,
     write_plane,
 )
 from napari_unsupervised_segmentation._napari.sample_data import coffee
+from napari_unsupervised_segmentation.core.plan import plan_plane
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = SegmentationParams(max_iter=8, min_classes=0, n_superpixels=50, max_classes=8)

@@ -522,7 +522,7 @@ def test_kept_steps_hold_their_argmax_in_the_smallest_dtype(max_classes, dtype):
     if max_classes <= 257:  # (40000 filters would need 58 GB of weights)
         run = dict(TINY, max_classes=max_classes, min_classes=0)
         step = next(iter_segment(two_colour_image(), "paper", channel_axis=-1, **run))
-        assert step._prediction.dtype == dtype
+        assert step.prediction.dtype == dtype
         expected = segment(two_colour_image(), "paper", channel_axis=-1, max_iter=1, **run)
         np.testing.assert_array_equal(step.labels, expected)  # the narrowing loses nothing
 

@@ -812,3 +812,42 @@ def test_the_stack_sample_segments_both_channels_of_the_plane_shown(viewer_widge
     expected = segment(layer.data[2], FAST, channel_axis=0)  # (C, Y, X): two stains
     np.testing.assert_array_equal(labels.data[0, 0], expected)
     np.testing.assert_array_equal(labels.data[0, 1], expected)
+
+
+def _shapes(shape=(40, 56)) -> np.ndarray:
+    """A grey image with a dark disc, a bright square and a faint square, plus noise."""
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    image = np.full(shape, 0.5)
+    image[(rows - 20) ** 2 + (cols - 14) ** 2 < 81] = 0.1
+    image[6:22, 30:48] = 0.9
+    image[26:36, 32:50] = 0.6
+    return image + np.random.default_rng(0).normal(0, 0.02, shape)
+
+
+def test_the_detail_slider_cuts_the_finished_labels_again_without_training(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    assert not widget.detail.enabled and widget.hierarchy is None
+    layer = viewer.add_image(_shapes(), name="shapes")
+    params = PRESETS["default"].replace(max_iter=8, min_classes=0, n_superpixels=60, max_classes=8)
+    _start(widget, layer, params)
+    assert not widget.detail.enabled  # not during a run
+    _wait_done(qtbot, widget)
+    levels = widget.hierarchy
+    assert widget.detail.enabled and widget.detail.value == 0.0
+    labels_layer = widget.labels_layer
+    np.testing.assert_array_equal(labels_layer.data, levels.labels(0.0))
+    np.testing.assert_array_equal(labels_layer.data, segment(_shapes(), params))
+    low, high = levels.detail_range
+    assert widget.detail.min <= low < 0 < high <= widget.detail.max
+    for value in (-1.0, widget.detail.max, 0.0):
+        widget.detail.value = value
+        assert widget.labels_layer is labels_layer  # redrawn in place
+        np.testing.assert_array_equal(labels_layer.data, levels.labels(value))
+        assert not widget.is_running
+    widget.detail.value = widget.detail.min
+    assert labels_layer.data.max() < levels.labels(0.0).max()  # fewer, larger segments
+    assert "Detail" in widget.status.value
+    _start(widget, layer, params)  # a new run: the slider waits for it
+    assert not widget.detail.enabled and widget.hierarchy is None
+    _wait_done(qtbot, widget)
+    assert widget.detail.enabled and widget.detail.value == 0.0

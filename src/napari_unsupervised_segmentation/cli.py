@@ -77,10 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
         "post-processing is not applied)",
     )
     parser.add_argument(
+        "--one-model",
+        action="store_true",
+        help="train one network on crops from every plane of every input, then label each "
+        "input with it: the same label for the same class in every output file (the "
+        "preset's post-processing is not applied)",
+    )
+    parser.add_argument(
         "--save-model",
         type=Path,
         metavar="PATH",
-        help="save the network trained on the one 2D input image, to apply with --model",
+        help="save the network trained on the one 2D input image (with --one-model: on all "
+        "inputs), to apply with --model",
     )
     parser.add_argument(
         "--calibration",
@@ -181,51 +189,38 @@ def image_axes(
     when the letters are known, else the last two axes other than the channels; any axis
     left is a stack axis, time before depth.
     """
+    from .core.plan import AmbiguousChannels, guess_channel_axis, plan_plane
+
     ndim = len(shape)
     raw_letters = letters if letters is not None and len(letters) == ndim else None
-    letters = known_letters(letters, ndim)
+    # tifffile's Q and I name axes it knows nothing about; S and C beside them still count
+    names = [("" if letter in "QI" else letter) for letter in raw_letters or ""] or None
     if setting == "auto":
-        # S and C are what the file says, even beside axes tifffile cannot name (Q)
-        named = raw_letters or ""
-        if "S" in named and "C" in named:
+        try:
+            channel_axis = guess_channel_axis(shape, names)
+        except AmbiguousChannels as error:
+            if names is not None and "S" in names and "C" in names:
+                raise ValueError(
+                    f"axes {raw_letters} hold both channels (C) and colour samples (S); "
+                    "pass --channel-axis N for the axis to segment together"
+                ) from None
             raise ValueError(
-                f"axes {named} hold both channels (C) and colour samples (S); "
-                "pass --channel-axis N for the axis to segment together"
-            )
-        found = [named.find(axis) for axis in "SC" if axis in named]
-        if found:
-            channel_axis = found[0]
-        elif letters is not None:
-            channel_axis = None
-        elif ndim == 3 and shape[-1] in (3, 4):
-            channel_axis = ndim - 1
-        elif ndim == 2:
-            channel_axis = None
-        else:
-            raise ValueError(
-                f"cannot tell the channel axis of an image of shape {shape}; pass "
-                "--channel-axis N for the axis holding channels (0 for (C, H, W), -1 for "
-                "(H, W, C)), or --channel-axis none --planes for a grayscale stack"
-            )
+                f"{error}; pass --channel-axis N for the axis holding channels (0 for "
+                "(C, H, W), -1 for (H, W, C)), or --channel-axis none --planes for a "
+                "grayscale stack"
+            ) from None
     elif setting is None:
         channel_axis = None
     else:
         if not -ndim <= int(setting) < ndim:
             raise ValueError(f"--channel-axis {setting} is out of range for shape {shape}")
         channel_axis = int(setting) % ndim
-    others = [axis for axis in range(ndim) if axis != channel_axis]
-    if len(others) < 2:
+    if len([axis for axis in range(ndim) if axis != channel_axis]) < 2:
         raise ValueError(f"an image of shape {shape} has no 2D plane besides its channels")
-    plane = others[-2:]
-    # Y and X are reliable even beside axes tifffile cannot name (Q: a plain TIFF stack)
-    if raw_letters is not None and raw_letters.count("Y") == raw_letters.count("X") == 1:
-        named = [raw_letters.index("Y"), raw_letters.index("X")]
-        if channel_axis not in named:
-            plane = named
-    stack = [axis for axis in others if axis not in plane]
-    if letters is not None:  # time before depth, as the label stack is written (TZYX)
-        stack.sort(key=lambda axis: "TZ".find(letters[axis]) % 3)
-    return channel_axis, tuple(stack)
+    # Y and X are the plane where the file names them; time before depth, as the label
+    # stack is written (TZYX)
+    plan = plan_plane(shape, channel_axis=channel_axis, all_planes=True, axis_names=raw_letters)
+    return channel_axis, plan.stack_axes
 
 
 class Calibration(NamedTuple):
@@ -397,7 +392,7 @@ def segment_to_file(
     from .io import write_label_tiff
 
     channel_axis, stack_axes = image_axes(image.shape, args.channel_axis, letters)
-    if stack_axes and args.save_model is not None:
+    if stack_axes and args.save_model is not None and not args.one_model:
         raise ValueError("--save-model saves the network of one 2D image, and this is a stack")
     if stack_axes and not args.planes:
         n_planes = int(np.prod([image.shape[axis] for axis in stack_axes]))
@@ -537,7 +532,10 @@ def colour_setting(
         )
     if flag is not None or channel_axis is None or letters is None or len(letters) != len(shape):
         return flag
-    rgb = letters[channel_axis] == "S"  # a TIFF holds colour only as the samples of RGB
+    from .core.plan import channels_are_colour
+
+    # a TIFF holds colour only as the samples of RGB (S)
+    rgb = channels_are_colour(shape[channel_axis], letter=letters[channel_axis])
     if rgb and channel_axis < letters.find("Y"):  # planar: S stored before the rows
         _note_planar_colour(name, shape[channel_axis])
     return rgb
@@ -584,7 +582,7 @@ def _segment_plane(
 
     from .core import iter_segment
 
-    if args.model is not None:  # a saved model: classes are labels, the same everywhere
+    if args.loaded_model is not None:  # one model: classes are labels, the same everywhere
         labels = args.loaded_model.predict(plane, channel_axis=channel_axis, rgb=rgb)
         return PlaneResult(labels, 0, len(np.unique(labels)))
     step = None
@@ -711,7 +709,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with sigterm_stops_like_ctrl_c():
         try:
             _check_device(parser, params.device)
-            failures = _segment_inputs(inputs, args, params)
+            if args.one_model:
+                failures = _one_model_inputs(inputs, args, params)
+            else:
+                failures = _segment_inputs(inputs, args, params)
         except Terminated:
             print(f"{PROG}: interrupted (SIGTERM)", file=sys.stderr)
             return EXIT_TERMINATED
@@ -724,12 +725,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_models(parser: argparse.ArgumentParser, args: argparse.Namespace, n_inputs: int) -> None:
-    """Refuse --model and --save-model together, --save-model of several images, and a model
-    file that cannot be read (before any image is read); keep the loaded model in ``args``."""
+    """Refuse --model with --save-model or --one-model, --save-model of several images
+    without --one-model, and a model file that cannot be read (before any image is read);
+    keep the loaded model in ``args``."""
     args.loaded_model = None
     if args.model is not None and args.save_model is not None:
         parser.error("--model applies a saved model and --save-model trains one: give one")
-    if args.save_model is not None and n_inputs != 1:
+    if args.model is not None and args.one_model:
+        parser.error("--model applies a saved model and --one-model trains one: give one")
+    if args.save_model is not None and n_inputs != 1 and not args.one_model:
         parser.error(f"--save-model saves the network trained on one image; {n_inputs} given")
     if args.model is not None:
         from .core import load_model
@@ -798,6 +802,124 @@ def _segment_inputs(
             seconds = time.perf_counter() - started
             tqdm.write(summary_line(name, written, output_path(args.out, name), seconds))
     return failures
+
+
+class _Loaded(NamedTuple):
+    """An input read for --one-model, with what its axes and colour were found to be."""
+
+    name: str
+    image: np.ndarray
+    letters: str | None
+    calibration: Calibration
+    training: np.ndarray  # planes first, channels last (one for grayscale)
+    is_rgb: bool
+
+
+def _one_model_inputs(
+    inputs: list[tuple[str, Any]], args: argparse.Namespace, params: SegmentationParams
+) -> int:
+    """--one-model: read every input, train one network on them all, then label and write
+    each with it; the number of inputs that failed. An input that cannot be read or
+    segmented is reported and left out; if training fails, every input has failed."""
+    from tqdm import tqdm
+
+    from .core import iter_fit
+
+    loaded: list[_Loaded] = []
+    failures = 0
+    for name, load in inputs:
+        try:
+            loaded.append(_load_for_training(name, load, args))
+        except Exception as error:  # one bad file must not stop the others
+            failures += 1
+            print(f"{PROG}: skipped {shown(name)}: {shown(str(error))}", file=sys.stderr)
+    if not loaded:
+        return failures
+    colours = {item.is_rgb for item in loaded}
+    n_channels = {item.training.shape[-1] for item in loaded}
+    if len(colours) > 1:
+        words = ", ".join(f"{shown(i.name)}: {'colour' if i.is_rgb else 'not'}" for i in loaded)
+        print(f"{PROG}: --one-model needs inputs that are all colour or all not ({words}); "
+              "nothing was written", file=sys.stderr)  # fmt: skip
+        return len(inputs)
+    is_rgb = colours.pop()
+    started = time.perf_counter()
+    step = None
+    desc = f"one model on {counted(len(loaded), 'image')}"
+    try:
+        with tqdm(total=params.max_iter, desc=desc, unit="it", leave=False,
+                  disable=args.quiet) as bar:  # fmt: skip
+            for step in iter_fit(
+                [item.training for item in loaded],
+                params,
+                channel_axis=-1,
+                rgb=is_rgb,
+            ):
+                bar.update(1)
+                bar.set_postfix_str(f"{counted(step.n_classes, 'class')} while training")
+    except Exception as error:
+        print(f"{PROG}: --one-model: training failed: {shown(str(error))}; nothing was "
+              f"written", file=sys.stderr)  # fmt: skip
+        return len(inputs)
+    assert step is not None
+    args.loaded_model = step.model
+    saved = ""
+    if args.save_model is not None:
+        step.model.save(args.save_model)
+        saved = f" -> {shown(args.save_model)}"
+    channels = "colour" if is_rgb else counted(max(n_channels), "channel")
+    tqdm.write(f"one model: {counted(len(loaded), 'image')} ({channels}), "
+               f"{counted(step.iteration, 'iteration')}, "
+               f"{time.perf_counter() - started:.1f} s{saved}")  # fmt: skip
+    for item in loaded:
+        started = time.perf_counter()
+        try:
+            written = segment_to_file(item.name, item.image, args.out, args, params,
+                                      item.letters, item.calibration)  # fmt: skip
+        except FileExistsError:
+            failures += 1
+            target = shown(output_path(args.out, item.name))
+            print(f"{PROG}: skipped {shown(item.name)}: {target} appeared meanwhile (another "
+                  "run?) and is kept; pass --overwrite to replace it", file=sys.stderr)  # fmt: skip
+        except Exception as error:
+            failures += 1
+            print(f"{PROG}: skipped {shown(item.name)}: {shown(str(error))}", file=sys.stderr)
+        else:
+            seconds = time.perf_counter() - started
+            path = output_path(args.out, item.name)
+            tqdm.write(summary_line(item.name, written, path, seconds))
+    return failures
+
+
+def _load_for_training(name: str, load: Any, args: argparse.Namespace) -> _Loaded:
+    """Read one input and arrange it for training: its planes first (a stack only with
+    --planes, as when segmenting), its channels last, its colour decided as when
+    segmenting it alone (so that moving the channels does not change the guess)."""
+    from .core.normalize import image_layout
+
+    image, letters, calibration = load()
+    if not args.calibration:
+        calibration = UNCALIBRATED
+    channel_axis, stack_axes = image_axes(image.shape, args.channel_axis, letters)
+    if stack_axes and not args.planes:
+        n_planes = int(np.prod([image.shape[axis] for axis in stack_axes]))
+        raise ValueError(
+            f"shape {image.shape} is a stack of {n_planes} planes along "
+            f"{_along(letters, stack_axes)}; pass --planes to train on and label each plane, "
+            "or --channel-axis N if axis N holds channels"
+        )
+    plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
+    rgb = colour_setting(name, image.shape, channel_axis, letters, args.rgb)
+    plane_shape = tuple(image.shape[axis] for axis in plane_axes)
+    plane_channel_axis = None if channel_axis is None else plane_axes.index(channel_axis)
+    is_rgb = image_layout(plane_shape, image.dtype, plane_channel_axis, rgb).is_rgb
+    channels_last = [axis for axis in plane_axes if axis != channel_axis]
+    if channel_axis is not None:
+        channels_last.append(channel_axis)
+    training = np.transpose(image, [*stack_axes, *channels_last])
+    if channel_axis is None:  # one channel, on the axis where the others have theirs
+        training = training[..., np.newaxis]
+    return _Loaded(name, image, letters, calibration, training, is_rgb)
 
 
 def summary_line(name: str, written: Written, path: Path, seconds: float) -> str:

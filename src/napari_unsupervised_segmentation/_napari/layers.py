@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core.normalize import check_channel_axis_type  # numpy only: no torch import
+from ..core.plan import PlanePlan, channels_are_colour, plan_plane  # numpy only
 
 if TYPE_CHECKING:
     import napari
@@ -29,12 +29,10 @@ if TYPE_CHECKING:
 __all__ = [
     "METADATA_KEY",
     "LayerInput",
-    "PlanePlan",
     "holds_last_write",
     "labels_layer_name",
     "layer_displayed_axes",
     "layer_input",
-    "plan_plane",
     "PlaneStack",
     "full_resolution",
     "reusable_labels_layer",
@@ -63,82 +61,6 @@ def layer_displayed_axes(
     else:
         order = list(range(-offset)) + [axis - offset for axis in world_order]
     return tuple(order[-min(ndisplay, layer_ndim) :])
-
-
-@dataclass(frozen=True)
-class PlanePlan:
-    """Which part of an nD layer is segmented: two plane axes, an optional channel axis,
-    and an index for every other (sliced) axis."""
-
-    plane_axes: tuple[int, int]
-    channel_axis: int | None
-    index: tuple[int | None, ...]  # per layer axis: an int for sliced axes, else None
-    #: With all planes: the axes that are neither plane nor channels, and their sizes; every
-    #: plane along them is segmented (``index`` is then None for them too).
-    stack_axes: tuple[int, ...] = ()
-    stack_shape: tuple[int, ...] = ()
-
-    def plane_key(self, stack_index: Sequence[int]) -> tuple[int | slice, ...]:
-        """The index, in an array with the layer's axes, of the plane at ``stack_index``
-        (see :meth:`stack_indices`): every other axis whole (channels included)."""
-        position = dict(zip(self.stack_axes, stack_index, strict=True))
-        return tuple(
-            int(position[ax]) if ax in position else slice(None) for ax in range(len(self.index))
-        )
-
-    def stack_indices(self) -> list[tuple[int, ...]]:
-        """The index along ``stack_axes`` of every plane, in order (one empty index for a
-        single plane)."""
-        return list(np.ndindex(*self.stack_shape))
-
-
-def plan_plane(
-    shape: Sequence[int],
-    displayed: Sequence[int],
-    data_point: Sequence[float],
-    channel_axis: int | None = None,
-    *,
-    all_planes: bool = False,
-) -> PlanePlan:
-    """Choose the 2D plane of a layer of ``shape`` to segment.
-
-    The plane is the last two displayed axes other than ``channel_axis``; every other
-    axis except the channel axis is held at ``data_point`` (rounded and clipped, as napari
-    does when slicing), or, with ``all_planes``, is a stack axis along which every plane is
-    segmented. Raises ValueError when no such plane exists.
-    """
-    ndim = len(shape)
-    if ndim < 2:
-        raise ValueError(f"the layer has {ndim} dimension(s); segmentation needs at least 2")
-    if channel_axis is not None:
-        check_channel_axis_type(channel_axis)
-        if not -ndim <= channel_axis < ndim:
-            raise ValueError(f"channel axis {channel_axis} is out of range for a {ndim}D layer")
-        channel_axis %= ndim
-        if ndim < 3:
-            raise ValueError("a channel axis needs a layer with at least 3 dimensions")
-    candidates = [ax for ax in displayed if ax != channel_axis]
-    if len(candidates) < 2:
-        raise ValueError(
-            f"axis {channel_axis} is both the channel axis and a displayed axis; "
-            "display two other axes or choose another channel axis"
-        )
-    plane = tuple(sorted(candidates[-2:]))
-    others = [ax for ax in range(ndim) if ax not in plane and ax != channel_axis]
-    stack_axes = tuple(others) if all_planes else ()
-    index: list[int | None] = []
-    for ax, size in enumerate(shape):
-        if ax in plane or ax == channel_axis or ax in stack_axes:
-            index.append(None)
-        else:
-            index.append(int(np.clip(np.round(data_point[ax]), 0, size - 1)))
-    return PlanePlan(
-        plane_axes=(plane[0], plane[1]),
-        channel_axis=channel_axis,
-        index=tuple(index),
-        stack_axes=stack_axes,
-        stack_shape=tuple(int(shape[ax]) for ax in stack_axes),
-    )
 
 
 @dataclass(frozen=True)
@@ -171,7 +93,7 @@ class LayerInput:
     @property
     def n_planes(self) -> int:
         """How many 2D planes are segmented (one, or all along the stack axes)."""
-        return int(np.prod(self.plan.stack_shape, dtype=np.int64))
+        return self.plan.n_planes
 
     def plane_image(self, stack_index: tuple[int, ...]) -> np.ndarray:
         """The plane at ``stack_index`` (see :meth:`PlanePlan.stack_indices`) of the image,
@@ -323,7 +245,7 @@ def layer_input(
     """
     from napari.layers import Image
 
-    from ..core.normalize import channels_look_like_colour, image_layout  # numpy only
+    from ..core.normalize import image_layout  # numpy only
 
     if not isinstance(layer, Image):
         kind = type(layer).__name__
@@ -346,13 +268,11 @@ def layer_input(
         point = layer.world_to_data(dims.point) if ndim > 2 else [0.0] * ndim
     plan = plan_plane(spatial_shape, displayed, point, channel_axis, all_planes=all_planes)
     key = tuple(slice(None) if i is None else i for i in plan.index)
-    engine_channel_axis: int | None = -1 if rgb else None
+    engine_channel_axis = -1 if rgb else plan.engine_channel_axis
     plane_axes = [ax for ax, i in enumerate(plan.index) if i is None and ax not in plan.stack_axes]
-    if plan.channel_axis is not None:  # among the axes of one plane
-        engine_channel_axis = plane_axes.index(plan.channel_axis)
-    # napari calls any (H, W, 3|4) layer RGB(A) whatever its dtype; the engine's own rule
+    # napari calls any (H, W, 3|4) layer RGB(A) whatever its dtype; the policy's own rule
     # decides (four channels that are not uint8 stay four channels)
-    colour = rgb and channels_look_like_colour(int(data.shape[-1]), data.dtype)
+    colour = rgb and channels_are_colour(int(data.shape[-1]), data.dtype)
     # what the engine refuses from a plane's shape and dtype is refused before the copy
     # (of a whole stack, perhaps, of a lazy array that reads it from disk)
     plane = tuple(spatial_shape[ax] for ax in plane_axes) + ((int(data.shape[-1]),) if rgb else ())

@@ -9,7 +9,9 @@ nothing. The settings controls are built in :mod:`.controls`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import time
 import weakref
 from collections.abc import Callable
@@ -20,6 +22,7 @@ import numpy as np
 from magicgui.widgets import (
     ComboBox,
     Container,
+    FloatSlider,
     Label,
     ProgressBar,
     PushButton,
@@ -28,6 +31,7 @@ from psygnal import Signal
 from qtpy.QtWidgets import QApplication, QMainWindow, QSizePolicy
 
 from ..core.params import PRESETS, SegmentationParams
+from ..core.plan import AmbiguousChannels, guess_channel_axis
 from ..core.wording import counted, labels_per_plane
 from .controls import (
     BASIC,
@@ -67,6 +71,8 @@ if TYPE_CHECKING:
     import napari
     from napari.layers import Labels
 
+    from ..core.labels import MergeHierarchy
+
 __all__ = ["SegmentationWidget"]
 
 
@@ -102,6 +108,8 @@ class SegmentationWidget(Container):
     Scripting: choose the layer with ``widget.image.value = layer``, set ``widget.params``
     (or single controls such as ``widget.max_iter.value``), then ``widget.run()``;
     ``widget.stop()`` ends the run keeping the labels; ``widget.finished`` is emitted at the end.
+    After a run on one plane, ``widget.detail.value`` cuts its labels again at another level
+    of detail (:class:`~napari_unsupervised_segmentation.core.labels.MergeHierarchy`).
     """
 
     #: Emitted on the main thread when a run has ended (done, stopped or failed).
@@ -118,6 +126,9 @@ class SegmentationWidget(Container):
         self._planes_offered = False  # the Planes control is shown for the chosen layer
         #: How many label updates the latest run showed.
         self.updates_shown = 0
+        #: The latest run's input and merge hierarchy, while the Detail slider re-cuts them.
+        self._detail_source: tuple[LayerInput, MergeHierarchy] | None = None
+        self._setting_detail = False  # the slider is being set, not moved by the user
 
         self.image = ComboBox(name="image", label="Image", choices=self._image_choices)
         self.channel_axis = ComboBox(
@@ -142,6 +153,17 @@ class SegmentationWidget(Container):
             tooltip="Fill every setting from a named preset ('paper': as published).",
         )
         self._controls = _make_controls()
+        self.detail = FloatSlider(
+            name="detail",
+            label="Detail",
+            min=-3.0,
+            max=3.0,
+            step=0.1,
+            value=0.0,
+            enabled=False,
+            tooltip="After a run: right for more, smaller segments, left for fewer, larger "
+            "ones (each step of 1 doubles or halves them), redrawn without training again.",
+        )
         #: The settings beyond the basic ones: a check box and a collapsed section per group.
         self.sections = _make_sections(self._controls)
         self.run_button = PushButton(name="run_button", text="Run")
@@ -156,6 +178,7 @@ class SegmentationWidget(Container):
                 self.planes,
                 self.preset,
                 *(self._controls[n] for n in BASIC),
+                self.detail,
                 *(widget for section in self.sections.values() for widget in section),
                 self.run_button,
                 self.progress_bar,
@@ -173,6 +196,7 @@ class SegmentationWidget(Container):
         self.preset.changed.connect(self._on_preset)
         self.run_button.changed.connect(self._on_button)
         watch_options(self._controls)
+        self.detail.changed.connect(self._on_detail)
 
         active = viewer.layers.selection.active
         if active is not None and active in self.image.choices:
@@ -208,6 +232,12 @@ class SegmentationWidget(Container):
         return self._labels_ref()
 
     @property
+    def hierarchy(self) -> MergeHierarchy | None:
+        """The merge hierarchy of the latest run's labels, which the Detail slider cuts
+        (None before a run on one plane has finished)."""
+        return None if self._detail_source is None else self._detail_source[1]
+
+    @property
     def is_running(self) -> bool:
         """Whether a training run is going on."""
         return self._life.run is not None
@@ -236,9 +266,11 @@ class SegmentationWidget(Container):
         may_have_channels = bool(layer is not None and not layer.rgb and layer.ndim >= 3)
         self.channel_axis.visible = may_have_channels
         if may_have_channels:  # an axis the layer calls "c" or "channel" is chosen
-            named = [i for i, n in enumerate(_axis_names(layer)) if n in _CHANNEL_NAMES]
-            if len(named) == 1:
-                self.channel_axis.value = named[0]
+            with contextlib.suppress(AmbiguousChannels):  # several named: none chosen
+                shape = full_resolution(layer).shape
+                named = guess_channel_axis(shape, _axis_names(layer), from_shape=False)
+                if named is not None:
+                    self.channel_axis.value = named
         self._on_channel_axis_changed()
 
     def _on_channel_axis_changed(self, *_: Any) -> None:
@@ -364,11 +396,14 @@ class SegmentationWidget(Container):
             self.update_interval,
             rgb=inp.rgb,
             abandon=run.abandon,
+            hierarchy=not inp.plan.stack_axes,  # the Detail slider: one plane's labels
         )
         run.worker.yielded.connect(_weak_slot(self._on_yielded, run))
         run.worker.finished.connect(_weak_slot(self._on_finished, run))
         self._life.run = run
         self._labels_ref = lambda: None
+        self._detail_source = None
+        self.detail.enabled = False
         self.updates_shown = 0
         self.run_button.text = "Stop"
         self.run_button.enabled = True
@@ -506,9 +541,47 @@ class SegmentationWidget(Container):
             self.run_button.text = "Run"
             self.run_button.enabled = True
             self.status.value = _final_status(run)
+            self._offer_detail(run)
         except RuntimeError:  # the Qt widgets are being deleted
             return
         self.finished.emit()
+
+    # detail --------------------------------------------------------------------------
+
+    def _offer_detail(self, run: _Run) -> None:
+        """Enable the Detail slider at 0 over the levels of the run's final labels."""
+        last = run.last
+        levels = last.hierarchy if last is not None and run.failure is None else None
+        if levels is None or run.labels_layer is None:
+            return
+        low, high = levels.detail_range
+        if high - low < 1e-9:  # one level only: nothing to cut
+            return
+        self._detail_source = (run.inp, levels)
+        self._setting_detail = True
+        try:
+            self.detail.value = 0.0
+            self.detail.min = math.floor(low * 10) / 10
+            self.detail.max = math.ceil(high * 10) / 10
+        finally:
+            self._setting_detail = False
+        self.detail.enabled = True
+
+    def _on_detail(self, value: float) -> None:
+        """Cut the latest run's labels at ``value`` and redraw them (no training)."""
+        from napari.utils.notifications import show_error
+
+        if self._setting_detail or self._detail_source is None or self.is_running:
+            return
+        inp, levels = self._detail_source
+        try:
+            labels = levels.labels(float(value))
+            layer = show_labels(self._viewer, inp, labels, self._labels_ref(), set_transforms=False)
+        except Exception as exc:  # e.g. the viewer is half closed: tell, never raise
+            show_error(_not_shown(exc))
+            return
+        self._labels_ref = weakref.ref(layer)
+        self.status.value = f"Detail {value:+.1f}: {counted(int(labels.max()), 'label')}."
 
 
 def _not_shown(exc: BaseException) -> str:
@@ -541,10 +614,6 @@ def _final_status(run: _Run) -> str:
         iterations = "" if run.stop.is_set() else " iterations"
         text = f"{verb} {last.iteration}{iterations}: {counted(n_labels, 'label')}."
     return f"{text}\n{run.inp.note}" if run.inp.note else text
-
-
-#: Axis labels that say an axis holds channels.
-_CHANNEL_NAMES = frozenset({"c", "ch", "channel", "channels"})
 
 
 def _axis_names(layer: Any) -> list[str]:

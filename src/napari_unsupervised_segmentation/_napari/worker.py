@@ -78,6 +78,9 @@ class Update:
     is_last: bool  # the last step of its plane
     plane: int = 0  # which plane of a stack (0 for a single plane)
     n_planes: int = 1
+    #: With the final labels, when asked for: every level of detail to cut them again at
+    #: (a :class:`~..core.labels.MergeHierarchy`; its level 0 are ``labels``).
+    hierarchy: Any = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ def train_stack_updates(
     *,
     rgb: bool | None = None,
     abandon: threading.Event | None = None,
+    hierarchy: bool = False,
 ) -> Iterator[Update | Failure]:
     """Run the engine on each of ``planes`` in turn, each trained on its own, and yield
     throttled :class:`Update` s that say which plane (runs in the worker thread).
@@ -116,13 +120,16 @@ def train_stack_updates(
     errors are yielded as a :class:`Failure` (naming the plane of a stack) instead of
     raised, so nothing reaches the Qt event loop, and end the run. ``done`` is set at the
     end. ``channel_axis`` and ``rgb`` say how each plane holds its channels, as in
-    :func:`~napari_unsupervised_segmentation.iter_segment`.
+    :func:`~napari_unsupervised_segmentation.iter_segment`. With ``hierarchy``, each
+    plane's final update carries its labels' merge hierarchy, from which they are made.
     """
     try:
         for number, plane in enumerate(planes):
             if stop.is_set():
                 return
-            updates = _updates(plane, channel_axis, params, stop, interval, clock, rgb, abandon)
+            updates = _updates(
+                plane, channel_axis, params, stop, interval, clock, rgb, abandon, hierarchy
+            )
             for item in updates:
                 if isinstance(item, Failure):
                     if len(planes) > 1:  # the planes before it are kept
@@ -143,6 +150,7 @@ def _updates(
     clock: Callable[[], float],
     rgb: bool | None,
     abandon: threading.Event | None,
+    hierarchy: bool = False,
 ) -> Iterator[Update | Failure]:
     """One plane's updates (see :func:`train_stack_updates`).
 
@@ -171,9 +179,15 @@ def _updates(
                 if should_deliver(now, last_sent, wait, final):
                     last_sent = now
                     started = time.perf_counter()
-                    labels = step.labels if final else step.preview_labels
+                    levels = step.hierarchy if final and hierarchy else None
+                    if levels is not None:
+                        labels = levels.labels(0.0)  # the same as step.labels
+                    else:
+                        labels = step.labels if final else step.preview_labels
                     wait = update_interval_after(interval, time.perf_counter() - started)
-                    yield Update(step.iteration, step.n_classes, step.loss, labels, final)
+                    yield Update(
+                        step.iteration, step.n_classes, step.loss, labels, final, hierarchy=levels
+                    )
                 if final:
                     return
         finally:

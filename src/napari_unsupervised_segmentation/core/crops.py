@@ -158,6 +158,8 @@ def training_data(
         try:
             sources.append(_source(item, name, channel_axis, rgb))
         except ValueError as error:
+            if not named:
+                raise
             raise ValueError(f"{name}: {error}") from None
     first = sources[0]
     for source in sources[1:]:
@@ -370,6 +372,7 @@ class CropPool:
         ranges: Ranges,
         settings: SegmentationParams,
         device: torch.device,
+        spacing: tuple[float, float] | None = None,
     ) -> None:
         rows, cols = shape
         pixels = np.empty((len(spots), data.n_input_channels, rows, cols), np.float32)
@@ -391,6 +394,7 @@ class CropPool:
                 max(1, round((settings.n_superpixels or 0) * share)),
                 settings.compactness or 0.0,
                 settings.superpixel_scale or 0.0,
+                spacing,
             )
             pixels[position] = crop.channels.transpose(2, 0, 1)
             superpixels[position] = crop_superpixels

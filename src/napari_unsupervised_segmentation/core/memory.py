@@ -114,3 +114,55 @@ def check_memory(
         f"(max_classes={settings.max_classes}); to run anyway, set the environment variable "
         f"{SWITCH}=0"
     )
+
+
+def estimate_volume_bytes(
+    volume_shape: tuple[int, int, int],
+    settings: SegmentationParams,
+    n_input_channels: int = 3,
+    n_volumes: int = 1,
+) -> tuple[int, int]:
+    """Peak memory of training on ``n_volumes`` volumes of ``volume_shape`` (z, y, x) at
+    once: (network, other) bytes.
+
+    A voxel keeps as many feature maps as a pixel does (the 3x3x3 convolutions change the
+    weights, not the maps), and post-processing in 3D (connected components, small
+    segments) keeps fewer maps than the 2D merges; so a voxel costs at most what a pixel
+    costs with the merges switched off.
+    """
+    depth, height, width = (int(size) for size in volume_shape)
+    plain = settings.replace(merge="off") if settings.merge not in (None, "off") else settings
+    return estimate_bytes(depth * height * int(n_volumes), width, plain, n_input_channels)
+
+
+def check_volume_memory(
+    volume_shape: tuple[int, int, int],
+    settings: SegmentationParams,
+    *,
+    n_volumes: int = 1,
+    network_in_memory: bool = True,
+    n_input_channels: int = 3,
+    extra_bytes: int = 0,
+) -> None:
+    """Raise MemoryError when training on ``n_volumes`` volumes of ``volume_shape`` at once
+    (with ``extra_bytes`` held beside) would need more memory than is available (see
+    :func:`check_memory`)."""
+    free = available_memory()
+    if free is None or os.environ.get(SWITCH, "").strip() == "0":
+        return
+    network, other = estimate_volume_bytes(volume_shape, settings, n_input_channels, n_volumes)
+    needed = other + (network if network_in_memory else 0) + extra_bytes
+    if needed <= free:
+        return
+    gib = 2**30
+    size = " x ".join(str(int(side)) for side in volume_shape)
+    what = f"stack of {n_volumes} {size} volumes" if n_volumes > 1 else f"{size} volume"
+    if n_input_channels > 4:
+        what += f" with {n_input_channels} channels"
+    raise MemoryError(
+        f"a {what} needs about {needed / gib:.1f} GiB of memory with these settings and "
+        f"{free / gib:.1f} GiB is available; segment "
+        f"{'fewer volumes, ' if n_volumes > 1 else ''}a crop or a downscaled copy, or use "
+        f"fewer filters (max_classes={settings.max_classes}); to run anyway, set the "
+        f"environment variable {SWITCH}=0"
+    )

@@ -22,8 +22,9 @@ Ranges = tuple[tuple[float, float], ...]
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """A validated image as float32 ``(H, W, C)`` in [0, 1], whether it is RGB, and the
-    intensity ranges that were mapped to [0, 1] (so that another image can be scaled alike)."""
+    """A validated image as float32 ``(H, W, C)`` in [0, 1] (a volume: ``(D, H, W, C)``),
+    whether it is RGB, and the intensity ranges that were mapped to [0, 1] (so that another
+    image can be scaled alike)."""
 
     channels: np.ndarray
     is_rgb: bool
@@ -32,11 +33,12 @@ class PreparedImage:
     @property
     def is_constant(self) -> bool:
         """Every pixel has the same value in every channel."""
-        return bool((self.channels == self.channels[:1, :1]).all())
+        first = self.channels.reshape(-1, self.channels.shape[-1])[:1]
+        return bool((self.channels == first).all())
 
     @property
-    def spatial_shape(self) -> tuple[int, int]:
-        return self.channels.shape[:2]
+    def spatial_shape(self) -> tuple[int, ...]:
+        return self.channels.shape[:-1]
 
 
 def prepare_image(

@@ -34,7 +34,11 @@ GRAPH_MIN_SIZE = 20
 
 
 def compute_superpixels(
-    image: PreparedImage, n_superpixels: int, compactness: float, graph_scale: float = 0.0
+    image: PreparedImage,
+    n_superpixels: int,
+    compactness: float,
+    graph_scale: float = 0.0,
+    spacing: tuple[float, ...] | None = None,
 ) -> np.ndarray:
     """The refinement's superpixels, labelled 0..S-1 consecutively.
 
@@ -44,7 +48,18 @@ def compute_superpixels(
     ``graph_scale`` > 0, Felzenszwalb-Huttenlocher graph-based segments of that scale
     instead (see :func:`graph_segments`): their outlines follow the image's edges, and
     their number follows the image's content rather than ``n_superpixels``.
+
+    A volume (``image.channels`` of shape ``(D, H, W, C)``) gets 3D SLIC supervoxels;
+    ``spacing`` (the voxel size along each spatial axis, None: isotropic) weighs SLIC's
+    distances, so that a supervoxel spans as far in space along a coarse axis as along a
+    fine one. Graph-based segments are 2D only: a volume with ``graph_scale`` > 0 raises
+    ValueError.
     """
+    if graph_scale > 0 and image.channels.ndim != 3:
+        raise ValueError(
+            "graph-based superpixels (superpixels='graph') are made for 2D images only; a "
+            "volume is refined by 3D SLIC supervoxels: set superpixels='slic'"
+        )
     if graph_scale > 0:
         superpixels = graph_segments(image, graph_scale)
     else:
@@ -59,9 +74,17 @@ def compute_superpixels(
             convert2lab=image.is_rgb,
             start_label=0,
             channel_axis=-1,
+            **({} if spacing is None else {"spacing": relative_spacing(spacing)}),
         )
     _, consecutive = np.unique(superpixels, return_inverse=True)
     return consecutive.reshape(superpixels.shape)
+
+
+def relative_spacing(spacing: tuple[float, ...]) -> np.ndarray:
+    """``spacing`` in units of its finest axis: SLIC's ``compactness`` and supervoxel size
+    then mean the same in voxels of the finest axis whatever unit the spacing is in."""
+    values = np.asarray(spacing, dtype=np.float64)
+    return values / values.min()
 
 
 def graph_segments(image: PreparedImage, scale: float) -> np.ndarray:

@@ -25,6 +25,7 @@ from .crops import (
 )
 from .devices import autocast_for, autograd_enabled, precision_flags, resolve_device
 from .fitted import SegmentationModel, preview_model, snapshot_model
+from .labels import MergeHierarchy
 from .memory import check_memory
 from .model import SegmentationNet
 from .normalize import PreparedImage, Ranges, plane_shape, prepare_image
@@ -32,6 +33,7 @@ from .optim import MomentumSGD, Optimizer
 from .params import PRESETS, SegmentationParams
 from .postprocess import LabelFinisher
 from .refine import SuperpixelRefiner, compute_superpixels
+from .volumes import check_spacing, check_spatial_ndim
 
 
 class FitStep:
@@ -117,6 +119,7 @@ class Step(FitStep):
         )
         self._finish = finish
         self._labels: np.ndarray | None = None
+        self._hierarchy: MergeHierarchy | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -124,6 +127,20 @@ class Step(FitStep):
         if self._labels is None:
             self._labels = self._finish(self.prediction[0].cpu().numpy())
         return self._labels
+
+    @property
+    def hierarchy(self) -> MergeHierarchy:
+        """``labels`` at every level of detail, to cut again without training.
+
+        ``hierarchy.labels(detail)`` re-cuts the boundary merge in milliseconds per megapixel:
+        level 0 gives exactly ``labels``, each level up about twice as many (smaller)
+        segments, each level down about half as many (see
+        :class:`~napari_unsupervised_segmentation.core.labels.MergeHierarchy`). Made on the
+        first read, in about the time ``labels`` takes.
+        """
+        if self._hierarchy is None:
+            self._hierarchy = self._finish.hierarchy(self.prediction[0].cpu().numpy())
+        return self._hierarchy
 
     @property
     def preview_labels(self) -> np.ndarray:
@@ -158,6 +175,8 @@ def iter_segment(
     *,
     channel_axis: int | None = None,
     rgb: bool | None = None,
+    spatial_ndim: int = 2,
+    spacing: tuple[float, ...] | None = None,
     **overrides: Any,
 ) -> Iterator[Step]:
     """Segment ``image`` by self-training, yielding a :class:`Step` after every iteration.
@@ -176,6 +195,13 @@ def iter_segment(
         and edges then work in Lab. False keeps every channel as an independent one
         (microscopy stains); None guesses: three channels last are RGB, four uint8 ones
         RGBA, channels on any other axis independent.
+    spatial_ndim : {2, 3}
+        3: ``image`` is a volume ``(z, y, x)`` (with channels on ``channel_axis``),
+        segmented as one 3D object with 3x3x3 convolutions and 3D SLIC supervoxels (see
+        :mod:`~napari_unsupervised_segmentation.core.volumes`).
+    spacing : sequence of float or None
+        The size of a pixel ``(dy, dx)`` or voxel ``(dz, dy, dx)`` in any unit, for
+        anisotropic data: it weighs SLIC's distances. None: isotropic.
     **overrides
         Any field of :class:`SegmentationParams`, e.g. ``max_iter=100, seed=1``.
 
@@ -198,10 +224,17 @@ def iter_segment(
         training starts.
     """
     settings = resolve_params(params, **overrides)
+    if check_spatial_ndim(spatial_ndim) == 3:
+        from .volumes import iter_volume_steps
+
+        return iter_volume_steps(
+            image, settings, channel_axis=channel_axis, rgb=rgb, spacing=spacing
+        )
+    pixel_spacing = check_spacing(spacing, 2)
     device = resolve_device(settings.device)
     _check_whole_image_memory(image, channel_axis, settings, device)
     prepared = prepare_image(image, channel_axis, rgb)
-    fitting = fit_image(prepared, settings, device)  # one network, trained on this image
+    fitting = fit_image(prepared, settings, device, pixel_spacing)  # one network, this image
     finish = LabelFinisher(settings, prepared, device)  # its image-level maps made once
     # each step's labels: its prediction on the image, finished when they are read
     return (Step(fitted, finish) for fitted in fitting)
@@ -227,6 +260,8 @@ def segment(
     *,
     channel_axis: int | None = None,
     rgb: bool | None = None,
+    spatial_ndim: int = 2,
+    spacing: tuple[float, ...] | None = None,
     **overrides: Any,
 ) -> np.ndarray:
     """Segment ``image`` and return the final labels (see :func:`iter_segment`).
@@ -234,25 +269,33 @@ def segment(
     Returns
     -------
     numpy.ndarray
-        Labels of the image's spatial shape, consecutive from 1, in the smallest unsigned
-        integer dtype that holds them.
+        Labels of the image's spatial shape (a volume's with ``spatial_ndim=3``),
+        consecutive from 1, in the smallest unsigned integer dtype that holds them.
     """
-    steps = iter_segment(image, params, channel_axis=channel_axis, rgb=rgb, **overrides)
+    steps = iter_segment(
+        image,
+        params,
+        channel_axis=channel_axis,
+        rgb=rgb,
+        spatial_ndim=spatial_ndim,
+        spacing=spacing,
+        **overrides,
+    )
     last_step = deque(steps, maxlen=1)[0]  # max_iter >= 1 guarantees one step
     return last_step.labels
 
 
 def build_model(
-    in_channels: int, settings: SegmentationParams, device: torch.device
+    in_channels: int, settings: SegmentationParams, device: torch.device, ndim: int = 2
 ) -> SegmentationNet:
     """The network with seeded Xavier initialisation, identical on every device (float32,
     whatever ``torch.set_default_dtype`` the caller chose); the caller's random state is
-    left as it was."""
+    left as it was. ``ndim``: 2 for images, 3 for volumes (3x3x3 convolutions)."""
     # Built on the CPU whatever the default device; not on the meta device, which first
     # imports sympy and more (about 0.3 s before the first iteration). fork_rng: the
     # layers' own initialisation draws from the global generator.
     with torch.device("cpu"), torch.random.fork_rng(devices=[]):
-        model = SegmentationNet(in_channels, settings.max_classes, settings.n_conv)
+        model = SegmentationNet(in_channels, settings.max_classes, settings.n_conv, ndim)
     model = model.float()
     generator = torch.Generator()
     if settings.seed is None:
@@ -261,7 +304,7 @@ def build_model(
         generator.manual_seed(settings.seed)
     model.reset_parameters(generator)
     # Channels-last runs the convolutions about 1.4x faster on the CPUs we measured.
-    return model.to(device=device, memory_format=torch.channels_last)
+    return model.to(device=device, memory_format=model.memory_format)
 
 
 def image_tensor(image: PreparedImage, device: torch.device) -> torch.Tensor:
@@ -297,10 +340,13 @@ def iter_fit(
         The channel axis of every array; None for grayscale.
     rgb : bool or None
         Whether the channels are colour (see :func:`iter_segment`).
-    spatial_ndim : int
-        2: planes. 3 (volumes) is not available yet.
+    spatial_ndim : {2, 3}
+        2: planes. 3: volumes, the last three axes other than ``channel_axis`` (z, y, x);
+        any before them are volumes (see
+        :func:`~napari_unsupervised_segmentation.core.volumes.iter_fit_volumes`).
     spacing : sequence of float or None
-        Pixel size along each spatial axis (for volumes); None for equal sizes.
+        Pixel ``(dy, dx)`` or voxel ``(dz, dy, dx)`` size; it weighs SLIC's distances.
+        None: equal sizes.
     crops : CropSampling, bool or None
         None: one 2D image that fits in memory (by
         :func:`~napari_unsupervised_segmentation.core.memory.estimate_bytes`) trains whole,
@@ -321,13 +367,15 @@ def iter_fit(
     ------
     ValueError
         For bad images or parameters (naming the list item), before any training.
-    NotImplementedError
-        For ``spatial_ndim=3``.
     MemoryError
         When even the crops would not fit in memory, or with ``crops=False``, the image.
     """
     settings = resolve_params(params, **overrides)
-    _check_spatial(spatial_ndim, spacing)
+    if check_spatial_ndim(spatial_ndim) == 3:
+        from .volumes import iter_fit_volumes
+
+        return iter_fit_volumes(images, settings, channel_axis, rgb, spacing, crops)
+    pixel_spacing = check_spacing(spacing, 2)
     device = resolve_device(settings.device)
     data = training_data(images, channel_axis, rgb)
     network_in_memory = device.type in ("cpu", "mps")
@@ -338,33 +386,25 @@ def iter_fit(
         and data.is_single_plane
         and fits_in_memory(data.sources[0].layout, settings, network_in_memory)
     ):
-        _check_whole_image_memory(images, channel_axis, settings, device)
-        return fit_image(prepare_image(images, channel_axis, rgb), settings, device)
+        image = data.sources[0].array  # (a list of one image: the image)
+        _check_whole_image_memory(image, channel_axis, settings, device)
+        prepared = prepare_image(image, channel_axis, rgb)
+        return fit_image(prepared, settings, device, pixel_spacing)
     sampling = crops if isinstance(crops, CropSampling) else CropSampling()
     shape = data.crop_shape(sampling.size)
     check_crop_memory(sampling, shape, settings, data.n_input_channels, network_in_memory)
     ranges, constant = intensity_ranges(data)
-    return fit_crops(data, ranges, constant, sampling, settings, device)
-
-
-def _check_spatial(spatial_ndim: int, spacing: Sequence[float] | None) -> None:
-    if spatial_ndim == 3:
-        raise NotImplementedError("training on volumes (spatial_ndim=3) is not available yet")
-    if spatial_ndim != 2:
-        raise ValueError(f"spatial_ndim must be 2 (planes) or 3 (volumes), not {spatial_ndim!r}")
-    if spacing is not None:
-        values = tuple(spacing)
-        if len(values) != spatial_ndim or not all(v > 0 for v in values):
-            raise ValueError(
-                f"spacing must be {spatial_ndim} positive pixel sizes, one per spatial axis; "
-                f"got {spacing!r}"
-            )
+    return fit_crops(data, ranges, constant, sampling, settings, device, pixel_spacing)
 
 
 def fit_image(
-    image: PreparedImage, settings: SegmentationParams, device: torch.device
+    image: PreparedImage,
+    settings: SegmentationParams,
+    device: torch.device,
+    spacing: tuple[float, float] | None = None,
 ) -> Iterator[FitStep]:
-    """Train on one whole image: its superpixels once, the whole image every iteration."""
+    """Train on one whole image: its superpixels once, the whole image every iteration.
+    ``spacing``: the pixel size (dy, dx) for SLIC, None when equal."""
     if image.is_constant:
         # Nothing to separate; the network would only draw its zero-padding border.
         blank = torch.zeros((1, *image.spatial_shape), dtype=torch.int64)
@@ -376,6 +416,7 @@ def fit_image(
         settings.n_superpixels or 0,
         settings.compactness or 0.0,
         settings.superpixel_scale or 0.0,
+        spacing,
     )
     with autograd_enabled():  # tensors made under the caller's inference_mode cannot train
         refine = SuperpixelRefiner(superpixels, settings.max_classes, device)
@@ -404,8 +445,10 @@ def fit_crops(
     sampling: CropSampling,
     settings: SegmentationParams,
     device: torch.device,
+    spacing: tuple[float, float] | None = None,
 ) -> Iterator[FitStep]:
-    """Train on crops: a pool sampled once across all planes, a batch of it every iteration."""
+    """Train on crops: a pool sampled once across all planes, a batch of it every iteration.
+    ``spacing``: the pixel size (dy, dx) for SLIC, None when equal."""
     rows, cols = data.crop_shape(sampling.size)
     if constant:
         blank = torch.zeros((1, rows, cols), dtype=torch.int64)
@@ -415,7 +458,7 @@ def fit_crops(
     rng = np.random.default_rng(settings.seed)
     spots = sample_crops(data, sampling, rng)
     with autograd_enabled():
-        pool = CropPool(data, spots, (rows, cols), ranges, settings, device)
+        pool = CropPool(data, spots, (rows, cols), ranges, settings, device, spacing)
         model = build_model(data.n_input_channels, settings, device)
         optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
     batch_size = min(sampling.batch, len(pool))
@@ -499,12 +542,16 @@ def _smallest_label_dtype(max_classes: int) -> torch.dtype:
 
 
 def continuity_loss(responses: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference between vertically and horizontally adjacent responses.
+    """Mean absolute difference between adjacent responses, summed over the spatial axes
+    (vertical and horizontal; in a volume also between planes).
 
     The spatial continuity term of Kim, Kanezaki and Tanaka (IEEE TIP 2020), Eq. 4: it
     pulls neighbouring pixels towards the same label without superpixels.
     """
     responses = responses.float()
-    vertical = (responses[:, :, 1:, :] - responses[:, :, :-1, :]).abs().mean()
-    horizontal = (responses[:, :, :, 1:] - responses[:, :, :, :-1]).abs().mean()
-    return vertical + horizontal
+    axes = range(2, responses.ndim)
+    differences = [torch.diff(responses, dim=axis).abs().mean() for axis in axes]
+    total = differences[0]
+    for difference in differences[1:]:
+        total = total + difference
+    return total

@@ -1,0 +1,79 @@
+"""The policy that reads an array's planes, channels and memory needs (core/plan.py), which
+the widget, the console and the command line share."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_unsupervised_segmentation import SegmentationParams
+from napari_unsupervised_segmentation.core import memory
+from napari_unsupervised_segmentation.core.plan import (
+    AmbiguousChannels,
+    channels_are_colour,
+    guess_channel_axis,
+    plan_plane,
+    tile_shape,
+    whole_image_fits,
+)
+
+
+def test_channel_axis_from_names_then_from_shape():
+    assert guess_channel_axis((5, 2, 4, 4), "ZCYX") == 1  # a TIFF's C
+    assert guess_channel_axis((2, 8, 8, 3), ["", "Y", "X", "S"]) == 3  # colour samples
+    assert guess_channel_axis((5, 3, 4, 4), ["z", "c", "y", "x"]) == 1  # napari's labels
+    assert guess_channel_axis((5, 4, 4), "ZYX") is None  # every axis named, none channels
+    assert guess_channel_axis((4, 4, 3)) == 2  # a photo
+    assert guess_channel_axis((4, 4)) is None
+    assert guess_channel_axis((5, 6, 7), from_shape=False) is None  # napari: grayscale
+    with pytest.raises(AmbiguousChannels, match="cannot tell"):
+        guess_channel_axis((5, 6, 7))
+    with pytest.raises(AmbiguousChannels, match="both channels"):
+        guess_channel_axis((2, 8, 8, 3), "CYXS")
+
+
+def test_colour_from_a_declaration_a_letter_or_the_channels_last():
+    assert channels_are_colour(3, np.uint16)
+    assert channels_are_colour(4, np.uint8)
+    assert not channels_are_colour(4, np.uint16)  # four stains more often than RGBA
+    assert not channels_are_colour(3, np.uint8, channels_last=False)  # (C, H, W): stains
+    assert channels_are_colour(3, letter="S")  # a TIFF: colour only on its S axis
+    assert not channels_are_colour(3, letter="C") and not channels_are_colour(3, letter="X")
+    assert not channels_are_colour(3, np.uint8, declared=False)
+    assert channels_are_colour(4, np.uint16, declared=True)
+
+
+def test_plane_axes_stack_axes_and_held_indices():
+    plan = plan_plane((4, 5, 6))  # the last two axes; the first held at 0
+    assert (plan.plane_axes, plan.index, plan.stack_axes) == ((1, 2), (0, None, None), ())
+    plan = plan_plane((4, 3, 5, 6), channel_axis=1, all_planes=True)
+    assert plan.stack_axes == (0,) and plan.n_planes == 4 and plan.engine_channel_axis == 0
+    plan = plan_plane((4, 5, 6), (0, 2), (2.6, 0, 0))  # napari shows axes 0 and 2
+    assert plan.plane_axes == (0, 2) and plan.index == (None, 0, None)
+    # named Y and X are the plane; time before depth
+    plan = plan_plane((2, 3, 4, 8, 8), channel_axis=0, all_planes=True, axis_names="CZTYX")
+    assert plan.plane_axes == (3, 4) and plan.stack_axes == (2, 1)
+    plan = plan_plane((2, 8, 8, 3), all_planes=True, axis_names="QYXS")
+    assert plan.plane_axes == (1, 2) and plan.stack_axes == (0, 3)
+    with pytest.raises(ValueError, match="both the channel axis and a displayed axis"):
+        plan_plane((3, 5, 6), (0, 1), channel_axis=1)
+
+
+def test_memory_decides_whole_image_or_crops_and_the_tile_of_a_prediction(monkeypatch):
+    settings = SegmentationParams(max_classes=10, n_conv=1)
+    network, other = memory.estimate_bytes(64, 96, settings, 3)
+    monkeypatch.setattr(memory, "available_memory", lambda: network + other)
+    from napari_unsupervised_segmentation.core import plan
+
+    monkeypatch.setattr(plan, "available_memory", lambda: network + other)
+    assert whole_image_fits(64, 96, settings, network_in_memory=True)
+    assert not whole_image_fits(64, 96, settings, network_in_memory=True, extra_bytes=1)
+    assert not whole_image_fits(128, 96, settings, network_in_memory=True)
+    monkeypatch.setenv(memory.SWITCH, "0")  # the check switched off: whole image
+    assert whole_image_fits(128, 96, settings, network_in_memory=True)
+    monkeypatch.delenv(memory.SWITCH)
+    # a tile: the largest square that fits a quarter of the memory
+    budget = 4 * sum(memory.estimate_bytes(600, 600, settings, 3))
+    assert tile_shape(600, 600, settings, available=budget) is None
+    assert tile_shape(10_000, 300, settings, available=budget) == (512, 300)
+    assert tile_shape(10_000, 10_000, settings, available=1) == (128, 128)  # the smallest
