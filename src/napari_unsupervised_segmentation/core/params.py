@@ -244,7 +244,6 @@ class SegmentationParams:
         presets={"default": 32},
         minimum=2,
         label="Max classes",
-        basic=True,
         details="Memory grows with it (see [python-api.md](python-api.md#memory-check)).",
         widget={"max": 4096},
     )
