@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/detail_recut.py                 # CPU, 20 training iterations
+    python benchmarks/detail_recut.py                 # CPU, 10 training iterations
     python benchmarks/detail_recut.py --max-iter 160 --device cuda
 
 The bundled coffee photo is enlarged twice (800 x 1200 pixels, about 1 megapixel) and
@@ -43,7 +43,7 @@ def main() -> None:
     from napari_unsupervised_segmentation.core import iter_segment
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-iter", type=int, default=20, help="training iterations")
+    parser.add_argument("--max-iter", type=int, default=10, help="training iterations")
     parser.add_argument("--device", default="cpu", help="where the network trains")
     args = parser.parse_args()
 

@@ -7,6 +7,8 @@ from napari_unsupervised_segmentation import PRESETS, iter_segment
 from napari_unsupervised_segmentation.core.labels import (
     MergeHierarchy,
     MergeSequence,
+    clean_up_merged,
+    merge_small_segments,
     merge_weak_boundaries,
     merge_weak_edges,
 )
@@ -144,3 +146,21 @@ def test_constant_image_has_one_segment_at_every_level():
     *_, last = iter_segment(np.full((12, 16), 7, np.uint8), PRESETS["default"])
     for detail in (-2.0, 0.0, 2.0):
         np.testing.assert_array_equal(last.hierarchy.labels(detail), np.ones((12, 16)))
+
+
+@pytest.mark.parametrize("seed", [85, 144])
+def test_every_cut_is_what_the_clean_up_makes_of_it_step_by_step(seed):
+    rng = np.random.default_rng(seed)
+    # cells of a weighted Voronoi diagram: slivers and crooked rims for the clean-up
+    points, weights = rng.random((25, 2)) * 24, rng.random(25) * 20
+    rows, cols = np.mgrid[:24, :24]
+    squared = (rows[..., None] - points[:, 0]) ** 2 + (cols[..., None] - points[:, 1]) ** 2
+    segments = merge_small_segments((squared - weights).argmin(-1), 4)
+    record = MergeSequence()
+    merge_weak_edges(segments, rng.random((24, 24)), np.inf, interior_weight=0.3, record=record)
+    for n_joins in range(record.n_joins + 1):
+        hierarchy = MergeHierarchy([(record, n_joins)], min_segment_size=4, min_segment_width=5)
+        expected = clean_up_merged(record.labels(n_joins), 4, 5)
+        cut = hierarchy.labels(0.0)
+        np.testing.assert_array_equal(cut, expected)
+        assert cut.dtype == expected.dtype

@@ -78,6 +78,10 @@ class LayerInput:
     #: Per layer axis (RGB excluded), its name as the viewer shows it ("z", "t", "c"), or ""
     #: where it has none (napari's default labels are numbers).
     axis_names: tuple[str, ...] = ()
+    #: The plane is too large to train on whole: training goes by crops, labels by tiles.
+    by_crops: bool = False
+    #: The number (in :meth:`PlanePlan.stack_indices` order) of the plane the viewer shows.
+    shown_plane: int = 0
 
     @property
     def labels_name(self) -> str:
@@ -94,6 +98,21 @@ class LayerInput:
     def n_planes(self) -> int:
         """How many 2D planes are segmented (one, or all along the stack axes)."""
         return self.plan.n_planes
+
+    def arranged(self) -> tuple[np.ndarray, int | None]:
+        """The image with the stack axes first (in :meth:`PlanePlan.stack_indices` order)
+        and a plane's axes after them, and its channel axis: how ``fit`` takes a stack."""
+        plan = self.plan
+        if not plan.stack_axes:
+            return self.image, self.channel_axis
+        kept = [ax for ax, i in enumerate(plan.index) if i is None]  # the copy's axes
+        order = [kept.index(ax) for ax in plan.stack_axes]
+        order += [a for a in range(self.image.ndim) if a not in order]
+        image = np.transpose(self.image, order)
+        channels = self.channel_axis
+        if channels is not None and channels >= 0:
+            channels += len(plan.stack_axes)
+        return image, channels
 
     def plane_image(self, stack_index: tuple[int, ...]) -> np.ndarray:
         """The plane at ``stack_index`` (see :meth:`PlanePlan.stack_indices`) of the image,
@@ -227,6 +246,7 @@ def layer_input(
     params: SegmentationParams | None = None,
     *,
     all_planes: bool = False,
+    crops_allowed: bool = False,
 ) -> LayerInput:
     """Snapshot (copy) the plane of image ``layer`` that the viewer displays (with
     ``all_planes``: every plane parallel to it, the whole stack).
@@ -241,7 +261,9 @@ def layer_input(
     checked when training starts) exceeds the memory available raises MemoryError before
     it is copied (a multiscale layer's full-resolution level can be far larger than what
     the screen shows); the plane's copy and its channels count, and with ``all_planes``
-    the stack's copy and its labels.
+    the stack's copy and its labels. With ``crops_allowed`` (one model trained for the
+    plane or stack), a plane too large to train on whole is trained on crops instead
+    (:attr:`LayerInput.by_crops`) and only its copy must fit.
     """
     from napari.layers import Image
 
@@ -277,8 +299,10 @@ def layer_input(
     # (of a whole stack, perhaps, of a lazy array that reads it from disk)
     plane = tuple(spatial_shape[ax] for ax in plane_axes) + ((int(data.shape[-1]),) if rgb else ())
     image_layout(plane, data.dtype, engine_channel_axis, colour)
+    by_crops = False
     if params is not None:
         from ..core.memory import check_memory  # numpy only: no torch import here
+        from ..core.plan import check_copy_fits, whole_image_fits
 
         height, width = (spatial_shape[axis] for axis in plan.plane_axes)
         channels = 1 if plan.channel_axis is None else spatial_shape[plan.channel_axis]
@@ -292,18 +316,27 @@ def layer_input(
             pixels = int(np.prod(plan.stack_shape, dtype=np.int64)) * height * width
             copies = 2 + 2 * channels if channels > 1 else 3  # one channel: a view, no repeat
             extra += pixels * 4 * copies
-        # the network's share is checked when training starts
-        check_memory(
-            height,
-            width,
-            params,
-            network_in_memory=False,
-            extra_bytes=extra,
-            planes=max(1, int(np.prod(plan.stack_shape, dtype=np.int64))),
-            n_input_channels=channels * colours,
-        )
+        n_input = channels * colours
+        if crops_allowed and not whole_image_fits(
+            height, width, params, n_input, extra_bytes=extra
+        ):
+            by_crops = True  # only the copy is checked here; the crops' share at training
+            check_copy_fits(extra, f"{height} x {width}", plan.n_planes)
+        else:  # the network's share is checked when training starts
+            check_memory(
+                height,
+                width,
+                params,
+                network_in_memory=False,
+                extra_bytes=extra,
+                planes=max(1, plan.n_planes),
+                n_input_channels=n_input,
+            )
     if rgb:
         key = (*key, slice(None))
+    shown = tuple(
+        int(np.clip(np.round(point[ax]), 0, spatial_shape[ax] - 1)) for ax in plan.stack_axes
+    )
     image = np.array(data[key])  # a copy: the user may edit the layer while training runs
     return LayerInput(
         image=image,
@@ -315,6 +348,8 @@ def layer_input(
         transforms=_labels_transforms(layer, plan),
         layer_id=_identity(layer),
         axis_names=_axis_names(layer, dims, ndim),
+        by_crops=by_crops,
+        shown_plane=int(np.ravel_multi_index(shown, plan.stack_shape)) if shown else 0,
     )
 
 

@@ -32,7 +32,10 @@ from .layers import LayerInput, PlaneStack
 
 __all__ = [
     "Failure",
+    "Trained",
     "Update",
+    "apply_updates",
+    "fit_stack_updates",
     "should_deliver",
     "status_text",
     "train_stack_updates",
@@ -81,6 +84,16 @@ class Update:
     #: With the final labels, when asked for: every level of detail to cut them again at
     #: (a :class:`~..core.labels.MergeHierarchy`; its level 0 are ``labels``).
     hierarchy: Any = None
+    #: Work done so far, in the run's progress units (None: from plane and iteration).
+    progress: int | None = None
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The model a run trained, sent once training ends: what Apply model and Save model...
+    use."""
+
+    model: Any
 
 
 @dataclass(frozen=True)
@@ -107,9 +120,11 @@ def train_stack_updates(
     rgb: bool | None = None,
     abandon: threading.Event | None = None,
     hierarchy: bool = False,
-) -> Iterator[Update | Failure]:
+    keep_model: bool = False,
+) -> Iterator[Update | Failure | Trained]:
     """Run the engine on each of ``planes`` in turn, each trained on its own, and yield
-    throttled :class:`Update` s that say which plane (runs in the worker thread).
+    throttled :class:`Update` s that say which plane (runs in the worker thread); with
+    ``keep_model`` and one plane, its model after the final update (:class:`Trained`).
 
     Updates come at most every ``interval`` seconds of ``clock``, and less often when the
     labels are slow to make (:func:`update_interval_after`, timed with ``perf_counter``).
@@ -128,7 +143,16 @@ def train_stack_updates(
             if stop.is_set():
                 return
             updates = _updates(
-                plane, channel_axis, params, stop, interval, clock, rgb, abandon, hierarchy
+                plane,
+                channel_axis,
+                params,
+                stop,
+                interval,
+                clock,
+                rgb,
+                abandon,
+                hierarchy,
+                keep_model and len(planes) == 1,
             )
             for item in updates:
                 if isinstance(item, Failure):
@@ -136,6 +160,9 @@ def train_stack_updates(
                         item = Failure(f"plane {number + 1}/{len(planes)}: {item.message}")
                     yield item
                     return
+                if isinstance(item, Trained):
+                    yield item
+                    continue
                 yield dataclasses.replace(item, plane=number, n_planes=len(planes))
     finally:
         done.set()
@@ -151,8 +178,10 @@ def _updates(
     rgb: bool | None,
     abandon: threading.Event | None,
     hierarchy: bool = False,
-) -> Iterator[Update | Failure]:
-    """One plane's updates (see :func:`train_stack_updates`).
+    keep_model: bool = False,
+) -> Iterator[Update | Failure | Trained]:
+    """One plane's updates (see :func:`train_stack_updates`), and with ``keep_model`` the
+    model of its last step (:class:`Trained`, after the final update).
 
     Live updates carry the step's preview labels, which never wait for post-processing's
     image-level maps (the network's classes until those are made, in the background); the
@@ -189,11 +218,152 @@ def _updates(
                         step.iteration, step.n_classes, step.loss, labels, final, hierarchy=levels
                     )
                 if final:
+                    if keep_model and not (abandon is not None and abandon.is_set()):
+                        with contextlib.suppress(ValueError):  # a constant image: no network
+                            yield Trained(step.model)
                     return
         finally:
             steps.close()
     except Exception as exc:  # shown as a notification by the widget
         yield Failure(user_message(exc))
+
+
+def _fit_steps(inp: LayerInput, params: SegmentationParams) -> Iterator[Any]:
+    """The training steps of one model for every plane of ``inp`` (a single plane too
+    large to train whole: on crops of it)."""
+    from .. import core
+
+    image, channel_axis = inp.arranged()
+    return core.iter_fit(image, params, channel_axis=channel_axis, rgb=inp.rgb)
+
+
+def _preview_model(step: Any) -> Any:
+    """The model to draw a live update with: the step's cheap preview where it has one."""
+    preview = getattr(step, "preview_model", None)
+    return preview if preview is not None else step.model
+
+
+def _predict(model: Any, inp: LayerInput, number: int) -> np.ndarray:
+    """The labels of ``inp``'s ``number``-th plane by ``model`` (tile by tile, as
+    ``predict`` goes, so that a large plane needs the memory of one tile)."""
+    plane = inp.plane_image(inp.plan.stack_indices()[number])
+    return model.predict(plane, channel_axis=inp.channel_axis, rgb=inp.rgb)
+
+
+def _plane_order(inp: LayerInput) -> list[int]:
+    """Every plane's number, the one shown first (it is labelled first)."""
+    return [inp.shown_plane] + [n for n in range(inp.n_planes) if n != inp.shown_plane]
+
+
+def fit_stack_updates(
+    inp: LayerInput,
+    params: SegmentationParams,
+    stop: threading.Event,
+    done: threading.Event,
+    interval: float = UPDATE_INTERVAL,
+    clock: Callable[[], float] = time.monotonic,
+    *,
+    abandon: threading.Event | None = None,
+) -> Iterator[Update | Failure | Trained]:
+    """Train one model for every plane of ``inp`` (or, for a plane too large to train
+    whole, on crops of it) and label every plane with it: the same classes everywhere.
+
+    While training, throttled updates (as :func:`train_stack_updates`) carry the plane
+    shown labelled by the model so far; once training ends (``stop`` ends it early), the
+    model (:class:`Trained`), then every plane's labels, the plane shown first. Labels are
+    the network's classes (class ``k`` is label ``k + 1``), without post-processing.
+    Progress counts iterations, then planes. ``done`` is set at the end.
+    """
+    try:
+        yield from _fit_stack_updates(inp, params, stop, interval, clock, abandon)
+    except Exception as exc:  # shown as a notification by the widget
+        yield Failure(user_message(exc))
+    finally:
+        done.set()
+
+
+def _fit_stack_updates(
+    inp: LayerInput,
+    params: SegmentationParams,
+    stop: threading.Event,
+    interval: float,
+    clock: Callable[[], float],
+    abandon: threading.Event | None,
+) -> Iterator[Update | Trained]:
+    n_planes, shown = inp.n_planes, inp.shown_plane
+    last: Any = None
+    model: Any = None
+    steps = _fit_steps(inp, params)
+    try:
+        last_sent: float | None = None
+        wait = interval
+        while not stop.is_set():
+            try:
+                step = next(steps)
+            except StopIteration:
+                break
+            if abandon is not None and abandon.is_set():
+                return
+            last = step
+            final = bool(step.is_last) or stop.is_set()
+            if final:
+                model = step.model
+                break
+            if should_deliver(clock(), last_sent, wait, False):
+                last_sent = clock()
+                started = time.perf_counter()
+                labels = _predict(_preview_model(step), inp, shown)
+                wait = update_interval_after(interval, time.perf_counter() - started)
+                yield Update(
+                    step.iteration, step.n_classes, step.loss, labels, False, shown, n_planes
+                )
+    finally:
+        steps.close()
+    if last is None or (abandon is not None and abandon.is_set()):
+        return
+    if model is None:  # stopped between two steps: the model of the last one
+        model = last.model
+    yield Trained(model)
+    for count, number in enumerate(_plane_order(inp), start=1):
+        if abandon is not None and abandon.is_set():
+            return
+        labels = _predict(model, inp, number)
+        yield Update(
+            last.iteration,
+            last.n_classes,
+            last.loss,
+            labels,
+            True,
+            number,
+            n_planes,
+            progress=params.max_iter + count,
+        )
+
+
+def apply_updates(
+    model: Any,
+    inp: LayerInput,
+    stop: threading.Event,
+    done: threading.Event,
+    *,
+    abandon: threading.Event | None = None,
+) -> Iterator[Update | Failure]:
+    """Label every plane of ``inp`` with ``model`` (no training), the plane shown first:
+    one final :class:`Update` per plane (progress counts planes). ``stop`` leaves the planes
+    after the current one unlabelled; errors come as a :class:`Failure`. ``done`` is set at
+    the end."""
+    try:
+        for count, number in enumerate(_plane_order(inp), start=1):
+            if stop.is_set() or (abandon is not None and abandon.is_set()):
+                return
+            labels = _predict(model, inp, number)
+            yield Update(
+                0, model.n_classes, 0.0, labels, True, number, inp.n_planes, progress=count
+            )
+    except Exception as exc:  # shown as a notification by the widget
+        yield Failure(user_message(exc))
+    finally:
+        done.set()
 
 
 def user_message(exc: BaseException) -> str:
@@ -254,6 +424,11 @@ class _Run:
     unrefreshed: bool = False  # the stack's layer holds labels not drawn yet
     #: The number of labels in each plane's final labels (what the user gets), by plane.
     final_counts: dict[int, int] = dataclasses.field(default_factory=dict)
+    #: "train" (each plane on its own), "model" (one model for all) or "apply" (no training).
+    kind: str = "train"
+    #: Labels seen in the planes a model labelled (its classes, as labels k + 1).
+    classes: set[int] = dataclasses.field(default_factory=set)
+    trained: bool = False  # a Trained model came
 
     def close_progress(self) -> None:
         """Close the progress bar once (every end path calls this)."""

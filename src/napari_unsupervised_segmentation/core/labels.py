@@ -709,45 +709,63 @@ def _cut_off(given: np.ndarray, moved: np.ndarray) -> np.ndarray:
 
 
 def _give_to_nearest_kept_near(
-    segments: np.ndarray, dropped: np.ndarray, margin: int = 8
+    segments: np.ndarray, dropped: np.ndarray, margins: tuple[int, ...] = (4, 16)
 ) -> np.ndarray:
-    """:func:`give_to_nearest_kept` for labelled ``segments`` whose dropped pixels are whole
-    segments, computed around each dropped segment only.
+    """:func:`give_to_nearest_kept`, computed around each cluster of dropped pixels only.
 
-    The distance transform runs on each dropped segment's bounding box grown by
-    ``margin`` pixels: every pixel outside lies farther than ``margin`` from the segment,
-    so where the nearest kept pixel found lies within ``margin``, it and any other kept
-    pixel as near are inside the box, and the box gives what the whole image gives. Where
-    one does not, the whole image is transformed.
+    The distance transform runs on each cluster's bounding box (touching dropped pixels,
+    diagonals included, make one cluster) grown by a margin: every pixel outside lies
+    farther than the margin from the cluster, so where the nearest kept pixel found lies
+    within the margin, it and any other kept pixel as near are inside the box, and the box
+    gives what the whole image gives. Where one does not within any of ``margins``, the
+    whole image is transformed.
     """
-    from scipy.ndimage import distance_transform_edt, find_objects
+    from scipy.ndimage import find_objects
+    from scipy.ndimage import label as clusters_of
 
     given = segments.copy()
+    clusters, _ = clusters_of(dropped, structure=np.ones((3, 3), bool))
+    for index, box in enumerate(find_objects(clusters)):
+        if box is not None:
+            mine = clusters[box] == index + 1  # this cluster's pixels
+            for margin in margins:
+                source = _nearest_kept_in_box(segments, dropped, box, mine, margin)
+                if source is not None:
+                    given[box][mine] = source
+                    break
+            else:
+                return give_to_nearest_kept(segments, dropped)
+    return given
+
+
+def _nearest_kept_in_box(
+    segments: np.ndarray,
+    dropped: np.ndarray,
+    box: tuple[slice, slice],
+    mine: np.ndarray,
+    margin: int,
+) -> np.ndarray | None:
+    """The labels that the ``mine`` pixels of ``box`` take from their nearest kept pixels,
+    found in ``box`` grown by ``margin``; None when one lies farther than ``margin``."""
+    from scipy.ndimage import distance_transform_edt
+
     height, width = segments.shape
-    for index, box in enumerate(find_objects(np.where(dropped, segments, 0))):
-        if box is None:
-            continue
-        rows, cols = box
-        grown = (
-            slice(max(0, rows.start - margin), min(height, rows.stop + margin)),
-            slice(max(0, cols.start - margin), min(width, cols.stop + margin)),
-        )
-        part = dropped[grown]
-        if part.all():
-            break
-        far, (near_rows, near_cols) = distance_transform_edt(part, return_indices=True)
-        inner = (
-            slice(rows.start - grown[0].start, rows.stop - grown[0].start),
-            slice(cols.start - grown[1].start, cols.stop - grown[1].start),
-        )
-        mine = segments[box] == index + 1  # this dropped segment's pixels
-        if far[inner][mine].max() > margin:
-            break
-        source = segments[grown][near_rows[inner], near_cols[inner]]
-        given[box][mine] = source[mine]
-    else:
-        return given
-    return give_to_nearest_kept(segments, dropped)
+    rows, cols = box
+    grown = (
+        slice(max(0, rows.start - margin), min(height, rows.stop + margin)),
+        slice(max(0, cols.start - margin), min(width, cols.stop + margin)),
+    )
+    part = dropped[grown]
+    if part.all():
+        return None
+    far, (near_rows, near_cols) = distance_transform_edt(part, return_indices=True)
+    inner = (
+        slice(rows.start - grown[0].start, rows.stop - grown[0].start),
+        slice(cols.start - grown[1].start, cols.stop - grown[1].start),
+    )
+    if far[inner][mine].max() > margin:
+        return None
+    return segments[grown][near_rows[inner][mine], near_cols[inner][mine]]
 
 
 def _give_islands_away(given: np.ndarray, islands: np.ndarray, min_size: int) -> np.ndarray | None:

@@ -1,7 +1,7 @@
 """How an array is segmented, decided from its shape, dtype and axis names alone: which
 axes are a plane's rows and columns, which holds channels and whether they are colour,
-which axes are planes of a stack, and whether the work fits memory whole or goes by crops
-(training) and tiles (prediction).
+which axes are planes of a stack, and whether training fits memory whole or goes by crops
+(prediction always goes by tiles: ``SegmentationModel.default_tile_shape``).
 
 One policy for the widget, napari's console and the command line, so that the same array
 is read the same way everywhere. Nothing here reads pixels, imports torch or napari.
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .memory import SWITCH, available_memory, estimate_bytes
+from . import memory  # its available_memory() is looked up when called (tests replace it)
+from .memory import SWITCH, estimate_bytes
 from .normalize import channels_look_like_colour, check_channel_axis_type
 from .params import SegmentationParams
 
@@ -23,10 +24,10 @@ __all__ = [
     "AmbiguousChannels",
     "PlanePlan",
     "channels_are_colour",
+    "check_copy_fits",
     "guess_channel_axis",
     "is_channel_name",
     "plan_plane",
-    "tile_shape",
     "whole_image_fits",
 ]
 
@@ -38,10 +39,6 @@ CHANNEL_LETTERS = frozenset({"C", "S"})
 TIME_NAMES = frozenset({"t", "time"})
 #: Axis names of depth.
 DEPTH_NAMES = frozenset({"z", "depth"})
-#: Tile sides tried for prediction, largest first (a tile holds a halo besides).
-TILE_SIDES = (4096, 2048, 1024, 512, 256, 128)
-#: Share of the memory available that one prediction tile may take.
-TILE_MEMORY_SHARE = 0.25
 
 
 class AmbiguousChannels(ValueError):
@@ -240,37 +237,24 @@ def whole_image_fits(
     """Whether training on a whole ``height`` x ``width`` plane fits the memory available
     now (:func:`~.memory.estimate_bytes`; ``extra_bytes`` held beside it); True when that is
     unknown or the check is switched off. When it does not fit, training goes by crops."""
-    free = available_memory()
+    free = memory.available_memory()
     if free is None or _memory_check_off():
         return True
     network, other = estimate_bytes(height, width, settings, n_input_channels)
     return other + (network if network_in_memory else 0) + extra_bytes <= free
 
 
-def tile_shape(
-    height: int,
-    width: int,
-    settings: SegmentationParams,
-    n_input_channels: int = 3,
-    *,
-    available: int | None = None,
-) -> tuple[int, int] | None:
-    """The tile a prediction of a ``height`` x ``width`` plane goes by: None (the whole
-    plane) when the plane fits a share (``TILE_MEMORY_SHARE``) of the memory available,
-    else the largest square of ``TILE_SIDES`` that does (the smallest when none does).
-
-    ``available``: bytes to plan for (default: the memory available now). The estimate is
-    training's (:func:`~.memory.estimate_bytes`), which bounds a prediction's from above.
-    """
-    free = available_memory() if available is None else available
-    if free is None or _memory_check_off():
-        return None
-
-    def fits(rows: int, cols: int) -> bool:
-        network, other = estimate_bytes(rows, cols, settings, n_input_channels)
-        return network + other <= TILE_MEMORY_SHARE * free
-
-    if fits(height, width):
-        return None
-    side = next((side for side in TILE_SIDES if fits(side, side)), TILE_SIDES[-1])
-    return min(side, height), min(side, width)
+def check_copy_fits(n_bytes: int, plane: str, planes: int = 1) -> None:
+    """MemoryError when ``n_bytes`` (a copy of an image of ``planes`` planes of ``plane``,
+    "H x W", and its labels) exceed the memory available: training on crops keeps its own
+    memory small, but the copy must fit (see :func:`~.memory.check_memory`'s switch)."""
+    free = memory.available_memory()
+    if free is None or _memory_check_off() or n_bytes <= free:
+        return
+    gib = 2**30
+    what = f"stack of {planes} {plane} planes" if planes > 1 else f"{plane} image"
+    raise MemoryError(
+        f"a copy of a {what} needs about {n_bytes / gib:.1f} GiB of memory and "
+        f"{free / gib:.1f} GiB is available; segment a crop or a downscaled copy; to run "
+        f"anyway, set the environment variable {SWITCH}=0"
+    )

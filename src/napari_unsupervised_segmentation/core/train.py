@@ -136,7 +136,7 @@ class Step(FitStep):
         level 0 gives exactly ``labels``, each level up about twice as many (smaller)
         segments, each level down about half as many (see
         :class:`~napari_unsupervised_segmentation.core.labels.MergeHierarchy`). Made on the
-        first read, in about the time ``labels`` takes.
+        first read, in a little more time than ``labels`` (the merge runs on to the end).
         """
         if self._hierarchy is None:
             self._hierarchy = self._finish.hierarchy(self.prediction[0].cpu().numpy())
