@@ -731,3 +731,29 @@ def test_the_readmes_python_api_example_runs_as_written(capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed and printed[0].startswith("1 ")  # iteration, labels, loss per step
     assert namespace["step"].n_classes > 8 or namespace["current"].shape == (50, 75)
+
+
+def test_the_readmes_train_once_example_runs_as_written(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from napari_unsupervised_segmentation import load_model
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start: Python API", 1)[1]
+    code = section.split("```python\n")[2].split("```", 1)[0]
+    assert "fit(stack, channel_axis=-1)" in code
+    # photos at an eighth of their size and a short training, so the test takes seconds
+    code = code.replace("data.coffee()", "data.coffee()[::8, ::8]")
+    code = code.replace("data.astronaut()", "data.astronaut()[::8, ::8]")
+    code = code.replace("fit(stack, channel_axis=-1)", "fit(stack, channel_axis=-1, max_iter=5)")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(code, namespace)
+    classes, model = namespace["classes"], namespace["model"]
+    assert classes.shape == (3, 50, 75) and classes.min() >= 1
+    assert classes.max() <= model.n_classes
+    assert namespace["other"].shape == (64, 64)
+    np.testing.assert_array_equal(
+        load_model(tmp_path / "photos.model").predict(namespace["stack"], channel_axis=-1),
+        classes,
+    )
