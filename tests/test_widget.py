@@ -223,20 +223,20 @@ def test_controls_show_default_preset_with_tooltips(viewer_widget):
     _, widget = viewer_widget
     assert widget.preset.value == "default"
     assert widget.params == PRESETS["default"]
-    basic = ("max_iter", "min_classes", "max_classes", "merge_threshold", "seed", "device")
+    basic = ("max_iter", "min_classes", "merge_threshold", "seed", "device")
     sections = {group: section for group, (_, section) in widget.sections.items()}
     for name in basic:
         control = getattr(widget, name)
         assert control.tooltip, name
         assert not any(control in section for section in sections.values()), name
-    # with the preset, at most 7 settings controls outside the collapsed sections
+    # with the preset and the Detail slider, at most 7 controls outside the collapsed sections
     shown = [
         w.name for w in widget if w.name in {*basic, *(n for s in sections.values() for n in s)}
     ]
-    assert shown == list(basic) and len([widget.preset, *shown]) <= 7
+    assert shown == list(basic) and len([widget.preset, *shown, widget.detail]) <= 7
     assert list(sections) == ["training", "refinement", "post-processing", "runtime"]
     for group, names in {
-        "training": ("n_conv", "lr", "momentum", "continuity_weight"),
+        "training": ("max_classes", "n_conv", "lr", "momentum", "continuity_weight"),
         "refinement": ("superpixels", "n_superpixels", "compactness", "superpixel_scale"),
         "post-processing": ("label_by", "cut_scale", "merge", "premerge_threshold"),
         "runtime": ("precision",),
