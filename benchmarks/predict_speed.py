@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/predict_speed.py                  # default preset, CPU, fp32
     python benchmarks/predict_speed.py --tiles 128 256 512 1024 0   # tile sizes compared
+    python benchmarks/predict_speed.py --threads 1      # CPU seconds of one thread
 
 The model is the ``default`` preset (32 filters, 2 conv blocks) trained briefly on a crop of
 scikit-image's bundled coffee photo; the images are that photo tiled to each size. Labelling
@@ -80,7 +81,17 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch's CPU threads (0: torch's default, one per core); with 1 "
+        "the CPU seconds are not swollen by threads waiting for each other "
+        "on a busy machine",
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     model = trained_model(args.device)
     print(

@@ -768,3 +768,50 @@ def test_one_model_is_refused_with_a_saved_model(tmp_path, capsys):
         main([str(image), "--out", str(tmp_path / "out"), "--one-model", "--model", str(model)])
     assert stop.value.code == 2
     assert "--one-model trains one: give one" in capsys.readouterr().err
+
+
+def test_volume_segments_a_stack_as_3d_objects_with_the_files_voxel_size(tmp_path, capsys):
+    from test_volumes import FAST as VOLUME_FAST
+    from test_volumes import _assert_one_object, _ball
+
+    from napari_unsupervised_segmentation.core.params import PRESETS
+
+    volume, inside = _ball()  # planes twice as far apart as the pixels
+    tifffile.imwrite(tmp_path / "ball.tif", volume, imagej=True, resolution=(1.0, 1.0),
+                     metadata={"axes": "ZYX", "spacing": 2.0, "unit": "um"})  # fmt: skip
+    flags = ["--max-iter", "40", "--min-classes", "2", "--n-superpixels", "150"]
+    flags += ["--compactness", "0.1", "--max-classes", "8", "--n-conv", "1", "--device", "cpu"]
+    out = tmp_path / "out"
+    args = [str(tmp_path / "ball.tif"), "--out", str(out), "--quiet", *flags, "--volume"]
+    assert main(args) == 0
+    labels, info = read_label_tiff(out / "ball_labels.tif")
+    assert labels.shape == (8, 24, 24) and info["axes"] == "ZYX"
+    _assert_one_object(labels, inside)  # one label across z
+    settings = PRESETS["default"].replace(**{
+        name: getattr(VOLUME_FAST, name)
+        for name in ("max_iter", "min_classes", "n_superpixels", "compactness", "max_classes",
+                     "n_conv", "device")
+    })  # fmt: skip
+    expected = segment(volume, settings, spatial_ndim=3, spacing=(2.0, 1.0, 1.0))
+    np.testing.assert_array_equal(labels, expected)  # the file's voxel size reached it
+    assert main([*args, "--overwrite", "--spacing", "2", "1", "1"]) == 0
+    np.testing.assert_array_equal(read_label_tiff(out / "ball_labels.tif")[0], expected)
+    capsys.readouterr()
+    args[2] = str(tmp_path / "other")
+    with pytest.raises(SystemExit):
+        main([*args, "--planes"])
+    assert "--volume segments each volume on its own" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args[:-1], "--spacing", "2", "1", "1"])
+    assert "--spacing is the voxel size of --volume" in capsys.readouterr().err
+
+
+def test_volume_spacing_comes_from_the_flag_or_the_files_z_y_x_sizes():
+    from napari_unsupervised_segmentation.cli import Calibration, volume_spacing
+
+    sizes = Calibration({"Z": 2.0, "Y": 0.5, "X": 0.5}, "micrometer")
+    assert volume_spacing(None, sizes, "ZYX", (0, 1, 2)) == (2.0, 0.5, 0.5)
+    assert volume_spacing([3, 1, 1], sizes, "ZYX", (0, 1, 2)) == (3.0, 1.0, 1.0)
+    assert volume_spacing(None, sizes, "TYX", (0, 1, 2)) is None  # its z is not Z
+    assert volume_spacing(None, Calibration({"Y": 0.5, "X": 0.5}, "um"), "ZYX", (0, 1, 2)) is None
+    assert volume_spacing(None, sizes, None, (0, 1, 2)) is None

@@ -153,7 +153,7 @@ def test_output_is_consecutive_from_one_in_smallest_dtype():
     assert np.array_equal(np.unique(labels), np.arange(1, labels.max() + 1))
 
 
-def test_connected_components_split_disconnected_regions():
+def test_label_by_segment_splits_disconnected_regions():
     image = np.zeros((24, 32), np.uint8)
     image[4:10, 4:10] = 255  # two separate bright squares on a dark ground
     image[14:20, 20:28] = 255
@@ -731,3 +731,29 @@ def test_the_readmes_python_api_example_runs_as_written(capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed and printed[0].startswith("1 ")  # iteration, labels, loss per step
     assert namespace["step"].n_classes > 8 or namespace["current"].shape == (50, 75)
+
+
+def test_the_readmes_train_once_example_runs_as_written(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from napari_unsupervised_segmentation import load_model
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start: Python API", 1)[1]
+    code = section.split("```python\n")[2].split("```", 1)[0]
+    assert "fit(stack, channel_axis=-1)" in code
+    # photos at an eighth of their size and a short training, so the test takes seconds
+    code = code.replace("data.coffee()", "data.coffee()[::8, ::8]")
+    code = code.replace("data.astronaut()", "data.astronaut()[::8, ::8]")
+    code = code.replace("fit(stack, channel_axis=-1)", "fit(stack, channel_axis=-1, max_iter=5)")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(code, namespace)
+    classes, model = namespace["classes"], namespace["model"]
+    assert classes.shape == (3, 50, 75) and classes.min() >= 1
+    assert classes.max() <= model.n_classes
+    assert namespace["other"].shape == (64, 64)
+    np.testing.assert_array_equal(
+        load_model(tmp_path / "photos.model").predict(namespace["stack"], channel_axis=-1),
+        classes,
+    )

@@ -13,7 +13,6 @@ from napari_unsupervised_segmentation.core.plan import (
     channels_are_colour,
     guess_channel_axis,
     plan_plane,
-    tile_shape,
     whole_image_fits,
 )
 
@@ -59,21 +58,13 @@ def test_plane_axes_stack_axes_and_held_indices():
         plan_plane((3, 5, 6), (0, 1), channel_axis=1)
 
 
-def test_memory_decides_whole_image_or_crops_and_the_tile_of_a_prediction(monkeypatch):
+def test_memory_decides_whole_image_or_crops(monkeypatch):
     settings = SegmentationParams(max_classes=10, n_conv=1)
     network, other = memory.estimate_bytes(64, 96, settings, 3)
     monkeypatch.setattr(memory, "available_memory", lambda: network + other)
-    from napari_unsupervised_segmentation.core import plan
-
-    monkeypatch.setattr(plan, "available_memory", lambda: network + other)
     assert whole_image_fits(64, 96, settings, network_in_memory=True)
     assert not whole_image_fits(64, 96, settings, network_in_memory=True, extra_bytes=1)
     assert not whole_image_fits(128, 96, settings, network_in_memory=True)
     monkeypatch.setenv(memory.SWITCH, "0")  # the check switched off: whole image
     assert whole_image_fits(128, 96, settings, network_in_memory=True)
     monkeypatch.delenv(memory.SWITCH)
-    # a tile: the largest square that fits a quarter of the memory
-    budget = 4 * sum(memory.estimate_bytes(600, 600, settings, 3))
-    assert tile_shape(600, 600, settings, available=budget) is None
-    assert tile_shape(10_000, 300, settings, available=budget) == (512, 300)
-    assert tile_shape(10_000, 10_000, settings, available=1) == (128, 128)  # the smallest

@@ -77,7 +77,7 @@ def _start_all_planes(viewer, widget, params=FAST):
     volume = np.stack([_image(seed=s) for s in range(3)])
     layer = viewer.add_image(volume, name="vol")
     widget.image.value = layer
-    widget.planes.value = True
+    widget.planes.value = "each"
     _start(widget, layer, params)
     return volume
 
@@ -223,20 +223,20 @@ def test_controls_show_default_preset_with_tooltips(viewer_widget):
     _, widget = viewer_widget
     assert widget.preset.value == "default"
     assert widget.params == PRESETS["default"]
-    basic = ("max_iter", "min_classes", "max_classes", "merge_threshold", "seed", "device")
+    basic = ("max_iter", "min_classes", "merge_threshold", "seed", "device")
     sections = {group: section for group, (_, section) in widget.sections.items()}
     for name in basic:
         control = getattr(widget, name)
         assert control.tooltip, name
         assert not any(control in section for section in sections.values()), name
-    # with the preset, at most 7 settings controls outside the collapsed sections
+    # with the preset and the Detail slider, at most 7 controls outside the collapsed sections
     shown = [
         w.name for w in widget if w.name in {*basic, *(n for s in sections.values() for n in s)}
     ]
-    assert shown == list(basic) and len([widget.preset, *shown]) <= 7
+    assert shown == list(basic) and len([widget.preset, *shown, widget.detail]) <= 7
     assert list(sections) == ["training", "refinement", "post-processing", "runtime"]
     for group, names in {
-        "training": ("n_conv", "lr", "momentum", "continuity_weight"),
+        "training": ("max_classes", "n_conv", "lr", "momentum", "continuity_weight"),
         "refinement": ("superpixels", "n_superpixels", "compactness", "superpixel_scale"),
         "post-processing": ("label_by", "cut_scale", "merge", "premerge_threshold"),
         "runtime": ("precision",),
@@ -455,7 +455,7 @@ def test_all_planes_of_a_stack_fill_one_labels_layer(viewer_widget, qtbot):
     viewer.dims.set_current_step(0, 2)  # the plane shown does not matter
     widget.image.value = layer
     assert widget.planes.native.isVisibleTo(widget.native)
-    widget.planes.value = True
+    widget.planes.value = "each"
     _start(widget, layer)
     assert widget._life.run.progress.total == 3 * FAST.max_iter
     _wait_done(qtbot, widget)
@@ -553,7 +553,7 @@ def test_planes_are_offered_only_beside_other_planes(viewer_widget, qtbot):
     assert widget.planes.native.isVisibleTo(widget.native)
     widget.channel_axis.value = 0  # then the only plane there is
     assert not widget.planes.native.isVisibleTo(widget.native)
-    widget.planes.value = True
+    widget.planes.value = "each"
     one = viewer.add_image(_image((1, 32, 32)), name="one")
     widget.image.value = one
     assert not widget.planes.native.isVisibleTo(widget.native)
@@ -812,3 +812,42 @@ def test_the_stack_sample_segments_both_channels_of_the_plane_shown(viewer_widge
     expected = segment(layer.data[2], FAST, channel_axis=0)  # (C, Y, X): two stains
     np.testing.assert_array_equal(labels.data[0, 0], expected)
     np.testing.assert_array_equal(labels.data[0, 1], expected)
+
+
+def _shapes(shape=(40, 56)) -> np.ndarray:
+    """A grey image with a dark disc, a bright square and a faint square, plus noise."""
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    image = np.full(shape, 0.5)
+    image[(rows - 20) ** 2 + (cols - 14) ** 2 < 81] = 0.1
+    image[6:22, 30:48] = 0.9
+    image[26:36, 32:50] = 0.6
+    return image + np.random.default_rng(0).normal(0, 0.02, shape)
+
+
+def test_the_detail_slider_cuts_the_finished_labels_again_without_training(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    assert not widget.detail.enabled and widget.hierarchy is None
+    layer = viewer.add_image(_shapes(), name="shapes")
+    params = PRESETS["default"].replace(max_iter=8, min_classes=0, n_superpixels=60, max_classes=8)
+    _start(widget, layer, params)
+    assert not widget.detail.enabled  # not during a run
+    _wait_done(qtbot, widget)
+    levels = widget.hierarchy
+    assert widget.detail.enabled and widget.detail.value == 0.0
+    labels_layer = widget.labels_layer
+    np.testing.assert_array_equal(labels_layer.data, levels.labels(0.0))
+    np.testing.assert_array_equal(labels_layer.data, segment(_shapes(), params))
+    low, high = levels.detail_range
+    assert widget.detail.min <= low < 0 < high <= widget.detail.max
+    for value in (-1.0, widget.detail.max, 0.0):
+        widget.detail.value = value
+        assert widget.labels_layer is labels_layer  # redrawn in place
+        np.testing.assert_array_equal(labels_layer.data, levels.labels(value))
+        assert not widget.is_running
+    widget.detail.value = widget.detail.min
+    assert labels_layer.data.max() < levels.labels(0.0).max()  # fewer, larger segments
+    assert "Detail" in widget.status.value
+    _start(widget, layer, params)  # a new run: the slider waits for it
+    assert not widget.detail.enabled and widget.hierarchy is None
+    _wait_done(qtbot, widget)
+    assert widget.detail.enabled and widget.detail.value == 0.0

@@ -69,6 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
         "one label stack (each plane numbered from 1)",
     )
     parser.add_argument(
+        "--volume",
+        action="store_true",
+        help="segment a stack as a volume of 3D objects (one label per object across z): "
+        "the plane and the axis before it (Z where the TIFF names it) are z, y, x; any axis "
+        "before them is a series of volumes, each segmented on its own",
+    )
+    parser.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        metavar=("DZ", "DY", "DX"),
+        help="with --volume: the voxel size along z, y and x (default: the TIFF's physical "
+        "sizes, ImageJ or OME, when it gives all three; else equal sizes)",
+    )
+    parser.add_argument(
         "--model",
         type=Path,
         metavar="PATH",
@@ -372,6 +387,7 @@ class Written(NamedTuple):
     path: Path  # the label TIFF
     plane_labels: list[int]  # the number of labels in each plane (one for a 2D image)
     iterations: int  # training iterations, all planes together
+    unit: str = "plane"  # what plane_labels count: "plane", or "volume" with --volume
 
 
 def segment_to_file(
@@ -382,16 +398,23 @@ def segment_to_file(
     params: SegmentationParams,
     letters: str | None = None,
     calibration: Calibration = UNCALIBRATED,
+    voxel_sizes: Calibration | None = None,
 ) -> Written:
-    """Segment one image (each plane of a stack with ``--planes``) into ``<name>_labels.tif``.
+    """Segment one image (each plane of a stack with ``--planes``, each volume with
+    ``--volume``) into ``<name>_labels.tif``.
 
     The labels keep the image's pixel sizes and unit (``calibration``) for the axes they
-    share with it. Progress bars run over the iterations of each plane. Without
-    ``--overwrite`` a label TIFF that appeared meanwhile is kept (FileExistsError).
+    share with it. With ``--volume`` the voxel size is ``--spacing``, else the file's
+    (``voxel_sizes``, default ``calibration``). Progress bars run over the iterations of
+    each plane. Without ``--overwrite`` a label TIFF that appeared meanwhile is kept
+    (FileExistsError).
     """
-    from .io import write_label_tiff
-
     channel_axis, stack_axes = image_axes(image.shape, args.channel_axis, letters)
+    if getattr(args, "volume", False):
+        return _volumes_to_file(
+            name, image, out_dir, args, params, letters, calibration,
+            voxel_sizes or calibration, channel_axis, stack_axes,
+        )  # fmt: skip
     if stack_axes and args.save_model is not None and not args.one_model:
         raise ValueError("--save-model saves the network of one 2D image, and this is a stack")
     if stack_axes and not args.planes:
@@ -427,7 +450,102 @@ def segment_to_file(
     labels = np.stack([plane.labels for plane in planes]).reshape(
         *stack_shape, *planes[0].labels.shape
     )
-    axes = _stack_letters(known_letters(letters, image.ndim), stack_axes)
+    path = _write_labels(name, labels, out_dir, args, letters, calibration, image.ndim, stack_axes)
+    return Written(
+        path,
+        [plane.n_labels for plane in planes],
+        sum(plane.iterations for plane in planes),
+    )
+
+
+def _volumes_to_file(
+    name: str,
+    image: np.ndarray,
+    out_dir: Path,
+    args: argparse.Namespace,
+    params: SegmentationParams,
+    letters: str | None,
+    calibration: Calibration,
+    voxel_sizes: Calibration,
+    channel_axis: int | None,
+    stack_axes: tuple[int, ...],
+) -> Written:
+    """``--volume``: segment each volume of ``image`` (the last stack axis is its depth) as
+    3D objects and write the labels as :func:`segment_to_file` does."""
+    if not stack_axes:
+        raise ValueError(f"shape {image.shape} has no axis besides its plane and channels to "
+                         "be the volume's z")  # fmt: skip
+    series_axes, depth_axis = stack_axes[:-1], stack_axes[-1]
+    if series_axes and args.save_model is not None:
+        raise ValueError("--save-model saves the network of one volume, and this is a series")
+    plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
+    rgb = colour_setting(name, image.shape, channel_axis, letters, args.rgb)
+    arranged = np.transpose(image, [*stack_axes, *plane_axes])
+    series_shape = arranged.shape[: len(series_axes)]
+    engine_channel_axis = None if channel_axis is None else 1 + plane_axes.index(channel_axis)
+    spacing = volume_spacing(args.spacing, voxel_sizes, letters, (depth_axis, *plane_axes))
+    n_volumes = int(np.prod(series_shape))
+    volumes = []
+    for number, index in enumerate(np.ndindex(series_shape), start=1):
+        where = f"volume {number}/{n_volumes}" if series_axes else ""
+        try:
+            volumes.append(
+                _segment_plane(
+                    f"{shown(name)} {where}" if where else shown(name),
+                    arranged[index],
+                    args,
+                    params,
+                    engine_channel_axis,
+                    rgb,
+                    spatial_ndim=3,
+                    spacing=spacing,
+                )
+            )
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}" if where else str(error)) from error
+    labels = np.stack([volume.labels for volume in volumes]).reshape(
+        *arranged.shape[: len(stack_axes)], *volumes[0].labels.shape[1:]
+    )
+    path = _write_labels(name, labels, out_dir, args, letters, calibration, image.ndim, stack_axes)
+    iterations = sum(volume.iterations for volume in volumes)
+    return Written(path, [volume.n_labels for volume in volumes], iterations, "volume")
+
+
+def volume_spacing(
+    given: Sequence[float] | None,
+    calibration: Calibration,
+    letters: str | None,
+    axes: Sequence[int],
+) -> tuple[float, float, float] | None:
+    """The voxel size (dz, dy, dx) for ``--volume``: ``--spacing`` when given, else the
+    file's physical sizes when its z, y and x ``axes`` are its Z, Y and X and it gives all
+    three; else None (equal sizes)."""
+    if given is not None:
+        return tuple(float(size) for size in given)  # type: ignore[return-value]
+    if letters is None or len(axes) != 3:
+        return None
+    named = "".join(letters[axis] if axis < len(letters) else "?" for axis in axes[:1])
+    sizes = [calibration.sizes.get(letter) for letter in "ZYX"]
+    if named != "Z" or any(size is None for size in sizes):
+        return None
+    return tuple(float(size) for size in sizes)  # type: ignore[return-value,arg-type]
+
+
+def _write_labels(
+    name: str,
+    labels: np.ndarray,
+    out_dir: Path,
+    args: argparse.Namespace,
+    letters: str | None,
+    calibration: Calibration,
+    ndim: int,
+    stack_axes: tuple[int, ...],
+) -> Path:
+    """Write a label image (or stack) as ``<name>_labels.tif`` with the image's calibration
+    where it has one this command knows; the path written."""
+    from .io import write_label_tiff
+
+    axes = _stack_letters(known_letters(letters, ndim), stack_axes)
     scale = _label_scale(calibration, axes, labels.ndim)
     unit = calibration.unit if scale is not None else None
     if scale is None and calibration.sizes:
@@ -443,11 +561,7 @@ def segment_to_file(
         print(f"{PROG}: note: {shown(name)}: {error}; the labels are written at pixel size 1",
               file=sys.stderr)  # fmt: skip
         write_label_tiff(path, labels, **write)
-    return Written(
-        path,
-        [plane.n_labels for plane in planes],
-        sum(plane.iterations for plane in planes),
-    )
+    return path
 
 
 #: How the status lines name the axes a TIFF names (tifffile's letters).
@@ -572,8 +686,10 @@ def _segment_plane(
     params: SegmentationParams,
     channel_axis: int | None,
     rgb: bool | None,
+    **engine: Any,
 ) -> PlaneResult:
-    """Labels of one 2D plane, with a progress bar over iterations.
+    """Labels of one 2D plane (or, with ``engine`` ``spatial_ndim=3`` and ``spacing``, of
+    one volume), with a progress bar over iterations.
 
     While training the bar shows the network's classes (what the stopping rule counts);
     at the end the labels the user gets, after post-processing, which can number more.
@@ -587,7 +703,7 @@ def _segment_plane(
         return PlaneResult(labels, 0, len(np.unique(labels)))
     step = None
     with tqdm(total=params.max_iter, desc=desc, unit="it", leave=False, disable=args.quiet) as bar:
-        for step in iter_segment(plane, params, channel_axis=channel_axis, rgb=rgb):
+        for step in iter_segment(plane, params, channel_axis=channel_axis, rgb=rgb, **engine):
             bar.update(1)
             bar.set_postfix_str(f"{counted(step.n_classes, 'class')} while training")
         assert step is not None
@@ -706,6 +822,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         parser.error(problem)
     _check_models(parser, args, len(inputs))
+    _check_volume(parser, args)
     with sigterm_stops_like_ctrl_c():
         try:
             _check_device(parser, params.device)
@@ -742,6 +859,19 @@ def _check_models(parser: argparse.ArgumentParser, args: argparse.Namespace, n_i
             args.loaded_model = load_model(args.model)
         except (OSError, ValueError) as error:
             parser.error(f"--model: {error}")
+
+
+def _check_volume(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse --volume with --planes or --one-model, and --spacing without --volume or with
+    a size that is not > 0."""
+    if args.volume and (args.planes or args.one_model):
+        parser.error("--volume segments each volume on its own; leave out --planes and "
+                     "--one-model")  # fmt: skip
+    if args.spacing is not None:
+        if not args.volume:
+            parser.error("--spacing is the voxel size of --volume; pass --volume too")
+        if not all(np.isfinite(size) and size > 0 for size in args.spacing):
+            parser.error(f"--spacing: sizes must be > 0; got {' '.join(map(str, args.spacing))}")
 
 
 def _out_problem(out: Path) -> str | None:
@@ -786,10 +916,11 @@ def _segment_inputs(
     ):
         started = time.perf_counter()
         try:
-            image, letters, calibration = load()
-            if not args.calibration:
-                calibration = UNCALIBRATED
-            written = segment_to_file(name, image, args.out, args, params, letters, calibration)
+            image, letters, read = load()
+            calibration = read if args.calibration else UNCALIBRATED
+            written = segment_to_file(
+                name, image, args.out, args, params, letters, calibration, voxel_sizes=read
+            )
         except FileExistsError:  # written by another run since the check at the start
             failures += 1
             target = shown(output_path(args.out, name))
@@ -935,7 +1066,9 @@ def summary_line(name: str, written: Written, path: Path, seconds: float) -> str
     counts = written.plane_labels
     labels = labels_per_plane(counts)
     if len(counts) > 1:
-        labels = f"{len(counts)} planes, {labels}"
+        labels = f"{len(counts)} {written.unit}s, {labels}"
+        if written.unit != "plane":
+            labels = labels.replace(" per plane", f" per {written.unit}")
     # a saved model labels without training: no iterations
     iterations = counted(written.iterations, "iteration") if written.iterations else "no training"
     return f"{shown(name)}: {labels}, {iterations}, {seconds:.1f} s -> {shown(path)}"

@@ -1,7 +1,8 @@
 """napari's console: :func:`segment_layer` segments an image layer into a Labels layer.
 
-It chains :func:`~.layers.layer_input`, :func:`segment_planes` and
-:func:`~.layers.show_labels`; torch is only imported when it runs.
+It chains :func:`~.layers.layer_input`, :func:`segment_planes` (each plane on its own) or
+:func:`fit_planes` (one model: the widget's worker code) and :func:`~.layers.show_labels`;
+torch is only imported when it runs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
     from ..core import SegmentationParams
 
-__all__ = ["SegmentedPlanes", "segment_layer", "segment_planes"]
+__all__ = ["SegmentedPlanes", "fit_planes", "segment_layer", "segment_planes"]
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,21 @@ class SegmentedPlanes:
     label_counts: tuple[int, ...]  # per plane: the labels after post-processing
     iterations: tuple[int, ...]  # per plane: the training iterations run
     seconds: float
+    #: One model for all (:func:`fit_planes`): the classes it gave, and the planes (or
+    #: volumes) it labelled, "3 planes"; None when each plane trained on its own.
+    one_model: tuple[int, str] | None = None
+    model: Any = None  # the model trained, with one model
 
     def summary(self, labels_name: str, note: str = "") -> str:
         """One line: "img labels: 23 labels in 160 iterations, 12.3 s"; for a stack the
-        labels per plane and the iterations of all planes; ``note`` (where in the layer,
-        :attr:`LayerInput.note`) after a " · "."""
-        labels = labels_per_plane(self.label_counts)
+        labels per plane and the iterations of all planes; with one model, "one model, 4
+        classes in 3 planes"; ``note`` (where in the layer, :attr:`LayerInput.note`) after
+        a " · "."""
+        if self.one_model is not None:
+            classes, where = self.one_model
+            labels = f"one model, {counted(classes, 'class')} in {where}"
+        else:
+            labels = labels_per_plane(self.label_counts)
         iterations = counted(sum(self.iterations), "iteration")
         text = f"{labels_name}: {labels} in {iterations}, {self.seconds:.1f} s"
         return f"{text} · {note}" if note else text
@@ -78,12 +88,57 @@ def segment_planes(inp: LayerInput, settings: SegmentationParams) -> SegmentedPl
     return SegmentedPlanes(labels, tuple(counts), tuple(iterations), seconds)
 
 
+def fit_planes(inp: LayerInput, settings: SegmentationParams) -> SegmentedPlanes:
+    """Train one model for every plane, or volume, of ``inp`` and label each with it, as
+    the widget's "all planes" and "volume (3D)" do (the same worker code, without live
+    updates): the labels (2D, or the stack's) and what the run took. Engine errors are
+    raised."""
+    import threading
+    import time
+
+    from .worker import Failure, Trained, Update, fit_stack_updates
+
+    start = time.perf_counter()
+    stack = PlaneStack(inp.plan, inp.plane_shape) if inp.plan.stack_axes else None
+    labels: np.ndarray | None = None
+    counts: list[int] = []
+    classes: set[int] = set()
+    model: Any = None
+    last: Update | None = None
+    updates = fit_stack_updates(inp, settings, threading.Event(), threading.Event(), live=False)
+    for item in updates:
+        if isinstance(item, Failure):
+            raise item.error if item.error is not None else RuntimeError(item.message)
+        if isinstance(item, Trained):
+            model = item.model
+            continue
+        last, labels = item, item.labels
+        counts.append(int(labels.max(initial=0)))
+        classes.update(np.unique(labels).tolist())
+        if stack is not None:
+            for plane, plane_labels in inp.unit_planes(item.plane, labels):
+                stack.put(plane, plane_labels)
+    if last is None or labels is None:
+        raise RuntimeError("training ended before any labels were made")
+    n, unit = inp.n_units, inp.plan.unit
+    where = f"{n} {unit}s" if n > 1 else f"the {unit}"
+    return SegmentedPlanes(
+        stack.snapshot() if stack is not None else labels,
+        tuple(counts),
+        (last.iteration,),
+        time.perf_counter() - start,
+        one_model=(len(classes), where),
+        model=model,
+    )
+
+
 def segment_layer(
     layer_or_name: Any,
     viewer: napari.Viewer | None = None,
     params: SegmentationParams | str | None = None,
     *,
     channel_axis: int | None = None,
+    planes: str = "shown",
     all_planes: bool = False,
     **overrides: Any,
 ) -> Labels:
@@ -91,11 +146,17 @@ def segment_layer(
 
     For napari's console: ``layer_or_name`` is a layer or a layer name in ``viewer``
     (default: ``napari.current_viewer()``); ``params`` and ``overrides`` are as for
-    :func:`~napari_unsupervised_segmentation.segment`. nD layers: the displayed 2D plane is
-    segmented, or with ``all_planes`` every plane parallel to it, each on its own (labels
-    numbered from 1 in each plane). Runs to the end before returning (the widget shows live
-    updates instead), then says what it made in a notification: "img labels: 23 labels in
-    160 iterations, 12.3 s" (:meth:`SegmentedPlanes.summary`).
+    :func:`~napari_unsupervised_segmentation.segment`. nD layers: ``planes`` is the
+    widget's Planes choice (:data:`~..core.plan.PLANES`): ``"shown"``, the displayed 2D
+    plane; ``"all"``, every plane parallel to it with one model trained for all of them
+    (class ``k`` is label ``k + 1`` in every plane, no post-processing); ``"each"``, every
+    plane on its own (labels numbered from 1 in each plane; ``all_planes=True`` says the
+    same); ``"volume"``, the displayed plane and the axis before it (z) as volumes of 3D
+    objects, one model for every volume (a time series), the voxel size from the layer's
+    scale. A plane too large to train whole trains one model on crops of it (except with
+    ``"each"``). Runs to the end before returning (the widget shows live updates
+    instead), then says what it made in a notification: "img labels: 23 labels in 160
+    iterations, 12.3 s" (:meth:`SegmentedPlanes.summary`).
     """
     if viewer is None:
         from napari import current_viewer
@@ -118,13 +179,26 @@ def segment_layer(
             "viewer.add_image(data, rgb=False), show its first two axes with "
             "viewer.dims.order = (2, 0, 1) and pass channel_axis=-1"
         )
+    from ..core.plan import planes_choice
     from ..core.train import resolve_params
 
+    if all_planes and planes not in ("shown", "each"):
+        raise ValueError(f"all_planes=True is planes='each'; it cannot go with planes={planes!r}")
+    choice = planes_choice("each" if all_planes else planes)
     settings = resolve_params(params, **overrides)
     inp = layer_input(
-        layer, viewer.dims, channel_axis=channel_axis, params=settings, all_planes=all_planes
+        layer,
+        viewer.dims,
+        channel_axis=channel_axis,
+        params=settings,
+        all_planes=choice.all_planes,
+        crops_allowed=choice.crops_allowed,
+        volume=choice.volume,
     )
-    run = segment_planes(inp, settings)
+    if choice.one_model or inp.by_crops:
+        run = fit_planes(inp, settings)
+    else:
+        run = segment_planes(inp, settings)
     labels_layer = show_labels(viewer, inp, run.labels)
     # a notification: napari shows it beside the console and keeps it in its log
     from napari.utils.notifications import show_info

@@ -78,6 +78,53 @@ class LayerInput:
     #: Per layer axis (RGB excluded), its name as the viewer shows it ("z", "t", "c"), or ""
     #: where it has none (napari's default labels are numbers).
     axis_names: tuple[str, ...] = ()
+    #: The plane is too large to train on whole: training goes by crops, labels by tiles.
+    by_crops: bool = False
+    #: The number (in :meth:`PlanePlan.stack_indices` order) of the plane the viewer shows.
+    shown_plane: int = 0
+    #: Volumes: the voxel size (dz, dy, dx) from the layer's scale; None for planes.
+    spacing: tuple[float, ...] | None = None
+
+    @property
+    def n_units(self) -> int:
+        """How many planes, or volumes, the engine segments (:attr:`PlanePlan.n_units`)."""
+        return self.plan.n_units
+
+    @property
+    def shown_unit(self) -> int:
+        """The number of the plane, or of the volume, the viewer shows."""
+        if not self.plan.is_volume:
+            return self.shown_plane
+        return self.shown_plane // self.plan.stack_shape[-1]
+
+    @property
+    def engine_options(self) -> dict[str, Any]:
+        """What ``fit``/``iter_fit`` are told besides the image: ``spatial_ndim=3`` and the
+        ``spacing`` for volumes, nothing for planes."""
+        if not self.plan.is_volume:
+            return {}
+        return {"spatial_ndim": 3, "spacing": self.spacing}
+
+    def unit_image(self, number: int) -> tuple[np.ndarray, int | None]:
+        """The ``number``-th plane, or volume (its depth first), and its channel axis: what
+        a model labels (``predict``)."""
+        plan = self.plan
+        if not plan.is_volume:
+            return self.plane_image(plan.stack_indices()[number]), self.channel_axis
+        image, channels = self.arranged()
+        leading = len(plan.stack_axes) - 1  # the axes of volumes, before the depth
+        index = np.unravel_index(number, plan.stack_shape[:-1]) if leading else ()
+        if channels is not None and channels >= 0:
+            channels -= leading
+        return image[tuple(int(i) for i in index)], channels
+
+    def unit_planes(self, number: int, labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """The labels of the ``number``-th unit (a plane's, or a volume's) as (plane number,
+        2D labels) pairs, for :class:`PlaneStack` and :func:`write_plane`."""
+        numbers = self.plan.unit_planes(number)
+        if not self.plan.is_volume:
+            return [(numbers[0], labels)]
+        return list(zip(numbers, labels, strict=True))
 
     @property
     def labels_name(self) -> str:
@@ -94,6 +141,21 @@ class LayerInput:
     def n_planes(self) -> int:
         """How many 2D planes are segmented (one, or all along the stack axes)."""
         return self.plan.n_planes
+
+    def arranged(self) -> tuple[np.ndarray, int | None]:
+        """The image with the stack axes first (in :meth:`PlanePlan.stack_indices` order)
+        and a plane's axes after them, and its channel axis: how ``fit`` takes a stack."""
+        plan = self.plan
+        if not plan.stack_axes:
+            return self.image, self.channel_axis
+        kept = [ax for ax, i in enumerate(plan.index) if i is None]  # the copy's axes
+        order = [kept.index(ax) for ax in plan.stack_axes]
+        order += [a for a in range(self.image.ndim) if a not in order]
+        image = np.transpose(self.image, order)
+        channels = self.channel_axis
+        if channels is not None and channels >= 0:
+            channels += len(plan.stack_axes)
+        return image, channels
 
     def plane_image(self, stack_index: tuple[int, ...]) -> np.ndarray:
         """The plane at ``stack_index`` (see :meth:`PlanePlan.stack_indices`) of the image,
@@ -227,6 +289,8 @@ def layer_input(
     params: SegmentationParams | None = None,
     *,
     all_planes: bool = False,
+    crops_allowed: bool = False,
+    volume: bool = False,
 ) -> LayerInput:
     """Snapshot (copy) the plane of image ``layer`` that the viewer displays (with
     ``all_planes``: every plane parallel to it, the whole stack).
@@ -241,7 +305,12 @@ def layer_input(
     checked when training starts) exceeds the memory available raises MemoryError before
     it is copied (a multiscale layer's full-resolution level can be far larger than what
     the screen shows); the plane's copy and its channels count, and with ``all_planes``
-    the stack's copy and its labels.
+    the stack's copy and its labels. With ``crops_allowed`` (one model trained for the
+    plane or stack), a plane too large to train on whole is trained on crops instead
+    (:attr:`LayerInput.by_crops`) and only its copy must fit. With ``volume``, the
+    planes make volumes (:func:`~..core.plan.plan_plane`) segmented as 3D objects, their
+    voxel size from the layer's scale; the copy and its labels must fit (the engine checks
+    its own share, and goes by 3D crops where a volume is too large).
     """
     from napari.layers import Image
 
@@ -266,7 +335,9 @@ def layer_input(
     else:
         displayed = layer_displayed_axes(tuple(dims.order), dims.ndisplay, ndim)
         point = layer.world_to_data(dims.point) if ndim > 2 else [0.0] * ndim
-    plan = plan_plane(spatial_shape, displayed, point, channel_axis, all_planes=all_planes)
+    plan = plan_plane(
+        spatial_shape, displayed, point, channel_axis, all_planes=all_planes, volume=volume
+    )
     key = tuple(slice(None) if i is None else i for i in plan.index)
     engine_channel_axis = -1 if rgb else plan.engine_channel_axis
     plane_axes = [ax for ax, i in enumerate(plan.index) if i is None and ax not in plan.stack_axes]
@@ -277,8 +348,10 @@ def layer_input(
     # (of a whole stack, perhaps, of a lazy array that reads it from disk)
     plane = tuple(spatial_shape[ax] for ax in plane_axes) + ((int(data.shape[-1]),) if rgb else ())
     image_layout(plane, data.dtype, engine_channel_axis, colour)
+    by_crops = False
     if params is not None:
         from ..core.memory import check_memory  # numpy only: no torch import here
+        from ..core.plan import check_copy_fits, whole_image_fits
 
         height, width = (spatial_shape[axis] for axis in plan.plane_axes)
         channels = 1 if plan.channel_axis is None else spatial_shape[plan.channel_axis]
@@ -292,18 +365,30 @@ def layer_input(
             pixels = int(np.prod(plan.stack_shape, dtype=np.int64)) * height * width
             copies = 2 + 2 * channels if channels > 1 else 3  # one channel: a view, no repeat
             extra += pixels * 4 * copies
-        # the network's share is checked when training starts
-        check_memory(
-            height,
-            width,
-            params,
-            network_in_memory=False,
-            extra_bytes=extra,
-            planes=max(1, int(np.prod(plan.stack_shape, dtype=np.int64))),
-            n_input_channels=channels * colours,
-        )
+        n_input = channels * colours
+        if plan.is_volume:
+            volume_shape = (plan.stack_shape[-1], height, width)
+            check_copy_fits(extra, " x ".join(map(str, volume_shape)), plan.n_units, "volume")
+        elif crops_allowed and not whole_image_fits(
+            height, width, params, n_input, extra_bytes=extra
+        ):
+            by_crops = True  # only the copy is checked here; the crops' share at training
+            check_copy_fits(extra, f"{height} x {width}", plan.n_planes)
+        else:  # the network's share is checked when training starts
+            check_memory(
+                height,
+                width,
+                params,
+                network_in_memory=False,
+                extra_bytes=extra,
+                planes=max(1, plan.n_planes),
+                n_input_channels=n_input,
+            )
     if rgb:
         key = (*key, slice(None))
+    shown = tuple(
+        int(np.clip(np.round(point[ax]), 0, spatial_shape[ax] - 1)) for ax in plan.stack_axes
+    )
     image = np.array(data[key])  # a copy: the user may edit the layer while training runs
     return LayerInput(
         image=image,
@@ -315,6 +400,9 @@ def layer_input(
         transforms=_labels_transforms(layer, plan),
         layer_id=_identity(layer),
         axis_names=_axis_names(layer, dims, ndim),
+        by_crops=by_crops,
+        shown_plane=int(np.ravel_multi_index(shown, plan.stack_shape)) if shown else 0,
+        spacing=plan.volume_spacing(layer.scale),
     )
 
 

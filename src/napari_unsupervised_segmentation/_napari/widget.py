@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import os
 import time
 import weakref
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
     ComboBox,
     Container,
+    FloatSlider,
     Label,
     ProgressBar,
     PushButton,
@@ -29,7 +33,7 @@ from psygnal import Signal
 from qtpy.QtWidgets import QApplication, QMainWindow, QSizePolicy
 
 from ..core.params import PRESETS, SegmentationParams
-from ..core.plan import AmbiguousChannels, guess_channel_axis
+from ..core.plan import AmbiguousChannels, guess_channel_axis, planes_choice
 from ..core.wording import counted, labels_per_plane
 from .controls import (
     BASIC,
@@ -51,6 +55,7 @@ from .worker import (
     LABELS_TIME_FACTOR,
     UPDATE_INTERVAL,
     Failure,
+    Trained,
     Update,
     _CloseWatcher,
     _DockProgress,
@@ -60,6 +65,8 @@ from .worker import (
     _shutdown,
     _UndockWatcher,
     _weak_slot,
+    apply_updates,
+    fit_stack_updates,
     status_text,
     train_stack_updates,
     user_message,
@@ -68,6 +75,16 @@ from .worker import (
 if TYPE_CHECKING:
     import napari
     from napari.layers import Labels
+
+    from ..core.fitted import SegmentationModel
+    from ..core.labels import MergeHierarchy
+
+#: The Planes choice that trains one model for every plane (see ``core.plan.PLANES``).
+ONE_MODEL = "all"
+#: The Planes choice that segments volumes as 3D objects.
+VOLUME = "volume"
+#: What the model file dialogs offer.
+MODEL_FILTER = "Segmentation model (*.model);;All files (*)"
 
 __all__ = ["SegmentationWidget"]
 
@@ -82,6 +99,19 @@ def _warm_up_labels() -> None:
     from napari.layers import Labels
 
     Labels(np.zeros((2, 2), dtype=np.uint8))
+
+
+def _ask_path(parent: Any, *, save: bool) -> str | None:
+    """A model file's path from a Qt file dialog (None when cancelled)."""
+    from qtpy.QtWidgets import QFileDialog
+
+    if save:
+        path, _ = QFileDialog.getSaveFileName(parent, "Save model", "", MODEL_FILTER)
+        if path and not Path(path).suffix:
+            path += ".model"
+    else:
+        path, _ = QFileDialog.getOpenFileName(parent, "Load model", "", MODEL_FILTER)
+    return path or None
 
 
 def _hide_row_label(widget: Any) -> None:
@@ -104,6 +134,11 @@ class SegmentationWidget(Container):
     Scripting: choose the layer with ``widget.image.value = layer``, set ``widget.params``
     (or single controls such as ``widget.max_iter.value``), then ``widget.run()``;
     ``widget.stop()`` ends the run keeping the labels; ``widget.finished`` is emitted at the end.
+    ``widget.model`` is the model of the last run (or loaded); ``widget.apply_model()``
+    labels the chosen layer with it, ``widget.save_model(path)`` and
+    ``widget.load_model(path)`` write and read it (without a path: a file dialog).
+    After a run on one plane, ``widget.detail.value`` cuts its labels again at another level
+    of detail (:class:`~napari_unsupervised_segmentation.core.labels.MergeHierarchy`).
     """
 
     #: Emitted on the main thread when a run has ended (done, stopped or failed).
@@ -120,6 +155,9 @@ class SegmentationWidget(Container):
         self._planes_offered = False  # the Planes control is shown for the chosen layer
         #: How many label updates the latest run showed.
         self.updates_shown = 0
+        #: The latest run's input and merge hierarchy, while the Detail slider re-cuts them.
+        self._detail_source: tuple[LayerInput, MergeHierarchy] | None = None
+        self._setting_detail = False  # the slider is being set, not moved by the user
 
         self.image = ComboBox(name="image", label="Image", choices=self._image_choices)
         self.channel_axis = ComboBox(
@@ -131,10 +169,18 @@ class SegmentationWidget(Container):
         self.planes = ComboBox(
             name="planes",
             label="Planes",
-            choices=[("shown plane", False), ("all planes", True)],
-            value=False,
-            tooltip="For nD layers: the plane shown, or every plane parallel to it (each "
-            "trained on its own, one after the other, into one labels layer).",
+            choices=[
+                ("shown plane", "shown"),
+                ("all planes", ONE_MODEL),
+                ("each plane on its own", "each"),
+                ("volume (3D)", VOLUME),
+            ],
+            value="shown",
+            tooltip="For nD layers: the plane shown; all planes: one model trained for every "
+            "plane parallel to it, the same classes in each; each plane on its own: one "
+            "training per plane, one after the other; volume (3D): the plane shown and the "
+            "axis before it (z) as a volume of 3D objects, one model for every volume, its "
+            "voxel size from the layer's scale. Into one labels layer.",
         )
         self.preset = ComboBox(
             name="preset",
@@ -144,9 +190,46 @@ class SegmentationWidget(Container):
             tooltip="Fill every setting from a named preset ('paper': as published).",
         )
         self._controls = _make_controls()
+        self.detail = FloatSlider(
+            name="detail",
+            label="Detail",
+            min=-3.0,
+            max=3.0,
+            step=0.1,
+            value=0.0,
+            enabled=False,
+            tooltip="After a run: right for more, smaller segments, left for fewer, larger "
+            "ones (each step of 1 doubles or halves them), redrawn without training again.",
+        )
         #: The settings beyond the basic ones: a check box and a collapsed section per group.
         self.sections = _make_sections(self._controls)
         self.run_button = PushButton(name="run_button", text="Run")
+        self.save_button = PushButton(
+            name="save_button",
+            text="Save model...",
+            enabled=False,
+            tooltip="Write the model of the last run to a file, to apply later or elsewhere.",
+        )
+        self.load_button = PushButton(
+            name="load_button",
+            text="Load model...",
+            tooltip="Read a model file: Apply model then labels layers with its classes.",
+        )
+        self.apply_button = PushButton(
+            name="apply_button",
+            text="Apply model",
+            enabled=False,
+            tooltip="Label the chosen image layer with the model, without training: the same "
+            "classes as the layer it was trained on (no post-processing).",
+        )
+        self.model_buttons = Container(
+            name="model_buttons",
+            layout="horizontal",
+            labels=False,
+            widgets=[self.save_button, self.load_button, self.apply_button],
+        )
+        self.model_buttons.margins = (0, 0, 0, 0)
+        self._model: SegmentationModel | None = None
         self.progress_bar = ProgressBar(name="progress_bar", label="Progress", visible=False)
         self.status = Label(
             name="status", label="Status", value="Choose an image layer and press Run."
@@ -158,8 +241,10 @@ class SegmentationWidget(Container):
                 self.planes,
                 self.preset,
                 *(self._controls[n] for n in BASIC),
+                self.detail,
                 *(widget for section in self.sections.values() for widget in section),
                 self.run_button,
+                self.model_buttons,
                 self.progress_bar,
                 self.status,
             ]
@@ -169,12 +254,17 @@ class SegmentationWidget(Container):
         self.status.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         for _, section in self.sections.values():
             _hide_row_label(section)
+        _hide_row_label(self.model_buttons)
 
         self.image.changed.connect(self._on_image_changed)
         self.channel_axis.changed.connect(self._on_channel_axis_changed)
         self.preset.changed.connect(self._on_preset)
         self.run_button.changed.connect(self._on_button)
+        self.save_button.changed.connect(lambda *_: self.save_model())
+        self.load_button.changed.connect(lambda *_: self.load_model())
+        self.apply_button.changed.connect(lambda *_: self.apply_model())
         watch_options(self._controls)
+        self.detail.changed.connect(self._on_detail)
 
         active = viewer.layers.selection.active
         if active is not None and active in self.image.choices:
@@ -208,6 +298,30 @@ class SegmentationWidget(Container):
     def labels_layer(self) -> Labels | None:
         """The Labels layer of the latest run (held weakly: the viewer owns its layers)."""
         return self._labels_ref()
+
+    @property
+    def model(self) -> SegmentationModel | None:
+        """The model of the last run (of the plane shown, all planes, or a large layer's
+        crops) or the one loaded last; None before either."""
+        return self._model
+
+    @model.setter
+    def model(self, model: SegmentationModel | None) -> None:
+        self._model = model
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        """Save and Apply need a model and no run going on; Load needs no run."""
+        idle = not self.is_running
+        self.save_button.enabled = idle and self._model is not None
+        self.apply_button.enabled = idle and self._model is not None
+        self.load_button.enabled = idle
+
+    @property
+    def hierarchy(self) -> MergeHierarchy | None:
+        """The merge hierarchy of the latest run's labels, which the Detail slider cuts
+        (None before a run on one plane has finished)."""
+        return None if self._detail_source is None else self._detail_source[1]
 
     @property
     def is_running(self) -> bool:
@@ -324,6 +438,7 @@ class SegmentationWidget(Container):
         if layer is None:
             show_error("Unsupervised Segmentation: add or choose an image layer first.")
             return
+        choice = planes_choice(self.planes.value if self._planes_offered else "shown")
         try:
             params = self.params
             inp = layer_input(
@@ -331,14 +446,106 @@ class SegmentationWidget(Container):
                 self._viewer.dims,
                 self.channel_axis.value,
                 params,
-                all_planes=self.planes.value and self._planes_offered,  # not when hidden
+                all_planes=choice.all_planes,
+                crops_allowed=choice.crops_allowed,
+                volume=choice.volume,
             )
         except Exception as exc:  # e.g. a layer that cannot be segmented: tell, never raise
-            message = user_message(exc)
-            show_error(message)
-            self.status.value = f"Failed: {message}"
+            self._refuse(exc)
             return
-        self._start(inp, params)
+        one_model = choice.one_model or inp.by_crops
+        self._start(inp, params, "model" if one_model else "train")
+
+    def _refuse(self, exc: BaseException) -> None:
+        """Tell why a run cannot start (a notification and the status line)."""
+        from napari.utils.notifications import show_error
+
+        message = user_message(exc)
+        show_error(message)
+        self.status.value = f"Failed: {message}"
+
+    def _idle_layer(self) -> Any:
+        """The chosen image layer when no run is going on, else None (with a message)."""
+        from napari.utils.notifications import show_error, show_info
+
+        if self.is_running:
+            show_info("Unsupervised Segmentation is already running; press Stop first.")
+            return None
+        if self._life.closed:
+            return None
+        if self.image.value is None:
+            show_error("Unsupervised Segmentation: add or choose an image layer first.")
+        return self.image.value
+
+    # the model -----------------------------------------------------------------------
+
+    def apply_model(self) -> None:
+        """Label the chosen image layer with :attr:`model`, without training (the planes
+        control as for Run: the plane shown, or every plane; a volume model labels every
+        volume): class ``k`` is label ``k + 1`` in every layer and plane. Runs in the
+        background like training."""
+        if self._model is None:
+            self._refuse(ValueError("no model yet: run, or load a model file, first"))
+            return
+        layer = self._idle_layer()
+        if layer is None:
+            return
+        choice = planes_choice(self.planes.value if self._planes_offered else "shown")
+        volume = getattr(self._model, "spatial_ndim", 2) == 3
+        try:
+            inp = layer_input(
+                layer,
+                self._viewer.dims,
+                self.channel_axis.value,
+                all_planes=choice.all_planes,
+                volume=volume,
+            )
+        except Exception as exc:
+            self._refuse(exc)
+            return
+        self._start(inp, self._model.settings, "apply")
+
+    def save_model(self, path: str | os.PathLike[str] | None = None) -> Path | None:
+        """Write :attr:`model` to ``path`` (None: ask with a file dialog); the path written,
+        or None when nothing was (no model, dialog cancelled, an error: notified)."""
+        if self._model is None:
+            self._refuse(ValueError("no model to save yet: run, or load a model file, first"))
+            return None
+        if path is None:
+            path = _ask_path(self.native, save=True)
+            if path is None:
+                return None
+        try:
+            written = self._model.save(path)
+        except Exception as exc:  # a read-only folder, a full disk: tell, never raise
+            self._refuse(exc)
+            return None
+        self.status.value = f"Model saved to {written}."
+        return written
+
+    def load_model(self, path: str | os.PathLike[str] | None = None) -> SegmentationModel | None:
+        """Read a model file into :attr:`model` (None: ask with a file dialog); the model,
+        or None when none was read (dialog cancelled, not a model file: notified)."""
+        if self.is_running:
+            self._refuse(ValueError("a run is going on; press Stop first"))
+            return None
+        if path is None:
+            path = _ask_path(self.native, save=False)
+            if path is None:
+                return None
+        try:
+            from ..core import load_model
+
+            model = load_model(path)
+        except Exception as exc:
+            self._refuse(exc)
+            return None
+        self.model = model
+        self.status.value = (
+            f"Model loaded from {Path(path).name}: {model.n_classes} classes at most. "
+            "Apply model labels the chosen layer with them."
+        )
+        return model
 
     def stop(self) -> None:
         """Stop after the current iteration and show its labels."""
@@ -349,38 +556,69 @@ class SegmentationWidget(Container):
         self.run_button.text = "Stopping…"
         self.run_button.enabled = False
 
-    def _start(self, inp: LayerInput, params: SegmentationParams) -> None:
+    def _start(self, inp: LayerInput, params: SegmentationParams, kind: str = "train") -> None:
+        """Start a run in a worker thread: ``kind`` "train" (each plane trained on its own),
+        "model" (one model for every plane, or a large plane's crops) or "apply" (label
+        with :attr:`model`, no training)."""
         from napari.qt.threading import GeneratorWorker
 
         self._watch_window()
-        run = _Run(inp=inp, params=params)
+        run = _Run(inp=inp, params=params, kind=kind)
         if inp.plan.stack_axes:
             run.stack = PlaneStack(inp.plan, inp.plane_shape)
-        total = params.max_iter * inp.n_planes
+        if kind == "train":
+            total = params.max_iter * inp.n_planes
+            run.worker = GeneratorWorker(
+                train_stack_updates,
+                [inp.plane_image(index) for index in inp.plan.stack_indices()],
+                inp.channel_axis,
+                params,
+                run.stop,
+                run.done,
+                self.update_interval,
+                rgb=inp.rgb,
+                abandon=run.abandon,
+                hierarchy=not inp.plan.stack_axes,  # the Detail slider: one plane's labels
+                keep_model=True,
+            )
+        elif kind == "model":
+            total = params.max_iter + inp.n_units
+            run.worker = GeneratorWorker(
+                fit_stack_updates,
+                inp,
+                params,
+                run.stop,
+                run.done,
+                self.update_interval,
+                abandon=run.abandon,
+            )
+        else:
+            total = inp.n_units
+            run.worker = GeneratorWorker(
+                apply_updates, self._model, inp, run.stop, run.done, abandon=run.abandon
+            )
         run.progress = _DockProgress(self.progress_bar, total)
-        run.worker = GeneratorWorker(
-            train_stack_updates,
-            [inp.plane_image(index) for index in inp.plan.stack_indices()],
-            inp.channel_axis,
-            params,
-            run.stop,
-            run.done,
-            self.update_interval,
-            rgb=inp.rgb,
-            abandon=run.abandon,
-        )
         run.worker.yielded.connect(_weak_slot(self._on_yielded, run))
         run.worker.finished.connect(_weak_slot(self._on_finished, run))
         self._life.run = run
         self._labels_ref = lambda: None
+        self._detail_source = None
+        self.detail.enabled = False
         self.updates_shown = 0
         self.run_button.text = "Stop"
         self.run_button.enabled = True
+        self._update_buttons()
         note = f"\n{inp.note}" if inp.note else ""
-        self.status.value = f"Preparing {inp.layer_name} (superpixels, model)…{note}"
+        if kind == "apply":
+            doing = f"Labelling {inp.layer_name} with the model…"
+        elif inp.by_crops:
+            doing = f"Preparing {inp.layer_name}: too large to train whole, trained on crops…"
+        else:
+            doing = f"Preparing {inp.layer_name} (superpixels, model)…"
+        self.status.value = f"{doing}{note}"
         run.worker.start()
 
-    def _on_yielded(self, run: _Run, item: Update | Failure) -> None:
+    def _on_yielded(self, run: _Run, item: Update | Failure | Trained) -> None:
         """Main thread: queue one update from the worker and show what is due."""
         run.pending.append(item)
         self._drain(run)
@@ -407,6 +645,9 @@ class SegmentationWidget(Container):
                     continue
                 if isinstance(item, Failure):
                     self._show_failure(run, item.message)
+                elif isinstance(item, Trained):
+                    run.trained = True
+                    self._model = item.model  # buttons follow when the run ends
                 else:
                     # Labels that a queued newer update of their plane replaces are skipped.
                     superseded = any(
@@ -433,11 +674,19 @@ class SegmentationWidget(Container):
         try:
             run.last = item
             if run.progress is not None:
-                done = item.plane * run.params.max_iter + item.iteration
+                done = item.progress
+                if done is None:
+                    done = item.plane * run.params.max_iter + item.iteration
                 run.progress.update(done - run.progress.n)
-            self.status.value = status_text(item, run.params.max_iter, run.inp.note)
+            if run.kind == "train" or not item.is_last:
+                self.status.value = status_text(item, run.params.max_iter, run.inp.note)
+            else:
+                done_planes = len(run.final_counts) + 1
+                self.status.value = f"Labelling {item.unit} {done_planes}/{item.n_planes}…"
             if item.is_last and item.labels is not None:
                 run.final_counts[item.plane] = int(item.labels.max(initial=0))
+                if run.kind != "train":
+                    run.classes.update(np.unique(item.labels).tolist())
             if labels and item.labels is not None:
                 if run.stack is None:
                     self._put_labels(run, item.labels)
@@ -460,16 +709,22 @@ class SegmentationWidget(Container):
         self.updates_shown = run.updates_shown
 
     def _put_plane(self, run: _Run, number: int, labels: np.ndarray) -> None:
-        """Show one plane's labels of a stack: written into the run's layer in place (one
-        plane's cost, whatever the stack's size), or, the first time and once that layer is
-        no longer the run's, every plane's labels so far in a layer (a new one then)."""
+        """Show one plane's (or volume's) labels of a stack: written into the run's layer in
+        place (its planes' cost, whatever the stack's size), or, the first time and once
+        that layer is no longer the run's, every plane's labels so far in a layer (a new
+        one then)."""
         assert run.stack is not None
-        run.stack.put(number, labels)
+        planes = run.inp.unit_planes(number, labels)
+        for plane, plane_labels in planes:
+            run.stack.put(plane, plane_labels)
         layer = run.labels_layer
         if (
             layer is not None
             and layer in self._viewer.layers
-            and write_plane(layer, run.inp, number, labels, refresh=False)
+            and all(
+                write_plane(layer, run.inp, plane, plane_labels, refresh=False)
+                for plane, plane_labels in planes
+            )
         ):
             run.updates_shown += 1
             self.updates_shown = run.updates_shown
@@ -509,10 +764,70 @@ class SegmentationWidget(Container):
         try:
             self.run_button.text = "Run"
             self.run_button.enabled = True
+            self._update_buttons()
             self.status.value = _final_status(run)
+            self._offer_detail(run)
         except RuntimeError:  # the Qt widgets are being deleted
             return
         self.finished.emit()
+
+    # detail --------------------------------------------------------------------------
+
+    def _offer_detail(self, run: _Run) -> None:
+        """Enable the Detail slider at 0 over the levels of the run's final labels."""
+        last = run.last
+        levels = last.hierarchy if last is not None and run.failure is None else None
+        if levels is None or run.labels_layer is None:
+            return
+        low, high = levels.detail_range
+        if high - low < 1e-9:  # one level only: nothing to cut
+            return
+        self._detail_source = (run.inp, levels)
+        self._setting_detail = True
+        try:
+            self.detail.value = 0.0
+            self.detail.min = math.floor(low * 10) / 10
+            self.detail.max = math.ceil(high * 10) / 10
+        finally:
+            self._setting_detail = False
+        self.detail.enabled = True
+
+    def _on_detail(self, value: float) -> None:
+        """Cut the latest run's labels at ``value`` and redraw them (no training)."""
+        from napari.utils.notifications import show_error
+
+        if self._setting_detail or self._detail_source is None or self.is_running:
+            return
+        inp, levels = self._detail_source
+        try:
+            labels = levels.labels(float(value))
+            layer = show_labels(self._viewer, inp, labels, self._labels_ref(), set_transforms=False)
+        except Exception as exc:  # e.g. the viewer is half closed: tell, never raise
+            show_error(_not_shown(exc))
+            return
+        self._labels_ref = weakref.ref(layer)
+        self.status.value = f"Detail {value:+.1f}: {counted(int(labels.max()), 'label')}."
+
+
+def _model_status(run: _Run, last: Update) -> str:
+    """The status line after a run with one model (trained, or applied): its classes in
+    the planes it labelled."""
+    planes, unit = len(run.final_counts), last.unit
+    where = (
+        f"{planes} of {last.n_planes} {unit}s"
+        if planes < last.n_planes
+        else (f"all {last.n_planes} {unit}s" if last.n_planes > 1 else f"the {unit}")
+    )
+    classes = f"{counted(len(run.classes), 'class')} in {where}"
+    if run.kind == "apply":
+        return f"Applied the model: {classes}."
+    verb = "Stopped at iteration" if run.stop.is_set() else "Done after"
+    iterations = "" if run.stop.is_set() else " iterations"
+    how = " on crops" if run.inp.by_crops else ""
+    return (
+        f"{verb} {last.iteration}{iterations}{how}: one model, {classes} (label k + 1 is "
+        "class k everywhere). Apply model labels other layers with the same classes."
+    )
 
 
 def _not_shown(exc: BaseException) -> str:
@@ -528,6 +843,8 @@ def _final_status(run: _Run) -> str:
         text = f"Failed: {run.failure}"
     elif last is None:
         text = "Stopped before the first iteration."
+    elif run.kind != "train":
+        text = _model_status(run, last)
     elif last.n_planes > 1:
         done = (
             f"{len(counts)} of {last.n_planes} planes"

@@ -32,7 +32,10 @@ from .layers import LayerInput, PlaneStack
 
 __all__ = [
     "Failure",
+    "Trained",
     "Update",
+    "apply_updates",
+    "fit_stack_updates",
     "should_deliver",
     "status_text",
     "train_stack_updates",
@@ -78,13 +81,30 @@ class Update:
     is_last: bool  # the last step of its plane
     plane: int = 0  # which plane of a stack (0 for a single plane)
     n_planes: int = 1
+    #: With the final labels, when asked for: every level of detail to cut them again at
+    #: (a :class:`~..core.labels.MergeHierarchy`; its level 0 are ``labels``).
+    hierarchy: Any = None
+    #: Work done so far, in the run's progress units (None: from plane and iteration).
+    progress: int | None = None
+    #: What ``plane`` and ``n_planes`` count: "plane", or "volume" (labels are 3D then).
+    unit: str = "plane"
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The model a run trained, sent once training ends: what Apply model and Save model...
+    use."""
+
+    model: Any
 
 
 @dataclass(frozen=True)
 class Failure:
-    """An error raised by the engine, as the message to show."""
+    """An error raised by the engine, as the message to show (and the error itself, for
+    the console to raise)."""
 
     message: str
+    error: BaseException | None = None
 
 
 def train_updates(image: np.ndarray, *args: Any, **kwargs: Any) -> Iterator[Update | Failure]:
@@ -103,9 +123,12 @@ def train_stack_updates(
     *,
     rgb: bool | None = None,
     abandon: threading.Event | None = None,
-) -> Iterator[Update | Failure]:
+    hierarchy: bool = False,
+    keep_model: bool = False,
+) -> Iterator[Update | Failure | Trained]:
     """Run the engine on each of ``planes`` in turn, each trained on its own, and yield
-    throttled :class:`Update` s that say which plane (runs in the worker thread).
+    throttled :class:`Update` s that say which plane (runs in the worker thread); with
+    ``keep_model`` and one plane, its model after the final update (:class:`Trained`).
 
     Updates come at most every ``interval`` seconds of ``clock``, and less often when the
     labels are slow to make (:func:`update_interval_after`, timed with ``perf_counter``).
@@ -116,19 +139,34 @@ def train_stack_updates(
     errors are yielded as a :class:`Failure` (naming the plane of a stack) instead of
     raised, so nothing reaches the Qt event loop, and end the run. ``done`` is set at the
     end. ``channel_axis`` and ``rgb`` say how each plane holds its channels, as in
-    :func:`~napari_unsupervised_segmentation.iter_segment`.
+    :func:`~napari_unsupervised_segmentation.iter_segment`. With ``hierarchy``, each
+    plane's final update carries its labels' merge hierarchy, from which they are made.
     """
     try:
         for number, plane in enumerate(planes):
             if stop.is_set():
                 return
-            updates = _updates(plane, channel_axis, params, stop, interval, clock, rgb, abandon)
+            updates = _updates(
+                plane,
+                channel_axis,
+                params,
+                stop,
+                interval,
+                clock,
+                rgb,
+                abandon,
+                hierarchy,
+                keep_model and len(planes) == 1,
+            )
             for item in updates:
                 if isinstance(item, Failure):
                     if len(planes) > 1:  # the planes before it are kept
                         item = Failure(f"plane {number + 1}/{len(planes)}: {item.message}")
                     yield item
                     return
+                if isinstance(item, Trained):
+                    yield item
+                    continue
                 yield dataclasses.replace(item, plane=number, n_planes=len(planes))
     finally:
         done.set()
@@ -143,8 +181,11 @@ def _updates(
     clock: Callable[[], float],
     rgb: bool | None,
     abandon: threading.Event | None,
-) -> Iterator[Update | Failure]:
-    """One plane's updates (see :func:`train_stack_updates`).
+    hierarchy: bool = False,
+    keep_model: bool = False,
+) -> Iterator[Update | Failure | Trained]:
+    """One plane's updates (see :func:`train_stack_updates`), and with ``keep_model`` the
+    model of its last step (:class:`Trained`, after the final update).
 
     Live updates carry the step's preview labels, which never wait for post-processing's
     image-level maps (the network's classes until those are made, in the background); the
@@ -171,15 +212,184 @@ def _updates(
                 if should_deliver(now, last_sent, wait, final):
                     last_sent = now
                     started = time.perf_counter()
-                    labels = step.labels if final else step.preview_labels
+                    levels = step.hierarchy if final and hierarchy else None
+                    if levels is not None:
+                        labels = levels.labels(0.0)  # the same as step.labels
+                    else:
+                        labels = step.labels if final else step.preview_labels
                     wait = update_interval_after(interval, time.perf_counter() - started)
-                    yield Update(step.iteration, step.n_classes, step.loss, labels, final)
+                    yield Update(
+                        step.iteration, step.n_classes, step.loss, labels, final, hierarchy=levels
+                    )
                 if final:
+                    if keep_model and not (abandon is not None and abandon.is_set()):
+                        with contextlib.suppress(ValueError):  # a constant image: no network
+                            yield Trained(step.model)
                     return
         finally:
             steps.close()
     except Exception as exc:  # shown as a notification by the widget
         yield Failure(user_message(exc))
+
+
+def _fit_steps(inp: LayerInput, params: SegmentationParams) -> Iterator[Any]:
+    """The training steps of one model for every plane, or volume, of ``inp`` (a single
+    plane too large to train whole: on crops of it)."""
+    from .. import core
+
+    image, channel_axis = inp.arranged()
+    return core.iter_fit(
+        image, params, channel_axis=channel_axis, rgb=inp.rgb, **inp.engine_options
+    )
+
+
+def _preview_model(step: Any) -> Any:
+    """The model to draw a live update with: the step's cheap preview where it has one."""
+    preview = getattr(step, "preview_model", None)
+    return preview if preview is not None else step.model
+
+
+def _predict(model: Any, inp: LayerInput, number: int) -> np.ndarray:
+    """The labels of ``inp``'s ``number``-th plane, or volume, by ``model`` (tile by tile,
+    as ``predict`` goes, so that a large plane needs the memory of one tile)."""
+    image, channel_axis = inp.unit_image(number)
+    return model.predict(image, channel_axis=channel_axis, rgb=inp.rgb)
+
+
+def _plane_order(inp: LayerInput) -> list[int]:
+    """Every plane's (or volume's) number, the one shown first (it is labelled first)."""
+    shown = inp.shown_unit
+    return [shown] + [n for n in range(inp.n_units) if n != shown]
+
+
+def fit_stack_updates(
+    inp: LayerInput,
+    params: SegmentationParams,
+    stop: threading.Event,
+    done: threading.Event,
+    interval: float = UPDATE_INTERVAL,
+    clock: Callable[[], float] = time.monotonic,
+    *,
+    abandon: threading.Event | None = None,
+    live: bool = True,
+) -> Iterator[Update | Failure | Trained]:
+    """Train one model for every plane, or volume, of ``inp`` (or, for a plane too large
+    to train whole, on crops of it) and label each with it: the same classes everywhere.
+
+    While training (with ``live``), throttled updates (as :func:`train_stack_updates`)
+    carry the plane (or volume) shown labelled by the model so far; once training ends
+    (``stop`` ends it early), the model (:class:`Trained`), then every plane's (volume's)
+    labels, the one shown first. Labels are the network's classes (class ``k`` is label
+    ``k + 1``), without post-processing. Progress counts iterations, then planes (volumes).
+    ``done`` is set at the end.
+    """
+    try:
+        yield from _fit_stack_updates(inp, params, stop, interval, clock, abandon, live)
+    except Exception as exc:  # shown as a notification by the widget
+        yield Failure(user_message(exc), exc)
+    finally:
+        done.set()
+
+
+def _fit_stack_updates(
+    inp: LayerInput,
+    params: SegmentationParams,
+    stop: threading.Event,
+    interval: float,
+    clock: Callable[[], float],
+    abandon: threading.Event | None,
+    live: bool = True,
+) -> Iterator[Update | Trained]:
+    n_planes, shown, unit = inp.n_units, inp.shown_unit, inp.plan.unit
+    last: Any = None
+    model: Any = None
+    steps = _fit_steps(inp, params)
+    try:
+        last_sent: float | None = None
+        wait = interval
+        while not stop.is_set():
+            try:
+                step = next(steps)
+            except StopIteration:
+                break
+            if abandon is not None and abandon.is_set():
+                return
+            last = step
+            final = bool(step.is_last) or stop.is_set()
+            if final:
+                model = step.model
+                break
+            if live and should_deliver(clock(), last_sent, wait, False):
+                last_sent = clock()
+                started = time.perf_counter()
+                labels = _predict(_preview_model(step), inp, shown)
+                wait = update_interval_after(interval, time.perf_counter() - started)
+                yield Update(
+                    step.iteration,
+                    step.n_classes,
+                    step.loss,
+                    labels,
+                    False,
+                    shown,
+                    n_planes,
+                    unit=unit,
+                )
+    finally:
+        steps.close()
+    if last is None or (abandon is not None and abandon.is_set()):
+        return
+    if model is None:  # stopped between two steps: the model of the last one
+        model = last.model
+    yield Trained(model)
+    for count, number in enumerate(_plane_order(inp), start=1):
+        if abandon is not None and abandon.is_set():
+            return
+        labels = _predict(model, inp, number)
+        yield Update(
+            last.iteration,
+            last.n_classes,
+            last.loss,
+            labels,
+            True,
+            number,
+            n_planes,
+            progress=params.max_iter + count,
+            unit=unit,
+        )
+
+
+def apply_updates(
+    model: Any,
+    inp: LayerInput,
+    stop: threading.Event,
+    done: threading.Event,
+    *,
+    abandon: threading.Event | None = None,
+) -> Iterator[Update | Failure]:
+    """Label every plane (or volume) of ``inp`` with ``model`` (no training), the one
+    shown first: one final :class:`Update` per plane (volume; progress counts them).
+    ``stop`` leaves the ones after the current one unlabelled; errors come as a
+    :class:`Failure`. ``done`` is set at the end."""
+    try:
+        for count, number in enumerate(_plane_order(inp), start=1):
+            if stop.is_set() or (abandon is not None and abandon.is_set()):
+                return
+            labels = _predict(model, inp, number)
+            yield Update(
+                0,
+                model.n_classes,
+                0.0,
+                labels,
+                True,
+                number,
+                inp.n_units,
+                progress=count,
+                unit=inp.plan.unit,
+            )
+    except Exception as exc:  # shown as a notification by the widget
+        yield Failure(user_message(exc), exc)
+    finally:
+        done.set()
 
 
 def user_message(exc: BaseException) -> str:
@@ -201,7 +411,7 @@ def status_text(update: Update, max_iter: int, note: str = "") -> str:
         f" · loss {update.loss:.4f}"
     )
     if update.n_planes > 1:
-        text = f"Plane {update.plane + 1}/{update.n_planes} · {text}"
+        text = f"{update.unit.capitalize()} {update.plane + 1}/{update.n_planes} · {text}"
     return f"{text}\n{note}" if note else text
 
 
@@ -240,6 +450,11 @@ class _Run:
     unrefreshed: bool = False  # the stack's layer holds labels not drawn yet
     #: The number of labels in each plane's final labels (what the user gets), by plane.
     final_counts: dict[int, int] = dataclasses.field(default_factory=dict)
+    #: "train" (each plane on its own), "model" (one model for all) or "apply" (no training).
+    kind: str = "train"
+    #: Labels seen in the planes a model labelled (its classes, as labels k + 1).
+    classes: set[int] = dataclasses.field(default_factory=set)
+    trained: bool = False  # a Trained model came
 
     def close_progress(self) -> None:
         """Close the progress bar once (every end path calls this)."""

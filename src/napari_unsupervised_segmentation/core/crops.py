@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .memory import SWITCH, available_memory, check_memory, estimate_bytes
+from .memory import check_memory, estimate_bytes
 from .normalize import (
     HIGH_PERCENTILE,
     LOW_PERCENTILE,
@@ -468,14 +468,16 @@ def check_crop_memory(
 def fits_in_memory(
     layout: ImageLayout, settings: SegmentationParams, network_in_memory: bool
 ) -> bool:
-    """Whether training on the whole image fits in the memory available now (by
-    :func:`~.memory.estimate_bytes`); also True when that is unknown or the check is
-    switched off."""
-    import os
+    """Whether training on the whole image fits in the memory available now (the policy
+    of :func:`~.plan.whole_image_fits`, which the widget and the console share); also True
+    when that is unknown or the check is switched off."""
+    from .plan import whole_image_fits
 
-    free = available_memory()
-    if free is None or os.environ.get(SWITCH, "").strip() == "0":
-        return True
     n_input_channels = 3 if layout.is_rgb else layout.n_channels
-    network, other = estimate_bytes(layout.height, layout.width, settings, n_input_channels)
-    return other + (network if network_in_memory else 0) <= free
+    return whole_image_fits(
+        layout.height,
+        layout.width,
+        settings,
+        n_input_channels,
+        network_in_memory=network_in_memory,
+    )

@@ -49,11 +49,11 @@ FILE_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
 #: Bytes of one layer's activations in a tile that :meth:`SegmentationModel.predict` labels
-#: at a time unless told otherwise. Below glibc's largest threshold for serving memory from
-#: fresh pages (32 MiB), so that tile after tile reuses the same memory: larger tiles are no
-#: faster per pixel and spend a third more time in the kernel mapping new pages
-#: (benchmarks/predict_speed.py).
-TILE_ACTIVATION_BYTES = 24 * 2**20
+#: at a time unless told otherwise. Small enough that the few activations alive at once stay
+#: in the memory the allocator keeps: larger blocks go back to the system after each use and
+#: are faulted in again for the next tile, which took a third of the CPU time with tiles of
+#: 416 x 416 or more (benchmarks/predict_speed.py).
+TILE_ACTIVATION_BYTES = 9 * 2**20
 
 
 @dataclass(frozen=True)

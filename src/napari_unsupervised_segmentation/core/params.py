@@ -244,7 +244,6 @@ class SegmentationParams:
         presets={"default": 32},
         minimum=2,
         label="Max classes",
-        basic=True,
         details="Memory grows with it (see [python-api.md](python-api.md#memory-check)).",
         widget={"max": 4096},
     )
@@ -801,7 +800,7 @@ settings to `label_by="segment"`, the merge's settings to a `merge`, `premerge_t
 raises a `ValueError` that names the option it needs. Choosing an option (e.g.
 `segment(image, merge="colour")`) gives its settings their defaults under that option
 (below, "colour: 2, texture: 0.435") unless they are given too, and drops the settings of the
-option left.
+option left. A `-` in a preset's column: the setting does not apply in that preset.
 """
 
 _DOC_TAIL = """\

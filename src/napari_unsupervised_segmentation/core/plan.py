@@ -1,7 +1,7 @@
 """How an array is segmented, decided from its shape, dtype and axis names alone: which
 axes are a plane's rows and columns, which holds channels and whether they are colour,
-which axes are planes of a stack, and whether the work fits memory whole or goes by crops
-(training) and tiles (prediction).
+which axes are planes of a stack, and whether training fits memory whole or goes by crops
+(prediction always goes by tiles: ``SegmentationModel.default_tile_shape``).
 
 One policy for the widget, napari's console and the command line, so that the same array
 is read the same way everywhere. Nothing here reads pixels, imports torch or napari.
@@ -15,18 +15,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .memory import SWITCH, available_memory, estimate_bytes
+from . import memory  # its available_memory() is looked up when called (tests replace it)
+from .memory import SWITCH, estimate_bytes
 from .normalize import channels_look_like_colour, check_channel_axis_type
 from .params import SegmentationParams
 
 __all__ = [
+    "PLANES",
     "AmbiguousChannels",
     "PlanePlan",
+    "PlanesChoice",
     "channels_are_colour",
+    "check_copy_fits",
     "guess_channel_axis",
     "is_channel_name",
     "plan_plane",
-    "tile_shape",
+    "planes_choice",
+    "volume_offered",
     "whole_image_fits",
 ]
 
@@ -38,10 +43,6 @@ CHANNEL_LETTERS = frozenset({"C", "S"})
 TIME_NAMES = frozenset({"t", "time"})
 #: Axis names of depth.
 DEPTH_NAMES = frozenset({"z", "depth"})
-#: Tile sides tried for prediction, largest first (a tile holds a halo besides).
-TILE_SIDES = (4096, 2048, 1024, 512, 256, 128)
-#: Share of the memory available that one prediction tile may take.
-TILE_MEMORY_SHARE = 0.25
 
 
 class AmbiguousChannels(ValueError):
@@ -126,11 +127,46 @@ class PlanePlan:
     #: plane along them is segmented (``index`` is then None for them too).
     stack_axes: tuple[int, ...] = ()
     stack_shape: tuple[int, ...] = ()
+    #: 3: the last stack axis is the depth (z) of volumes segmented as 3D objects, the
+    #: stack axes before it are volumes (time points, ...).
+    spatial_ndim: int = 2
 
     @property
     def n_planes(self) -> int:
         """How many 2D planes are segmented (one, or all along the stack axes)."""
         return int(np.prod(self.stack_shape, dtype=np.int64))
+
+    @property
+    def is_volume(self) -> bool:
+        """Whether volumes are segmented (the engine's ``spatial_ndim=3``)."""
+        return self.spatial_ndim == 3
+
+    @property
+    def unit(self) -> str:
+        """What the engine segments one at a time: "plane" or "volume"."""
+        return "volume" if self.is_volume else "plane"
+
+    @property
+    def n_units(self) -> int:
+        """How many planes, or volumes, the engine segments."""
+        return self.n_planes // self.stack_shape[-1] if self.is_volume else self.n_planes
+
+    def unit_planes(self, number: int) -> range:
+        """The numbers (:meth:`stack_indices` order) of the planes of the ``number``-th
+        unit: the plane itself, or every plane of the volume (its depth is the last stack
+        axis, so its planes follow one another)."""
+        if not self.is_volume:
+            return range(number, number + 1)
+        depth = self.stack_shape[-1]
+        return range(number * depth, (number + 1) * depth)
+
+    def volume_spacing(self, scale: Sequence[float]) -> tuple[float, float, float] | None:
+        """The voxel size (dz, dy, dx) of a volume from the layer's ``scale`` (one entry per
+        axis): the depth axis's, then the plane's rows' and columns'. None for planes."""
+        if not self.is_volume:
+            return None
+        axes = (self.stack_axes[-1], *self.plane_axes)
+        return tuple(abs(float(scale[axis])) for axis in axes)  # type: ignore[return-value]
 
     @property
     def engine_channel_axis(self) -> int | None:
@@ -162,6 +198,7 @@ def plan_plane(
     *,
     all_planes: bool = False,
     axis_names: Sequence[str] | None = None,
+    volume: bool = False,
 ) -> PlanePlan:
     """Choose the 2D plane of an array of ``shape`` to segment.
 
@@ -170,7 +207,9 @@ def plan_plane(
     other axis except the channel axis is held at ``data_point`` (rounded and clipped, as
     napari does when slicing; None: 0), or, with ``all_planes``, is a stack axis along
     which every plane is segmented (time before depth where ``axis_names`` say which).
-    Raises ValueError when no such plane exists.
+    With ``volume`` (all planes implied), the last stack axis is the depth of volumes
+    segmented as 3D objects (``spatial_ndim`` 3). Raises ValueError when no such plane (or
+    volume) exists.
     """
     ndim = len(shape)
     if ndim < 2:
@@ -201,7 +240,12 @@ def plan_plane(
     others = [ax for ax in range(ndim) if ax not in plane and ax != channel_axis]
     if names is not None:
         others.sort(key=lambda ax: _stack_rank(names[ax]))
-    stack_axes = tuple(others) if all_planes else ()
+    if volume and not others:
+        raise ValueError(
+            f"a volume needs 3 axes besides channels (z, y, x); shape {tuple(shape)} has "
+            f"{ndim - (channel_axis is not None)}"
+        )
+    stack_axes = tuple(others) if all_planes or volume else ()
     point = [0.0] * ndim if data_point is None else data_point
     index: list[int | None] = []
     for ax, size in enumerate(shape):
@@ -215,7 +259,48 @@ def plan_plane(
         index=tuple(index),
         stack_axes=stack_axes,
         stack_shape=tuple(int(shape[ax]) for ax in stack_axes),
+        spatial_ndim=3 if volume else 2,
     )
+
+
+#: The ways to segment an nD layer, as the widget's Planes control and the console's
+#: ``planes=`` name them: the plane shown; all planes with one model; each plane on its
+#: own; volumes as 3D objects (with one model).
+PLANES = ("shown", "all", "each", "volume")
+
+
+@dataclass(frozen=True)
+class PlanesChoice:
+    """What a :data:`PLANES` choice asks of the planning and of training."""
+
+    name: str
+    all_planes: bool  # every plane of the stack (or volume) is labelled
+    volume: bool  # segmented as volumes (``spatial_ndim`` 3)
+    one_model: bool  # one model trained for all of them (``iter_fit``), then applied
+    #: A plane too large to train whole trains one model on crops of it (every choice but
+    #: each plane on its own, which trains each plane whole).
+    crops_allowed: bool
+
+
+def planes_choice(name: str) -> PlanesChoice:
+    """The :class:`PlanesChoice` named ``name`` (one of :data:`PLANES`); ValueError else."""
+    if name not in PLANES:
+        raise ValueError(f"planes must be one of {', '.join(map(repr, PLANES))}; got {name!r}")
+    return PlanesChoice(
+        name=name,
+        all_planes=name != "shown",
+        volume=name == "volume",
+        one_model=name in ("all", "volume"),
+        crops_allowed=name != "each",
+    )
+
+
+def volume_offered(shape: Sequence[int], channel_axis: int | None = None) -> bool:
+    """Whether an array of ``shape`` can be segmented as volumes: 3 axes or more besides
+    the channel axis."""
+    ndim = len(shape)
+    channels = 0 if channel_axis is None or not -ndim <= channel_axis < ndim else 1
+    return ndim - channels >= 3
 
 
 def _stack_rank(name: str) -> int:
@@ -240,37 +325,26 @@ def whole_image_fits(
     """Whether training on a whole ``height`` x ``width`` plane fits the memory available
     now (:func:`~.memory.estimate_bytes`; ``extra_bytes`` held beside it); True when that is
     unknown or the check is switched off. When it does not fit, training goes by crops."""
-    free = available_memory()
+    free = memory.available_memory()
     if free is None or _memory_check_off():
         return True
     network, other = estimate_bytes(height, width, settings, n_input_channels)
     return other + (network if network_in_memory else 0) + extra_bytes <= free
 
 
-def tile_shape(
-    height: int,
-    width: int,
-    settings: SegmentationParams,
-    n_input_channels: int = 3,
-    *,
-    available: int | None = None,
-) -> tuple[int, int] | None:
-    """The tile a prediction of a ``height`` x ``width`` plane goes by: None (the whole
-    plane) when the plane fits a share (``TILE_MEMORY_SHARE``) of the memory available,
-    else the largest square of ``TILE_SIDES`` that does (the smallest when none does).
-
-    ``available``: bytes to plan for (default: the memory available now). The estimate is
-    training's (:func:`~.memory.estimate_bytes`), which bounds a prediction's from above.
-    """
-    free = available_memory() if available is None else available
-    if free is None or _memory_check_off():
-        return None
-
-    def fits(rows: int, cols: int) -> bool:
-        network, other = estimate_bytes(rows, cols, settings, n_input_channels)
-        return network + other <= TILE_MEMORY_SHARE * free
-
-    if fits(height, width):
-        return None
-    side = next((side for side in TILE_SIDES if fits(side, side)), TILE_SIDES[-1])
-    return min(side, height), min(side, width)
+def check_copy_fits(n_bytes: int, plane: str, planes: int = 1, unit: str = "plane") -> None:
+    """MemoryError when ``n_bytes`` (a copy of an image of ``planes`` planes of ``plane``,
+    "H x W", or volumes of "D x H x W" with ``unit`` "volume", and its labels) exceed the
+    memory available: training on crops keeps its own memory small, but the copy must fit
+    (see :func:`~.memory.check_memory`'s switch)."""
+    free = memory.available_memory()
+    if free is None or _memory_check_off() or n_bytes <= free:
+        return
+    gib = 2**30
+    single = "image" if unit == "plane" else unit
+    what = f"stack of {planes} {plane} {unit}s" if planes > 1 else f"{plane} {single}"
+    raise MemoryError(
+        f"a copy of a {what} needs about {n_bytes / gib:.1f} GiB of memory and "
+        f"{free / gib:.1f} GiB is available; segment a crop or a downscaled copy; to run "
+        f"anyway, set the environment variable {SWITCH}=0"
+    )

@@ -19,7 +19,10 @@ import torch
 
 from .devices import precision_flags
 from .labels import (
+    MergeHierarchy,
+    MergeSequence,
     absorb_thin_segments,
+    clean_up_merged,
     merge_small_segments,
     merge_weak_boundaries,
     merge_weak_edges,
@@ -143,58 +146,108 @@ class LabelFinisher:
         if not _post_processes(settings):
             return relabel_consecutive(prediction)
         self.make_maps(settings)
+        labels = self._segments(prediction, settings)
+        merges = _merges(settings)
+        if merges:
+            labels = self._merge(labels, settings)
+        return clean_up_merged(
+            labels, settings.min_segment_size or 0, settings.min_segment_width or 0, merges
+        )
+
+    def hierarchy(
+        self, prediction: np.ndarray, settings: SegmentationParams | None = None
+    ) -> MergeHierarchy:
+        """Every level of detail of the labels of a raw argmax, to cut again at once.
+
+        The boundary merge of :meth:`__call__` (``merge`` and its weights; with no merge
+        in the settings, the colour contrast alone, starting from the settings' labels) recorded to
+        the end; :meth:`MergeHierarchy.labels` at level 0 gives exactly ``self(prediction,
+        settings)``, other levels more or fewer segments (see :class:`MergeHierarchy`).
+        """
+        settings = settings or self.settings
+        if _post_processes(settings):
+            self.make_maps(settings)
+            labels = self._segments(prediction, settings)
+        else:
+            labels = relabel_consecutive(prediction)
+        stages: list[tuple[MergeSequence, int]] = []
+        self._merge(labels, settings, stages)
+        return MergeHierarchy(
+            stages,
+            min_segment_size=settings.min_segment_size or 0,
+            min_segment_width=settings.min_segment_width or 0,
+            merges=_merges(settings),
+        )
+
+    def _segments(self, prediction: np.ndarray, settings: SegmentationParams) -> np.ndarray:
+        """The segments that the merge starts from: the network's classes split into
+        4-connected segments, cut along graph-based segments, without specks."""
         if settings.cut_scale:
             graph = self.graph_segments(settings.cut_scale)
             prediction = prediction.astype(np.int64) * (int(graph.max()) + 1) + graph
         labels = split_connected_components(prediction)
-        if settings.min_segment_size > 1:
+        if (settings.min_segment_size or 0) > 1:
             labels = merge_small_segments(labels, settings.min_segment_size)
-        if settings.merge != "off":
-            labels = self._merge(labels, settings)
-            if settings.min_segment_size > 1:
-                labels = merge_small_segments(labels, settings.min_segment_size)
-        if settings.min_segment_width > 1:
-            labels = absorb_thin_segments(labels, (settings.min_segment_width - 1) / 2)
-            if settings.min_segment_size > 1:
-                labels = merge_small_segments(labels, settings.min_segment_size)
-            else:
-                labels = split_connected_components(labels)
         return labels
 
-    def _merge(self, labels: np.ndarray, settings: SegmentationParams) -> np.ndarray:
-        """Join touching segments across weak boundaries (see :meth:`__call__`)."""
-        weight = settings.merge_interior_weight
-        if settings.merge == "colour":
-            return merge_weak_boundaries(
+    def _merge(
+        self,
+        labels: np.ndarray,
+        settings: SegmentationParams,
+        stages: list[tuple[MergeSequence, int]] | None = None,
+    ) -> np.ndarray:
+        """Join touching segments across weak boundaries (see :meth:`__call__`).
+
+        With ``stages`` (a list), every merge is recorded there with the joins the settings
+        make, the last one run to the end; the labels returned are then those of the end.
+        """
+        weight = settings.merge_interior_weight or 0.0
+        record = None if stages is None else MergeSequence()
+        threshold, cap = settings.merge_threshold or 0.0, settings.max_segments or 0
+        if record is not None:
+            threshold, cap = np.inf, 0
+        if settings.merge != "texture":  # and the hierarchy of settings that merge nothing
+            merged = merge_weak_boundaries(
                 labels,
                 self.colour_features,
-                settings.merge_threshold,
+                threshold,
                 interior_weight=weight,
-                max_segments=settings.max_segments,
+                max_segments=cap,
+                record=record,
             )
-        regions = self.histogram_cues if settings.merge_region_weight else None
-        # premerge_threshold is None without a spectral weight: one merge
-        first = min(settings.premerge_threshold or 0.0, settings.merge_threshold)
-        if first:
-            labels = merge_weak_edges(
+        else:
+            regions = self.histogram_cues if settings.merge_region_weight else None
+            # premerge_threshold is None without a spectral weight: one merge
+            first = min(settings.premerge_threshold or 0.0, settings.merge_threshold)
+            if first and settings.spectral_weight:
+                first_record = None if stages is None else MergeSequence()
+                labels = merge_weak_edges(
+                    labels,
+                    self._edges(labels, settings),
+                    first,
+                    weight,
+                    regions=regions,
+                    region_weight=settings.merge_region_weight,
+                    record=first_record,
+                )
+                if stages is not None and first_record is not None:
+                    stages.append((first_record, first_record.n_joins))
+                if (settings.min_segment_size or 0) > 1:
+                    labels = merge_small_segments(labels, settings.min_segment_size)
+            merged = merge_weak_edges(
                 labels,
                 self._edges(labels, settings),
-                first,
+                threshold,
                 weight,
+                cap,
                 regions=regions,
                 region_weight=settings.merge_region_weight,
+                record=record,
             )
-            if settings.min_segment_size > 1:
-                labels = merge_small_segments(labels, settings.min_segment_size)
-        return merge_weak_edges(
-            labels,
-            self._edges(labels, settings),
-            settings.merge_threshold,
-            weight,
-            settings.max_segments,
-            regions=regions,
-            region_weight=settings.merge_region_weight,
-        )
+        if stages is not None and record is not None:
+            own = record.count(settings.merge_threshold or 0.0, settings.max_segments or 0)
+            stages.append((record, own if _merges(settings) else 0))
+        return merged
 
     def _edges(self, labels: np.ndarray, settings: SegmentationParams) -> np.ndarray:
         """The texture gradient, plus the spectral cue over ``labels`` if asked for."""
@@ -261,6 +314,11 @@ class LabelFinisher:
 def _post_processes(settings: SegmentationParams) -> bool:
     """Whether ``settings`` ask for more than one label per argmax value."""
     return settings.label_by == "segment"
+
+
+def _merges(settings: SegmentationParams) -> bool:
+    """Whether ``settings`` join segments across weak boundaries."""
+    return settings.merge not in (None, "off")
 
 
 def finish_labels(

@@ -170,8 +170,8 @@ class VolumeFinisher:
     """Post-processing of a volume's classes (the interface of
     :class:`~.postprocess.LabelFinisher`, with no image-level maps to make).
 
-    Without post-processing, every class of the network is one label. With any
-    post-processing setting, labels are the face-connected 3D segments of the classes, and
+    With ``label_by='class'`` every class of the network is one label. With
+    ``label_by='segment'``, labels are the face-connected 3D segments of the classes, and
     segments under ``min_segment_size`` voxels join the nearest large one; the 2D steps
     (``cut_scale``, ``merge``, ``min_segment_width``) are not run.
     """
@@ -261,7 +261,7 @@ def iter_fit_volumes(
     ``size``, its pool and batch). ``crops=False`` trains on every volume at once, one
     batch (volumes of one shape only; MemoryError when they would not fit).
     """
-    from .crops import CropSampling
+    from .crops import CropSampling, intensity_ranges
     from .devices import resolve_device
 
     check_volume_settings(settings)
@@ -275,8 +275,6 @@ def iter_fit_volumes(
     sampling = crops if isinstance(crops, CropSampling) else _volume_crops()
     shape = data.crop_shape(sampling.size)
     check_volume_crop_memory(sampling, shape, settings, n_input_channels, network_in_memory)
-    from .crops import intensity_ranges
-
     ranges, constant = intensity_ranges(data.planes)
     return fit_volume_crops(data, ranges, constant, sampling, shape, settings, device, spacing)
 
