@@ -194,6 +194,7 @@ def segment_layer(
         all_planes=choice.all_planes,
         crops_allowed=choice.crops_allowed,
         volume=choice.volume,
+        one_model=choice.one_model,
     )
     if choice.one_model or inp.by_crops:
         run = fit_planes(inp, settings)

@@ -76,7 +76,9 @@ def layer_displayed_axes(
 class LayerInput:
     """A snapshot of what to segment for an image layer and how to place the labels."""
 
-    image: np.ndarray  # the plane (or stack), axes in the layer's order; RGB(A) last
+    #: The plane (or stack), axes in the layer's order, RGB(A) last: a copy, or for a lazy
+    #: layer read by crops and tiles, a :class:`LazyView` of it (:attr:`lazy`).
+    image: np.ndarray | LazyView
     channel_axis: int | None  # for the engine: the plane's channel axis, or None
     rgb: bool  # colour (RGB, or RGBA whose alpha is dropped), else independent channels
     layer_name: str
@@ -96,6 +98,11 @@ class LayerInput:
     #: The labels' dtype when they are too large for memory and go to a zarr array on disk
     #: (:class:`DiskLabels`, see :func:`~..core.plan.labels_on_disk`); None: in memory.
     disk_labels: np.dtype | None = None
+
+    @property
+    def lazy(self) -> bool:
+        """Whether :attr:`image` is a view of a lazy layer, read region by region."""
+        return isinstance(self.image, LazyView)
 
     @property
     def labels_shape(self) -> tuple[int, ...]:
@@ -123,7 +130,7 @@ class LayerInput:
             return {}
         return {"spatial_ndim": 3, "spacing": self.spacing}
 
-    def unit_image(self, number: int) -> tuple[np.ndarray, int | None]:
+    def unit_image(self, number: int) -> tuple[np.ndarray | LazyView, int | None]:
         """The ``number``-th plane, or volume (its depth first), and its channel axis: what
         a model labels (``predict``)."""
         plan = self.plan
@@ -134,7 +141,7 @@ class LayerInput:
         index = np.unravel_index(number, plan.stack_shape[:-1]) if leading else ()
         if channels is not None and channels >= 0:
             channels -= leading
-        return image[tuple(int(i) for i in index)], channels
+        return _part(image, tuple(int(i) for i in index)), channels
 
     def unit_planes(self, number: int, labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """The labels of the ``number``-th unit (a plane's, or a volume's) as (plane number,
@@ -160,7 +167,7 @@ class LayerInput:
         """How many 2D planes are segmented (one, or all along the stack axes)."""
         return self.plan.n_planes
 
-    def arranged(self) -> tuple[np.ndarray, int | None]:
+    def arranged(self) -> tuple[np.ndarray | LazyView, int | None]:
         """The image with the stack axes first (in :meth:`PlanePlan.stack_indices` order)
         and a plane's axes after them, and its channel axis: how ``fit`` takes a stack."""
         plan = self.plan
@@ -169,18 +176,22 @@ class LayerInput:
         kept = [ax for ax, i in enumerate(plan.index) if i is None]  # the copy's axes
         order = [kept.index(ax) for ax in plan.stack_axes]
         order += [a for a in range(self.image.ndim) if a not in order]
-        image = np.transpose(self.image, order)
+        if isinstance(self.image, LazyView):
+            image: np.ndarray | LazyView = self.image.transposed(order)
+        else:
+            image = np.transpose(self.image, order)
         channels = self.channel_axis
         if channels is not None and channels >= 0:
             channels += len(plan.stack_axes)
         return image, channels
 
-    def plane_image(self, stack_index: tuple[int, ...]) -> np.ndarray:
+    def plane_image(self, stack_index: tuple[int, ...]) -> np.ndarray | LazyView:
         """The plane at ``stack_index`` (see :meth:`PlanePlan.stack_indices`) of the image,
         for the engine with :attr:`channel_axis` and :attr:`rgb`."""
         if not self.plan.stack_axes:
             return self.image
-        return self.image[self.plan.plane_key(stack_index)]  # an RGB(A) last axis stays whole
+        # an RGB(A) last axis stays whole
+        return _part(self.image, self.plan.plane_key(stack_index))
 
     @property
     def note(self) -> str:
@@ -239,6 +250,11 @@ class LayerInput:
                 out, self.layer_shape[self.plan.channel_axis], axis=self.plan.channel_axis
             )
         return out
+
+
+def _part(image: np.ndarray | LazyView, key: tuple[int | slice, ...]) -> np.ndarray | LazyView:
+    """``image[key]``: for a lazy view, a view of it (nothing read)."""
+    return image.view(key) if isinstance(image, LazyView) else image[key]
 
 
 def labels_layer_shape(layer_shape: Sequence[int], plan: PlanePlan) -> tuple[int, ...]:
@@ -355,6 +371,93 @@ class PlaneStack:
         return np.moveaxis(self._data, list(range(len(order))), positions).copy()
 
 
+class LazyView:
+    """Part of a lazy array (dask, zarr, ...), some of its axes held at an index and the
+    others in a chosen order, that reads nothing until indexed: ``view[key]`` reads only
+    that region of the source (a numpy array), :meth:`view` and :meth:`transposed` make
+    further views. What the engine is handed for a lazy layer (see
+    :func:`~..core.plan.reads_lazily`): ``iter_fit`` reads it crop by crop, ``predict``
+    tile by tile.
+    """
+
+    def __init__(self, source: Any, key: Sequence[int | slice], axes: Sequence[int]) -> None:
+        self.source = source
+        #: Per source axis: an index, or the slice (positive step) of the view's entries.
+        self.key = tuple(key)
+        #: The source axis of each of the view's axes.
+        self.axes = tuple(axes)
+        self.shape = tuple(len(self._range(axis)) for axis in self.axes)
+        self.dtype = np.dtype(source.dtype)
+        self.ndim = len(self.shape)
+
+    @classmethod
+    def of(cls, source: Any, key: Sequence[int | slice]) -> LazyView:
+        """The view ``source[key]`` (``key``: an index or a slice per axis), its axes in
+        the source's order."""
+        full = tuple(
+            int(k) if not isinstance(k, slice) else slice(*k.indices(int(size)))
+            for k, size in zip(key, source.shape, strict=True)
+        )
+        return cls(source, full, [axis for axis, k in enumerate(full) if isinstance(k, slice)])
+
+    def _range(self, axis: int) -> range:
+        part = self.key[axis]
+        assert isinstance(part, slice)
+        return range(*part.indices(int(self.source.shape[axis])))
+
+    def _source_key(self, key: Any) -> tuple[tuple[int | slice, ...], list[int]]:
+        """The source index of the view's ``key`` (ints and slices), and the view axes kept."""
+        parts = key if isinstance(key, tuple) else (key,)
+        if any(part is Ellipsis for part in parts):
+            at = parts.index(Ellipsis)
+            fill = (slice(None),) * (self.ndim - len(parts) + 1)
+            parts = parts[:at] + fill + parts[at + 1 :]
+        if len(parts) > self.ndim:
+            raise IndexError(f"too many indices for a view of {self.ndim} axes")
+        parts = parts + (slice(None),) * (self.ndim - len(parts))
+        source = list(self.key)
+        kept = []
+        for view_axis, (axis, part) in enumerate(zip(self.axes, parts, strict=True)):
+            entries = self._range(axis)
+            if isinstance(part, slice):
+                chosen = entries[part]
+                if chosen.step < 0:
+                    raise IndexError("a lazy view takes slices with a positive step only")
+                source[axis] = slice(chosen.start, chosen.stop, chosen.step)
+                kept.append(view_axis)
+            elif isinstance(part, int | np.integer):
+                source[axis] = entries[int(part)]
+            else:
+                raise IndexError(f"a lazy view takes integers and slices, not {part!r}")
+        return tuple(source), kept
+
+    def view(self, key: Any) -> LazyView:
+        """The view of ``self[key]`` (ints and slices), without reading it."""
+        source, kept = self._source_key(key)
+        return LazyView(self.source, source, [self.axes[axis] for axis in kept])
+
+    def transposed(self, order: Sequence[int]) -> LazyView:
+        """The view with its axes in ``order`` (as ``numpy.transpose``)."""
+        if sorted(order) != list(range(self.ndim)):
+            raise ValueError(f"{tuple(order)} is no order of {self.ndim} axes")
+        return LazyView(self.source, self.key, [self.axes[axis] for axis in order])
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        """Read the region ``key`` (ints and slices) from the source."""
+        source, kept = self._source_key(key)
+        block = np.asarray(self.source[source])
+        # the source returns the kept axes in its own order
+        axes = [self.axes[axis] for axis in kept]
+        return np.transpose(block, np.argsort(np.argsort(axes)))
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        block = self[...]
+        return block if dtype is None else block.astype(dtype, copy=False)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
 def full_resolution(layer: Any) -> Any:
     """An image layer's data, or its full-resolution level when it is multiscale."""
     return layer.data[0] if layer.multiscale else layer.data
@@ -397,9 +500,11 @@ def layer_input(
     crops_allowed: bool = False,
     volume: bool = False,
     model_labels: np.dtype | type | None = None,
+    one_model: bool = False,
 ) -> LayerInput:
     """Snapshot (copy) the plane of image ``layer`` that the viewer displays (with
-    ``all_planes``: every plane parallel to it, the whole stack).
+    ``all_planes``: every plane parallel to it, the whole stack), or of a lazy layer, view
+    it.
 
     ``dims`` is the viewer's ``viewer.dims`` (None: the layer's last two axes at index 0).
     ``channel_axis`` names a layer axis holding channels of a non-RGB layer: they are
@@ -420,11 +525,17 @@ def layer_input(
     the labels' dtype when one model labels the layer (its classes: all planes, volumes,
     crops, a model applied): then labels too large for memory
     (:func:`~..core.plan.labels_on_disk`) go to a zarr array on disk
-    (:attr:`LayerInput.disk_labels`) and only the image's copy must fit.
+    (:attr:`LayerInput.disk_labels`) and only the image's copy must fit. ``one_model``
+    says that one model is trained for every plane (volume) or applied: then, as for a
+    plane trained on crops, a lazy layer (:func:`~..core.plan.reads_lazily`: dask, zarr,
+    a multiscale layer's full-resolution level) is not copied but viewed
+    (:class:`LazyView`), read by crops and tiles while the run goes, and its copy need not
+    fit.
     """
     from napari.layers import Image
 
     from ..core.normalize import image_layout  # numpy only
+    from ..core.plan import reads_lazily
 
     if not isinstance(layer, Image):
         kind = type(layer).__name__
@@ -459,6 +570,7 @@ def layer_input(
     plane = tuple(spatial_shape[ax] for ax in plane_axes) + ((int(data.shape[-1]),) if rgb else ())
     image_layout(plane, data.dtype, engine_channel_axis, colour)
     by_crops = False
+    lazy = reads_lazily(data)
     disk = model_labels is not None and labels_on_disk(
         labels_layer_shape(spatial_shape, plan), model_labels
     )
@@ -469,9 +581,11 @@ def layer_input(
         height, width = (spatial_shape[axis] for axis in plan.plane_axes)
         channels = 1 if plan.channel_axis is None else spatial_shape[plan.channel_axis]
         colours = int(data.shape[-1]) if rgb else 1
-        # the copy of the plane (or of the stack) in the layer's dtype
+        # the copy of the plane (or of the stack) in the layer's dtype; none of a lazy
+        # layer that one model is trained for (a lazy plane trained whole is copied)
         kept = [size for size, k in zip(data.shape, key, strict=False) if isinstance(k, slice)]
-        extra = int(np.prod(kept, dtype=np.int64)) * colours * data.dtype.itemsize
+        copied = not (lazy and (one_model or volume))
+        extra = int(np.prod(kept, dtype=np.int64)) * colours * data.dtype.itemsize * copied
         if plan.stack_axes and not disk:  # and the stack's labels
             # uint32 at most: the stack, its snapshot, and the layer's old and new data (on
             # every channel)
@@ -481,12 +595,14 @@ def layer_input(
         n_input = channels * colours
         if plan.is_volume:
             volume_shape = (plan.stack_shape[-1], height, width)
-            check_copy_fits(extra, " x ".join(map(str, volume_shape)), plan.n_units, "volume")
+            if not lazy:
+                check_copy_fits(extra, " x ".join(map(str, volume_shape)), plan.n_units, "volume")
         elif crops_allowed and not whole_image_fits(
             height, width, params, n_input, extra_bytes=extra
         ):
             by_crops = True  # only the copy is checked here; the crops' share at training
-            check_copy_fits(extra, f"{height} x {width}", plan.n_planes)
+            if not lazy:  # a lazy layer is read by crops: nothing is copied
+                check_copy_fits(extra, f"{height} x {width}", plan.n_planes)
         else:  # the network's share is checked when training starts
             check_memory(
                 height,
@@ -504,7 +620,10 @@ def layer_input(
     shown = tuple(
         int(np.clip(np.round(point[ax]), 0, spatial_shape[ax] - 1)) for ax in plan.stack_axes
     )
-    image = np.array(data[key])  # a copy: the user may edit the layer while training runs
+    if lazy and (one_model or by_crops or volume):
+        image: np.ndarray | LazyView = LazyView.of(data, key)  # read by crops and tiles
+    else:
+        image = np.array(data[key])  # a copy: the user may edit the layer while training runs
     return LayerInput(
         image=image,
         channel_axis=engine_channel_axis,

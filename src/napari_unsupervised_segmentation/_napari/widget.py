@@ -452,6 +452,7 @@ class SegmentationWidget(Container):
                 all_planes=choice.all_planes,
                 crops_allowed=choice.crops_allowed,
                 volume=choice.volume,
+                one_model=choice.one_model,
                 # one model's classes (all planes, volumes, crops): too large go to disk
                 model_labels=smallest_unsigned_dtype(params.max_classes)
                 if choice.crops_allowed
@@ -507,6 +508,7 @@ class SegmentationWidget(Container):
                 all_planes=choice.all_planes,
                 volume=volume,
                 model_labels=smallest_unsigned_dtype(self._model.n_classes),
+                one_model=True,
             )
         except Exception as exc:
             self._refuse(exc)

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,7 @@ __all__ = [
     "labels_on_disk",
     "plan_plane",
     "planes_choice",
+    "reads_lazily",
     "volume_offered",
     "whole_image_fits",
 ]
@@ -306,6 +308,24 @@ def volume_offered(shape: Sequence[int], channel_axis: int | None = None) -> boo
     ndim = len(shape)
     channels = 0 if channel_axis is None or not -ndim <= channel_axis < ndim else 1
     return ndim - channels >= 3
+
+
+def reads_lazily(data: Any) -> bool:
+    """Whether runs that train one model or apply one (every plane, volumes, a plane on
+    crops) read a layer's ``data`` region by region rather than copy it first: any
+    array-like that states its shape and dtype but a numpy array (dask, zarr; a multiscale
+    layer's full-resolution level). A numpy array is copied: the copy keeps what is
+    segmented unchanged while the layer is edited during the run; a lazy array holds no
+    pixels to edit, and its copy may not fit memory."""
+    if isinstance(data, np.ndarray):
+        return False
+    if not all(hasattr(data, name) for name in ("shape", "dtype", "__getitem__")):
+        return False
+    try:
+        np.dtype(data.dtype)
+    except TypeError:  # a dtype numpy does not know (a torch tensor's)
+        return False
+    return True
 
 
 def _stack_rank(name: str) -> int:

@@ -1,0 +1,161 @@
+"""Lazy layers (zarr, dask) are read region by region by the runs that train one model or
+apply one, never copied whole, on a real (headless) napari viewer."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+from napari_unsupervised_segmentation import SegmentationParams
+from napari_unsupervised_segmentation._napari.layers import LazyView, layer_input
+from napari_unsupervised_segmentation._napari.widget import ONE_MODEL
+from napari_unsupervised_segmentation.core.plan import reads_lazily
+
+PLUGIN = "napari-unsupervised-segmentation"
+WIDGET = "Segment image"
+#: 100 classes: the model's tiles are 128 x 128 (2 pixels of halo), smaller than a plane.
+SETTINGS = SegmentationParams(
+    max_iter=3, min_classes=0, n_superpixels=50, max_classes=100, seed=0, device="cpu"
+)
+TIMEOUT = 120_000  # ms; generous, the CPU is shared
+
+
+class _Reads:
+    """An array-like over a zarr array that records the shape of every region read and
+    refuses to be loaded whole."""
+
+    def __init__(self, array: zarr.Array) -> None:
+        self.array = array
+        self.shape = array.shape
+        self.dtype = array.dtype
+        self.ndim = len(array.shape)
+        self.regions: list[tuple[int, ...]] = []
+
+    def __getitem__(self, key):
+        block = np.asarray(self.array[key])
+        self.regions.append(block.shape)
+        return block
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("the whole array was loaded")
+
+
+def _stack(shape=(3, 160, 200)) -> np.ndarray:
+    """Planes of noise with a bright square, as uint8 (its range needs no reading)."""
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 60, shape).astype(np.uint8)
+    stack[:, 40:110, 50:140] += 150
+    return stack
+
+
+def _zarr(array: np.ndarray) -> zarr.Array:
+    stored = zarr.create_array(
+        zarr.storage.MemoryStore(), shape=array.shape, chunks=(1, 64, 64), dtype=array.dtype
+    )
+    stored[...] = array
+    return stored
+
+
+def test_numpy_arrays_are_copied_and_other_array_likes_read_lazily():
+    stack = _stack((2, 8, 9))
+    assert not reads_lazily(stack)
+    assert not reads_lazily(stack[0])  # a numpy view too
+    assert reads_lazily(_zarr(stack))
+    assert reads_lazily(da.from_array(stack, chunks=(1, 8, 9)))
+    assert not reads_lazily([[1, 2], [3, 4]])  # no shape or dtype
+
+
+def test_a_lazy_view_reads_what_numpy_indexing_gives():
+    source = np.arange(4 * 5 * 6 * 3).reshape(4, 5, 6, 3)
+    reads = _Reads(_zarr_any(source))
+    view = LazyView.of(reads, (slice(None), 2, slice(1, 6), slice(None)))  # (4, 5, 3)
+    assert view.shape == (4, 5, 3) and view.dtype == source.dtype and reads.regions == []
+    moved = view.transposed((1, 0, 2))  # (5, 4, 3)
+    expected = np.transpose(source[:, 2, 1:6, :], (1, 0, 2))
+    assert moved.shape == (5, 4, 3)
+    np.testing.assert_array_equal(moved[1:4:2, 3], expected[1:4:2, 3])
+    assert reads.regions == [(2, 3)]  # only that region
+    np.testing.assert_array_equal(moved.view((slice(2, 5), ...))[..., 0], expected[2:5, ..., 0])
+    np.testing.assert_array_equal(np.asarray(moved), expected)
+
+
+def _zarr_any(array: np.ndarray) -> zarr.Array:
+    stored = zarr.create_array(
+        zarr.storage.MemoryStore(), shape=array.shape, chunks=array.shape, dtype=array.dtype
+    )
+    stored[...] = array
+    return stored
+
+
+def test_a_lazy_layer_that_would_not_fit_memory_is_viewed_not_refused(
+    make_napari_viewer, monkeypatch
+):
+    from napari_unsupervised_segmentation.core import memory
+
+    viewer = make_napari_viewer()
+    stack = _stack((3, 48, 56))
+    lazy = viewer.add_image(_zarr(stack), name="lazy", contrast_limits=(0, 255))
+    copied = viewer.add_image(stack, name="copied")
+    monkeypatch.setattr(memory, "available_memory", lambda: 100)  # no copy fits
+    with pytest.raises(MemoryError, match="a copy of a stack of 3 48 x 56 planes needs about"):
+        layer_input(copied, viewer.dims, params=SETTINGS, all_planes=True, crops_allowed=True)
+    inp = layer_input(
+        lazy,
+        viewer.dims,
+        params=SETTINGS,
+        all_planes=True,
+        crops_allowed=True,
+        one_model=True,
+        model_labels=np.uint8,
+    )
+    assert inp.lazy and inp.image.shape == (3, 48, 56)
+    assert inp.disk_labels == np.uint8  # its labels go to disk
+    # each plane on its own trains it whole: a copy, as for numpy
+    monkeypatch.setattr(memory, "available_memory", lambda: None)
+    each = layer_input(lazy, viewer.dims, params=SETTINGS, all_planes=True)
+    assert not each.lazy and isinstance(each.image, np.ndarray)
+    np.testing.assert_array_equal(each.image, stack)
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    widget.update_interval = 0.0
+    yield viewer, widget
+    run = widget._life.run
+    if run is not None:
+        run.stop.set()
+        assert run.done.wait(30)
+
+
+def test_all_planes_of_a_zarr_layer_are_read_by_crops_and_tiles(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    stack = _stack()  # 3 planes of 160 x 200
+    reads = _Reads(_zarr(stack))
+    layer = viewer.add_image(reads, name="lazy", contrast_limits=(0, 255))
+    widget.image.value = layer
+    widget.planes.value = ONE_MODEL
+    widget.params = SETTINGS
+    reads.regions.clear()  # what the viewer read to show the layer
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+    model = widget.model
+    assert model is not None and model.default_tile_shape == (128, 128)
+    labels = viewer.layers["lazy labels"].data
+    for z in range(3):
+        np.testing.assert_array_equal(labels[z], model.predict(stack[z]))
+    crops = [shape for shape in reads.regions if shape == (128, 128)]
+    tiles = [shape for shape in reads.regions if shape != (128, 128)]
+    # the crops trained on, read once each: 2 x 2 crops of 128 x 128 cover a plane
+    assert len(crops) == 3 * 2 * 2
+    # a plane is labelled in tiles of 128 x 128 read with the 2 pixels of halo around each:
+    # every plane once, the plane shown also for each live update
+    labelled = Counter(tiles)
+    assert set(labelled) == {(130, 130), (130, 74), (34, 130), (34, 74)}
+    assert len(set(labelled.values())) == 1 and labelled[(130, 130)] >= 3
+    assert all(max(region) < 200 for region in reads.regions)  # never a whole plane
