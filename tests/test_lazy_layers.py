@@ -33,6 +33,7 @@ class _Reads:
         self.shape = array.shape
         self.dtype = array.dtype
         self.ndim = len(array.shape)
+        self.size = array.size
         self.regions: list[tuple[int, ...]] = []
 
     def __getitem__(self, key):
@@ -52,9 +53,12 @@ def _stack(shape=(3, 160, 200)) -> np.ndarray:
     return stack
 
 
-def _zarr(array: np.ndarray) -> zarr.Array:
+def _zarr(array: np.ndarray, chunks: tuple[int, ...] | None = None) -> zarr.Array:
+    """``array`` in a zarr array in memory (chunks: a plane's 64 x 64 blocks)."""
+    if chunks is None:
+        chunks = (1,) * (array.ndim - 2) + (64, 64)
     stored = zarr.create_array(
-        zarr.storage.MemoryStore(), shape=array.shape, chunks=(1, 64, 64), dtype=array.dtype
+        zarr.storage.MemoryStore(), shape=array.shape, chunks=chunks, dtype=array.dtype
     )
     stored[...] = array
     return stored
@@ -71,7 +75,7 @@ def test_numpy_arrays_are_copied_and_other_array_likes_read_lazily():
 
 def test_a_lazy_view_reads_what_numpy_indexing_gives():
     source = np.arange(4 * 5 * 6 * 3).reshape(4, 5, 6, 3)
-    reads = _Reads(_zarr_any(source))
+    reads = _Reads(_zarr(source, source.shape))
     view = LazyView.of(reads, (slice(None), 2, slice(1, 6), slice(None)))  # (4, 5, 3)
     assert view.shape == (4, 5, 3) and view.dtype == source.dtype and reads.regions == []
     moved = view.transposed((1, 0, 2))  # (5, 4, 3)
@@ -81,14 +85,6 @@ def test_a_lazy_view_reads_what_numpy_indexing_gives():
     assert reads.regions == [(2, 3)]  # only that region
     np.testing.assert_array_equal(moved.view((slice(2, 5), ...))[..., 0], expected[2:5, ..., 0])
     np.testing.assert_array_equal(np.asarray(moved), expected)
-
-
-def _zarr_any(array: np.ndarray) -> zarr.Array:
-    stored = zarr.create_array(
-        zarr.storage.MemoryStore(), shape=array.shape, chunks=array.shape, dtype=array.dtype
-    )
-    stored[...] = array
-    return stored
 
 
 def test_a_lazy_layer_that_would_not_fit_memory_is_viewed_not_refused(
@@ -159,3 +155,54 @@ def test_all_planes_of_a_zarr_layer_are_read_by_crops_and_tiles(viewer_widget, q
     assert set(labelled) == {(130, 130), (130, 74), (34, 130), (34, 74)}
     assert len(set(labelled.values())) == 1 and labelled[(130, 130)] >= 3
     assert all(max(region) < 200 for region in reads.regions)  # never a whole plane
+
+
+def test_apply_model_reads_a_multiscale_layer_tile_by_tile(viewer_widget, qtbot):
+    from napari_unsupervised_segmentation import fit
+
+    viewer, widget = viewer_widget
+    stack = _stack()
+    widget.model = fit(stack[0], SETTINGS)
+    reads = _Reads(_zarr(stack))
+    levels = [reads, np.ascontiguousarray(stack[:, ::4, ::4])]  # full resolution first
+    layer = viewer.add_image(levels, name="pyramid", multiscale=True, contrast_limits=(0, 255))
+    widget.image.value = layer
+    widget.planes.value = ONE_MODEL
+    reads.regions.clear()  # what the viewer read to show the layer
+    widget.apply_model()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+    labels = viewer.layers["pyramid labels"].data
+    assert labels.shape == (3, 160, 200)
+    for z in range(3):
+        np.testing.assert_array_equal(labels[z], widget.model.predict(stack[z]))
+    tiles = Counter(reads.regions)  # each plane once, in tiles with their halo
+    assert tiles == {(130, 130): 3, (130, 74): 3, (34, 130): 3, (34, 74): 3}
+
+
+def test_the_console_reads_all_planes_of_a_dask_layer_by_crops_and_tiles(make_napari_viewer):
+    from napari_unsupervised_segmentation._napari.console import segment_layer
+
+    viewer = make_napari_viewer()
+    stack = _stack()
+    reads = _Reads(_zarr(stack))
+    layer = viewer.add_image(
+        da.from_array(reads, chunks=(1, 160, 200), asarray=True), contrast_limits=(0, 255)
+    )
+    reads.regions.clear()
+    labels = segment_layer(layer, viewer, SETTINGS, planes="all")
+    assert labels.data.shape == (3, 160, 200) and labels.data.min() >= 1
+    assert reads.regions and all(max(region) < 200 for region in reads.regions)
+
+
+def test_volumes_of_a_lazy_layer_are_viewed_one_at_a_time(make_napari_viewer):
+    viewer = make_napari_viewer()
+    volumes = _stack((2, 3, 20, 24))  # two volumes of 3 x 20 x 24
+    reads = _Reads(_zarr(volumes))
+    layer = viewer.add_image(reads, name="volumes", contrast_limits=(0, 255))
+    reads.regions.clear()
+    inp = layer_input(layer, viewer.dims, params=SETTINGS, volume=True, one_model=True)
+    assert inp.lazy and reads.regions == []
+    volume, channel_axis = inp.unit_image(1)
+    assert isinstance(volume, LazyView) and channel_axis is None and reads.regions == []
+    np.testing.assert_array_equal(np.asarray(volume), volumes[1])
+    assert reads.regions == [(3, 20, 24)]

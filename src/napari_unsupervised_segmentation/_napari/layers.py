@@ -1,7 +1,9 @@
 """From a napari image layer to the engine and back, shared by the console and the widget.
 
 :func:`layer_input` snapshots the 2D plane (with its channels), or every plane of a stack,
-to segment for an image layer and remembers how to place the result; :func:`show_labels`
+to segment for an image layer (of a lazy layer that one model is trained for or applied
+to, a :class:`LazyView` that reads it region by region) and remembers how to place the
+result; :func:`show_labels`
 puts the labels into a "<image name> labels" Labels layer with the image's spatial
 transforms (reusing one only while it holds what the plugin last wrote into it; never for a
 stack). The console (:mod:`.console`) and the widget (:mod:`.widget`) both use them.
@@ -37,6 +39,7 @@ __all__ = [
     "METADATA_KEY",
     "DiskLabels",
     "LayerInput",
+    "LazyView",
     "holds_last_write",
     "labels_layer_name",
     "layer_displayed_axes",
