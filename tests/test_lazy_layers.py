@@ -206,3 +206,32 @@ def test_volumes_of_a_lazy_layer_are_viewed_one_at_a_time(make_napari_viewer):
     assert isinstance(volume, LazyView) and channel_axis is None and reads.regions == []
     np.testing.assert_array_equal(np.asarray(volume), volumes[1])
     assert reads.regions == [(3, 20, 24)]
+
+
+def test_a_large_zarr_plane_is_trained_on_crops_read_one_by_one(viewer_widget, qtbot, monkeypatch):
+    from napari_unsupervised_segmentation.core import memory
+
+    viewer, widget = viewer_widget
+    settings = SETTINGS.replace(max_classes=8)  # crops take less memory than the plane
+    image = _stack((1, 1000, 1100))[0]
+    reads = _Reads(_zarr(image))
+    layer = viewer.add_image(reads, name="plane", contrast_limits=(0, 255))
+    _, other = memory.estimate_bytes(1000, 1100, settings, n_input_channels=1)
+    monkeypatch.setattr(memory, "available_memory", lambda: other - 1)  # not whole
+    widget.image.value = layer
+    widget.params = settings
+    reads.regions.clear()  # what the viewer read to show the layer
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=TIMEOUT)
+    assert "on crops" in widget.status.value, widget.status.value
+    model = widget.model
+    np.testing.assert_array_equal(viewer.layers["plane labels"].data, model.predict(image))
+    # the crops trained on: 8 x 9 crops of 128 x 128 cover the plane, each read once
+    read = Counter(reads.regions)
+    assert read.pop((128, 128)) == 8 * 9
+    # the rest: tiles of 512 x 512 with 2 pixels of halo where they have neighbours, each
+    # as often (every labelling of the plane: live updates, then the final labels)
+    assert model.default_tile_shape == (512, 512) and model.halo == 2
+    rows, cols = (514, 490), (514, 516, 78)  # 0-514, 510-1000; 0-514, 510-1026, 1022-1100
+    assert set(read) == {(height, width) for height in rows for width in cols}
+    assert len(set(read.values())) == 1

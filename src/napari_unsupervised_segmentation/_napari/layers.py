@@ -128,10 +128,12 @@ class LayerInput:
     @property
     def engine_options(self) -> dict[str, Any]:
         """What ``fit``/``iter_fit`` are told besides the image: ``spatial_ndim=3`` and the
-        ``spacing`` for volumes, nothing for planes."""
-        if not self.plan.is_volume:
-            return {}
-        return {"spatial_ndim": 3, "spacing": self.spacing}
+        ``spacing`` for volumes; ``crops=True`` for planes trained on crops (the image's
+        copy, which the engine does not count, or a lazy layer read whole, may not fit
+        beside training whole); nothing else for planes."""
+        if self.plan.is_volume:
+            return {"spatial_ndim": 3, "spacing": self.spacing}
+        return {"crops": True} if self.by_crops else {}
 
     def unit_image(self, number: int) -> tuple[np.ndarray | LazyView, int | None]:
         """The ``number``-th plane, or volume (its depth first), and its channel axis: what
