@@ -3,11 +3,10 @@
 :func:`layer_input` snapshots the 2D plane (with its channels), or every plane of a stack,
 to segment for an image layer (of a lazy layer that one model is trained for or applied
 to, a :class:`LazyView` that reads it region by region) and remembers how to place the
-result; :func:`show_labels`
-puts the labels into a "<image name> labels" Labels layer with the image's spatial
-transforms (reusing one only while it holds what the plugin last wrote into it; never for a
-stack). The console (:mod:`.console`) and the widget (:mod:`.widget`) both use them.
-Nothing here imports Qt or torch.
+result; :func:`show_labels` puts the labels into a "<image name> labels" Labels layer with
+the image's spatial transforms (reusing one only while it holds what the plugin last wrote
+into it; never for a stack). The console (:mod:`.console`) and the widget (:mod:`.widget`)
+both use them. Nothing here imports Qt or torch.
 """
 
 from __future__ import annotations
