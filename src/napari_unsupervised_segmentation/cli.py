@@ -431,22 +431,18 @@ def segment_to_file(
     stack_shape = arranged.shape[: len(stack_axes)]
     engine_channel_axis = None if channel_axis is None else plane_axes.index(channel_axis)
     n_planes = int(np.prod(stack_shape))
-    planes = []
-    for number, index in enumerate(np.ndindex(stack_shape), start=1):
-        where = _plane_words(number, n_planes, index, stack_shape, letters, stack_axes)
-        try:
-            planes.append(
-                _segment_plane(
-                    f"{shown(name)} {where}" if where else shown(name),
-                    arranged[index],
-                    args,
-                    params,
-                    engine_channel_axis,
-                    rgb,
-                )
-            )
-        except ValueError as error:
-            raise ValueError(f"{where}: {error}" if where else str(error)) from error
+    planes = [
+        _segment_part(
+            name,
+            _plane_words(number, n_planes, index, stack_shape, letters, stack_axes),
+            arranged[index],
+            args,
+            params,
+            engine_channel_axis,
+            rgb,
+        )
+        for number, index in enumerate(np.ndindex(stack_shape), start=1)
+    ]
     labels = np.stack([plane.labels for plane in planes]).reshape(
         *stack_shape, *planes[0].labels.shape
     )
@@ -485,24 +481,20 @@ def _volumes_to_file(
     engine_channel_axis = None if channel_axis is None else 1 + plane_axes.index(channel_axis)
     spacing = volume_spacing(args.spacing, voxel_sizes, letters, (depth_axis, *plane_axes))
     n_volumes = int(np.prod(series_shape))
-    volumes = []
-    for number, index in enumerate(np.ndindex(series_shape), start=1):
-        where = f"volume {number}/{n_volumes}" if series_axes else ""
-        try:
-            volumes.append(
-                _segment_plane(
-                    f"{shown(name)} {where}" if where else shown(name),
-                    arranged[index],
-                    args,
-                    params,
-                    engine_channel_axis,
-                    rgb,
-                    spatial_ndim=3,
-                    spacing=spacing,
-                )
-            )
-        except ValueError as error:
-            raise ValueError(f"{where}: {error}" if where else str(error)) from error
+    volumes = [
+        _segment_part(
+            name,
+            f"volume {number}/{n_volumes}" if series_axes else "",
+            arranged[index],
+            args,
+            params,
+            engine_channel_axis,
+            rgb,
+            spatial_ndim=3,
+            spacing=spacing,
+        )
+        for number, index in enumerate(np.ndindex(series_shape), start=1)
+    ]
     labels = np.stack([volume.labels for volume in volumes]).reshape(
         *arranged.shape[: len(stack_axes)], *volumes[0].labels.shape[1:]
     )
@@ -677,6 +669,33 @@ class PlaneResult(NamedTuple):
     labels: np.ndarray
     iterations: int
     n_labels: int
+
+
+def _segment_part(
+    name: str,
+    where: str,
+    part: np.ndarray,
+    args: argparse.Namespace,
+    params: SegmentationParams,
+    channel_axis: int | None,
+    rgb: bool | None,
+    **engine: Any,
+) -> PlaneResult:
+    """:func:`_segment_plane` on one plane (or volume) of the image ``name``; ``where``
+    (e.g. ``"plane 2/5"``, empty for the whole image) names it in the progress bar and
+    begins the message of any ValueError it raises."""
+    try:
+        return _segment_plane(
+            f"{shown(name)} {where}" if where else shown(name),
+            part,
+            args,
+            params,
+            channel_axis,
+            rgb,
+            **engine,
+        )
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}" if where else str(error)) from error
 
 
 def _segment_plane(
