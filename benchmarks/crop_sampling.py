@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-import bsds
-import scores  # (puts src/ on sys.path when the package is not installed)
+# this checkout's package before any installed copy
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import bsds  # noqa: E402
+import scores  # noqa: E402
 
 SHOWN = {"miou_all": "mIoU all", "sc": "SC", "pri": "PRI", "vi": "VI"}
-DEFAULT_SAMPLINGS = ("128,96,8", "64,96,32", "192,96,4", "128,32,8")
+DEFAULT_SAMPLINGS = ("128,256,8", "64,256,32", "192,256,4", "128,96,8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

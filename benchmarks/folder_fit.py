@@ -23,12 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import bsds
-import scores  # (puts src/ on sys.path when the package is not installed)
+# this checkout's package before any installed copy
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import bsds  # noqa: E402
+import scores  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ORDER = REPO_ROOT / "benchmarks" / "val_ids_order.txt"
@@ -112,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if n:
         started = time.perf_counter()
         baseline = [
-            scores.image_stats(segment(photo, settings), a)
+            scores.image_stats(segment(photo, settings, channel_axis=-1), a)
             for photo, a in zip(photos[:n], annotations[:n], strict=True)
         ]
         per_photo = (time.perf_counter() - started) / n
