@@ -418,12 +418,7 @@ def segment_to_file(
     if stack_axes and args.save_model is not None and not args.one_model:
         raise ValueError("--save-model saves the network of one 2D image, and this is a stack")
     if stack_axes and not args.planes:
-        n_planes = int(np.prod([image.shape[axis] for axis in stack_axes]))
-        raise ValueError(
-            f"shape {image.shape} is a stack of {n_planes} planes along "
-            f"{_along(letters, stack_axes)}; pass --planes to segment each plane, or "
-            "--channel-axis N if axis N holds channels"
-        )
+        raise _stack_without_planes(image.shape, letters, stack_axes, "segment each plane")
     # the stack axes first; the channels keep their place beside the plane
     plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
     rgb = colour_setting(name, image.shape, channel_axis, letters, args.rgb)
@@ -566,6 +561,18 @@ def _axis_word(letters: str | None, axis: int) -> str | None:
     if letters is None or axis >= len(letters):
         return None
     return _AXIS_WORDS.get(letters[axis])
+
+
+def _stack_without_planes(
+    shape: tuple[int, ...], letters: str | None, stack_axes: Sequence[int], planes_do: str
+) -> ValueError:
+    """The error for a stack given without ``--planes`` (``planes_do``: what ``--planes``
+    would do with it), which may instead be an image with channels."""
+    n_planes = int(np.prod([shape[axis] for axis in stack_axes]))
+    return ValueError(
+        f"shape {shape} is a stack of {n_planes} planes along {_along(letters, stack_axes)}; "
+        f"pass --planes to {planes_do}, or --channel-axis N if axis N holds channels"
+    )
 
 
 def _along(letters: str | None, axes: Sequence[int]) -> str:
@@ -1052,11 +1059,8 @@ def _load_for_training(name: str, load: Any, args: argparse.Namespace) -> _Loade
         calibration = UNCALIBRATED
     channel_axis, stack_axes = image_axes(image.shape, args.channel_axis, letters)
     if stack_axes and not args.planes:
-        n_planes = int(np.prod([image.shape[axis] for axis in stack_axes]))
-        raise ValueError(
-            f"shape {image.shape} is a stack of {n_planes} planes along "
-            f"{_along(letters, stack_axes)}; pass --planes to train on and label each plane, "
-            "or --channel-axis N if axis N holds channels"
+        raise _stack_without_planes(
+            image.shape, letters, stack_axes, "train on and label each plane"
         )
     plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
     rgb = colour_setting(name, image.shape, channel_axis, letters, args.rgb)
