@@ -341,15 +341,12 @@ def fit_whole_volumes(
     """Train on ``(N, D, H, W, C)`` prepared volumes, all of them every iteration: their
     supervoxels once, numbered on from volume to volume."""
     from .devices import autograd_enabled
-    from .fitted import preview_model, snapshot_model
     from .optim import MomentumSGD
     from .refine import SuperpixelRefiner, compute_superpixels
-    from .train import FitStep, build_model, training_steps
+    from .train import blank_step, build_model, model_steps
 
     if prepared.is_constant:
-        # Nothing to separate; the network would only draw its zero-padding border.
-        blank = torch.zeros(volumes.shape[:-1], dtype=torch.int64)
-        yield FitStep(1, 1, True, blank, torch.zeros(()))
+        yield blank_step(volumes.shape[:-1])
         return
     supervoxels, offset = [], 0
     for volume in volumes:
@@ -365,15 +362,15 @@ def fit_whole_volumes(
         model = build_model(n_input_channels, settings, device, ndim=3)
         optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
         voxels = volume_tensor(volumes, device)
-    about = {"n_input_channels": n_input_channels, "is_rgb": prepared.is_rgb}
-    about["ranges"] = prepared.ranges
-    yield from training_steps(
+    yield from model_steps(
         model,
         optimizer,
         lambda iteration: (voxels, refine),
         settings,
-        snapshot=lambda network: snapshot_model(network, voxels, settings, **about),
-        preview=lambda network: preview_model(network, settings, **about),
+        voxels,
+        n_input_channels,
+        prepared.is_rgb,
+        prepared.ranges,
     )
 
 
@@ -617,38 +614,17 @@ def fit_volume_crops(
 ) -> Iterator[FitStep]:
     """Train on 3D crops: a pool sampled once across all volumes, a batch of it every
     iteration; BatchNorm's statistics are measured over the whole pool at the end."""
-    from .devices import autograd_enabled
-    from .fitted import preview_model, snapshot_model
-    from .optim import MomentumSGD
-    from .train import FitStep, build_model, training_steps
+    from .train import fit_pool
 
-    if constant:
-        blank = torch.zeros((1, *shape), dtype=torch.int64)
-        yield FitStep(1, 1, True, blank, torch.zeros(()))
-        return
-    rng = np.random.default_rng(settings.seed)  # one seed: the pool's crops, then batches
-    spots = sample_volume_crops(data, sampling, shape, rng)
+    def make_pool(rng: np.random.Generator) -> VolumeCropPool:
+        spots = sample_volume_crops(data, sampling, shape, rng)
+        return VolumeCropPool(data, spots, shape, ranges, settings, device, spacing)
+
     n_input_channels = 3 if data.is_rgb else data.n_channels
-    with autograd_enabled():
-        pool = VolumeCropPool(data, spots, shape, ranges, settings, device, spacing)
-        model = build_model(n_input_channels, settings, device, ndim=3)
-        optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
-    batch_size = min(sampling.batch, len(pool))
-
-    def batch(iteration: int) -> tuple[torch.Tensor, Any]:
-        return pool.batch(np.sort(rng.choice(len(pool), batch_size, replace=False)))
-
-    about = {"n_input_channels": n_input_channels, "is_rgb": data.is_rgb, "ranges": ranges}
-    yield from training_steps(
-        model,
-        optimizer,
-        batch,
-        settings,
-        snapshot=lambda network: snapshot_model(
-            network, lambda: pool.in_batches(batch_size), settings, **about
-        ),
-        preview=lambda network: preview_model(network, settings, **about),
-    )
+    return fit_pool(
+        make_pool, shape, constant, n_input_channels, data.is_rgb, ranges, sampling, settings,
+        device,
+    )  # fmt: skip
 
 
 def check_volume_crop_memory(
