@@ -416,20 +416,43 @@ def fit_image(
         settings.superpixel_scale or 0.0,
         spacing,
     )
+    yield from fit_whole(
+        superpixels,
+        partial(image_tensor, image, device),
+        image.channels.shape[-1],
+        image.is_rgb,
+        image.ranges,
+        settings,
+        device,
+    )
+
+
+def fit_whole(
+    superpixels: np.ndarray,
+    make_input: Callable[[], torch.Tensor],
+    n_input_channels: int,
+    is_rgb: bool,
+    ranges: Ranges,
+    settings: SegmentationParams,
+    device: torch.device,
+    ndim: int = 2,
+) -> Iterator[FitStep]:
+    """Train on the whole input, ``make_input()`` (an image, or volumes, as one tensor on
+    ``device``), every iteration, refined by its ``superpixels`` (numbered across it)."""
     with autograd_enabled():  # tensors made under the caller's inference_mode cannot train
         refine = SuperpixelRefiner(superpixels, settings.max_classes, device)
-        model = build_model(image.channels.shape[-1], settings, device)
+        model = build_model(n_input_channels, settings, device, ndim=ndim)
         optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
-        pixels = image_tensor(image, device)
+        pixels = make_input()
     yield from model_steps(
         model,
         optimizer,
         lambda iteration: (pixels, refine),
         settings,
         pixels,
-        image.channels.shape[-1],
-        image.is_rgb,
-        image.ranges,
+        n_input_channels,
+        is_rgb,
+        ranges,
     )
 
 

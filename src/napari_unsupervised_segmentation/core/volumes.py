@@ -15,11 +15,13 @@ import math
 import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from .crops import PooledCrops
 from .labels import merge_small_segments, relabel_consecutive, split_connected_components
 from .normalize import (
     PreparedImage,
@@ -340,10 +342,8 @@ def fit_whole_volumes(
 ) -> Iterator[FitStep]:
     """Train on ``(N, D, H, W, C)`` prepared volumes, all of them every iteration: their
     supervoxels once, numbered on from volume to volume."""
-    from .devices import autograd_enabled
-    from .optim import MomentumSGD
-    from .refine import SuperpixelRefiner, compute_superpixels
-    from .train import blank_step, build_model, model_steps
+    from .refine import compute_superpixels
+    from .train import blank_step, fit_whole
 
     if prepared.is_constant:
         yield blank_step(volumes.shape[:-1])
@@ -356,21 +356,15 @@ def fit_whole_volumes(
         )
         supervoxels.append(labels + offset)
         offset += int(labels.max()) + 1
-    n_input_channels = volumes.shape[-1]
-    with autograd_enabled():  # tensors made under the caller's inference_mode cannot train
-        refine = SuperpixelRefiner(np.stack(supervoxels), settings.max_classes, device)
-        model = build_model(n_input_channels, settings, device, ndim=3)
-        optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
-        voxels = volume_tensor(volumes, device)
-    yield from model_steps(
-        model,
-        optimizer,
-        lambda iteration: (voxels, refine),
-        settings,
-        voxels,
-        n_input_channels,
+    yield from fit_whole(
+        np.stack(supervoxels),
+        partial(volume_tensor, volumes, device),
+        volumes.shape[-1],
         prepared.is_rgb,
         prepared.ranges,
+        settings,
+        device,
+        ndim=3,
     )
 
 
@@ -535,7 +529,7 @@ def sample_volume_crops(
     return sorted(spots, key=lambda spot: (spot.source, spot.volume, spot.corner))
 
 
-class VolumeCropPool:
+class VolumeCropPool(PooledCrops):
     """The 3D crops' normalised voxels ``(P, C, d, h, w)`` and supervoxels on the training
     device, each crop read once and given its supervoxels once (SLIC's count scaled to the
     crop's share of its volume)."""
@@ -575,31 +569,7 @@ class VolumeCropPool:
             voxels[position] = crop.channels.transpose(3, 0, 1, 2)
             supervoxels[position] = labels
             counts[position] = int(labels.max()) + 1
-        self.voxels = torch.from_numpy(voxels).to(device)
-        self.supervoxels = torch.from_numpy(supervoxels).to(device)
-        self.n_supervoxels = counts
-        self.n_classes = settings.max_classes
-        self.spots = spots
-
-    def __len__(self) -> int:
-        return len(self.spots)
-
-    def batch(self, indices: Any) -> tuple[torch.Tensor, Any]:
-        """The network's input (channels-last) and the refinement for the crops ``indices``."""
-        from .refine import SuperpixelRefiner
-
-        chosen = torch.as_tensor(np.asarray(indices), device=self.voxels.device)
-        voxels = self.voxels[chosen].contiguous(memory_format=torch.channels_last_3d)
-        starts = np.concatenate([[0], np.cumsum(self.n_supervoxels[list(indices)])[:-1]])
-        offsets = torch.as_tensor(starts, device=self.voxels.device).view(-1, 1, 1, 1)
-        supervoxels = self.supervoxels[chosen] + offsets
-        return voxels, SuperpixelRefiner(supervoxels, self.n_classes, voxels.device)
-
-    def in_batches(self, size: int) -> Iterator[torch.Tensor]:
-        """The whole pool as network inputs of ``size`` crops (the last may be smaller)."""
-        for start in range(0, len(self), size):
-            batch = self.voxels[start : start + size]
-            yield batch.contiguous(memory_format=torch.channels_last_3d)
+        super().__init__(voxels, supervoxels, counts, spots, settings, device)
 
 
 def fit_volume_crops(
