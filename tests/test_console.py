@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 from test_core import CountingArray
 
 from napari_unsupervised_segmentation import (
@@ -39,10 +40,10 @@ def _image(shape=(32, 32), seed=0) -> np.ndarray:
 
 
 def console_examples() -> dict[str, str]:
-    """The console examples (a) to (d) as written in docs/napari.md."""
+    """The console examples (a) to (e) as written in docs/napari.md."""
     page = (ROOT / "docs" / "napari.md").read_text(encoding="utf-8")
     found = {key: code for code, key in EXAMPLE.findall(page)}
-    assert set(found) == {"a", "b", "c", "d"}, "docs/napari.md lacks '# console example (x)' blocks"
+    assert set(found) == set("abcde"), "docs/napari.md lacks '# console example (x)' blocks"
     return found
 
 
@@ -207,7 +208,7 @@ def test_segment_layer_errors(make_napari_viewer):
 
 def test_console_examples_from_the_docs(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     examples = console_examples()
-    assert sorted(examples) == ["a", "b", "c", "d"]
+    assert sorted(examples) == ["a", "b", "c", "d", "e"]
     viewer = make_napari_viewer()
     data, meta, _ = coffee()[0]
     viewer.add_image(data[::16, ::16], **meta)  # a small "coffee" keeps the test fast
@@ -244,6 +245,14 @@ def test_console_examples_from_the_docs(make_napari_viewer, qtbot, tmp_path, mon
     )
     loaded = namespace["load_model"](tmp_path / "coffee.model")
     np.testing.assert_array_equal(loaded.predict(viewer.layers["crop"].data, channel_axis=-1), crop)
+
+    exec(examples["e"], namespace)  # labels into a zarr array in the working folder
+    on_disk = viewer.layers["coffee classes"].data
+    assert isinstance(on_disk, zarr.Array) and on_disk.shape == (25, 38)
+    stored = zarr.open_array(str(tmp_path / "coffee_labels.zarr"), mode="r")
+    expected = namespace["model"].predict(viewer.layers["coffee"].data, channel_axis=-1)
+    np.testing.assert_array_equal(stored[:], expected)
+    np.testing.assert_array_equal(on_disk[:], expected)
 
 
 def test_a_users_layer_of_the_same_name_is_never_overwritten(make_napari_viewer):

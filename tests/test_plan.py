@@ -9,9 +9,12 @@ import pytest
 from napari_unsupervised_segmentation import SegmentationParams
 from napari_unsupervised_segmentation.core import memory
 from napari_unsupervised_segmentation.core.plan import (
+    LABELS_MEMORY_SHARE,
     AmbiguousChannels,
     channels_are_colour,
     guess_channel_axis,
+    labels_folder,
+    labels_on_disk,
     plan_plane,
     whole_image_fits,
 )
@@ -68,3 +71,29 @@ def test_memory_decides_whole_image_or_crops(monkeypatch):
     monkeypatch.setenv(memory.SWITCH, "0")  # the check switched off: whole image
     assert whole_image_fits(128, 96, settings, network_in_memory=True)
     monkeypatch.delenv(memory.SWITCH)
+
+
+def test_labels_above_a_quarter_of_the_memory_go_to_disk(monkeypatch):
+    assert LABELS_MEMORY_SHARE == 0.25
+    assert not labels_on_disk((1000, 1000), np.uint8, available=4_000_000)
+    assert labels_on_disk((1000, 1000), np.uint8, available=3_999_999)
+    assert not labels_on_disk((2, 1000, 1000), np.uint16, available=16_000_000)
+    assert labels_on_disk((2, 1000, 1000), np.uint16, available=15_999_999)
+    monkeypatch.setattr(memory, "available_memory", lambda: 400)  # the memory available now
+    assert not labels_on_disk((10, 10), np.uint8)
+    assert labels_on_disk((10, 11), np.uint8)
+    monkeypatch.setenv(memory.SWITCH, "0")  # the memory check switched off: in memory
+    assert not labels_on_disk((10, 11), np.uint8)
+    monkeypatch.delenv(memory.SWITCH)
+    monkeypatch.setattr(memory, "available_memory", lambda: None)  # unknown: in memory
+    assert not labels_on_disk((10, 11), np.uint8)
+
+
+def test_labels_on_disk_get_a_new_folder_named_after_the_layer(tmp_path):
+    first = labels_folder("scan 1/b", base=tmp_path)
+    second = labels_folder("scan 1/b", base=tmp_path)
+    assert first != second
+    for folder in (first, second):
+        assert folder.parent == tmp_path / "napari-unsupervised-segmentation"
+        assert folder.name.startswith("scan_1_b-") and folder.suffix == ".zarr"
+        assert folder.is_dir() and not any(folder.iterdir())

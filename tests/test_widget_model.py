@@ -153,3 +153,81 @@ def test_a_stack_is_arranged_planes_first_for_one_model():
     image, channel_axis = inp.arranged()
     assert image.shape == (3, 2, 8, 9) and channel_axis == 1
     np.testing.assert_array_equal(image[2], inp.plane_image((2,)))
+
+
+@pytest.fixture
+def labels_to_disk(monkeypatch, tmp_path):
+    """Any labels of a one-model run go to disk, in a temporary folder of the test's."""
+    import tempfile
+
+    from napari_unsupervised_segmentation.core import plan
+
+    monkeypatch.setattr(plan, "LABELS_MEMORY_SHARE", 0.0)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path / "napari-unsupervised-segmentation"
+
+
+def test_labels_too_large_for_memory_go_to_a_zarr_array(viewer_widget, qtbot, labels_to_disk):
+    import zarr
+
+    viewer, widget = viewer_widget
+    stack, _ = load_sample("stack")  # (6, 2, 160, 160) ZCYX
+    stack = stack[:3, :, :48, :48]
+    layer = viewer.add_image(stack, name="stack", axis_labels=("z", "c", "y", "x"))
+    widget.image.value = layer
+    widget.planes.value = ONE_MODEL
+    _train(qtbot, widget, layer)
+    model = widget.model
+    labels = viewer.layers["stack labels"]
+    assert isinstance(labels.data, zarr.Array)
+    (folder,) = labels_to_disk.iterdir()
+    assert folder.name.startswith("stack-") and folder.suffix == ".zarr"
+    assert str(folder) in widget.status.value
+    assert zarr.open_array(str(folder), mode="r").shape == (3, 2, 48, 48)
+    for z in range(3):
+        expected = model.predict(stack[z], channel_axis=0)
+        for c in range(2):  # shown on both channels
+            np.testing.assert_array_equal(labels.data[z, c], expected)
+
+    # Apply model on such a layer: a new zarr array, the same labels
+    applied = _apply(qtbot, widget, layer)
+    assert applied is viewer.layers["stack labels [1]"]
+    assert isinstance(applied.data, zarr.Array) and len(list(labels_to_disk.iterdir())) == 2
+    np.testing.assert_array_equal(applied.data[:], labels.data[:])
+    assert widget.status.value.startswith("Applied the model:")
+
+
+def test_apply_model_writes_a_plane_on_disk(viewer_widget, qtbot, labels_to_disk):
+    import zarr
+
+    viewer, widget = viewer_widget
+    image = _image()
+    layer = viewer.add_image(image, name="img")
+    _train(qtbot, widget, layer)  # one plane trained whole: its labels stay in memory
+    assert isinstance(viewer.layers["img labels"].data, np.ndarray)
+    assert not labels_to_disk.exists()
+    applied = _apply(qtbot, widget, layer)
+    assert isinstance(applied.data, zarr.Array)
+    np.testing.assert_array_equal(applied.data[:], widget.model.predict(image))
+    (folder,) = labels_to_disk.iterdir()
+    assert folder.name.startswith("img-") and str(folder) in widget.status.value
+
+
+def test_a_volume_is_written_in_place_on_disk(labels_to_disk, tmp_path):
+    from napari.layers import Image
+
+    from napari_unsupervised_segmentation._napari.layers import DiskLabels
+
+    layer = Image(np.zeros((2, 4, 5, 6), np.float32))  # two volumes of 4 x 5 x 6
+    inp = layer_input(layer, volume=True, model_labels=np.uint8)
+    assert inp.disk_labels == np.uint8 and inp.labels_shape == (2, 4, 5, 6)
+    disk = DiskLabels(inp, tmp_path / "volumes.zarr")
+    out = disk.unit_out(1)
+    assert out.shape == (4, 5, 6) and out.dtype == np.uint8
+    volume = np.arange(4 * 5 * 6, dtype=np.uint8).reshape(4, 5, 6) % 7 + 1
+    out[...] = volume
+    out[1:2, :2, 3:] = np.full((1, 2, 3), 9, np.uint8)
+    volume[1:2, :2, 3:] = 9
+    np.testing.assert_array_equal(disk.array[1], volume)
+    assert not disk.array[0].any()
+    assert out.classes == {1, 2, 3, 4, 5, 6, 7, 9}

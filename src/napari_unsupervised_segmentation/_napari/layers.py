@@ -13,11 +13,18 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core.plan import PlanePlan, channels_are_colour, plan_plane  # numpy only
+from ..core.plan import (  # numpy only
+    PlanePlan,
+    channels_are_colour,
+    labels_folder,
+    labels_on_disk,
+    plan_plane,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -28,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METADATA_KEY",
+    "DiskLabels",
     "LayerInput",
     "holds_last_write",
     "labels_layer_name",
@@ -36,6 +44,7 @@ __all__ = [
     "PlaneStack",
     "full_resolution",
     "reusable_labels_layer",
+    "show_disk_labels",
     "show_labels",
     "write_plane",
 ]
@@ -84,6 +93,15 @@ class LayerInput:
     shown_plane: int = 0
     #: Volumes: the voxel size (dz, dy, dx) from the layer's scale; None for planes.
     spacing: tuple[float, ...] | None = None
+    #: The labels' dtype when they are too large for memory and go to a zarr array on disk
+    #: (:class:`DiskLabels`, see :func:`~..core.plan.labels_on_disk`); None: in memory.
+    disk_labels: np.dtype | None = None
+
+    @property
+    def labels_shape(self) -> tuple[int, ...]:
+        """The shape of the labels layer's data (:meth:`to_layer_data`): the layer's, with
+        size 1 along the sliced axes."""
+        return labels_layer_shape(self.layer_shape, self.plan)
 
     @property
     def n_units(self) -> int:
@@ -223,6 +241,93 @@ class LayerInput:
         return out
 
 
+def labels_layer_shape(layer_shape: Sequence[int], plan: PlanePlan) -> tuple[int, ...]:
+    """The shape of the labels layer of a layer of ``layer_shape`` (RGB excluded) segmented
+    as ``plan`` says: size 1 along the sliced axes (see :meth:`LayerInput.to_layer_data`)."""
+    return tuple(
+        1 if index is not None else int(size)
+        for size, index in zip(layer_shape, plan.index, strict=True)
+    )
+
+
+class DiskLabels:
+    """A run's labels layer as a zarr array on disk (labels too large for memory), which
+    ``predict`` writes tile by tile, a plane (or volume) at a time (:meth:`unit_out`).
+
+    The array has the labels layer's shape (:attr:`LayerInput.labels_shape`) and is in a
+    new folder named after the layer (:func:`~..core.plan.labels_folder`; ``folder``
+    instead), which stays after napari closes.
+    """
+
+    def __init__(self, inp: LayerInput, folder: str | Path | None = None) -> None:
+        import zarr
+
+        if inp.disk_labels is None:
+            raise ValueError(f"the labels of {inp.layer_name!r} are not meant for disk")
+        self.inp = inp
+        self.path = labels_folder(inp.layer_name) if folder is None else Path(folder)
+        shape = inp.labels_shape
+        plane_axes = inp.plan.plane_axes
+        chunks = tuple(
+            min(size, 1024) if axis in plane_axes else 1 for axis, size in enumerate(shape)
+        )
+        self.array = zarr.create_array(
+            store=str(self.path),
+            shape=shape,
+            dtype=inp.disk_labels,
+            chunks=chunks,
+            fill_value=0,
+            overwrite=True,
+        )
+
+    def unit_out(self, number: int) -> UnitOut:
+        """Where ``predict`` writes the labels of ``inp``'s ``number``-th plane (volume)."""
+        return UnitOut(self.array, self.inp.plan, number)
+
+
+class UnitOut:
+    """The labels of one plane (or volume) inside a labels layer's array on disk, as an
+    ``out=`` array for ``predict``: its shape and dtype, and writes placed in the layer's
+    axes (on every channel of a channel axis); it also notes which labels were written."""
+
+    def __init__(self, array: Any, plan: PlanePlan, number: int) -> None:
+        self.array = array
+        self.channel_axis = plan.channel_axis
+        depth = (plan.stack_axes[-1],) if plan.is_volume else ()
+        #: The layer axes of the labels' axes, in the labels' order (depth, rows, columns).
+        self.axes: tuple[int, ...] = (*depth, *plan.plane_axes)
+        first = plan.unit_planes(number)[0]
+        at = np.unravel_index(first, plan.stack_shape) if plan.stack_axes else ()
+        fixed = {axis: int(i) for axis, i in zip(plan.stack_axes, at, strict=True)}
+        fixed.update({axis: 0 for axis, i in enumerate(plan.index) if i is not None})
+        self.fixed = {axis: i for axis, i in fixed.items() if axis not in self.axes}
+        self.shape = tuple(int(array.shape[axis]) for axis in self.axes)
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+        #: The labels written so far.
+        self.classes: set[int] = set()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        keys = (slice(None),) * self.ndim if key is Ellipsis else tuple(key)
+        values = np.asarray(value)  # a tile's labels (predict writes whole tiles)
+        self.classes.update(np.unique(values).tolist())
+        order = np.argsort(self.axes)  # the labels' axes in the layer's order
+        values = np.transpose(values, order)
+        placed = dict(zip(self.axes, keys, strict=True))
+        channel_axis = self.channel_axis
+        channels = [None] if channel_axis is None else range(self.array.shape[channel_axis])
+        for channel in channels:
+            full = tuple(
+                channel
+                if axis == channel_axis
+                else self.fixed[axis]
+                if axis in self.fixed
+                else placed[axis]
+                for axis in range(self.array.ndim)
+            )
+            self.array[full] = values
+
+
 class PlaneStack:
     """The labels of every plane of a stack (see :attr:`PlanePlan.stack_axes`), filled plane
     by plane; planes not segmented (yet) are 0."""
@@ -291,6 +396,7 @@ def layer_input(
     all_planes: bool = False,
     crops_allowed: bool = False,
     volume: bool = False,
+    model_labels: np.dtype | type | None = None,
 ) -> LayerInput:
     """Snapshot (copy) the plane of image ``layer`` that the viewer displays (with
     ``all_planes``: every plane parallel to it, the whole stack).
@@ -310,7 +416,11 @@ def layer_input(
     (:attr:`LayerInput.by_crops`) and only its copy must fit. With ``volume``, the
     planes make volumes (:func:`~..core.plan.plan_plane`) segmented as 3D objects, their
     voxel size from the layer's scale; the copy and its labels must fit (the engine checks
-    its own share, and goes by 3D crops where a volume is too large).
+    its own share, and goes by 3D crops where a volume is too large). ``model_labels`` is
+    the labels' dtype when one model labels the layer (its classes: all planes, volumes,
+    crops, a model applied): then labels too large for memory
+    (:func:`~..core.plan.labels_on_disk`) go to a zarr array on disk
+    (:attr:`LayerInput.disk_labels`) and only the image's copy must fit.
     """
     from napari.layers import Image
 
@@ -349,6 +459,9 @@ def layer_input(
     plane = tuple(spatial_shape[ax] for ax in plane_axes) + ((int(data.shape[-1]),) if rgb else ())
     image_layout(plane, data.dtype, engine_channel_axis, colour)
     by_crops = False
+    disk = model_labels is not None and labels_on_disk(
+        labels_layer_shape(spatial_shape, plan), model_labels
+    )
     if params is not None:
         from ..core.memory import check_memory  # numpy only: no torch import here
         from ..core.plan import check_copy_fits, whole_image_fits
@@ -359,7 +472,7 @@ def layer_input(
         # the copy of the plane (or of the stack) in the layer's dtype
         kept = [size for size, k in zip(data.shape, key, strict=False) if isinstance(k, slice)]
         extra = int(np.prod(kept, dtype=np.int64)) * colours * data.dtype.itemsize
-        if plan.stack_axes:  # and the stack's labels
+        if plan.stack_axes and not disk:  # and the stack's labels
             # uint32 at most: the stack, its snapshot, and the layer's old and new data (on
             # every channel)
             pixels = int(np.prod(plan.stack_shape, dtype=np.int64)) * height * width
@@ -384,6 +497,8 @@ def layer_input(
                 planes=max(1, plan.n_planes),
                 n_input_channels=n_input,
             )
+    # a plane trained whole (on its own, with post-processing) has labels in memory
+    disk = disk and (bool(plan.stack_axes) or by_crops or params is None)
     if rgb:
         key = (*key, slice(None))
     shown = tuple(
@@ -403,6 +518,7 @@ def layer_input(
         by_crops=by_crops,
         shown_plane=int(np.ravel_multi_index(shown, plan.stack_shape)) if shown else 0,
         spacing=plan.volume_spacing(layer.scale),
+        disk_labels=np.dtype(model_labels) if disk and model_labels is not None else None,
     )
 
 
@@ -560,6 +676,22 @@ def show_labels(
             show_info(f"{kept!r} is kept ({why}); the new labels are in {layer.name!r}")
     _record_write(layer, inp)
     return layer  # the layer itself, not the proxy napari may hand to plugins
+
+
+def show_disk_labels(
+    viewer: napari.Viewer, inp: LayerInput, disk: DiskLabels, layer: Labels | None = None
+) -> Labels:
+    """Show labels on disk (``disk``'s zarr array) in a Labels layer and return it: the
+    run's ``layer``, redrawn, while it still holds that array; else a new "<image name>
+    labels" layer on it (never an earlier run's: its labels are left as they are)."""
+    from napari.layers import Labels
+
+    if layer is not None and layer in viewer.layers and layer.data is disk.array:
+        layer.refresh(extent=False)
+        return layer
+    layer = Labels(disk.array, name=inp.labels_name, **inp.transforms)
+    viewer.add_layer(layer)
+    return layer
 
 
 def write_plane(

@@ -32,6 +32,7 @@ from magicgui.widgets import (
 from psygnal import Signal
 from qtpy.QtWidgets import QApplication, QMainWindow, QSizePolicy
 
+from ..core.labels import smallest_unsigned_dtype  # numpy only
 from ..core.params import PRESETS, SegmentationParams
 from ..core.plan import AmbiguousChannels, guess_channel_axis, planes_choice
 from ..core.wording import counted, labels_per_plane
@@ -44,10 +45,12 @@ from .controls import (
     watch_options,
 )
 from .layers import (
+    DiskLabels,
     LayerInput,
     PlaneStack,
     full_resolution,
     layer_input,
+    show_disk_labels,
     show_labels,
     write_plane,
 )
@@ -449,6 +452,10 @@ class SegmentationWidget(Container):
                 all_planes=choice.all_planes,
                 crops_allowed=choice.crops_allowed,
                 volume=choice.volume,
+                # one model's classes (all planes, volumes, crops): too large go to disk
+                model_labels=smallest_unsigned_dtype(params.max_classes)
+                if choice.crops_allowed
+                else None,
             )
         except Exception as exc:  # e.g. a layer that cannot be segmented: tell, never raise
             self._refuse(exc)
@@ -499,6 +506,7 @@ class SegmentationWidget(Container):
                 self.channel_axis.value,
                 all_planes=choice.all_planes,
                 volume=volume,
+                model_labels=smallest_unsigned_dtype(self._model.n_classes),
             )
         except Exception as exc:
             self._refuse(exc)
@@ -562,9 +570,15 @@ class SegmentationWidget(Container):
         with :attr:`model`, no training)."""
         from napari.qt.threading import GeneratorWorker
 
-        self._watch_window()
         run = _Run(inp=inp, params=params, kind=kind)
-        if inp.plan.stack_axes:
+        if inp.disk_labels is not None and kind != "train":
+            try:
+                run.disk = DiskLabels(inp)
+            except Exception as exc:  # a full or read-only temporary folder: tell
+                self._refuse(exc)
+                return
+        self._watch_window()
+        if inp.plan.stack_axes and run.disk is None:
             run.stack = PlaneStack(inp.plan, inp.plane_shape)
         if kind == "train":
             total = params.max_iter * inp.n_planes
@@ -591,11 +605,19 @@ class SegmentationWidget(Container):
                 run.done,
                 self.update_interval,
                 abandon=run.abandon,
+                live=run.disk is None,  # labels on disk: shown as each plane is written
+                disk=run.disk,
             )
         else:
             total = inp.n_units
             run.worker = GeneratorWorker(
-                apply_updates, self._model, inp, run.stop, run.done, abandon=run.abandon
+                apply_updates,
+                self._model,
+                inp,
+                run.stop,
+                run.done,
+                abandon=run.abandon,
+                disk=run.disk,
             )
         run.progress = _DockProgress(self.progress_bar, total)
         run.worker.yielded.connect(_weak_slot(self._on_yielded, run))
@@ -615,6 +637,12 @@ class SegmentationWidget(Container):
             doing = f"Preparing {inp.layer_name}: too large to train whole, trained on crops…"
         else:
             doing = f"Preparing {inp.layer_name} (superpixels, model)…"
+        if run.disk is not None:
+            from napari.utils.notifications import show_info
+
+            where = _disk_note(run.disk)
+            note = f"\n{where}{note}"
+            show_info(f"Unsupervised Segmentation: {where}")
         self.status.value = f"{doing}{note}"
         run.worker.start()
 
@@ -687,6 +715,10 @@ class SegmentationWidget(Container):
                 run.final_counts[item.plane] = int(item.labels.max(initial=0))
                 if run.kind != "train":
                     run.classes.update(np.unique(item.labels).tolist())
+            if item.classes is not None and run.disk is not None:  # written on disk
+                run.final_counts[item.plane] = max(item.classes, default=0)
+                run.classes.update(item.classes)
+                self._put_disk(run)
             if labels and item.labels is not None:
                 if run.stack is None:
                     self._put_labels(run, item.labels)
@@ -704,6 +736,15 @@ class SegmentationWidget(Container):
             run.labels_layer,
             set_transforms=run.updates_shown == 0,
         )
+        run.updates_shown += 1
+        self._labels_ref = weakref.ref(run.labels_layer)
+        self.updates_shown = run.updates_shown
+
+    def _put_disk(self, run: _Run) -> None:
+        """Show the labels on disk: a Labels layer on their zarr array, redrawn as each
+        plane (volume) is written (only what the viewer shows is read)."""
+        assert run.disk is not None
+        run.labels_layer = show_disk_labels(self._viewer, run.inp, run.disk, run.labels_layer)
         run.updates_shown += 1
         self._labels_ref = weakref.ref(run.labels_layer)
         self.updates_shown = run.updates_shown
@@ -830,6 +871,11 @@ def _model_status(run: _Run, last: Update) -> str:
     )
 
 
+def _disk_note(disk: DiskLabels) -> str:
+    """Where labels too large for memory are written (status line, notification)."""
+    return f"Labels too large for memory: written to the zarr array {disk.path}"
+
+
 def _not_shown(exc: BaseException) -> str:
     """The message for labels that could not be shown (e.g. the viewer is half closed)."""
     return f"Unsupervised Segmentation could not show the result: {exc}"
@@ -861,6 +907,8 @@ def _final_status(run: _Run) -> str:
         verb = "Stopped at iteration" if run.stop.is_set() else "Done after"
         iterations = "" if run.stop.is_set() else " iterations"
         text = f"{verb} {last.iteration}{iterations}: {counted(n_labels, 'label')}."
+    if run.disk is not None:
+        text = f"{text}\n{_disk_note(run.disk)}"
     return f"{text}\n{run.inp.note}" if run.inp.note else text
 
 

@@ -28,7 +28,7 @@ from magicgui.widgets import ProgressBar
 from qtpy.QtCore import QEvent, QObject, QTimer
 
 from ..core.params import SegmentationParams
-from .layers import LayerInput, PlaneStack
+from .layers import DiskLabels, LayerInput, PlaneStack
 
 __all__ = [
     "Failure",
@@ -121,6 +121,9 @@ class Update:
     progress: int | None = None
     #: What ``plane`` and ``n_planes`` count: "plane", or "volume" (labels are 3D then).
     unit: str = "plane"
+    #: The labels written into the run's labels on disk (:class:`~.layers.DiskLabels`),
+    #: which ``labels`` does not carry then (None: no labels on disk).
+    classes: frozenset[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,19 @@ def _predict(model: Any, inp: LayerInput, number: int) -> np.ndarray:
     return model.predict(image, channel_axis=channel_axis, rgb=inp.rgb)
 
 
+def _label_unit(
+    model: Any, inp: LayerInput, number: int, disk: DiskLabels | None
+) -> tuple[np.ndarray | None, frozenset[int] | None]:
+    """The labels of ``inp``'s ``number``-th plane (volume) by ``model``, or, with
+    ``disk``, None and the labels written tile by tile into it (never held whole)."""
+    if disk is None:
+        return _predict(model, inp, number), None
+    image, channel_axis = inp.unit_image(number)
+    out = disk.unit_out(number)
+    model.predict(image, channel_axis=channel_axis, rgb=inp.rgb, out=out)
+    return None, frozenset(out.classes)
+
+
 def _plane_order(inp: LayerInput) -> list[int]:
     """Every plane's (or volume's) number, the one shown first (it is labelled first)."""
     shown = inp.shown_unit
@@ -298,6 +314,7 @@ def fit_stack_updates(
     *,
     abandon: threading.Event | None = None,
     live: bool = True,
+    disk: DiskLabels | None = None,
 ) -> Iterator[Update | Failure | Trained]:
     """Train one model for every plane, or volume, of ``inp`` (or, for a plane too large
     to train whole, on crops of it) and label each with it: the same classes everywhere.
@@ -307,10 +324,10 @@ def fit_stack_updates(
     (``stop`` ends it early), the model (:class:`Trained`), then every plane's (volume's)
     labels, the one shown first. Labels are the network's classes (class ``k`` is label
     ``k + 1``), without post-processing. Progress counts iterations, then planes (volumes).
-    ``done`` is set at the end.
+    ``done`` is set at the end. With ``disk``, the labels are written into it, not sent.
     """
     try:
-        yield from _fit_stack_updates(inp, params, stop, interval, clock, abandon, live)
+        yield from _fit_stack_updates(inp, params, stop, interval, clock, abandon, live, disk)
     except Exception as exc:  # shown as a notification by the widget
         yield Failure(user_message(exc), exc)
     finally:
@@ -325,6 +342,7 @@ def _fit_stack_updates(
     clock: Callable[[], float],
     abandon: threading.Event | None,
     live: bool = True,
+    disk: DiskLabels | None = None,
 ) -> Iterator[Update | Trained]:
     n_planes, shown, unit = inp.n_units, inp.shown_unit, inp.plan.unit
     last: Any = None
@@ -363,7 +381,7 @@ def _fit_stack_updates(
     for count, number in enumerate(_plane_order(inp), start=1):
         if abandon is not None and abandon.is_set():
             return
-        labels = _predict(model, inp, number)
+        labels, classes = _label_unit(model, inp, number, disk)
         yield Update(
             last.iteration,
             last.n_classes,
@@ -374,6 +392,7 @@ def _fit_stack_updates(
             n_planes,
             progress=params.max_iter + count,
             unit=unit,
+            classes=classes,
         )
 
 
@@ -384,16 +403,18 @@ def apply_updates(
     done: threading.Event,
     *,
     abandon: threading.Event | None = None,
+    disk: DiskLabels | None = None,
 ) -> Iterator[Update | Failure]:
     """Label every plane (or volume) of ``inp`` with ``model`` (no training), the one
     shown first: one final :class:`Update` per plane (volume; progress counts them).
     ``stop`` leaves the ones after the current one unlabelled; errors come as a
-    :class:`Failure`. ``done`` is set at the end."""
+    :class:`Failure`. ``done`` is set at the end. With ``disk``, the labels are written
+    into it, not sent."""
     try:
         for count, number in enumerate(_plane_order(inp), start=1):
             if stop.is_set() or (abandon is not None and abandon.is_set()):
                 return
-            labels = _predict(model, inp, number)
+            labels, classes = _label_unit(model, inp, number, disk)
             yield Update(
                 0,
                 model.n_classes,
@@ -404,6 +425,7 @@ def apply_updates(
                 inp.n_units,
                 progress=count,
                 unit=inp.plan.unit,
+                classes=classes,
             )
     except Exception as exc:  # shown as a notification by the widget
         yield Failure(user_message(exc), exc)
@@ -465,6 +487,7 @@ class _Run:
     worker_finished: bool = False
     draining: bool = False
     stack: PlaneStack | None = None  # all planes of a stack: their labels so far
+    disk: DiskLabels | None = None  # labels too large for memory: on disk
     next_refresh: float = 0.0  # perf_counter time before which a stack is not redrawn again
     unrefreshed: bool = False  # the stack's layer holds labels not drawn yet
     #: The number of labels in each plane's final labels (what the user gets), by plane.

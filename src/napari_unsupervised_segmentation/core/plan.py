@@ -10,8 +10,11 @@ is read the same way everywhere. Nothing here reads pixels, imports torch or nap
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +32,8 @@ __all__ = [
     "check_copy_fits",
     "guess_channel_axis",
     "is_channel_name",
+    "labels_folder",
+    "labels_on_disk",
     "plan_plane",
     "planes_choice",
     "volume_offered",
@@ -348,3 +353,39 @@ def check_copy_fits(n_bytes: int, plane: str, planes: int = 1, unit: str = "plan
         f"{free / gib:.1f} GiB is available; segment a crop or a downscaled copy; to run "
         f"anyway, set the environment variable {SWITCH}=0"
     )
+
+
+#: Labels larger than this share of the memory available go to a zarr array on disk
+#: (:func:`labels_on_disk`): the image's copy, training and the viewer need the rest.
+LABELS_MEMORY_SHARE = 0.25
+#: The folder, under the system's temporary folder, that holds labels written to disk.
+LABELS_FOLDER = "napari-unsupervised-segmentation"
+
+
+def labels_on_disk(
+    shape: Sequence[int], dtype: np.dtype | type, available: int | None = None
+) -> bool:
+    """Whether labels of ``shape`` and ``dtype`` (a run's whole labels layer) go to a zarr
+    array on disk rather than a numpy array in memory: when they would take more than
+    :data:`LABELS_MEMORY_SHARE` of the ``available`` bytes (None: the memory available
+    now, :func:`~.memory.available_memory`; never when that is unknown or the memory
+    check is switched off)."""
+    if available is None:
+        if _memory_check_off():
+            return False
+        available = memory.available_memory()
+        if available is None:
+            return False
+    n_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return n_bytes > LABELS_MEMORY_SHARE * available
+
+
+def labels_folder(layer_name: str, base: str | os.PathLike[str] | None = None) -> Path:
+    """A new, empty folder for a layer's labels on disk, named after the layer:
+    ``<system temporary folder>/napari-unsupervised-segmentation/<layer name>-<random>.zarr``
+    (``base`` instead of the system temporary folder). It is kept after napari closes:
+    the labels stay there until you delete it (or the system clears its temporary files)."""
+    parent = Path(tempfile.gettempdir() if base is None else base) / LABELS_FOLDER
+    parent.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", layer_name).strip("._") or "labels"
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", suffix=".zarr", dir=parent))
