@@ -73,6 +73,19 @@ def agreement(labels: np.ndarray, truth: np.ndarray, n_classes: int) -> float:
     return float(table[rows, cols].sum() / truth.size)
 
 
+def _agreement_words(labels: np.ndarray, truth: np.ndarray, n_classes: int) -> str:
+    """How many labels a stack has and how well they agree with ``truth``: over the whole
+    stack (one matching of labels to classes), and the worst and best plane (one each)."""
+    per_plane = [
+        agreement(plane, true, n_classes) for plane, true in zip(labels, truth, strict=True)
+    ]
+    return (
+        f"{len(np.unique(labels))} labels, {100 * agreement(labels, truth, n_classes):.1f}% "
+        f"agree (one matching per plane: {100 * min(per_plane):.1f}% to "
+        f"{100 * max(per_plane):.1f}%)"
+    )
+
+
 def _parse_param(text: str) -> tuple[str, object]:
     import ast
 
@@ -114,11 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = model.predict(stack)
     once = time.perf_counter() - started
     np.save(args.out / "fit_once.npy", labels)
-    per_plane = [agreement(labels[z], truth[z], args.classes) for z in range(args.planes)]
     print(
-        f"fit once, predict: {len(np.unique(labels))} labels, "
-        f"{100 * agreement(labels, truth, args.classes):.1f}% agree "
-        f"(one matching per plane: {100 * min(per_plane):.1f}% to {100 * max(per_plane):.1f}%); "
+        f"fit once, predict: {_agreement_words(labels, truth, args.classes)}; "
         f"{once:.1f} s ({fitted:.1f} s fitting)"
     )
 
@@ -127,12 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         planes = np.stack([segment(plane, args.preset, **overrides) for plane in stack])
         seconds = time.perf_counter() - started
         np.save(args.out / "segment_per_plane.npy", planes)
-        per_plane = [agreement(planes[z], truth[z], args.classes) for z in range(args.planes)]
         print(
-            f"segment per plane: {len(np.unique(planes))} labels, "
-            f"{100 * agreement(planes, truth, args.classes):.1f}% agree "
-            f"(one matching per plane: {100 * min(per_plane):.1f}% to "
-            f"{100 * max(per_plane):.1f}%); {seconds:.1f} s"
+            f"segment per plane: {_agreement_words(planes, truth, args.classes)}; {seconds:.1f} s"
         )
     print(f"load {os.getloadavg()[0]:.1f}")
     return 0

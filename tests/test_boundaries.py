@@ -21,6 +21,16 @@ from napari_unsupervised_segmentation.core.normalize import prepare_image
 from napari_unsupervised_segmentation.core.postprocess import finish_labels
 from napari_unsupervised_segmentation.core.refine import colour_features
 
+#: Segments merged by the texture gradient alone (no interior, region or spectral cue).
+TEXTURE_MERGE = dict(
+    label_by="segment",
+    merge="texture",
+    merge_threshold=0.3,
+    merge_interior_weight=0.0,
+    merge_region_weight=0.0,
+    spectral_weight=0.0,
+)
+
 
 def checker_beside_grey() -> tuple[np.ndarray, np.ndarray]:
     """48x64 RGB: a 2-pixel black-and-white checkerboard left, flat grey right; its cells."""
@@ -57,14 +67,7 @@ def test_texture_gradient_is_low_inside_an_even_texture_and_high_at_its_edge():
 def test_texture_merge_joins_an_even_texture_that_colour_merge_keeps_apart():
     image, cells = checker_beside_grey()
     prepared = prepare_image(image, -1)
-    settings = PRESETS["paper"].replace(
-        label_by="segment",
-        merge="texture",
-        merge_threshold=0.3,
-        merge_interior_weight=0.0,
-        merge_region_weight=0.0,
-        spectral_weight=0.0,
-    )
+    settings = PRESETS["paper"].replace(**TEXTURE_MERGE)
     labels = finish_labels(cells, settings, prepared)
     assert len(np.unique(labels[:, :20])) == 1  # the texture, away from its edge: one segment
     assert len(np.unique(labels[:, 44:])) == 1

@@ -17,25 +17,11 @@ from napari_unsupervised_segmentation.core.plan import (
     volume_offered,
 )
 
-PLUGIN = "napari-unsupervised-segmentation"
-WIDGET = "Segment image"
 TIMEOUT = 120_000  # ms; generous, the CPU is shared
 #: Few iterations for the sample stack's planes (one model trained on all of them).
 STACK_FAST = SegmentationParams(
     max_iter=12, min_classes=0, n_superpixels=50, max_classes=8, seed=0, device="cpu"
 )
-
-
-@pytest.fixture
-def viewer_widget(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
-    widget.update_interval = 0.0
-    yield viewer, widget
-    run = widget._life.run
-    if run is not None:
-        run.stop.set()
-        assert run.done.wait(30)
 
 
 # --- the policy (pure) ---------------------------------------------------------------

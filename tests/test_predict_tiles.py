@@ -6,20 +6,9 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
+from test_fitted import FAST, _image
 
-from napari_unsupervised_segmentation import SegmentationParams, fit
-
-#: Small, fast settings: a few seconds on a 2-core CPU.
-FAST = SegmentationParams(max_iter=15, min_classes=0, n_superpixels=60, max_classes=8)
-
-
-def _image(seed: int = 0, shape=(40, 52)) -> np.ndarray:
-    """Two bright squares on a noisy uint16 background."""
-    rng = np.random.default_rng(seed)
-    image = rng.normal(1000, 100, shape)
-    image[5:20, 5:20] += 4000
-    image[22:36, 30:48] += 2500
-    return np.clip(image, 0, 65535).astype(np.uint16)
+from napari_unsupervised_segmentation import fit
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+from test_boundaries import TEXTURE_MERGE
 
 from napari_unsupervised_segmentation import PRESETS, SegmentationParams, segment
 from napari_unsupervised_segmentation._napari.controls import params_from_values
@@ -18,8 +19,6 @@ from napari_unsupervised_segmentation._napari.worker import (
     update_interval_after,
 )
 
-PLUGIN = "napari-unsupervised-segmentation"
-WIDGET = "Segment image"
 #: Small, fast settings (2-core CPU): every test run takes well under a second of training.
 FAST = SegmentationParams(max_iter=12, min_classes=0, n_superpixels=50, max_classes=8)
 #: A run that only ends when stopped.
@@ -32,20 +31,6 @@ def _image(shape=(32, 32), seed=0) -> np.ndarray:
     img = rng.random(shape)
     img[..., 8:24, 8:24] += 2.0
     return img
-
-
-@pytest.fixture
-def viewer_widget(make_napari_viewer, qtbot):
-    """A viewer with the widget docked through the manifest (updates shown unthrottled)."""
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
-    widget.update_interval = 0.0
-    yield viewer, widget
-    # No training thread may outlive the test.
-    run = widget._life.run
-    if run is not None:
-        run.stop.set()
-        assert run.done.wait(30)
 
 
 @pytest.fixture
@@ -152,14 +137,7 @@ def test_a_slow_image_map_does_not_hold_live_updates_back(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(boundaries, "texture_gradient", slow)
-    textured = FAST.replace(
-        label_by="segment",
-        merge="texture",
-        merge_threshold=0.3,
-        merge_interior_weight=0.0,
-        merge_region_weight=0.0,
-        spectral_weight=0.0,
-    )
+    textured = FAST.replace(**TEXTURE_MERGE)
     stop, done = threading.Event(), threading.Event()
     ticks = iter(np.arange(0.0, 100.0, 0.1))
     items = list(train_updates(_image(), None, textured, stop, done, 0.25, lambda: next(ticks)))
@@ -491,13 +469,13 @@ def test_a_stack_is_updated_plane_by_plane_in_one_array(viewer_widget, qtbot):
 
 
 def test_a_stack_slow_to_redraw_is_redrawn_less_often_and_at_the_end(
-    make_napari_viewer, qtbot, monkeypatch
+    make_napari_viewer, qtbot, monkeypatch, dock_widget
 ):
     from napari_unsupervised_segmentation._napari import widget as widget_module
 
     monkeypatch.setattr(widget_module, "LABELS_TIME_FACTOR", 1e9)  # after the first: never due
     viewer = make_napari_viewer(show=True)  # a hidden canvas draws nothing
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    widget = dock_widget(viewer)
     volume = _start_all_planes(viewer, widget)
     viewer.dims.set_current_step(0, 2)  # the last plane is shown: trained last
     _wait_done(qtbot, widget)

@@ -11,8 +11,6 @@ from napari_unsupervised_segmentation._napari.layers import layer_input
 from napari_unsupervised_segmentation._napari.sample_data import load_sample
 from napari_unsupervised_segmentation._napari.widget import ONE_MODEL
 
-PLUGIN = "napari-unsupervised-segmentation"
-WIDGET = "Segment image"
 FAST = SegmentationParams(max_iter=12, min_classes=0, n_superpixels=50, max_classes=8, seed=0)
 TIMEOUT = 120_000  # ms; generous, the CPU is shared
 
@@ -22,18 +20,6 @@ def _image(shape=(32, 40), seed=0) -> np.ndarray:
     img = rng.random(shape)
     img[8:24, 8:24] += 2.0
     return img
-
-
-@pytest.fixture
-def viewer_widget(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
-    widget.update_interval = 0.0
-    yield viewer, widget
-    run = widget._life.run
-    if run is not None:
-        run.stop.set()
-        assert run.done.wait(30)
 
 
 def _wait_done(qtbot, widget):

@@ -418,12 +418,7 @@ def segment_to_file(
     if stack_axes and args.save_model is not None and not args.one_model:
         raise ValueError("--save-model saves the network of one 2D image, and this is a stack")
     if stack_axes and not args.planes:
-        n_planes = int(np.prod([image.shape[axis] for axis in stack_axes]))
-        raise ValueError(
-            f"shape {image.shape} is a stack of {n_planes} planes along "
-            f"{_along(letters, stack_axes)}; pass --planes to segment each plane, or "
-            "--channel-axis N if axis N holds channels"
-        )
+        raise _stack_without_planes(image.shape, letters, stack_axes, "segment each plane")
     # the stack axes first; the channels keep their place beside the plane
     plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
     rgb = colour_setting(name, image.shape, channel_axis, letters, args.rgb)
@@ -431,22 +426,18 @@ def segment_to_file(
     stack_shape = arranged.shape[: len(stack_axes)]
     engine_channel_axis = None if channel_axis is None else plane_axes.index(channel_axis)
     n_planes = int(np.prod(stack_shape))
-    planes = []
-    for number, index in enumerate(np.ndindex(stack_shape), start=1):
-        where = _plane_words(number, n_planes, index, stack_shape, letters, stack_axes)
-        try:
-            planes.append(
-                _segment_plane(
-                    f"{shown(name)} {where}" if where else shown(name),
-                    arranged[index],
-                    args,
-                    params,
-                    engine_channel_axis,
-                    rgb,
-                )
-            )
-        except ValueError as error:
-            raise ValueError(f"{where}: {error}" if where else str(error)) from error
+    planes = [
+        _segment_part(
+            name,
+            _plane_words(number, n_planes, index, stack_shape, letters, stack_axes),
+            arranged[index],
+            args,
+            params,
+            engine_channel_axis,
+            rgb,
+        )
+        for number, index in enumerate(np.ndindex(stack_shape), start=1)
+    ]
     labels = np.stack([plane.labels for plane in planes]).reshape(
         *stack_shape, *planes[0].labels.shape
     )
@@ -485,24 +476,20 @@ def _volumes_to_file(
     engine_channel_axis = None if channel_axis is None else 1 + plane_axes.index(channel_axis)
     spacing = volume_spacing(args.spacing, voxel_sizes, letters, (depth_axis, *plane_axes))
     n_volumes = int(np.prod(series_shape))
-    volumes = []
-    for number, index in enumerate(np.ndindex(series_shape), start=1):
-        where = f"volume {number}/{n_volumes}" if series_axes else ""
-        try:
-            volumes.append(
-                _segment_plane(
-                    f"{shown(name)} {where}" if where else shown(name),
-                    arranged[index],
-                    args,
-                    params,
-                    engine_channel_axis,
-                    rgb,
-                    spatial_ndim=3,
-                    spacing=spacing,
-                )
-            )
-        except ValueError as error:
-            raise ValueError(f"{where}: {error}" if where else str(error)) from error
+    volumes = [
+        _segment_part(
+            name,
+            f"volume {number}/{n_volumes}" if series_axes else "",
+            arranged[index],
+            args,
+            params,
+            engine_channel_axis,
+            rgb,
+            spatial_ndim=3,
+            spacing=spacing,
+        )
+        for number, index in enumerate(np.ndindex(series_shape), start=1)
+    ]
     labels = np.stack([volume.labels for volume in volumes]).reshape(
         *arranged.shape[: len(stack_axes)], *volumes[0].labels.shape[1:]
     )
@@ -574,6 +561,18 @@ def _axis_word(letters: str | None, axis: int) -> str | None:
     if letters is None or axis >= len(letters):
         return None
     return _AXIS_WORDS.get(letters[axis])
+
+
+def _stack_without_planes(
+    shape: tuple[int, ...], letters: str | None, stack_axes: Sequence[int], planes_do: str
+) -> ValueError:
+    """The error for a stack given without ``--planes`` (``planes_do``: what ``--planes``
+    would do with it), which may instead be an image with channels."""
+    n_planes = int(np.prod([shape[axis] for axis in stack_axes]))
+    return ValueError(
+        f"shape {shape} is a stack of {n_planes} planes along {_along(letters, stack_axes)}; "
+        f"pass --planes to {planes_do}, or --channel-axis N if axis N holds channels"
+    )
 
 
 def _along(letters: str | None, axes: Sequence[int]) -> str:
@@ -677,6 +676,33 @@ class PlaneResult(NamedTuple):
     labels: np.ndarray
     iterations: int
     n_labels: int
+
+
+def _segment_part(
+    name: str,
+    where: str,
+    part: np.ndarray,
+    args: argparse.Namespace,
+    params: SegmentationParams,
+    channel_axis: int | None,
+    rgb: bool | None,
+    **engine: Any,
+) -> PlaneResult:
+    """:func:`_segment_plane` on one plane (or volume) of the image ``name``; ``where``
+    (e.g. ``"plane 2/5"``, empty for the whole image) names it in the progress bar and
+    begins the message of any ValueError it raises."""
+    try:
+        return _segment_plane(
+            f"{shown(name)} {where}" if where else shown(name),
+            part,
+            args,
+            params,
+            channel_axis,
+            rgb,
+            **engine,
+        )
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}" if where else str(error)) from error
 
 
 def _segment_plane(
@@ -1033,11 +1059,8 @@ def _load_for_training(name: str, load: Any, args: argparse.Namespace) -> _Loade
         calibration = UNCALIBRATED
     channel_axis, stack_axes = image_axes(image.shape, args.channel_axis, letters)
     if stack_axes and not args.planes:
-        n_planes = int(np.prod([image.shape[axis] for axis in stack_axes]))
-        raise ValueError(
-            f"shape {image.shape} is a stack of {n_planes} planes along "
-            f"{_along(letters, stack_axes)}; pass --planes to train on and label each plane, "
-            "or --channel-axis N if axis N holds channels"
+        raise _stack_without_planes(
+            image.shape, letters, stack_axes, "train on and label each plane"
         )
     plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
     rgb = colour_setting(name, image.shape, channel_axis, letters, args.rgb)

@@ -70,6 +70,39 @@ def update_interval_after(interval: float, labels_seconds: float) -> float:
     return max(interval, LABELS_TIME_FACTOR * labels_seconds)
 
 
+class _Throttle:
+    """When a live update is due (:func:`should_deliver`), and the wait after it, longer
+    when its labels were slow to make (:func:`update_interval_after`)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.wait = interval
+        self.last_sent: float | None = None
+        self.started = 0.0
+
+    def due(self, now: float, final: bool) -> bool:
+        """Whether an update goes out at ``now`` (counted as sent if so: make its labels,
+        then call :meth:`made`)."""
+        if not should_deliver(now, self.last_sent, self.wait, final):
+            return False
+        self.last_sent, self.started = now, time.perf_counter()
+        return True
+
+    def made(self) -> None:
+        """The labels of the update found due are made: set the wait before the next."""
+        self.wait = update_interval_after(self.interval, time.perf_counter() - self.started)
+
+
+def _until(stop: threading.Event, steps: Iterator[Any]) -> Iterator[Any]:
+    """``steps`` until they end or ``stop`` is set (checked before each step is made)."""
+    while not stop.is_set():
+        try:
+            step = next(steps)
+        except StopIteration:
+            return
+        yield step
+
+
 @dataclass(frozen=True)
 class Update:
     """What the worker sends to the main thread for one step (labels only when due)."""
@@ -201,26 +234,19 @@ def _updates(
 
         steps = iter_segment(image, params, channel_axis=channel_axis, rgb=rgb)
         try:
-            last_sent: float | None = None
-            wait = interval
-            while not stop.is_set():
-                try:
-                    step = next(steps)
-                except StopIteration:
-                    return
+            throttle = _Throttle(interval)
+            for step in _until(stop, steps):
                 now = clock()
                 final = bool(step.is_last) or stop.is_set()
                 if abandon is not None and abandon.is_set():
                     return
-                if should_deliver(now, last_sent, wait, final):
-                    last_sent = now
-                    started = time.perf_counter()
+                if throttle.due(now, final):
                     levels = step.hierarchy if final and hierarchy else None
                     if levels is not None:
                         labels = levels.labels(0.0)  # the same as step.labels
                     else:
                         labels = step.labels if final else step.preview_labels
-                    wait = update_interval_after(interval, time.perf_counter() - started)
+                    throttle.made()
                     yield Update(
                         step.iteration, step.n_classes, step.loss, labels, final, hierarchy=levels
                     )
@@ -323,13 +349,8 @@ def _fit_stack_updates(
     model: Any = None
     steps = _fit_steps(inp, params)
     try:
-        last_sent: float | None = None
-        wait = interval
-        while not stop.is_set():
-            try:
-                step = next(steps)
-            except StopIteration:
-                break
+        throttle = _Throttle(interval)
+        for step in _until(stop, steps):
             if abandon is not None and abandon.is_set():
                 return
             last = step
@@ -337,11 +358,9 @@ def _fit_stack_updates(
             if final:
                 model = step.model
                 break
-            if live and should_deliver(clock(), last_sent, wait, False):
-                last_sent = clock()
-                started = time.perf_counter()
+            if live and throttle.due(clock(), False):
                 labels = _predict(_preview_model(step), inp, shown)
-                wait = update_interval_after(interval, time.perf_counter() - started)
+                throttle.made()
                 yield Update(
                     step.iteration,
                     step.n_classes,

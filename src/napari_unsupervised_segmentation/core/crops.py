@@ -360,7 +360,49 @@ def _tile_starts(length: int, size: int) -> list[int]:
     return starts
 
 
-class CropPool:
+class PooledCrops:
+    """Crops' normalised pixels (or voxels) ``(P, C, *shape)`` and superpixels (numbered
+    from 0 in each crop; ``n_superpixels`` per crop) on the training device, given to
+    training in batches."""
+
+    def __init__(
+        self,
+        pixels: np.ndarray,
+        superpixels: np.ndarray,
+        n_superpixels: np.ndarray,
+        spots: Sequence[Any],
+        settings: SegmentationParams,
+        device: torch.device,
+    ) -> None:
+        self.pixels = torch.from_numpy(pixels).to(device)
+        self.superpixels = torch.from_numpy(superpixels).to(device)
+        self.n_superpixels = n_superpixels
+        self.n_classes = settings.max_classes
+        self.spots = list(spots)
+        spatial = superpixels.ndim - 1
+        self.memory_format = torch.channels_last if spatial == 2 else torch.channels_last_3d
+
+    def __len__(self) -> int:
+        return len(self.spots)
+
+    def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, SuperpixelRefiner]:
+        """The network's input (channels-last) and the refinement for the crops ``indices``."""
+        chosen = torch.as_tensor(np.asarray(indices), device=self.pixels.device)
+        pixels = self.pixels[chosen].contiguous(memory_format=self.memory_format)
+        starts = np.concatenate([[0], np.cumsum(self.n_superpixels[list(indices)])[:-1]])
+        shape = (-1,) + (1,) * (self.superpixels.ndim - 1)
+        offsets = torch.as_tensor(starts, device=self.pixels.device).view(shape)
+        superpixels = self.superpixels[chosen] + offsets
+        return pixels, SuperpixelRefiner(superpixels, self.n_classes, pixels.device)
+
+    def in_batches(self, size: int) -> Iterator[torch.Tensor]:
+        """The whole pool as network inputs of ``size`` crops (the last may be smaller)."""
+        for start in range(0, len(self), size):
+            batch = self.pixels[start : start + size]
+            yield batch.contiguous(memory_format=self.memory_format)
+
+
+class CropPool(PooledCrops):
     """The crops' normalised pixels ``(P, C, h, w)`` and superpixels on the training device.
 
     Each crop is read once and gets its superpixels once: SLIC's count scaled to the crop's
@@ -402,28 +444,7 @@ class CropPool:
             pixels[position] = crop.channels.transpose(2, 0, 1)
             superpixels[position] = crop_superpixels
             counts[position] = int(crop_superpixels.max()) + 1
-        self.pixels = torch.from_numpy(pixels).to(device)
-        self.superpixels = torch.from_numpy(superpixels).to(device)
-        self.n_superpixels = counts
-        self.n_classes = settings.max_classes
-        self.spots = list(spots)
-
-    def __len__(self) -> int:
-        return len(self.spots)
-
-    def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, SuperpixelRefiner]:
-        """The network's input (channels-last) and the refinement for the crops ``indices``."""
-        chosen = torch.as_tensor(np.asarray(indices), device=self.pixels.device)
-        pixels = self.pixels[chosen].contiguous(memory_format=torch.channels_last)
-        starts = np.concatenate([[0], np.cumsum(self.n_superpixels[list(indices)])[:-1]])
-        offsets = torch.as_tensor(starts, device=self.pixels.device).view(-1, 1, 1)
-        superpixels = self.superpixels[chosen] + offsets
-        return pixels, SuperpixelRefiner(superpixels, self.n_classes, pixels.device)
-
-    def in_batches(self, size: int) -> Iterator[torch.Tensor]:
-        """The whole pool as network inputs of ``size`` crops (the last may be smaller)."""
-        for start in range(0, len(self), size):
-            yield self.pixels[start : start + size].contiguous(memory_format=torch.channels_last)
+        super().__init__(pixels, superpixels, counts, spots, settings, device)
 
 
 # ------------------------------------------------------------------------------ memory

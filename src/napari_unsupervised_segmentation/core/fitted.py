@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -38,6 +38,13 @@ from .normalize import (
     prepare_image,
 )
 from .params import SegmentationParams, settings_of_version_1
+
+if TYPE_CHECKING:
+    from .normalize import ImageLayout
+    from .volumes import VolumeLayout
+
+#: The layout of an image or of volumes to label.
+_Layout = TypeVar("_Layout", "ImageLayout", "VolumeLayout")
 
 #: The BatchNorm layers of 2D and of volume networks.
 _BATCH_NORMS = (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
@@ -184,15 +191,9 @@ class SegmentationModel:
     ) -> None:
         """Label one plane into ``out[index]``, a tile and its halo read at a time."""
         channel_axis = None if plane.n_channels is None else -1
-        layout = image_layout(plane.shape, plane.dtype, channel_axis, rgb)
-        if rgb is None and self.is_rgb and layout.n_channels in (3, 4):  # as trained
-            layout = image_layout(plane.shape, plane.dtype, channel_axis, True)
-        n_channels = 3 if layout.is_rgb else layout.n_channels
-        if n_channels != self.n_input_channels or layout.is_rgb != self.is_rgb:
-            raise ValueError(
-                f"this model was trained on {_describe(self.n_input_channels, self.is_rgb)}; "
-                f"the image has {_describe(n_channels, layout.is_rgb)}"
-            )
+        layout = self._layout_as_trained(
+            partial(image_layout, plane.shape, plane.dtype, channel_axis), rgb
+        )
         height, width = layout.height, layout.width
         rows, cols = tile_shape or self.default_tile_shape
         if rows < 1 or cols < 1:
@@ -215,6 +216,23 @@ class SegmentationModel:
                 ]
                 bottom, right = top + inner.shape[0], left + inner.shape[1]
                 out[index + (slice(top, bottom), slice(left, right))] = inner + 1
+
+    def _layout_as_trained(
+        self, layout_for: Callable[[bool | None], _Layout], rgb: bool | None
+    ) -> _Layout:
+        """``layout_for(rgb)``, the layout of an image to label (with ``rgb`` None, 3 or 4
+        channels are colour when the model was trained on colour); ValueError unless its
+        channels are those the model was trained on."""
+        layout = layout_for(rgb)
+        if rgb is None and self.is_rgb and layout.n_channels in (3, 4):  # as trained
+            layout = layout_for(True)
+        n_channels = 3 if layout.is_rgb else layout.n_channels
+        if n_channels != self.n_input_channels or layout.is_rgb != self.is_rgb:
+            raise ValueError(
+                f"this model was trained on {_describe(self.n_input_channels, self.is_rgb)}; "
+                f"the image has {_describe(n_channels, layout.is_rgb)}"
+            )
+        return layout
 
     def _classes(self, pixels: np.ndarray) -> np.ndarray:
         """The argmax class of every pixel of a ``(H, W, C)`` float32 block (uint8 when the
@@ -246,16 +264,9 @@ class SegmentationModel:
         from .volumes import prepare_volumes, volume_layout
 
         array = np.asarray(image)
-        layout = volume_layout(array.shape, array.dtype, channel_axis, rgb)
-        if rgb is None and self.is_rgb and layout.n_channels in (3, 4):  # as trained
-            rgb = True
-            layout = volume_layout(array.shape, array.dtype, channel_axis, rgb)
-        n_channels = 3 if layout.is_rgb else layout.n_channels
-        if n_channels != self.n_input_channels or layout.is_rgb != self.is_rgb:
-            raise ValueError(
-                f"this model was trained on {_describe(self.n_input_channels, self.is_rgb)}; "
-                f"the image has {_describe(n_channels, layout.is_rgb)}"
-            )
+        layout = self._layout_as_trained(
+            partial(volume_layout, array.shape, array.dtype, channel_axis), rgb
+        )
         tiles = tuple(int(side) for side in (tile_shape or layout.volume_shape))
         if len(tiles) != 3 or min(tiles) < 1:
             raise ValueError(

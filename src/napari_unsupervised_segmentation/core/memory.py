@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from .params import SegmentationParams
 
@@ -92,25 +93,55 @@ def check_memory(
     ``n_input_channels``: the image's channels (1 for grayscale; each costs memory, which
     counts for hyperspectral images); 3 when not given, as the estimate was fitted on RGB.
     """
-    free = available_memory()
-    if free is None or os.environ.get(SWITCH, "").strip() == "0":
+    shortage = _shortage(
+        lambda: estimate_bytes(height, width, settings, n_input_channels),
+        network_in_memory,
+        extra_bytes,
+    )
+    if shortage is None:
         return
-    network, other = estimate_bytes(height, width, settings, n_input_channels)
-    needed = other + (network if network_in_memory else 0) + extra_bytes
-    if needed <= free:
-        return
-    gib = 2**30
     plane = f"{height} x {width}"
     what = f"stack of {planes} {plane} planes" if planes > 1 else f"{plane} image"
+    one_plane = "the plane shown only, " if planes > 1 else ""
+    raise _memory_error(what, n_input_channels, *shortage, settings, one_plane, True)
+
+
+def _shortage(
+    estimate: Callable[[], tuple[int, int]], network_in_memory: bool, extra_bytes: int
+) -> tuple[int, int] | None:
+    """(needed, free) bytes when a run of ``estimate()`` (network, other) bytes, with
+    ``extra_bytes`` beside, needs more memory than is available; None when it fits, when
+    the available memory is unknown or when the check is switched off."""
+    free = available_memory()
+    if free is None or os.environ.get(SWITCH, "").strip() == "0":
+        return None
+    network, other = estimate()
+    needed = other + (network if network_in_memory else 0) + extra_bytes
+    return None if needed <= free else (needed, free)
+
+
+def _memory_error(
+    what: str,
+    n_input_channels: int,
+    needed: int,
+    free: int,
+    settings: SegmentationParams,
+    smaller: str,
+    fewer_channels: bool,
+) -> MemoryError:
+    """The error refusing a run on ``what`` (e.g. "64 x 64 image") that needs ``needed``
+    bytes where ``free`` are available, and what to do: segment ``smaller`` (e.g. "fewer
+    volumes, "), a crop or a downscaled copy (``fewer_channels``: or fewer channels, when
+    they are many), use fewer filters, or switch the check off."""
+    gib = 2**30
     many_channels = n_input_channels > 4  # more than RGBA: they may be what costs
     if many_channels:
         what += f" with {n_input_channels} channels"
-    one_plane = "the plane shown only, " if planes > 1 else ""
-    fewer_channels = " (or fewer of its channels)" if many_channels else ""
-    raise MemoryError(
+    fewer = " (or fewer of its channels)" if fewer_channels and many_channels else ""
+    return MemoryError(
         f"a {what} needs about {needed / gib:.1f} GiB of memory with these "
-        f"settings and {free / gib:.1f} GiB is available; segment {one_plane}a crop or a "
-        f"downscaled copy{fewer_channels}, or use fewer filters "
+        f"settings and {free / gib:.1f} GiB is available; segment {smaller}a crop or a "
+        f"downscaled copy{fewer}, or use fewer filters "
         f"(max_classes={settings.max_classes}); to run anyway, set the environment variable "
         f"{SWITCH}=0"
     )
@@ -147,22 +178,14 @@ def check_volume_memory(
     """Raise MemoryError when training on ``n_volumes`` volumes of ``volume_shape`` at once
     (with ``extra_bytes`` held beside) would need more memory than is available (see
     :func:`check_memory`)."""
-    free = available_memory()
-    if free is None or os.environ.get(SWITCH, "").strip() == "0":
+    shortage = _shortage(
+        lambda: estimate_volume_bytes(volume_shape, settings, n_input_channels, n_volumes),
+        network_in_memory,
+        extra_bytes,
+    )
+    if shortage is None:
         return
-    network, other = estimate_volume_bytes(volume_shape, settings, n_input_channels, n_volumes)
-    needed = other + (network if network_in_memory else 0) + extra_bytes
-    if needed <= free:
-        return
-    gib = 2**30
     size = " x ".join(str(int(side)) for side in volume_shape)
     what = f"stack of {n_volumes} {size} volumes" if n_volumes > 1 else f"{size} volume"
-    if n_input_channels > 4:
-        what += f" with {n_input_channels} channels"
-    raise MemoryError(
-        f"a {what} needs about {needed / gib:.1f} GiB of memory with these settings and "
-        f"{free / gib:.1f} GiB is available; segment "
-        f"{'fewer volumes, ' if n_volumes > 1 else ''}a crop or a downscaled copy, or use "
-        f"fewer filters (max_classes={settings.max_classes}); to run anyway, set the "
-        f"environment variable {SWITCH}=0"
-    )
+    fewer = "fewer volumes, " if n_volumes > 1 else ""
+    raise _memory_error(what, n_input_channels, *shortage, settings, fewer, False)

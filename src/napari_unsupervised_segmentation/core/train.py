@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -406,9 +406,7 @@ def fit_image(
     """Train on one whole image: its superpixels once, the whole image every iteration.
     ``spacing``: the pixel size (dy, dx) for SLIC, None when equal."""
     if image.is_constant:
-        # Nothing to separate; the network would only draw its zero-padding border.
-        blank = torch.zeros((1, *image.spatial_shape), dtype=torch.int64)
-        yield FitStep(1, 1, True, blank, torch.zeros(()))
+        yield blank_step((1, *image.spatial_shape))
         return
     superpixels = compute_superpixels(
         # graph-based superpixels (a scale) take no number or compactness
@@ -418,23 +416,43 @@ def fit_image(
         settings.superpixel_scale or 0.0,
         spacing,
     )
+    yield from fit_whole(
+        superpixels,
+        partial(image_tensor, image, device),
+        image.channels.shape[-1],
+        image.is_rgb,
+        image.ranges,
+        settings,
+        device,
+    )
+
+
+def fit_whole(
+    superpixels: np.ndarray,
+    make_input: Callable[[], torch.Tensor],
+    n_input_channels: int,
+    is_rgb: bool,
+    ranges: Ranges,
+    settings: SegmentationParams,
+    device: torch.device,
+    ndim: int = 2,
+) -> Iterator[FitStep]:
+    """Train on the whole input, ``make_input()`` (an image, or volumes, as one tensor on
+    ``device``), every iteration, refined by its ``superpixels`` (numbered across it)."""
     with autograd_enabled():  # tensors made under the caller's inference_mode cannot train
         refine = SuperpixelRefiner(superpixels, settings.max_classes, device)
-        model = build_model(image.channels.shape[-1], settings, device)
+        model = build_model(n_input_channels, settings, device, ndim=ndim)
         optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
-        pixels = image_tensor(image, device)
-    about = {
-        "n_input_channels": image.channels.shape[-1],
-        "is_rgb": image.is_rgb,
-        "ranges": image.ranges,
-    }
-    yield from training_steps(
+        pixels = make_input()
+    yield from model_steps(
         model,
         optimizer,
         lambda iteration: (pixels, refine),
         settings,
-        snapshot=lambda network: snapshot_model(network, pixels, settings, **about),
-        preview=lambda network: preview_model(network, settings, **about),
+        pixels,
+        n_input_channels,
+        is_rgb,
+        ranges,
     )
 
 
@@ -449,36 +467,81 @@ def fit_crops(
 ) -> Iterator[FitStep]:
     """Train on crops: a pool sampled once across all planes, a batch of it every iteration.
     ``spacing``: the pixel size (dy, dx) for SLIC, None when equal."""
-    rows, cols = data.crop_shape(sampling.size)
+    shape = data.crop_shape(sampling.size)
+
+    def make_pool(rng: np.random.Generator) -> CropPool:
+        spots = sample_crops(data, sampling, rng)
+        return CropPool(data, spots, shape, ranges, settings, device, spacing)
+
+    return fit_pool(
+        make_pool, shape, constant, data.n_input_channels, data.is_rgb, ranges, sampling,
+        settings, device,
+    )  # fmt: skip
+
+
+def fit_pool(
+    make_pool: Callable[[np.random.Generator], Any],
+    crop_shape: tuple[int, ...],
+    constant: bool,
+    n_input_channels: int,
+    is_rgb: bool,
+    ranges: Ranges,
+    sampling: CropSampling,
+    settings: SegmentationParams,
+    device: torch.device,
+) -> Iterator[FitStep]:
+    """Train on a pool of 2D or 3D crops of ``crop_shape``, ``make_pool(rng)``, a batch of
+    it every iteration; a step's ``model`` has BatchNorm statistics over the whole pool.
+
+    ``rng`` (seeded by ``settings.seed``) picks the pool's crops, then each iteration's
+    batch. The pool has ``__len__``, ``batch(indices)`` (the network's input and its
+    refinement) and ``in_batches(size)`` (the whole pool, as network inputs).
+    """
     if constant:
-        blank = torch.zeros((1, rows, cols), dtype=torch.int64)
-        yield FitStep(1, 1, True, blank, torch.zeros(()))
+        yield blank_step((1, *crop_shape))
         return
-    # one seed: the pool's crops, then each iteration's batch
     rng = np.random.default_rng(settings.seed)
-    spots = sample_crops(data, sampling, rng)
     with autograd_enabled():
-        pool = CropPool(data, spots, (rows, cols), ranges, settings, device, spacing)
-        model = build_model(data.n_input_channels, settings, device)
+        pool = make_pool(rng)
+        model = build_model(n_input_channels, settings, device, ndim=len(crop_shape))
         optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
     batch_size = min(sampling.batch, len(pool))
 
     def batch(iteration: int) -> tuple[torch.Tensor, SuperpixelRefiner]:
         return pool.batch(np.sort(rng.choice(len(pool), batch_size, replace=False)))
 
-    about = {
-        "n_input_channels": data.n_input_channels,
-        "is_rgb": data.is_rgb,
-        "ranges": ranges,
-    }
-    yield from training_steps(
+    yield from model_steps(
+        model, optimizer, batch, settings, lambda: pool.in_batches(batch_size),
+        n_input_channels, is_rgb, ranges,
+    )  # fmt: skip
+
+
+def blank_step(shape: tuple[int, ...]) -> FitStep:
+    """The one step of training on a constant image: nothing to separate (the network
+    would only draw its zero-padding border), one class of ``shape`` everywhere."""
+    return FitStep(1, 1, True, torch.zeros(shape, dtype=torch.int64), torch.zeros(()))
+
+
+def model_steps(
+    model: SegmentationNet,
+    optimizer: Optimizer,
+    batch: Callable[[int], tuple[torch.Tensor, SuperpixelRefiner]],
+    settings: SegmentationParams,
+    measure: torch.Tensor | Callable[[], Iterable[torch.Tensor]],
+    n_input_channels: int,
+    is_rgb: bool,
+    ranges: Ranges,
+) -> Iterator[FitStep]:
+    """:func:`training_steps`, each step with its model: BatchNorm statistics measured on
+    ``measure`` (the training input, or a function giving it in batches; see
+    :func:`~.fitted.snapshot_model`), and its preview."""
+    about = {"n_input_channels": n_input_channels, "is_rgb": is_rgb, "ranges": ranges}
+    return training_steps(
         model,
         optimizer,
         batch,
         settings,
-        snapshot=lambda network: snapshot_model(
-            network, lambda: pool.in_batches(batch_size), settings, **about
-        ),
+        snapshot=lambda network: snapshot_model(network, measure, settings, **about),
         preview=lambda network: preview_model(network, settings, **about),
     )
 

@@ -15,11 +15,13 @@ import math
 import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from .crops import PooledCrops
 from .labels import merge_small_segments, relabel_consecutive, split_connected_components
 from .normalize import (
     PreparedImage,
@@ -340,16 +342,11 @@ def fit_whole_volumes(
 ) -> Iterator[FitStep]:
     """Train on ``(N, D, H, W, C)`` prepared volumes, all of them every iteration: their
     supervoxels once, numbered on from volume to volume."""
-    from .devices import autograd_enabled
-    from .fitted import preview_model, snapshot_model
-    from .optim import MomentumSGD
-    from .refine import SuperpixelRefiner, compute_superpixels
-    from .train import FitStep, build_model, training_steps
+    from .refine import compute_superpixels
+    from .train import blank_step, fit_whole
 
     if prepared.is_constant:
-        # Nothing to separate; the network would only draw its zero-padding border.
-        blank = torch.zeros(volumes.shape[:-1], dtype=torch.int64)
-        yield FitStep(1, 1, True, blank, torch.zeros(()))
+        yield blank_step(volumes.shape[:-1])
         return
     supervoxels, offset = [], 0
     for volume in volumes:
@@ -359,21 +356,15 @@ def fit_whole_volumes(
         )
         supervoxels.append(labels + offset)
         offset += int(labels.max()) + 1
-    n_input_channels = volumes.shape[-1]
-    with autograd_enabled():  # tensors made under the caller's inference_mode cannot train
-        refine = SuperpixelRefiner(np.stack(supervoxels), settings.max_classes, device)
-        model = build_model(n_input_channels, settings, device, ndim=3)
-        optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
-        voxels = volume_tensor(volumes, device)
-    about = {"n_input_channels": n_input_channels, "is_rgb": prepared.is_rgb}
-    about["ranges"] = prepared.ranges
-    yield from training_steps(
-        model,
-        optimizer,
-        lambda iteration: (voxels, refine),
+    yield from fit_whole(
+        np.stack(supervoxels),
+        partial(volume_tensor, volumes, device),
+        volumes.shape[-1],
+        prepared.is_rgb,
+        prepared.ranges,
         settings,
-        snapshot=lambda network: snapshot_model(network, voxels, settings, **about),
-        preview=lambda network: preview_model(network, settings, **about),
+        device,
+        ndim=3,
     )
 
 
@@ -538,7 +529,7 @@ def sample_volume_crops(
     return sorted(spots, key=lambda spot: (spot.source, spot.volume, spot.corner))
 
 
-class VolumeCropPool:
+class VolumeCropPool(PooledCrops):
     """The 3D crops' normalised voxels ``(P, C, d, h, w)`` and supervoxels on the training
     device, each crop read once and given its supervoxels once (SLIC's count scaled to the
     crop's share of its volume)."""
@@ -578,31 +569,7 @@ class VolumeCropPool:
             voxels[position] = crop.channels.transpose(3, 0, 1, 2)
             supervoxels[position] = labels
             counts[position] = int(labels.max()) + 1
-        self.voxels = torch.from_numpy(voxels).to(device)
-        self.supervoxels = torch.from_numpy(supervoxels).to(device)
-        self.n_supervoxels = counts
-        self.n_classes = settings.max_classes
-        self.spots = spots
-
-    def __len__(self) -> int:
-        return len(self.spots)
-
-    def batch(self, indices: Any) -> tuple[torch.Tensor, Any]:
-        """The network's input (channels-last) and the refinement for the crops ``indices``."""
-        from .refine import SuperpixelRefiner
-
-        chosen = torch.as_tensor(np.asarray(indices), device=self.voxels.device)
-        voxels = self.voxels[chosen].contiguous(memory_format=torch.channels_last_3d)
-        starts = np.concatenate([[0], np.cumsum(self.n_supervoxels[list(indices)])[:-1]])
-        offsets = torch.as_tensor(starts, device=self.voxels.device).view(-1, 1, 1, 1)
-        supervoxels = self.supervoxels[chosen] + offsets
-        return voxels, SuperpixelRefiner(supervoxels, self.n_classes, voxels.device)
-
-    def in_batches(self, size: int) -> Iterator[torch.Tensor]:
-        """The whole pool as network inputs of ``size`` crops (the last may be smaller)."""
-        for start in range(0, len(self), size):
-            batch = self.voxels[start : start + size]
-            yield batch.contiguous(memory_format=torch.channels_last_3d)
+        super().__init__(voxels, supervoxels, counts, spots, settings, device)
 
 
 def fit_volume_crops(
@@ -617,38 +584,17 @@ def fit_volume_crops(
 ) -> Iterator[FitStep]:
     """Train on 3D crops: a pool sampled once across all volumes, a batch of it every
     iteration; BatchNorm's statistics are measured over the whole pool at the end."""
-    from .devices import autograd_enabled
-    from .fitted import preview_model, snapshot_model
-    from .optim import MomentumSGD
-    from .train import FitStep, build_model, training_steps
+    from .train import fit_pool
 
-    if constant:
-        blank = torch.zeros((1, *shape), dtype=torch.int64)
-        yield FitStep(1, 1, True, blank, torch.zeros(()))
-        return
-    rng = np.random.default_rng(settings.seed)  # one seed: the pool's crops, then batches
-    spots = sample_volume_crops(data, sampling, shape, rng)
+    def make_pool(rng: np.random.Generator) -> VolumeCropPool:
+        spots = sample_volume_crops(data, sampling, shape, rng)
+        return VolumeCropPool(data, spots, shape, ranges, settings, device, spacing)
+
     n_input_channels = 3 if data.is_rgb else data.n_channels
-    with autograd_enabled():
-        pool = VolumeCropPool(data, spots, shape, ranges, settings, device, spacing)
-        model = build_model(n_input_channels, settings, device, ndim=3)
-        optimizer = MomentumSGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
-    batch_size = min(sampling.batch, len(pool))
-
-    def batch(iteration: int) -> tuple[torch.Tensor, Any]:
-        return pool.batch(np.sort(rng.choice(len(pool), batch_size, replace=False)))
-
-    about = {"n_input_channels": n_input_channels, "is_rgb": data.is_rgb, "ranges": ranges}
-    yield from training_steps(
-        model,
-        optimizer,
-        batch,
-        settings,
-        snapshot=lambda network: snapshot_model(
-            network, lambda: pool.in_batches(batch_size), settings, **about
-        ),
-        preview=lambda network: preview_model(network, settings, **about),
-    )
+    return fit_pool(
+        make_pool, shape, constant, n_input_channels, data.is_rgb, ranges, sampling, settings,
+        device,
+    )  # fmt: skip
 
 
 def check_volume_crop_memory(
