@@ -9,6 +9,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
+from test_predict_tiles import _Reads
 
 from napari_unsupervised_segmentation import SegmentationParams
 from napari_unsupervised_segmentation._napari.layers import LazyView, layer_input
@@ -22,27 +23,6 @@ SETTINGS = SegmentationParams(
     max_iter=3, min_classes=0, n_superpixels=50, max_classes=100, seed=0, device="cpu"
 )
 TIMEOUT = 120_000  # ms; generous, the CPU is shared
-
-
-class _Reads:
-    """An array-like over a zarr array that records the shape of every region read and
-    refuses to be loaded whole."""
-
-    def __init__(self, array: zarr.Array) -> None:
-        self.array = array
-        self.shape = array.shape
-        self.dtype = array.dtype
-        self.ndim = len(array.shape)
-        self.size = array.size
-        self.regions: list[tuple[int, ...]] = []
-
-    def __getitem__(self, key):
-        block = np.asarray(self.array[key])
-        self.regions.append(block.shape)
-        return block
-
-    def __array__(self, *args, **kwargs):
-        raise AssertionError("the whole array was loaded")
 
 
 def _stack(shape=(3, 160, 200)) -> np.ndarray:

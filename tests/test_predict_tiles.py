@@ -32,6 +32,7 @@ class _Reads:
         self.shape = array.shape
         self.dtype = array.dtype
         self.ndim = len(array.shape)
+        self.size = array.size
         self.regions: list[tuple[int, ...]] = []
 
     def __getitem__(self, key):
