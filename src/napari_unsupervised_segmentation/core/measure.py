@@ -1,0 +1,169 @@
+"""Per-object measurements of a label image: a table with one row per label.
+
+:func:`measure_objects` measures each label (0, the background, is skipped) with
+scikit-image's ``regionprops_table``: its size and position, in physical units when the
+pixel size (``spacing``) is given, its mean intensity in each channel of an image, and its
+shape. :func:`write_measurements_csv` writes such a table as a CSV file. numpy and
+scikit-image only (no napari, no torch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SHAPE_2D", "SHAPE_3D", "measure_objects", "write_measurements_csv"]
+
+#: The shape descriptors of a 2D label (``perimeter`` is NaN for unequal pixel sides,
+#: which scikit-image does not measure it for).
+SHAPE_2D = (
+    "perimeter",
+    "eccentricity",
+    "solidity",
+    "axis_major_length",
+    "axis_minor_length",
+    "orientation",
+)
+#: The shape descriptors of a 3D label (``solidity`` is NaN for an object too flat or thin
+#: to have a 3D convex hull).
+SHAPE_3D = ("axis_major_length", "axis_minor_length", "solidity", "extent")
+
+
+def measure_objects(
+    labels: np.ndarray,
+    image: np.ndarray | None = None,
+    *,
+    channel_axis: int | None = None,
+    spacing: Sequence[float] | None = None,
+) -> dict[str, np.ndarray]:
+    """Measure every label of a 2D or 3D label image: a column table, one row per label.
+
+    Parameters
+    ----------
+    labels
+        Integer labels, 2D or 3D; 0 is the background and gets no row.
+    image
+        The image the labels are of (same spatial shape), for the mean intensities; with
+        channels on ``channel_axis``.
+    channel_axis
+        The axis of ``image`` that holds channels, or None for one channel.
+    spacing
+        The pixel (voxel) size along each axis of ``labels``, e.g. the layer's scale in µm.
+
+    Returns
+    -------
+    dict of str to 1D array, all of one length (the number of labels):
+
+    - ``label``: the label value;
+    - ``area``: pixels (voxels in 3D), or with ``spacing`` in its units squared (cubed in
+      3D: a volume), e.g. µm² for a scale in µm;
+    - ``centroid-0``, ``centroid-1`` (``centroid-2`` in 3D): along each axis, in pixels from
+      the first pixel's centre, or in ``spacing``'s units;
+    - with ``image``, ``intensity_mean`` (one channel) or ``intensity_mean-0``,
+      ``intensity_mean-1``, ... (one per channel, in channel order);
+    - the shape: :data:`SHAPE_2D` (lengths in ``spacing``'s units, ``orientation`` in
+      radians) or :data:`SHAPE_3D`.
+    """
+    from skimage.measure import regionprops_table
+
+    labels = np.asarray(labels)
+    if labels.ndim not in (2, 3):
+        raise ValueError(f"labels must be 2D or 3D, not of shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must be integers, not {labels.dtype}")
+    if spacing is not None:
+        spacing = tuple(float(size) for size in spacing)
+        if len(spacing) != labels.ndim:
+            raise ValueError(f"spacing {spacing} must give one size per axis of {labels.shape}")
+    intensity = None
+    if image is not None:
+        intensity = np.asarray(image)
+        if channel_axis is not None:
+            intensity = np.moveaxis(intensity, channel_axis, -1)
+        spatial = intensity.shape[: labels.ndim]
+        if spatial != labels.shape or intensity.ndim > labels.ndim + (channel_axis is not None):
+            raise ValueError(
+                f"image of shape {np.shape(image)} (channel axis {channel_axis}) does not "
+                f"match labels of shape {labels.shape}"
+            )
+    shape = SHAPE_2D if labels.ndim == 2 else SHAPE_3D
+    isotropic = spacing is None or len(set(spacing)) == 1
+    properties = ["label", "area", "centroid"]
+    if intensity is not None:
+        properties.append("intensity_mean")
+    properties += [name for name in shape if name != "perimeter" or isotropic]
+    with warnings.catch_warnings():
+        # a thin object has no convex hull (scikit-image warns): its solidity is NaN below
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table = regionprops_table(
+            labels.astype(np.intp, copy=False),
+            intensity,
+            properties=properties,
+            spacing=spacing,
+        )
+    table = {name: np.asarray(column) for name, column in table.items()}
+    if intensity is not None and intensity.ndim > labels.ndim and "intensity_mean" in table:
+        table["intensity_mean-0"] = table.pop("intensity_mean")  # one channel on an axis
+    n = len(table["label"])
+    if "perimeter" in shape and not isotropic:
+        table["perimeter"] = np.full(n, np.nan)
+    if "solidity" in table:
+        solidity = table["solidity"].astype(float)
+        solidity[~np.isfinite(solidity)] = np.nan
+        table["solidity"] = solidity
+    first = ["label", "area", *(f"centroid-{axis}" for axis in range(labels.ndim))]
+    means = sorted(name for name in table if name.startswith("intensity_mean"))
+    means.sort(key=lambda name: int(name.rsplit("-", 1)[1]) if "-" in name else -1)
+    return {name: table[name] for name in [*first, *means, *shape]}
+
+
+def write_measurements_csv(
+    table: Mapping[str, Any], path: str | os.PathLike[str], *, overwrite: bool = True
+) -> Path:
+    """Write a column table (:func:`measure_objects`) as a CSV file: a header of the column
+    names, then one row per label. Returns the path written.
+
+    The file is written under a temporary name beside ``path`` and then published, as the
+    label TIFFs are (:func:`~..io.write_label_tiff`): a reader never sees half a file and an
+    interrupted write leaves ``path`` as it was. Without ``overwrite`` an existing ``path``
+    is kept (FileExistsError).
+    """
+    target = Path(path)
+    names = list(table)
+    columns = [np.asarray(table[name]).tolist() for name in names]
+    lengths = {len(column) for column in columns}
+    if len(lengths) > 1:
+        raise ValueError(f"the columns have different lengths: {sorted(lengths)}")
+    from ..io._label_tiff import (
+        _publish_new,
+        _publish_over,
+        _remove_stale_temporaries,
+        _temporary_path,
+    )
+
+    _remove_stale_temporaries(target)
+    temporary = _temporary_path(target)
+    try:
+        with open(temporary, "x", newline="", encoding="utf-8") as file:  # never an old file
+            writer = csv.writer(file)
+            writer.writerow(names)
+            writer.writerows(zip(*columns, strict=True))
+            file.flush()
+            os.fsync(file.fileno())
+        if overwrite:
+            _publish_over(temporary, target)
+        else:
+            _publish_new(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return target

@@ -1,0 +1,126 @@
+"""Per-object measurements: the table of :func:`measure_objects`, its CSV, the CLI's
+``--measure`` and the console's ``segment_layer(..., measure=True)``."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from napari_unsupervised_segmentation.core.measure import (
+    SHAPE_2D,
+    SHAPE_3D,
+    measure_objects,
+    write_measurements_csv,
+)
+
+
+def _rectangle() -> tuple[np.ndarray, np.ndarray]:
+    """A 3x4 rectangle (label 5) at rows 1-3, columns 2-5 of a 6x8 image whose pixels inside
+    it are 10 and 20 (mean 15) and 100 outside."""
+    labels = np.zeros((6, 8), np.uint16)
+    labels[1:4, 2:6] = 5
+    image = np.full((6, 8), 100.0)
+    image[1:4, 2:4] = 10.0
+    image[1:4, 4:6] = 20.0
+    return labels, image
+
+
+def test_rectangle_area_centroid_mean_and_shape() -> None:
+    labels, image = _rectangle()
+    table = measure_objects(labels, image)
+    assert list(table) == [
+        "label", "area", "centroid-0", "centroid-1", "intensity_mean", *SHAPE_2D
+    ]  # fmt: skip
+    assert table["label"].tolist() == [5]  # the background has no row
+    assert table["area"].tolist() == [12]
+    assert table["centroid-0"].tolist() == [2.0]
+    assert table["centroid-1"].tolist() == [3.5]
+    assert table["intensity_mean"].tolist() == [15.0]
+    assert table["solidity"].tolist() == [1.0]
+    assert table["axis_major_length"][0] > table["axis_minor_length"][0] > 0
+    assert table["perimeter"][0] > 0
+
+
+def test_spacing_gives_physical_area_and_centroid() -> None:
+    labels, _ = _rectangle()
+    table = measure_objects(labels, spacing=(2, 0.5))
+    assert table["area"].tolist() == [12.0]  # 12 pixels of 2 x 0.5
+    assert table["centroid-0"].tolist() == [4.0]
+    assert table["centroid-1"].tolist() == [1.75]
+    assert np.isnan(table["perimeter"][0])  # unequal sides: not measured
+    square = measure_objects(labels, spacing=(2, 2))
+    assert square["area"].tolist() == [48.0]
+    assert square["perimeter"][0] == 2 * measure_objects(labels)["perimeter"][0]
+
+
+def test_two_channels_give_two_mean_columns() -> None:
+    labels, image = _rectangle()
+    channels = np.stack([image, 2 * image])  # channels first
+    table = measure_objects(labels, channels, channel_axis=0)
+    assert table["intensity_mean-0"].tolist() == [15.0]
+    assert table["intensity_mean-1"].tolist() == [30.0]
+    assert "intensity_mean" not in table
+
+
+def test_two_labels_in_label_order() -> None:
+    labels, image = _rectangle()
+    labels[5, 0] = 2
+    table = measure_objects(labels, image)
+    assert table["label"].tolist() == [2, 5]
+    assert table["area"].tolist() == [1, 12]
+    assert table["intensity_mean"].tolist() == [100.0, 15.0]
+
+
+def test_box_in_3d() -> None:
+    labels = np.zeros((4, 5, 6), np.int32)
+    labels[1:3, 1:4, 2:6] = 1  # 2 x 3 x 4 = 24 voxels
+    labels[0, 0, 0] = 2  # one voxel: no 3D convex hull
+    table = measure_objects(labels, labels * 1.5, spacing=(2, 1, 1))
+    assert list(table) == [
+        "label", "area", "centroid-0", "centroid-1", "centroid-2", "intensity_mean", *SHAPE_3D
+    ]  # fmt: skip
+    assert table["label"].tolist() == [1, 2]
+    assert table["area"].tolist() == [48.0, 2.0]  # voxels of 2 x 1 x 1
+    assert [table[f"centroid-{axis}"][0] for axis in range(3)] == [3.0, 2.0, 3.5]
+    assert table["intensity_mean"].tolist() == [1.5, 3.0]
+    assert table["solidity"][0] == 1.0
+    assert np.isnan(table["solidity"][1])
+
+
+def test_empty_labels_give_an_empty_table() -> None:
+    table = measure_objects(np.zeros((3, 3), np.uint8), np.ones((3, 3)))
+    assert "label" in table and "area" in table and "intensity_mean" in table
+    assert all(len(column) == 0 for column in table.values())
+
+
+def test_bad_input_is_refused() -> None:
+    labels, image = _rectangle()
+    with pytest.raises(ValueError, match="2D or 3D"):
+        measure_objects(labels[0])
+    with pytest.raises(ValueError, match="spacing"):
+        measure_objects(labels, spacing=(1, 1, 1))
+    with pytest.raises(ValueError, match="does not match"):
+        measure_objects(labels, image[:5])
+    with pytest.raises(TypeError, match="integers"):
+        measure_objects(labels.astype(float))
+
+
+def test_csv_round_trip(tmp_path) -> None:
+    labels, image = _rectangle()
+    labels[5, 0] = 2
+    table = measure_objects(labels, image)
+    path = write_measurements_csv(table, tmp_path / "m.csv")
+    with open(path, newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert [int(row["label"]) for row in rows] == [2, 5]
+    assert [float(row["area"]) for row in rows] == [1.0, 12.0]
+    for name, column in table.items():
+        assert [float(row[name]) for row in rows] == pytest.approx(column.tolist(), nan_ok=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.csv"]  # no temporary file left
+    with pytest.raises(FileExistsError):
+        write_measurements_csv(table, path, overwrite=False)
+    write_measurements_csv(measure_objects(np.zeros((2, 2), int)), path)  # replaced
+    assert path.read_text(encoding="utf-8").splitlines()[0].startswith("label,area,")
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 1
