@@ -124,3 +124,59 @@ def test_csv_round_trip(tmp_path) -> None:
     write_measurements_csv(measure_objects(np.zeros((2, 2), int)), path)  # replaced
     assert path.read_text(encoding="utf-8").splitlines()[0].startswith("label,area,")
     assert len(path.read_text(encoding="utf-8").splitlines()) == 1
+
+
+# --- napari's console -------------------------------------------------------------------
+
+
+def _viewer_image(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    image = rng.random(shape)
+    image[..., 8:24, 8:24] += 2.0
+    return image
+
+
+def test_segment_layer_measures_into_the_layers_features(make_napari_viewer) -> None:
+    from napari_unsupervised_segmentation import SegmentationParams, segment_layer
+
+    fast = SegmentationParams(max_iter=8, min_classes=0, n_superpixels=50, max_classes=8)
+    viewer = make_napari_viewer()
+    data = _viewer_image((2, 32, 32))
+    data[1] *= 10
+    viewer.add_image(data, name="cyx", scale=(1.0, 2.0, 3.0))
+    layer = segment_layer("cyx", viewer, fast, channel_axis=0, measure=True)
+    labels = np.asarray(layer.data)[0]  # the labels show on both channels
+    features = layer.features
+    values = [int(v) for v in np.unique(labels) if v]
+    assert features["index"].tolist() == values
+    assert "label" not in features
+    for row, value in enumerate(values):
+        mask = labels == value
+        assert features["area"][row] == pytest.approx(mask.sum() * 6.0)  # 2 x 3 per pixel
+        rows, cols = np.nonzero(mask)
+        assert features["centroid-0"][row] == pytest.approx(rows.mean() * 2.0)
+        assert features["centroid-1"][row] == pytest.approx(cols.mean() * 3.0)
+        assert features["intensity_mean-0"][row] == pytest.approx(data[0][mask].mean())
+        assert features["intensity_mean-1"][row] == pytest.approx(data[1][mask].mean())
+    again = segment_layer("cyx", viewer, fast, channel_axis=0, seed=1)  # not measured
+    assert again is layer
+    assert layer.features.shape[1] == 0  # the old measurements are gone with their labels
+
+
+def test_segment_layer_measures_one_plane_but_not_a_stack(make_napari_viewer) -> None:
+    from napari_unsupervised_segmentation import SegmentationParams, segment_layer
+
+    fast = SegmentationParams(max_iter=8, min_classes=0, n_superpixels=50, max_classes=8)
+    viewer = make_napari_viewer()
+    viewer.add_image(_viewer_image((3, 32, 32)), name="vol", scale=(4.0, 0.5, 0.5))
+    layer = segment_layer("vol", viewer, fast, measure=True)  # the shown plane
+    plane = np.asarray(layer.data)[0]
+    assert layer.features["index"].tolist() == [int(v) for v in np.unique(plane) if v]
+    assert layer.features["area"].sum() == pytest.approx(np.count_nonzero(plane) * 0.25)
+    volume = segment_layer("vol", viewer, fast, planes="volume", measure=True)
+    voxels = np.asarray(volume.data)
+    assert volume.features["index"].tolist() == [int(v) for v in np.unique(voxels) if v]
+    assert volume.features["area"].sum() == pytest.approx(np.count_nonzero(voxels) * 1.0)
+    assert "centroid-2" in volume.features  # 3D: z, y, x
+    with pytest.raises(ValueError, match="one plane or one volume"):
+        segment_layer("vol", viewer, fast, planes="each", measure=True)

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.wording import counted, labels_per_plane
-from .layers import LayerInput, PlaneStack, layer_input, show_labels
+from .layers import (
+    LayerInput,
+    PlaneStack,
+    layer_input,
+    measurable,
+    measure_labels,
+    show_labels,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -140,6 +147,7 @@ def segment_layer(
     channel_axis: int | None = None,
     planes: str = "shown",
     all_planes: bool = False,
+    measure: bool = False,
     **overrides: Any,
 ) -> Labels:
     """Segment an image layer into a "<image name> labels" Labels layer (see :func:`show_labels`).
@@ -157,6 +165,15 @@ def segment_layer(
     ``"each"``). Runs to the end before returning (the widget shows live updates
     instead), then says what it made in a notification: "img labels: 23 labels in 160
     iterations, 12.3 s" (:meth:`SegmentedPlanes.summary`).
+
+    ``measure=True`` also measures every label (:func:`~.layers.measure_labels`: area,
+    centroid, mean intensity per channel, shape; sizes in the units of the layer's scale)
+    into the Labels layer's ``features``, which napari shows beside a label's value under
+    the pointer. Measured: the labels of one plane, or of one volume (``planes="volume"``
+    on a 3D image); a stack segmented plane by plane, or a series of volumes, is refused
+    (ValueError) before anything runs, as its label values repeat from plane to plane.
+    Where one model labels the image (``"volume"``, or a plane trained on crops) a label
+    is a class: its row measures all its pieces together.
     """
     if viewer is None:
         from napari import current_viewer
@@ -196,11 +213,18 @@ def segment_layer(
         volume=choice.volume,
         one_model=choice.one_model,
     )
+    if measure and not measurable(inp):
+        raise ValueError(
+            f"measure=True measures the labels of one plane or one volume, not those of "
+            f"{inp.n_units} {inp.plan.unit}s, whose label values repeat in each"
+        )
     if choice.one_model or inp.by_crops:
         run = fit_planes(inp, settings)
     else:
         run = segment_planes(inp, settings)
     labels_layer = show_labels(viewer, inp, run.labels)
+    if measure:
+        labels_layer.features = measure_labels(inp, run.labels)
     # a notification: napari shows it beside the console and keeps it in its log
     from napari.utils.notifications import show_info
 

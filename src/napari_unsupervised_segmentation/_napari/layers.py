@@ -781,6 +781,8 @@ def show_labels(
         layer = None if inp.plan.stack_axes else reusable_labels_layer(viewer, inp)
     if layer is not None:
         layer.data = data
+        if layer.features.shape[1]:  # measurements of the labels replaced
+            layer.features = {}
         if set_transforms or layer is not run_layer:
             for name, value in inp.transforms.items():
                 setattr(layer, name, value)
@@ -799,6 +801,38 @@ def show_labels(
             show_info(f"{kept!r} is kept ({why}); the new labels are in {layer.name!r}")
     _record_write(layer, inp)
     return layer  # the layer itself, not the proxy napari may hand to plugins
+
+
+def measurable(inp: LayerInput) -> bool:
+    """Whether the labels of a run on ``inp`` can be measured label by label
+    (:func:`measure_labels`): those of one plane, or of one volume. The planes of a stack
+    segmented each on its own number their labels from 1 (label 1 of one plane is not label
+    1 of the next), and a series of volumes repeats them in every volume."""
+    return not inp.plan.stack_axes or (inp.plan.is_volume and inp.n_units == 1)
+
+
+def measure_labels(inp: LayerInput, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """The measurements of ``labels`` (of ``inp``'s plane, or its one volume, see
+    :func:`measurable`) as a Labels layer's ``features``: an ``index`` column (the label
+    values, how napari finds a label's row) and the columns of
+    :func:`~..core.measure.measure_objects` but ``label``: sizes and centroids in the units
+    of the layer's scale, the mean intensity of the image in each of its channels."""
+    from ..core.measure import measure_objects
+
+    plan = inp.plan
+    spatial = sorted((*plan.stack_axes, *plan.plane_axes))  # the labels' axes, layer order
+    scale = inp.transforms.get("scale")
+    spacing = None if scale is None else tuple(abs(float(scale[axis])) for axis in spatial)
+    channel_axis = None
+    if plan.channel_axis is not None:
+        kept = [axis for axis, i in enumerate(plan.index) if i is None]  # the image's axes
+        channel_axis = kept.index(plan.channel_axis)
+    elif inp.rgb or np.ndim(inp.image) > labels.ndim:
+        channel_axis = -1  # colour: its samples last
+    table = measure_objects(
+        labels, np.asarray(inp.image), channel_axis=channel_axis, spacing=spacing
+    )
+    return {"index": table.pop("label"), **table}
 
 
 def show_disk_labels(
