@@ -180,3 +180,58 @@ def test_segment_layer_measures_one_plane_but_not_a_stack(make_napari_viewer) ->
     assert "centroid-2" in volume.features  # 3D: z, y, x
     with pytest.raises(ValueError, match="one plane or one volume"):
         segment_layer("vol", viewer, fast, planes="each", measure=True)
+
+
+# --- the command line -------------------------------------------------------------------
+
+CLI_FAST = ["--max-iter", "3", "--max-classes", "8", "--n-superpixels", "40", "--device", "cpu"]
+
+
+def test_cli_measure_writes_a_csv_beside_each_label_tiff(tmp_path, capsys) -> None:
+    import tifffile
+
+    from napari_unsupervised_segmentation.cli import main
+    from napari_unsupervised_segmentation.io import read_label_tiff
+
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tmp_path / "gray.tif", rng.integers(0, 4000, (20, 30), dtype=np.uint16))
+    tifffile.imwrite(tmp_path / "rgb.tif", rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    inputs = [str(tmp_path / "gray.tif"), str(tmp_path / "rgb.tif")]
+    assert main([*inputs, "--out", str(out), "--quiet", "--measure", *CLI_FAST]) == 0
+    for name, means in (("gray", ["intensity_mean"]), ("rgb", ["intensity_mean-0",
+                        "intensity_mean-1", "intensity_mean-2"])):  # fmt: skip
+        labels, _ = read_label_tiff(out / f"{name}_labels.tif")
+        with open(out / f"{name}_labels.csv", newline="", encoding="utf-8") as file:
+            rows = list(csv.DictReader(file))
+        values = [int(v) for v in np.unique(labels) if v]
+        assert [int(row["label"]) for row in rows] == values  # one row per label
+        assert [float(row["area"]) for row in rows] == [np.sum(labels == v) for v in values]
+        assert all(mean in rows[0] for mean in means)
+    # an existing CSV is kept without --overwrite, replaced with it
+    (out / "gray_labels.tif").unlink()
+    with pytest.raises(SystemExit):
+        main([inputs[0], "--out", str(out), "--quiet", "--measure", *CLI_FAST])
+    assert "gray_labels.csv exists" in capsys.readouterr().err
+    args = [inputs[0], "--out", str(out), "--quiet", "--measure", "--overwrite", *CLI_FAST]
+    assert main(args) == 0
+
+
+def test_cli_measure_refuses_a_stack_of_planes(tmp_path, capsys) -> None:
+    import tifffile
+
+    from napari_unsupervised_segmentation.cli import main
+
+    stack = np.random.default_rng(0).integers(0, 255, (2, 20, 30), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    args = [
+        str(tmp_path / "stack.tif"),
+        "--out",
+        str(tmp_path / "out"),
+        "--planes",
+        "--channel-axis",
+        "none",
+    ]
+    assert main([*args, "--quiet", "--measure", *CLI_FAST]) == 1
+    assert "--measure measures one plane or one volume" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "stack_labels.tif").exists()

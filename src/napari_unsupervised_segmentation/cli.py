@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         "1: without this flag the labels overlay it there)",
     )
     parser.add_argument(
+        "--measure",
+        action="store_true",
+        help="also write <name>_labels.csv beside each label TIFF: per label its area, "
+        "centroid, mean intensity in each channel and shape, in the label TIFF's units "
+        "(pixels, or with --calibration the image's pixel size); for images of one plane or "
+        "one volume (not --planes stacks or series of volumes, whose label values repeat)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace label TIFFs that already exist in --out (default: refuse to start, and "
@@ -419,6 +427,10 @@ def segment_to_file(
         raise ValueError("--save-model saves the network of one 2D image, and this is a stack")
     if stack_axes and not args.planes:
         raise _stack_without_planes(image.shape, letters, stack_axes, "segment each plane")
+    if stack_axes and getattr(args, "measure", False):
+        raise ValueError(f"--measure measures one plane or one volume, and this is a stack "
+                         f"of {int(np.prod([image.shape[a] for a in stack_axes]))} planes "
+                         "whose label values repeat in each")  # fmt: skip
     # the stack axes first; the channels keep their place beside the plane
     plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
     rgb = colour_setting(name, image.shape, channel_axis, letters, args.rgb)
@@ -442,6 +454,9 @@ def segment_to_file(
         *stack_shape, *planes[0].labels.shape
     )
     path = _write_labels(name, labels, out_dir, args, letters, calibration, image.ndim, stack_axes)
+    if getattr(args, "measure", False):
+        _write_measurements(path, labels, arranged, engine_channel_axis, args, letters,
+                            calibration, image.ndim, stack_axes)  # fmt: skip
     return Written(
         path,
         [plane.n_labels for plane in planes],
@@ -469,6 +484,9 @@ def _volumes_to_file(
     series_axes, depth_axis = stack_axes[:-1], stack_axes[-1]
     if series_axes and args.save_model is not None:
         raise ValueError("--save-model saves the network of one volume, and this is a series")
+    if series_axes and getattr(args, "measure", False):
+        raise ValueError("--measure measures one plane or one volume, and this is a series "
+                         "of volumes whose label values repeat in each")  # fmt: skip
     plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
     rgb = colour_setting(name, image.shape, channel_axis, letters, args.rgb)
     arranged = np.transpose(image, [*stack_axes, *plane_axes])
@@ -494,6 +512,9 @@ def _volumes_to_file(
         *arranged.shape[: len(stack_axes)], *volumes[0].labels.shape[1:]
     )
     path = _write_labels(name, labels, out_dir, args, letters, calibration, image.ndim, stack_axes)
+    if getattr(args, "measure", False):
+        _write_measurements(path, labels, arranged, engine_channel_axis, args, letters,
+                            calibration, image.ndim, stack_axes)  # fmt: skip
     iterations = sum(volume.iterations for volume in volumes)
     return Written(path, [volume.n_labels for volume in volumes], iterations, "volume")
 
@@ -549,6 +570,34 @@ def _write_labels(
               file=sys.stderr)  # fmt: skip
         write_label_tiff(path, labels, **write)
     return path
+
+
+def measurements_path(labels_path: Path) -> Path:
+    """The CSV that ``--measure`` writes beside a label TIFF: ``<name>_labels.csv``."""
+    return labels_path.with_suffix(".csv")
+
+
+def _write_measurements(
+    labels_path: Path,
+    labels: np.ndarray,
+    image: np.ndarray,
+    channel_axis: int | None,
+    args: argparse.Namespace,
+    letters: str | None,
+    calibration: Calibration,
+    ndim: int,
+    stack_axes: tuple[int, ...],
+) -> Path:
+    """``--measure``: write the measurements of ``labels`` (one plane or one volume) and of
+    ``image`` (its axes in the labels' order, channels on ``channel_axis``) as a CSV beside
+    the label TIFF, in the TIFF's units (:func:`_write_labels`); the path written."""
+    from .core.measure import measure_objects, write_measurements_csv
+
+    axes = _stack_letters(known_letters(letters, ndim), stack_axes)
+    scale = _label_scale(calibration, axes, labels.ndim)
+    table = measure_objects(labels, image, channel_axis=channel_axis, spacing=scale)
+    path = measurements_path(labels_path)
+    return write_measurements_csv(table, path, overwrite=args.overwrite)
 
 
 #: How the status lines name the axes a TIFF names (tifffile's letters).
@@ -761,8 +810,10 @@ def _overwrite_problems(args: argparse.Namespace, names: Sequence[str]) -> list[
     before it is read); any other existing output only without ``--overwrite``.
     """
     problems = []
-    for name in names:
-        target = output_path(args.out, name)
+    targets = [output_path(args.out, name) for name in names]
+    if getattr(args, "measure", False):
+        targets += [measurements_path(target) for target in targets]
+    for target in targets:
         if not target.exists():
             continue
         if any(path.exists() and target.samefile(path) for path in args.images):
