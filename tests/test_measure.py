@@ -235,3 +235,23 @@ def test_cli_measure_refuses_a_stack_of_planes(tmp_path, capsys) -> None:
     assert main([*args, "--quiet", "--measure", *CLI_FAST]) == 1
     assert "--measure measures one plane or one volume" in capsys.readouterr().err
     assert not (tmp_path / "out" / "stack_labels.tif").exists()
+
+
+def test_cli_measure_with_calibration_is_in_the_images_unit(tmp_path) -> None:
+    import tifffile
+
+    from napari_unsupervised_segmentation.cli import main
+    from napari_unsupervised_segmentation.io import read_label_tiff
+
+    image = np.random.default_rng(0).integers(0, 4000, (20, 24), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "fiji.tif", image, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "YX", "unit": "um"})  # fmt: skip
+    out = tmp_path / "out"
+    args = [str(tmp_path / "fiji.tif"), "--out", str(out), "--quiet", "--calibration"]
+    assert main([*args, "--measure", *CLI_FAST]) == 0
+    labels, _ = read_label_tiff(out / "fiji_labels.tif")
+    with open(out / "fiji_labels.csv", newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    values = [int(v) for v in np.unique(labels) if v]
+    # 0.5 µm pixels: a quarter of a µm² each
+    assert [float(row["area"]) for row in rows] == [np.sum(labels == v) * 0.25 for v in values]
