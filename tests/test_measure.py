@@ -255,3 +255,20 @@ def test_cli_measure_with_calibration_is_in_the_images_unit(tmp_path) -> None:
     values = [int(v) for v in np.unique(labels) if v]
     # 0.5 µm pixels: a quarter of a µm² each
     assert [float(row["area"]) for row in rows] == [np.sum(labels == v) * 0.25 for v in values]
+
+
+def test_measure_labels_of_an_rgb_layer_has_a_mean_per_colour() -> None:
+    from napari.layers import Image
+
+    from napari_unsupervised_segmentation._napari.layers import layer_input, measure_labels
+
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 10, 20, 30
+    inp = layer_input(Image(rgb, rgb=True, scale=(2.0, 0.5)))
+    labels, _ = _rectangle()
+    features = measure_labels(inp, labels)
+    assert features["index"].tolist() == [5]
+    assert features["area"].tolist() == [12.0]  # 12 pixels of 2 x 0.5
+    assert features["centroid-0"].tolist() == [4.0]
+    means = [features[f"intensity_mean-{c}"].tolist() for c in range(3)]
+    assert means == [[10.0], [20.0], [30.0]]
