@@ -33,7 +33,16 @@ from typing import Any
 import numpy as np
 
 import object_scores  # (puts src/ on sys.path when the package is not installed)
-from bsds import git_commit, machine, parse_param, read_ids, read_labels, write_labels
+from bsds import (
+    _limit_threads,
+    _usable_cpus,
+    git_commit,
+    machine,
+    parse_param,
+    read_ids,
+    read_labels,
+    write_labels,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "dsb2018"
@@ -185,7 +194,10 @@ def _per_image(
             from concurrent.futures import ProcessPoolExecutor
 
             context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            threads = max(1, _usable_cpus() // jobs)  # each worker its share of the CPUs
+            with ProcessPoolExecutor(
+                jobs, mp_context=context, initializer=_limit_threads, initargs=(threads,)
+            ) as pool:
                 n = len(ids)
                 times = list(pool.map(_segment_one, [data] * n, ids, [out] * n))
     finally:
