@@ -66,14 +66,22 @@ def test_the_classes_enriched_on_the_border_are_background() -> None:
     classes[:, :3] = 0  # a strip along the border: more of the border than of the image
     classes[8:12, 8:12] = 1
     assert border_classes(classes) == [0, 2]
-    # an object that fills most of the image and touches the border is still not background
-    big = np.zeros((20, 20), dtype=int)
-    big[2:20, 2:20] = 1
+    # an object that covers most of the image inside the border is not background
+    big = np.zeros((40, 40), dtype=int)
+    big[5:35, 5:35] = 1
     assert border_classes(big) == [0]
+    # the outermost pixels of a class of their own (the network's padding): the band behind
+    # them decides
+    rimmed = np.full((40, 40), 2)
+    rimmed[[0, -1]] = 0
+    rimmed[:, [0, -1]] = 0
+    rimmed[10:30, 10:30] = 1
+    assert border_classes(rimmed) == [0, 2]
+    assert border_classes(rimmed, width=1) == [0]
     # a frame of class 3 around class 1: only the frame is background
     framed = np.full((4, 4), 3)
     framed[1:3, 1:3] = 1
-    assert border_classes(framed) == [3]
+    assert border_classes(framed, width=1) == [3]
     # stripes as common on the border as inside: the class with most border pixels (the
     # lowest of a tie)
     assert border_classes(np.tile([0, 1], (6, 3))) == [0]
@@ -108,3 +116,25 @@ def test_segment_with_the_objects_preset_finds_the_nuclei() -> None:
 def test_bad_arguments_raise(changes: dict) -> None:
     with pytest.raises(ValueError):
         objects_from_classes(np.zeros((5, 5), dtype=int), **changes)
+
+
+def test_a_volume_finisher_gives_objects_with_its_spacing() -> None:
+    from napari_unsupervised_segmentation import PRESETS
+    from napari_unsupervised_segmentation.core.volumes import VolumeFinisher
+
+    shape = (24, 24, 40)
+    classes = (_disc(shape, (12, 12, 12), 8) | _disc(shape, (12, 12, 26), 8)).astype(np.uint8)
+    settings = PRESETS["objects"].replace(object_min_distance=4)
+    labels = VolumeFinisher(settings, spacing=(2.0, 1.0, 1.0))(classes[::2])
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert labels[0, 0, 0] == 0
+
+
+def test_objects_have_no_merge_hierarchy() -> None:
+    from napari_unsupervised_segmentation import PRESETS
+    from napari_unsupervised_segmentation.core.normalize import prepare_image
+    from napari_unsupervised_segmentation.core.postprocess import LabelFinisher
+
+    image = prepare_image(np.zeros((8, 8)), None)
+    with pytest.raises(ValueError, match="label_by='segment'"):
+        LabelFinisher(PRESETS["objects"], image).hierarchy(np.zeros((8, 8), dtype=np.uint8))

@@ -20,22 +20,30 @@ from .labels import smallest_unsigned_dtype
 OBJECT_SPLITS = ("off", "distance")
 
 
-def border_classes(classes: np.ndarray) -> list[int]:
+#: Width in pixels of the band along the image's faces that :func:`border_classes` looks
+#: at: wider than the outermost pixels, to which the network's zero padding can give
+#: classes of their own.
+BORDER_WIDTH = 4
+
+
+def border_classes(classes: np.ndarray, width: int = BORDER_WIDTH) -> list[int]:
     """The classes that cover the image's border most: its background.
 
-    The class with the most border pixels (those on any face of the image or volume; the
-    lowest class of a tie) is background, and so is every class whose share of the border
-    pixels exceeds its share of all pixels: objects sit inside the field of view, the
-    background surrounds them, and a second background class (uneven illumination along one
-    edge) is more common on the border than inside.
+    The border is the band of pixels less than ``width`` from any face of the image or
+    volume. The class with the most border pixels (the lowest class of a tie) is
+    background, and so is every class whose share of the border pixels exceeds its share
+    of all pixels: objects sit inside the field of view, the background surrounds them, and
+    a second background class (uneven illumination along one edge, the network's own class
+    for the outermost pixels) is more common on the border than inside.
     """
     classes = np.asarray(classes)
     values, counts = np.unique(classes, return_counts=True)
     border = np.zeros(classes.shape, dtype=bool)
     for axis in range(classes.ndim):
-        index = [slice(None)] * classes.ndim
-        index[axis] = [0, -1]
-        border[tuple(index)] = True
+        for side in (slice(0, width), slice(-width, None)):
+            index = [slice(None)] * classes.ndim
+            index[axis] = side
+            border[tuple(index)] = True
     on_border = classes[border]
     border_counts = np.array([np.count_nonzero(on_border == v) for v in values])
     enriched = border_counts / on_border.size > counts / classes.size
