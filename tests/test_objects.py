@@ -138,3 +138,18 @@ def test_objects_have_no_merge_hierarchy() -> None:
     image = prepare_image(np.zeros((8, 8)), None)
     with pytest.raises(ValueError, match="label_by='segment'"):
         LabelFinisher(PRESETS["objects"], image).hierarchy(np.zeros((8, 8), dtype=np.uint8))
+
+
+def test_an_image_spacing_reaches_the_objects() -> None:
+    from napari_unsupervised_segmentation import PRESETS
+    from napari_unsupervised_segmentation.core.normalize import prepare_image
+    from napari_unsupervised_segmentation.core.postprocess import LabelFinisher
+
+    # two touching discs squashed to half height, their pixels twice as tall as wide
+    shape = (40, 60)
+    classes = (_disc(shape, (20, 20), 10) | _disc(shape, (20, 37), 10)).astype(np.uint8)
+    squashed = classes[::2]
+    settings = PRESETS["objects"].replace(object_min_distance=5)
+    image = prepare_image(np.zeros(squashed.shape), None)
+    labels = LabelFinisher(settings, image, spacing=(2.0, 1.0))(squashed)
+    assert set(np.unique(labels)) == {0, 1, 2}

@@ -42,17 +42,21 @@ GRAPH_MIN_DEPTH = 1
 
 
 class LabelFinisher:
-    """Post-processes raw labels of one image as ``settings`` ask (see :meth:`__call__`)."""
+    """Post-processes raw labels of one image as ``settings`` ask (see :meth:`__call__`);
+    ``spacing``: the pixel size (dy, dx) that objects' distances are measured in (None:
+    square pixels)."""
 
     def __init__(
         self,
         settings: SegmentationParams,
         image: PreparedImage,
         device: torch.device | str = "cpu",
+        spacing: tuple[float, ...] | None = None,
     ) -> None:
         self.settings = settings
         self.image = image
         self.device = device
+        self.spacing = spacing
         self._graph_segments: dict[float, np.ndarray] = {}
         self._maps_lock = threading.Lock()  # one thread makes a map; others wait for it
         self._maps_made = threading.Event()
@@ -146,7 +150,7 @@ class LabelFinisher:
         """
         settings = settings or self.settings
         if settings.label_by == "object":
-            return finish_objects(prediction, settings)
+            return finish_objects(prediction, settings, self.spacing)
         if not _post_processes(settings):
             return relabel_consecutive(prediction)
         self.make_maps(settings)
