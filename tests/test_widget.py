@@ -319,6 +319,22 @@ def test_live_updates_into_one_layer_and_final_equals_segment(viewer_widget, qtb
     assert not errors()
 
 
+def test_objects_reach_the_layer_with_background_zero(viewer_widget, qtbot, errors):
+    viewer, widget = viewer_widget
+    img = _image()
+    layer = viewer.add_image(img, name="img")
+    widget.preset.value = "objects"
+    chosen = widget.params
+    assert (chosen.label_by, chosen.object_split, chosen.fill_holes) == ("object", "distance", True)
+    objects = FAST.replace(label_by="object", object_min_size=4)
+    _start(widget, layer, objects)
+    _wait_done(qtbot, widget)
+    labels = viewer.layers["img labels"].data
+    np.testing.assert_array_equal(labels, segment(img, objects))
+    assert labels[0, 0] == 0 and labels[16, 16] > 0
+    assert not errors()
+
+
 def test_running_again_replaces_the_layer_content(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     layer = viewer.add_image(_image(), name="img")

@@ -594,7 +594,8 @@ class SegmentationWidget(Container):
                 self.update_interval,
                 rgb=inp.rgb,
                 abandon=run.abandon,
-                hierarchy=not inp.plan.stack_axes,  # the Detail slider: one plane's labels
+                # the Detail slider: one plane's segments (objects are not cut from a merge)
+                hierarchy=not inp.plan.stack_axes and params.label_by != "object",
                 keep_model=True,
             )
         elif kind == "model":

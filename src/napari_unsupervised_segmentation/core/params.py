@@ -34,10 +34,11 @@ GROUPS: dict[str, str] = {
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 SUPERPIXELS = ("slic", "graph")
-LABEL_BY = ("class", "segment")
+LABEL_BY = ("class", "segment", "object")
+OBJECT_SPLITS = ("off", "distance")
 MERGES = ("off", "colour", "texture")
 #: Names of the presets, in the order they are shown.
-PRESET_NAMES = ("default", "paper")
+PRESET_NAMES = ("default", "paper", "objects")
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ def setting(
 _SLIC = (Requirement("superpixels", ("slic",)),)
 _GRAPH = (Requirement("superpixels", ("graph",)),)
 _SEGMENTS = (Requirement("label_by", ("segment",)),)
+_OBJECTS = (Requirement("label_by", ("object",)),)
 _MERGE = (Requirement("merge", ("colour", "texture")),)
 _TEXTURE = (Requirement("merge", ("texture",)),)
 
@@ -217,7 +219,7 @@ class SegmentationParams:
         500,
         "Most training iterations (the paper's T); higher: longer training, often fewer "
         "classes (min_classes can stop it sooner).",
-        presets={"default": 160},
+        presets={"default": 160, "objects": 160},
         minimum=1,
         label="Max iterations",
         basic=True,
@@ -241,7 +243,7 @@ class SegmentationParams:
         100,
         "The most classes the network can find (filters per layer); higher: room for more "
         "classes, more memory and time.",
-        presets={"default": 32},
+        presets={"default": 32, "objects": 32},
         minimum=2,
         label="Max classes",
         details="Memory grows with it (see [python-api.md](python-api.md#memory-check)).",
@@ -309,7 +311,7 @@ class SegmentationParams:
         "refinement",
         10000,
         "Number of SLIC superpixels; higher: smaller superpixels, finer classes, slower.",
-        presets={"default": 3000},
+        presets={"default": 3000, "objects": 3000},
         minimum=1,
         requires=_SLIC,
         label="Superpixels (SLIC)",
@@ -319,7 +321,7 @@ class SegmentationParams:
         "refinement",
         100.0,
         "SLIC compactness; higher: squarer superpixels, lower: they follow colour edges.",
-        presets={"default": 10.0},
+        presets={"default": 10.0, "objects": 10.0},
         minimum=0,
         above=True,
         requires=_SLIC,
@@ -342,13 +344,17 @@ class SegmentationParams:
         "post-processing",
         "class",
         "'class': one label per network class (the paper); 'segment': one label per "
-        "4-connected segment, which the other post-processing settings cut, merge and clean up.",
-        presets={"default": "segment"},
+        "4-connected segment, cut, merged and cleaned up; 'object': one label per nucleus "
+        "or cell, background 0.",
+        presets={"default": "segment", "objects": "object"},
         choices=LABEL_BY,
         label="Label by",
         details="With `'class'` a class found in several places is one label; with "
         "`'segment'` each place is its own label (as the paper did before scoring), and "
-        "every other post-processing setting applies.",
+        "every other post-processing setting applies. With `'object'` the classes that cover "
+        "the image's border are background (0) and the others foreground, whose holes are "
+        "filled and whose touching objects are split (`object_split`); see "
+        "[how-it-works.md](how-it-works.md#objects).",
     )
     cut_scale: float | None = setting(
         "post-processing",
@@ -516,6 +522,45 @@ class SegmentationParams:
         "(width - 1) / 2 pixels or more from its outline: the rims a network draws along "
         "blurred edges.",
         widget={"max": 1000},
+    )
+    object_split: str | None = setting(
+        "post-processing",
+        "distance",
+        "How touching objects part: 'distance' splits them along the waist of their distance "
+        "transform (round nuclei and cells); 'off': each connected piece is one object.",
+        choices=OBJECT_SPLITS,
+        requires=_OBJECTS,
+        label="Split objects",
+        details="A watershed of the foreground's Euclidean distance transform (in a volume, "
+        "measured with its `spacing`), seeded at its local maxima at least `object_min_distance` "
+        "pixels apart.",
+    )
+    object_min_distance: int | None = setting(
+        "post-processing",
+        5,
+        "Least distance in pixels between two objects' centres; higher: fewer splits "
+        "(about the smallest object's radius).",
+        minimum=1,
+        requires=(*_OBJECTS, Requirement("object_split", ("distance",))),
+        label="Min object distance",
+        widget={"max": 10000},
+    )
+    object_min_size: int | None = setting(
+        "post-processing",
+        16,
+        "Objects smaller than this many pixels (voxels) become background; higher: fewer "
+        "specks (0: keep every object).",
+        minimum=0,
+        requires=_OBJECTS,
+        label="Min object size",
+    )
+    fill_holes: bool | None = setting(
+        "post-processing",
+        True,
+        "Fill the holes inside objects (background enclosed by foreground); off: keep them.",
+        requires=_OBJECTS,
+        label="Fill holes",
+        details="In a volume, the cavities that no face of the volume reaches.",
     )
     # --- runtime ---
     seed: int | None = setting(
@@ -756,6 +801,8 @@ def _preset(name: str) -> SegmentationParams:
 
 #: Named parameter sets. ``paper`` is the algorithm as published, with the public demo's
 #: stopping rule (where the demo departs from the paper, see benchmarks/demo_loop.py).
+#: ``objects``: the ``default``'s training, one label per object (nucleus, cell) with
+#: background 0; its object settings are starting values, not chosen on any data set.
 #: ``default``, measured on BSDS500 train and val (docs/benchmarks.md): a shorter training
 #: with fewer filters and SLIC superpixels that follow edges; its segments cut further along
 #: graph-based segments, then joined again across boundaries that are weak in colour and
@@ -773,7 +820,7 @@ _DOC_HEAD = """\
 <!-- Made by `python -m napari_unsupervised_segmentation.core.params > docs/parameters.md`
 from the declarations in core/params.py; edit those, not this file. -->
 
-Two presets:
+Three presets:
 
 - `paper` is the published algorithm (Kanezaki, ICASSP 2018) with the public demo's stopping
   rule: 100 filters, SLIC with 10000 superpixels and compactness 100, at most 500 iterations,
@@ -786,6 +833,10 @@ Two presets:
   segments, removes specks, joins touching segments across weak colour-and-texture boundaries
   in two merges, and removes specks and thin rims last ([how-it-works.md](how-it-works.md)).
   What that buys on BSDS500, and how its values were chosen: [benchmarks.md](benchmarks.md).
+- `objects`, for nuclei and cells in microscopy, trains as the `default` does and gives one
+  label per object, background 0 (`label_by="object"`; see
+  [how-it-works.md](how-it-works.md#objects)). Its object settings are starting values, not
+  yet chosen on a benchmark.
 
 Every setting can be overridden on top of either: as keyword arguments in Python
 (`segment(image, "paper", max_iter=100)`), as flags on the command line (`--max-iter 100`),
@@ -836,16 +887,20 @@ def _default_words(declared: Setting) -> str:
     return _cell(declared.default)
 
 
+#: The presets of the tables' columns, in order.
+DOC_PRESETS = ("paper", "default", "objects")
+
+
 def parameters_markdown() -> str:
     """The text of ``docs/parameters.md``, made from the declarations."""
     lines = [_DOC_HEAD]
     for group, what in GROUPS.items():
         lines.append(f"## {group.capitalize()}\n\n{what[0].upper()}{what[1:]}.\n")
         lines.append(
-            "| parameter | `paper` | `default` | applies with | values (default under "
-            "the option) | what it does |"
+            "| parameter | `paper` | `default` | `objects` | applies with | values (default "
+            "under the option) | what it does |"
         )
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|")
         for name, declared in SETTINGS.items():
             if declared.group != group:
                 continue
@@ -855,8 +910,8 @@ def parameters_markdown() -> str:
                 values += f" ({_default_words(declared)})"
             text = declared.help + (f" {declared.details}" if declared.details else "")
             text = text.replace("|", "\\|")
-            paper, default = (_cell(getattr(PRESETS[p], name)) for p in ("paper", "default"))
-            lines.append(f"| `{name}` | {paper} | {default} | {needs} | {values} | {text} |")
+            cells = " | ".join(_cell(getattr(PRESETS[p], name)) for p in DOC_PRESETS)
+            lines.append(f"| `{name}` | {cells} | {needs} | {values} | {text} |")
         lines.append("")
     lines.append(_DOC_TAIL)
     return "\n".join(lines)

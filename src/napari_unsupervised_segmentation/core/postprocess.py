@@ -30,6 +30,7 @@ from .labels import (
     split_connected_components,
 )
 from .normalize import PreparedImage
+from .objects import objects_from_classes
 from .params import SegmentationParams
 from .refine import colour_features, graph_segments
 from .regions import HistogramCues
@@ -41,17 +42,21 @@ GRAPH_MIN_DEPTH = 1
 
 
 class LabelFinisher:
-    """Post-processes raw labels of one image as ``settings`` ask (see :meth:`__call__`)."""
+    """Post-processes raw labels of one image as ``settings`` ask (see :meth:`__call__`);
+    ``spacing``: the pixel size (dy, dx) that objects' distances are measured in (None:
+    square pixels)."""
 
     def __init__(
         self,
         settings: SegmentationParams,
         image: PreparedImage,
         device: torch.device | str = "cpu",
+        spacing: tuple[float, ...] | None = None,
     ) -> None:
         self.settings = settings
         self.image = image
         self.device = device
+        self.spacing = spacing
         self._graph_segments: dict[float, np.ndarray] = {}
         self._maps_lock = threading.Lock()  # one thread makes a map; others wait for it
         self._maps_made = threading.Event()
@@ -125,11 +130,12 @@ class LabelFinisher:
     ) -> np.ndarray:
         """Labels 1..n from a raw argmax, smallest unsigned dtype.
 
-        Without post-processing, every argmax value is one label. Otherwise labels become
-        4-connected segments, cut further along graph-based segments (``cut_scale``);
-        segments under ``min_segment_size`` pixels join their surroundings, before and after
-        touching segments are joined across weak boundaries (``merge_threshold``, and past it
-        until at most ``max_segments`` are left; measured
+        With ``label_by='object'``, one label per object and 0 for background
+        (:func:`finish_objects`). Without post-processing, every argmax value is one label.
+        Otherwise labels become 4-connected segments, cut further along graph-based segments
+        (``cut_scale``); segments under ``min_segment_size`` pixels join their surroundings,
+        before and after touching segments are joined across weak boundaries
+        (``merge_threshold``, and past it until at most ``max_segments`` are left; measured
         as ``merge`` says, globalised by ``spectral_weight``, judged against the segments'
         insides by ``merge_interior_weight`` and against how alike their histograms are by
         ``merge_region_weight``): specks removed first cannot bridge two
@@ -143,6 +149,8 @@ class LabelFinisher:
         keeps the finisher's seed.
         """
         settings = settings or self.settings
+        if settings.label_by == "object":
+            return finish_objects(prediction, settings, self.spacing)
         if not _post_processes(settings):
             return relabel_consecutive(prediction)
         self.make_maps(settings)
@@ -165,6 +173,11 @@ class LabelFinisher:
         settings)``, other levels more or fewer segments (see :class:`MergeHierarchy`).
         """
         settings = settings or self.settings
+        if settings.label_by == "object":
+            raise ValueError(
+                "objects (label_by='object') are not cut from a merge hierarchy; use the "
+                "labels, or label_by='segment' for a hierarchy"
+            )
         if _post_processes(settings):
             self.make_maps(settings)
             labels = self._segments(prediction, settings)
@@ -319,6 +332,24 @@ def _post_processes(settings: SegmentationParams) -> bool:
 def _merges(settings: SegmentationParams) -> bool:
     """Whether ``settings`` join segments across weak boundaries."""
     return settings.merge not in (None, "off")
+
+
+def finish_objects(
+    prediction: np.ndarray,
+    settings: SegmentationParams,
+    spacing: tuple[float, ...] | None = None,
+) -> np.ndarray:
+    """Objects 1..n, background 0, from a raw argmax, with the ``object_*`` settings and
+    ``fill_holes`` (see :func:`~.objects.objects_from_classes`); ``spacing``: the pixel or
+    voxel size along each axis (None: equal)."""
+    return objects_from_classes(
+        prediction,
+        split=settings.object_split or "distance",
+        min_distance=settings.object_min_distance or 1,
+        min_size=settings.object_min_size or 0,
+        fill_holes=bool(settings.fill_holes),
+        spacing=spacing,
+    )
 
 
 def finish_labels(

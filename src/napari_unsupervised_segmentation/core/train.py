@@ -235,7 +235,8 @@ def iter_segment(
     _check_whole_image_memory(image, channel_axis, settings, device)
     prepared = prepare_image(image, channel_axis, rgb)
     fitting = fit_image(prepared, settings, device, pixel_spacing)  # one network, this image
-    finish = LabelFinisher(settings, prepared, device)  # its image-level maps made once
+    # its image-level maps made once
+    finish = LabelFinisher(settings, prepared, device, pixel_spacing)
     # each step's labels: its prediction on the image, finished when they are read
     return (Step(fitted, finish) for fitted in fitting)
 

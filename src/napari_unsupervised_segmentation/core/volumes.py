@@ -175,13 +175,18 @@ class VolumeFinisher:
     With ``label_by='class'`` every class of the network is one label. With
     ``label_by='segment'``, labels are the face-connected 3D segments of the classes, and
     segments under ``min_segment_size`` voxels join the nearest large one; the 2D steps
-    (``cut_scale``, ``merge``, ``min_segment_width``) are not run.
+    (``cut_scale``, ``merge``, ``min_segment_width``) are not run. With
+    ``label_by='object'``, one label per 3D object and 0 for background, its distance
+    transform measured with ``spacing`` (the voxel size along z, y, x; None: equal).
     """
 
     maps_ready = True
 
-    def __init__(self, settings: SegmentationParams) -> None:
+    def __init__(
+        self, settings: SegmentationParams, spacing: tuple[float, ...] | None = None
+    ) -> None:
         self.settings = settings
+        self.spacing = spacing
 
     def make_maps(self, settings: SegmentationParams | None = None) -> None:
         """Nothing to make: the 3D steps need the labels only."""
@@ -196,8 +201,13 @@ class VolumeFinisher:
     def __call__(
         self, prediction: np.ndarray, settings: SegmentationParams | None = None
     ) -> np.ndarray:
-        """Labels 1..n of a volume's classes, smallest unsigned dtype."""
+        """Labels 1..n of a volume's classes (0: background of objects), smallest unsigned
+        dtype."""
+        from .postprocess import finish_objects
+
         settings = settings or self.settings
+        if settings.label_by == "object":
+            return finish_objects(prediction, settings, self.spacing)
         if not _asks_post_processing(settings):
             return relabel_consecutive(prediction)
         if (settings.min_segment_size or 0) > 1:
@@ -241,7 +251,7 @@ def iter_volume_steps(
     )
     prepared = prepare_volumes(image, channel_axis, layout)
     fitting = fit_whole_volumes(prepared.channels[np.newaxis], prepared, settings, device, spacing)
-    finish = VolumeFinisher(settings)
+    finish = VolumeFinisher(settings, spacing)
     return (Step(fitted, finish) for fitted in fitting)
 
 

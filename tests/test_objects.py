@@ -1,0 +1,155 @@
+"""Objects from classes: one label per object, background 0, in 2D and 3D."""
+
+import numpy as np
+import pytest
+
+from napari_unsupervised_segmentation import segment
+from napari_unsupervised_segmentation.core.objects import border_classes, objects_from_classes
+
+
+def _disc(shape: tuple[int, ...], centre: tuple[float, ...], radius: float) -> np.ndarray:
+    grid = np.indices(shape)
+    offsets = [(g - c) ** 2 for g, c in zip(grid, centre, strict=True)]
+    return np.sum(offsets, axis=0) <= radius**2
+
+
+def test_two_touching_discs_become_two_objects() -> None:
+    classes = (_disc((40, 60), (20, 20), 10) | _disc((40, 60), (20, 37), 10)).astype(int)
+    labels = objects_from_classes(classes, min_distance=5)
+    assert labels.dtype == np.uint8
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert labels[20, 20] != labels[20, 37]
+    assert (labels[classes == 0] == 0).all() and (labels[classes == 1] > 0).all()
+    off = objects_from_classes(classes, split="off")
+    assert set(np.unique(off)) == {0, 1}
+
+
+def test_a_rim_and_its_core_become_one_object() -> None:
+    classes = np.zeros((30, 30), dtype=int)
+    classes[_disc((30, 30), (15, 15), 9)] = 1  # rim
+    classes[_disc((30, 30), (15, 15), 5)] = 2  # core of another class
+    labels = objects_from_classes(classes)
+    assert set(np.unique(labels)) == {0, 1}
+    np.testing.assert_array_equal(labels == 1, classes > 0)
+
+
+def test_a_hole_is_filled_unless_asked_not_to() -> None:
+    classes = np.zeros((30, 30), dtype=int)
+    classes[_disc((30, 30), (15, 15), 9)] = 1
+    classes[14:17, 14:17] = 0  # a hole of the background class
+    labels = objects_from_classes(classes)
+    assert labels[15, 15] == 1
+    assert (labels[_disc((30, 30), (15, 15), 9)] == 1).all()
+    kept = objects_from_classes(classes, fill_holes=False)
+    assert kept[15, 15] == 0
+
+
+def test_specks_under_min_size_are_removed() -> None:
+    classes = np.zeros((30, 30), dtype=int)
+    classes[5:15, 5:15] = 1  # 100 pixels
+    classes[20:23, 20:23] = 1  # 9 pixels
+    labels = objects_from_classes(classes, min_size=10, split="off")
+    assert labels.max() == 1 and labels[21, 21] == 0 and labels[10, 10] == 1
+    both = objects_from_classes(classes, min_size=9, split="off")
+    assert both.max() == 2
+
+
+def test_the_given_background_is_zero() -> None:
+    classes = np.zeros((20, 20), dtype=int)
+    classes[5:15, 5:15] = 1
+    labels = objects_from_classes(classes, background=[1], split="off", fill_holes=False)
+    assert (labels[classes == 1] == 0).all() and (labels[classes == 0] == 1).all()
+
+
+def test_the_classes_enriched_on_the_border_are_background() -> None:
+    classes = np.full((20, 20), 2)
+    classes[:, :3] = 0  # a strip along the border: more of the border than of the image
+    classes[8:12, 8:12] = 1
+    assert border_classes(classes) == [0, 2]
+    # an object that covers most of the image inside the border is not background
+    big = np.zeros((40, 40), dtype=int)
+    big[5:35, 5:35] = 1
+    assert border_classes(big) == [0]
+    # the outermost pixels of a class of their own (the network's padding): the band behind
+    # them decides
+    rimmed = np.full((40, 40), 2)
+    rimmed[[0, -1]] = 0
+    rimmed[:, [0, -1]] = 0
+    rimmed[10:30, 10:30] = 1
+    assert border_classes(rimmed) == [0, 2]
+    assert border_classes(rimmed, width=1) == [0]
+    # a frame of class 3 around class 1: only the frame is background
+    framed = np.full((4, 4), 3)
+    framed[1:3, 1:3] = 1
+    assert border_classes(framed, width=1) == [3]
+    # stripes as common on the border as inside: the class with most border pixels (the
+    # lowest of a tie)
+    assert border_classes(np.tile([0, 1], (6, 3))) == [0]
+
+
+def test_two_touching_balls_become_two_objects_in_3d() -> None:
+    shape = (24, 24, 40)
+    classes = (_disc(shape, (12, 12, 12), 8) | _disc(shape, (12, 12, 26), 8)).astype(int)
+    labels = objects_from_classes(classes, min_distance=4)
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert labels[12, 12, 12] != labels[12, 12, 26]
+    # planes twice as far apart as pixels: the same balls, squashed along the first axis
+    squashed = classes[::2]
+    labels = objects_from_classes(squashed, min_distance=4, spacing=(2.0, 1.0, 1.0))
+    assert set(np.unique(labels)) == {0, 1, 2}
+
+
+def test_segment_with_the_objects_preset_finds_the_nuclei() -> None:
+    rng = np.random.default_rng(0)
+    image = np.full((64, 64), 0.1)
+    centres = [(16, 16), (16, 46), (46, 20), (46, 34)]  # the last two touch
+    for centre in centres:
+        image[_disc(image.shape, centre, 8)] = 0.9
+    image += rng.normal(0, 0.02, image.shape)
+    labels = segment(image, "objects", max_iter=20, device="cpu")
+    assert labels[0, 0] == 0 and labels[32, 2] == 0
+    assert labels.max() == len(centres)
+    assert len({labels[c] for c in centres}) == len(centres)
+
+
+@pytest.mark.parametrize("changes", [{"split": "watershed"}, {"spacing": (1.0,)}])
+def test_bad_arguments_raise(changes: dict) -> None:
+    with pytest.raises(ValueError):
+        objects_from_classes(np.zeros((5, 5), dtype=int), **changes)
+
+
+def test_a_volume_finisher_gives_objects_with_its_spacing() -> None:
+    from napari_unsupervised_segmentation import PRESETS
+    from napari_unsupervised_segmentation.core.volumes import VolumeFinisher
+
+    shape = (24, 24, 40)
+    classes = (_disc(shape, (12, 12, 12), 8) | _disc(shape, (12, 12, 26), 8)).astype(np.uint8)
+    settings = PRESETS["objects"].replace(object_min_distance=4)
+    labels = VolumeFinisher(settings, spacing=(2.0, 1.0, 1.0))(classes[::2])
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert labels[0, 0, 0] == 0
+
+
+def test_objects_have_no_merge_hierarchy() -> None:
+    from napari_unsupervised_segmentation import PRESETS
+    from napari_unsupervised_segmentation.core.normalize import prepare_image
+    from napari_unsupervised_segmentation.core.postprocess import LabelFinisher
+
+    image = prepare_image(np.zeros((8, 8)), None)
+    with pytest.raises(ValueError, match="label_by='segment'"):
+        LabelFinisher(PRESETS["objects"], image).hierarchy(np.zeros((8, 8), dtype=np.uint8))
+
+
+def test_an_image_spacing_reaches_the_objects() -> None:
+    from napari_unsupervised_segmentation import PRESETS
+    from napari_unsupervised_segmentation.core.normalize import prepare_image
+    from napari_unsupervised_segmentation.core.postprocess import LabelFinisher
+
+    # two touching discs squashed to half height, their pixels twice as tall as wide
+    shape = (40, 60)
+    classes = (_disc(shape, (20, 20), 10) | _disc(shape, (20, 37), 10)).astype(np.uint8)
+    squashed = classes[::2]
+    settings = PRESETS["objects"].replace(object_min_distance=5)
+    image = prepare_image(np.zeros(squashed.shape), None)
+    labels = LabelFinisher(settings, image, spacing=(2.0, 1.0))(squashed)
+    assert set(np.unique(labels)) == {0, 1, 2}
