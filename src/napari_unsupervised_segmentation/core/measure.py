@@ -9,13 +9,13 @@ scikit-image only (no napari, no torch).
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import io
 import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -142,28 +142,15 @@ def write_measurements_csv(
     lengths = {len(column) for column in columns}
     if len(lengths) > 1:
         raise ValueError(f"the columns have different lengths: {sorted(lengths)}")
-    from ..io._label_tiff import (
-        _publish_new,
-        _publish_over,
-        _remove_stale_temporaries,
-        _temporary_path,
-    )
+    from ..io._label_tiff import publish_written
 
-    _remove_stale_temporaries(target)
-    temporary = _temporary_path(target)
-    try:
-        with open(temporary, "x", newline="", encoding="utf-8") as file:  # never an old file
-            writer = csv.writer(file)
-            writer.writerow(names)
-            writer.writerows(zip(*columns, strict=True))
-            file.flush()
-            os.fsync(file.fileno())
-        if overwrite:
-            _publish_over(temporary, target)
-        else:
-            _publish_new(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    def write_rows(handle: BinaryIO) -> None:
+        text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+        writer = csv.writer(text)
+        writer.writerow(names)
+        writer.writerows(zip(*columns, strict=True))
+        text.flush()
+        text.detach()  # the binary file stays open for publish_written
+
+    publish_written(target, write_rows, overwrite=overwrite)
     return target

@@ -28,9 +28,9 @@ import re
 import secrets
 import socket
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import tifffile
@@ -568,11 +568,21 @@ def _write_and_publish(
     failure (including interruption) the temporary file is removed and ``target`` is
     untouched.
     """
+    publish_written(
+        target,
+        lambda handle: tifffile.imwrite(handle, data, bigtiff=bigtiff, **options),
+        overwrite=overwrite,
+    )
+
+
+def publish_written(target: Path, write: Callable[[BinaryIO], None], *, overwrite: bool) -> None:
+    """Let ``write`` fill a new hidden file next to ``target``, then publish it as ``target``
+    (see :func:`_write_and_publish`); any file format, one publishing rule."""
     _remove_stale_temporaries(target)
     temporary = _temporary_path(target)
     try:
         with open(temporary, "xb") as handle:  # "x": never opens an existing file
-            tifffile.imwrite(handle, data, bigtiff=bigtiff, **options)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         if overwrite:
