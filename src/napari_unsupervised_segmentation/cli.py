@@ -453,10 +453,8 @@ def segment_to_file(
     labels = np.stack([plane.labels for plane in planes]).reshape(
         *stack_shape, *planes[0].labels.shape
     )
-    path = _write_labels(name, labels, out_dir, args, letters, calibration, image.ndim, stack_axes)
-    if getattr(args, "measure", False):
-        _write_measurements(path, labels, arranged, engine_channel_axis, args, letters,
-                            calibration, image.ndim, stack_axes)  # fmt: skip
+    path = _write_outputs(name, labels, arranged, engine_channel_axis, out_dir, args, letters,
+                          calibration, image.ndim, stack_axes)  # fmt: skip
     return Written(
         path,
         [plane.n_labels for plane in planes],
@@ -511,10 +509,8 @@ def _volumes_to_file(
     labels = np.stack([volume.labels for volume in volumes]).reshape(
         *arranged.shape[: len(stack_axes)], *volumes[0].labels.shape[1:]
     )
-    path = _write_labels(name, labels, out_dir, args, letters, calibration, image.ndim, stack_axes)
-    if getattr(args, "measure", False):
-        _write_measurements(path, labels, arranged, engine_channel_axis, args, letters,
-                            calibration, image.ndim, stack_axes)  # fmt: skip
+    path = _write_outputs(name, labels, arranged, engine_channel_axis, out_dir, args, letters,
+                          calibration, image.ndim, stack_axes)  # fmt: skip
     iterations = sum(volume.iterations for volume in volumes)
     return Written(path, [volume.n_labels for volume in volumes], iterations, "volume")
 
@@ -539,9 +535,11 @@ def volume_spacing(
     return tuple(float(size) for size in sizes)  # type: ignore[return-value,arg-type]
 
 
-def _write_labels(
+def _write_outputs(
     name: str,
     labels: np.ndarray,
+    image: np.ndarray,
+    channel_axis: int | None,
     out_dir: Path,
     args: argparse.Namespace,
     letters: str | None,
@@ -550,7 +548,9 @@ def _write_labels(
     stack_axes: tuple[int, ...],
 ) -> Path:
     """Write a label image (or stack) as ``<name>_labels.tif`` with the image's calibration
-    where it has one this command knows; the path written."""
+    where it has one this command knows, and with ``--measure`` the measurements of the
+    labels and of ``image`` (its axes in the labels' order, channels on ``channel_axis``)
+    as a CSV beside it, in the TIFF's units; the TIFF's path."""
     from .io import write_label_tiff
 
     axes = _stack_letters(known_letters(letters, ndim), stack_axes)
@@ -569,35 +569,18 @@ def _write_labels(
         print(f"{PROG}: note: {shown(name)}: {error}; the labels are written at pixel size 1",
               file=sys.stderr)  # fmt: skip
         write_label_tiff(path, labels, **write)
+        scale = None
+    if getattr(args, "measure", False):
+        from .core.measure import measure_objects, write_measurements_csv
+
+        table = measure_objects(labels, image, channel_axis=channel_axis, spacing=scale)
+        write_measurements_csv(table, measurements_path(path), overwrite=args.overwrite)
     return path
 
 
 def measurements_path(labels_path: Path) -> Path:
     """The CSV that ``--measure`` writes beside a label TIFF: ``<name>_labels.csv``."""
     return labels_path.with_suffix(".csv")
-
-
-def _write_measurements(
-    labels_path: Path,
-    labels: np.ndarray,
-    image: np.ndarray,
-    channel_axis: int | None,
-    args: argparse.Namespace,
-    letters: str | None,
-    calibration: Calibration,
-    ndim: int,
-    stack_axes: tuple[int, ...],
-) -> Path:
-    """``--measure``: write the measurements of ``labels`` (one plane or one volume) and of
-    ``image`` (its axes in the labels' order, channels on ``channel_axis``) as a CSV beside
-    the label TIFF, in the TIFF's units (:func:`_write_labels`); the path written."""
-    from .core.measure import measure_objects, write_measurements_csv
-
-    axes = _stack_letters(known_letters(letters, ndim), stack_axes)
-    scale = _label_scale(calibration, axes, labels.ndim)
-    table = measure_objects(labels, image, channel_axis=channel_axis, spacing=scale)
-    path = measurements_path(labels_path)
-    return write_measurements_csv(table, path, overwrite=args.overwrite)
 
 
 #: How the status lines name the axes a TIFF names (tifffile's letters).
