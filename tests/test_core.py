@@ -74,8 +74,10 @@ def three_band_image() -> np.ndarray:
 def test_graph_superpixels_follow_the_images_edges_whatever_the_count_asked():
     prepared = prepare_image(three_band_image(), -1)
     bands = np.repeat(np.arange(3), 12)[np.newaxis].repeat(30, axis=0)
-    few = compute_superpixels(prepared, 10, 10.0, graph_scale=100.0)
-    np.testing.assert_array_equal(compute_superpixels(prepared, 500, 10.0, graph_scale=100.0), few)
+    few = compute_superpixels(prepared, 10, 10.0, superpixel_scale=100.0)
+    np.testing.assert_array_equal(
+        compute_superpixels(prepared, 500, 10.0, superpixel_scale=100.0), few
+    )
     for superpixel in np.unique(few):  # none straddles an edge
         assert len(np.unique(bands[few == superpixel])) == 1
     # Uniform bands stay whole but for the 1-pixel columns the graph's blur leaves at each

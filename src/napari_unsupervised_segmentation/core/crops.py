@@ -30,7 +30,7 @@ from .normalize import (
     prepare_image,
 )
 from .params import SegmentationParams
-from .refine import SuperpixelRefiner, compute_superpixels
+from .refine import SuperpixelRefiner, superpixels_for
 
 #: Side of a square crop, in pixels (smaller where a plane is smaller). A crop holds
 #: hundreds of the default preset's superpixels; see ``CropSampling`` for how it was chosen.
@@ -433,14 +433,7 @@ class CropPool(PooledCrops):
             )
             crop = prepare_image(region, channel_axis, data.is_rgb, ranges)
             share = rows * cols / (source.layout.height * source.layout.width)
-            crop_superpixels = compute_superpixels(
-                crop,
-                # graph-based superpixels (a scale) take no number or compactness
-                max(1, round((settings.n_superpixels or 0) * share)),
-                settings.compactness or 0.0,
-                settings.superpixel_scale or 0.0,
-                spacing,
-            )
+            crop_superpixels = superpixels_for(crop, settings, share=share, spacing=spacing)
             pixels[position] = crop.channels.transpose(2, 0, 1)
             superpixels[position] = crop_superpixels
             counts[position] = int(crop_superpixels.max()) + 1

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .normalize import PreparedImage
+from .params import SegmentationParams
 
 #: Non-RGB channels are scaled to [0, 100] for SLIC so that ``compactness`` weighs colour
 #: against space as it does for Lab (whose L runs from 0 to 100).
@@ -33,35 +34,52 @@ GRAPH_SIGMA = 0.5
 GRAPH_MIN_SIZE = 20
 
 
+def superpixels_for(
+    image: PreparedImage,
+    settings: SegmentationParams,
+    *,
+    share: float = 1.0,
+    spacing: tuple[float, ...] | None = None,
+) -> np.ndarray:
+    """The superpixels ``settings`` ask for on ``image`` (:func:`compute_superpixels`):
+    SLIC with ``n_superpixels`` times ``share`` (a crop's share of its plane or volume, so
+    that superpixels are as large as on the whole) or graph-based segments of
+    ``superpixel_scale``."""
+    if settings.superpixels == "graph":
+        return compute_superpixels(image, 0, 0.0, settings.superpixel_scale, spacing)
+    count = max(1, round(settings.n_superpixels * share))
+    return compute_superpixels(image, count, settings.compactness, 0.0, spacing)
+
+
 def compute_superpixels(
     image: PreparedImage,
     n_superpixels: int,
     compactness: float,
-    graph_scale: float = 0.0,
+    superpixel_scale: float = 0.0,
     spacing: tuple[float, ...] | None = None,
 ) -> np.ndarray:
     """The refinement's superpixels, labelled 0..S-1 consecutively.
 
-    With ``graph_scale`` 0, SLIC superpixels as in the paper: RGB images are clustered in
+    With ``superpixel_scale`` 0, SLIC superpixels as in the paper: RGB images are clustered in
     Lab (the public demo hands SLIC OpenCV's BGR order, so its Lab has red and blue
     swapped; ``benchmarks/demo_loop.py`` measures that); others on their channels. With
-    ``graph_scale`` > 0, Felzenszwalb-Huttenlocher graph-based segments of that scale
+    ``superpixel_scale`` > 0, Felzenszwalb-Huttenlocher graph-based segments of that scale
     instead (see :func:`graph_segments`): their outlines follow the image's edges, and
     their number follows the image's content rather than ``n_superpixels``.
 
     A volume (``image.channels`` of shape ``(D, H, W, C)``) gets 3D SLIC supervoxels;
     ``spacing`` (the voxel size along each spatial axis, None: isotropic) weighs SLIC's
     distances, so that a supervoxel spans as far in space along a coarse axis as along a
-    fine one. Graph-based segments are 2D only: a volume with ``graph_scale`` > 0 raises
+    fine one. Graph-based segments are 2D only: a volume with ``superpixel_scale`` > 0 raises
     ValueError.
     """
-    if graph_scale > 0 and image.channels.ndim != 3:
+    if superpixel_scale > 0 and image.channels.ndim != 3:
         raise ValueError(
             "graph-based superpixels (superpixels='graph') are made for 2D images only; a "
             "volume is refined by 3D SLIC supervoxels: set superpixels='slic'"
         )
-    if graph_scale > 0:
-        superpixels = graph_segments(image, graph_scale)
+    if superpixel_scale > 0:
+        superpixels = graph_segments(image, superpixel_scale)
     else:
         from skimage.segmentation import slic
 

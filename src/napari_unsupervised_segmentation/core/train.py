@@ -32,7 +32,7 @@ from .normalize import PreparedImage, Ranges, plane_shape, prepare_image
 from .optim import MomentumSGD, Optimizer
 from .params import PRESETS, SegmentationParams
 from .postprocess import LabelFinisher
-from .refine import SuperpixelRefiner, compute_superpixels
+from .refine import SuperpixelRefiner, superpixels_for
 from .volumes import check_spacing, check_spatial_ndim
 
 
@@ -409,14 +409,7 @@ def fit_image(
     if image.is_constant:
         yield blank_step((1, *image.spatial_shape))
         return
-    superpixels = compute_superpixels(
-        # graph-based superpixels (a scale) take no number or compactness
-        image,
-        settings.n_superpixels or 0,
-        settings.compactness or 0.0,
-        settings.superpixel_scale or 0.0,
-        spacing,
-    )
+    superpixels = superpixels_for(image, settings, spacing=spacing)
     yield from fit_whole(
         superpixels,
         partial(image_tensor, image, device),

@@ -352,7 +352,7 @@ def fit_whole_volumes(
 ) -> Iterator[FitStep]:
     """Train on ``(N, D, H, W, C)`` prepared volumes, all of them every iteration: their
     supervoxels once, numbered on from volume to volume."""
-    from .refine import compute_superpixels
+    from .refine import superpixels_for
     from .train import blank_step, fit_whole
 
     if prepared.is_constant:
@@ -361,9 +361,7 @@ def fit_whole_volumes(
     supervoxels, offset = [], 0
     for volume in volumes:
         one = PreparedImage(volume, prepared.is_rgb, prepared.ranges)
-        labels = compute_superpixels(
-            one, settings.n_superpixels, settings.compactness, 0.0, spacing
-        )
+        labels = superpixels_for(one, settings, spacing=spacing)
         supervoxels.append(labels + offset)
         offset += int(labels.max()) + 1
     yield from fit_whole(
@@ -554,7 +552,7 @@ class VolumeCropPool(PooledCrops):
         device: torch.device,
         spacing: tuple[float, ...] | None,
     ) -> None:
-        from .refine import compute_superpixels
+        from .refine import superpixels_for
 
         n_input_channels = 3 if data.is_rgb else data.n_channels
         voxels = np.empty((len(spots), n_input_channels, *shape), np.float32)
@@ -569,13 +567,7 @@ class VolumeCropPool(PooledCrops):
             block = source.read(spot.volume, region)  # type: ignore[arg-type]
             crop = prepare_volumes(block, -1, crop_layout, ranges)
             share = math.prod(shape) / math.prod(source.layout.volume_shape)
-            labels = compute_superpixels(
-                crop,
-                max(1, round(settings.n_superpixels * share)),
-                settings.compactness,
-                0.0,
-                spacing,
-            )
+            labels = superpixels_for(crop, settings, share=share, spacing=spacing)
             voxels[position] = crop.channels.transpose(3, 0, 1, 2)
             supervoxels[position] = labels
             counts[position] = int(labels.max()) + 1
