@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from napari_unsupervised_segmentation import segment
-from napari_unsupervised_segmentation.core.objects import border_classes, objects_from_classes
+from napari_unsupervised_segmentation.core.objects import (
+    border_classes,
+    objects_from_classes,
+    objects_in_planes,
+)
 
 
 def _disc(shape: tuple[int, ...], centre: tuple[float, ...], radius: float) -> np.ndarray:
@@ -153,3 +157,31 @@ def test_an_image_spacing_reaches_the_objects() -> None:
     image = prepare_image(np.zeros(squashed.shape), None)
     labels = LabelFinisher(settings, image, spacing=(2.0, 1.0))(squashed)
     assert set(np.unique(labels)) == {0, 1, 2}
+
+
+def test_objects_of_a_stack_are_numbered_across_the_planes() -> None:
+    plane = (_disc((40, 60), (20, 20), 8) | _disc((40, 60), (20, 45), 8)).astype(int)
+    stack = np.stack([plane, np.zeros_like(plane), plane * 2])  # class 2: a third class
+    labels = objects_in_planes(stack, min_distance=5)
+    assert labels.shape == stack.shape
+    assert sorted(np.unique(labels[0])) == [0, 1, 2]
+    assert (labels[1] == 0).all()
+    assert sorted(np.unique(labels[2])) == [0, 3, 4]
+    # the background is chosen once for the stack: class 0 in every plane
+    assert (labels[stack == 0] == 0).all()
+
+
+def test_the_border_of_a_stack_runs_along_each_planes_faces() -> None:
+    stack = np.zeros((12, 30, 30), dtype=int)
+    stack[:, 10:20, 10:20] = 1
+    stack[0] = 1  # plane 0 all class 1: a face of the stack, not of any plane's border
+    assert border_classes(stack, spatial_ndim=2) == [0]
+    stack[0, 10:20, 10:20] = 0  # and a plane of class 0 inside makes no difference
+    assert border_classes(stack, spatial_ndim=2) == [0]
+
+
+def test_a_stack_of_volumes_keeps_3d_objects() -> None:
+    ball = _disc((20, 20, 20), (10, 10, 10), 5).astype(int)
+    labels = objects_in_planes(np.stack([ball, ball]), spatial_ndim=3)
+    assert sorted(np.unique(labels)) == [0, 1, 2]
+    assert (labels[0][ball == 1] == 1).all() and (labels[1][ball == 1] == 2).all()

@@ -26,20 +26,25 @@ OBJECT_SPLITS = ("off", "distance")
 BORDER_WIDTH = 4
 
 
-def border_classes(classes: np.ndarray, width: int = BORDER_WIDTH) -> list[int]:
+def border_classes(
+    classes: np.ndarray, width: int = BORDER_WIDTH, *, spatial_ndim: int | None = None
+) -> list[int]:
     """The classes that cover the image's border most: its background.
 
     The border is the band of pixels less than ``width`` from any face of the image or
-    volume. The class with the most border pixels (the lowest class of a tie) is
-    background, and so is every class whose share of the border pixels exceeds its share
-    of all pixels: objects sit inside the field of view, the background surrounds them, and
-    a second background class (uneven illumination along one edge, the network's own class
-    for the outermost pixels) is more common on the border than inside.
+    volume; with ``spatial_ndim``, the leading axes are planes of a stack and the band runs
+    along the faces of each plane (the last ``spatial_ndim`` axes) only. The class with the
+    most border pixels (the lowest class of a tie) is background, and so is every class
+    whose share of the border pixels exceeds its share of all pixels: objects sit inside
+    the field of view, the background surrounds them, and a second background class (uneven
+    illumination along one edge, the network's own class for the outermost pixels) is more
+    common on the border than inside.
     """
     classes = np.asarray(classes)
     values, counts = np.unique(classes, return_counts=True)
     border = np.zeros(classes.shape, dtype=bool)
-    for axis in range(classes.ndim):
+    first = 0 if spatial_ndim is None else classes.ndim - spatial_ndim
+    for axis in range(first, classes.ndim):
         for side in (slice(0, width), slice(-width, None)):
             index = [slice(None)] * classes.ndim
             index[axis] = side
@@ -122,6 +127,47 @@ def objects_from_classes(
         small[0] = False
         pieces[small[pieces]] = 0
     return _consecutive(pieces)
+
+
+def objects_in_planes(
+    classes: np.ndarray,
+    *,
+    spatial_ndim: int = 2,
+    background: Iterable[int] | None = None,
+    **options: object,
+) -> np.ndarray:
+    """Objects of every plane of a stack of class maps, numbered across the whole stack.
+
+    The leading axes of ``classes`` are planes (time points, z positions, files of one
+    model); the last ``spatial_ndim`` axes are one image or volume. The classes of one
+    model mean the same thing in every plane, so the background is chosen once for the
+    stack (:func:`border_classes` over all planes' borders, unless ``background`` is
+    given) and each plane's objects come from :func:`objects_from_classes` with
+    ``options``. Plane 0 holds labels 1..n0, plane 1 n0+1..n0+n1, and so on: no two planes
+    share a label, so counting and measuring the labels counts every object once.
+
+    Returns
+    -------
+    numpy.ndarray
+        Labels of ``classes``' shape, 0 for background, in the smallest unsigned dtype that
+        holds the stack's count.
+    """
+    classes = np.asarray(classes)
+    if not 1 <= spatial_ndim <= classes.ndim:
+        raise ValueError(f"spatial_ndim must be 1..{classes.ndim}; got {spatial_ndim}")
+    planes = classes.reshape(-1, *classes.shape[classes.ndim - spatial_ndim :])
+    chosen = list(
+        border_classes(planes, spatial_ndim=spatial_ndim) if background is None else background
+    )
+    labelled = [objects_from_classes(plane, background=chosen, **options) for plane in planes]
+    counts = [int(plane.max(initial=0)) for plane in labelled]
+    out = np.zeros(classes.shape, dtype=smallest_unsigned_dtype(sum(counts)))
+    flat = out.reshape(planes.shape)
+    offset = 0
+    for index, (plane, count) in enumerate(zip(labelled, counts, strict=True)):
+        flat[index] = np.where(plane > 0, plane.astype(np.int64) + offset, 0)
+        offset += count
+    return out
 
 
 def _split_touching(

@@ -11,7 +11,7 @@ show the network's classes meanwhile (:meth:`LabelFinisher.preview`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cached_property, partial
 
 import numpy as np
@@ -338,12 +338,15 @@ def finish_objects(
     prediction: np.ndarray,
     settings: SegmentationParams,
     spacing: tuple[float, ...] | None = None,
+    background: Iterable[int] | None = None,
 ) -> np.ndarray:
     """Objects 1..n, background 0, from a raw argmax, with the ``object_*`` settings and
     ``fill_holes`` (see :func:`~.objects.objects_from_classes`); ``spacing``: the pixel or
-    voxel size along each axis (None: equal)."""
+    voxel size along each axis (None: equal); ``background``: the background classes (None:
+    those covering the border)."""
     return objects_from_classes(
         prediction,
+        background=background,
         split=settings.object_split or "distance",
         min_distance=settings.object_min_distance or 1,
         min_size=settings.object_min_size or 0,
