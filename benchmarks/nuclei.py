@@ -213,7 +213,7 @@ def _fit_once(args: argparse.Namespace, data: Path, ids: Sequence[str], out: Pat
     start = time.perf_counter()
     model = fit(images, args.preset, channel_axis=-1, **dict(args.param))
     for image_id, image in zip(ids, images, strict=True):
-        write_labels(out / f"{image_id}.tif", np.asarray(model.predict(image, channel_axis=-1)))
+        write_labels(out / f"{image_id}.tif", model.objects(image, channel_axis=-1))
     return (time.perf_counter() - start) / len(ids)
 
 

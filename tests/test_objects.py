@@ -6,6 +6,7 @@ import pytest
 from napari_unsupervised_segmentation import segment
 from napari_unsupervised_segmentation.core.objects import (
     border_classes,
+    intensity_classes,
     objects_from_classes,
     objects_in_planes,
 )
@@ -128,7 +129,7 @@ def test_a_volume_finisher_gives_objects_with_its_spacing() -> None:
 
     shape = (24, 24, 40)
     classes = (_disc(shape, (12, 12, 12), 8) | _disc(shape, (12, 12, 26), 8)).astype(np.uint8)
-    settings = PRESETS["objects"].replace(object_min_distance=4)
+    settings = PRESETS["objects"].replace(object_background="border", object_min_distance=4)
     labels = VolumeFinisher(settings, spacing=(2.0, 1.0, 1.0))(classes[::2])
     assert set(np.unique(labels)) == {0, 1, 2}
     assert labels[0, 0, 0] == 0
@@ -153,7 +154,7 @@ def test_an_image_spacing_reaches_the_objects() -> None:
     shape = (40, 60)
     classes = (_disc(shape, (20, 20), 10) | _disc(shape, (20, 37), 10)).astype(np.uint8)
     squashed = classes[::2]
-    settings = PRESETS["objects"].replace(object_min_distance=5)
+    settings = PRESETS["objects"].replace(object_background="border", object_min_distance=5)
     image = prepare_image(np.zeros(squashed.shape), None)
     labels = LabelFinisher(settings, image, spacing=(2.0, 1.0))(squashed)
     assert set(np.unique(labels)) == {0, 1, 2}
@@ -185,3 +186,26 @@ def test_a_stack_of_volumes_keeps_3d_objects() -> None:
     labels = objects_in_planes(np.stack([ball, ball]), spatial_ndim=3)
     assert sorted(np.unique(labels)) == [0, 1, 2]
     assert (labels[0][ball == 1] == 1).all() and (labels[1][ball == 1] == 2).all()
+
+
+def test_dim_and_bright_nuclei_are_objects_by_intensity() -> None:
+    # classes: 0 background, 1 bright nuclei, 2 dimmer nuclei; wherever Otsu's threshold
+    # falls, the dim class is brighter than the line drawn three quarters of the way from
+    # the background to it
+    shape = (60, 90)
+    bright = _disc(shape, (20, 20), 8) | _disc(shape, (40, 70), 8)
+    dim = _disc(shape, (40, 30), 8)
+    classes = np.where(bright, 1, np.where(dim, 2, 0))
+    intensity = np.where(bright, 1.0, np.where(dim, 0.7, 0.0))
+    assert intensity_classes(classes, intensity) == [0]
+    labels = objects_from_classes(classes, background="intensity", intensity=intensity)
+    assert labels.max() == 3 and (labels[classes == 0] == 0).all()
+    # dark nuclei on a bright field: the same, inverted
+    assert intensity_classes(classes, 1.0 - intensity) == [0]
+
+
+def test_the_intensity_rule_needs_an_intensity() -> None:
+    with pytest.raises(ValueError, match="intensity"):
+        objects_from_classes(np.zeros((10, 10), int), background="intensity")
+    with pytest.raises(ValueError, match="background must be"):
+        objects_from_classes(np.zeros((10, 10), int), background="corners")

@@ -210,7 +210,7 @@ def _describe(layout: ImageLayout) -> str:
 # ----------------------------------------------------------------------- intensity ranges
 
 
-def intensity_ranges(data: TrainingData) -> tuple[Ranges, bool]:
+def intensity_ranges(data: TrainingData, stretch: bool = False) -> tuple[Ranges, bool]:
     """The intensity range of every channel (of the three together for colour) over all
     planes of all images, and whether all the data is constant.
 
@@ -220,10 +220,11 @@ def intensity_ranges(data: TrainingData) -> tuple[Ranges, bool]:
     The data is read plane by plane in blocks of ``RANGE_BLOCK_PIXELS``: once for the
     extremes, once more for a histogram (exact for integers spanning up to ``RANGE_BINS``
     values) from which the percentiles are read. So one intensity gives one class in every
-    plane and file.
+    plane and file. With ``stretch``, uint8 and float colour too span their percentiles
+    (``prepare_image(..., stretch=True)``'s rule over all the data).
     """
     n_groups = 1 if data.is_rgb else data.n_channels
-    if all(source.dtype == np.uint8 for source in data.sources):
+    if not stretch and all(source.dtype == np.uint8 for source in data.sources):
         return ((0.0, 255.0),) * n_groups, False
     low = np.full(n_groups, np.inf)
     high = np.full(n_groups, -np.inf)
@@ -233,7 +234,8 @@ def intensity_ranges(data: TrainingData) -> tuple[Ranges, bool]:
         high = np.maximum(high, [group.max() for group in values])
     constant = bool(np.all(low == high))
     floats = all(s.dtype.kind == "f" for s in data.sources)
-    if data.is_rgb and floats and low[0] >= -RGB_FLOAT_SLACK and high[0] <= 1 + RGB_FLOAT_SLACK:
+    in_unit = low[0] >= -RGB_FLOAT_SLACK and high[0] <= 1 + RGB_FLOAT_SLACK
+    if not stretch and data.is_rgb and floats and in_unit:
         return ((0.0, 1.0),), constant
     integers = all(s.dtype.kind in "iu" for s in data.sources)
     bins = [_bins(lo, hi, integers) for lo, hi in zip(low, high, strict=True)]
@@ -250,6 +252,23 @@ def intensity_ranges(data: TrainingData) -> tuple[Ranges, bool]:
         stop = _percentile(count, lo, width, integers, HIGH_PERCENTILE)
         ranges.append((start, stop) if stop > start else (float(lo), float(hi)))
     return tuple(ranges), constant
+
+
+#: Most pixels of a plane read to measure its own percentiles (:func:`plane_ranges`); a
+#: larger plane is read with a stride.
+PLANE_RANGE_PIXELS = 2**22
+
+
+def plane_ranges(source: Source, plane: tuple[int, ...], is_rgb: bool) -> Ranges:
+    """One plane's own intensity ranges, as :func:`~.normalize.prepare_image` measures them
+    with ``stretch=True``: its 1st to 99.8th percentile per channel (colour: all three
+    together). A plane of more than ``PLANE_RANGE_PIXELS`` pixels is measured on every k-th
+    row and column, so that memory stays bounded for a large scan."""
+    height, width = source.layout.height, source.layout.width
+    step = max(1, math.ceil(math.sqrt(height * width / PLANE_RANGE_PIXELS)))
+    region = source.read(plane, slice(None, None, step), slice(None, None, step))
+    channel_axis = None if source.channel_axis is None else -1
+    return prepare_image(region, channel_axis, is_rgb, stretch=True).ranges
 
 
 def _blocks(data: TrainingData) -> Iterator[np.ndarray]:
@@ -407,6 +426,8 @@ class CropPool(PooledCrops):
 
     Each crop is read once and gets its superpixels once: SLIC's count scaled to the crop's
     share of its plane, so that superpixels are as large as when the whole plane trains.
+    With ``settings.stretch_contrast``, each crop is scaled by its own plane's percentiles
+    (:func:`plane_ranges`) rather than by ``ranges``.
     """
 
     def __init__(
@@ -424,6 +445,7 @@ class CropPool(PooledCrops):
         superpixels = np.empty((len(spots), rows, cols), np.int64)
         counts = np.empty(len(spots), np.int64)
         channel_axis = None if data.sources[0].channel_axis is None else -1
+        own: dict[tuple[int, tuple[int, ...]], Ranges] = {}
         for position, spot in enumerate(spots):
             source = data.sources[spot.source]
             region = source.read(
@@ -431,7 +453,13 @@ class CropPool(PooledCrops):
                 slice(spot.top, spot.top + rows),
                 slice(spot.left, spot.left + cols),
             )
-            crop = prepare_image(region, channel_axis, data.is_rgb, ranges)
+            crop_ranges = ranges
+            if settings.stretch_contrast:
+                key = (spot.source, spot.plane)
+                if key not in own:
+                    own[key] = plane_ranges(source, spot.plane, data.is_rgb)
+                crop_ranges = own[key]
+            crop = prepare_image(region, channel_axis, data.is_rgb, crop_ranges)
             share = rows * cols / (source.layout.height * source.layout.width)
             crop_superpixels = superpixels_for(crop, settings, share=share, spacing=spacing)
             pixels[position] = crop.channels.transpose(2, 0, 1)

@@ -201,16 +201,19 @@ class SegmentationModel:
         rows, cols = min(rows, height), min(cols, width)
         halo = self.halo
         ranges: Ranges | None = self.ranges
-        if normalise == "image" and (rows, cols) != (height, width):
-            ranges = _plane_ranges(plane, layout.is_rgb, (rows, cols))
-        elif normalise == "image":
+        stretch = self.settings.stretch_contrast and normalise == "model"
+        if (normalise == "image" or stretch) and (rows, cols) != (height, width):
+            ranges = _plane_ranges(plane, layout.is_rgb, (rows, cols), stretch)
+        elif normalise == "image" or stretch:
             ranges = None  # one tile: measured on it as it is read
         for top in range(0, height, rows):
             for left in range(0, width, cols):
                 y0, x0 = max(top - halo, 0), max(left - halo, 0)
                 y1, x1 = min(top + rows + halo, height), min(left + cols + halo, width)
                 block = plane.read(slice(y0, y1), slice(x0, x1))
-                pixels = prepare_image(block, channel_axis, layout.is_rgb, ranges).channels
+                pixels = prepare_image(
+                    block, channel_axis, layout.is_rgb, ranges, stretch=stretch
+                ).channels
                 inner = self._classes(pixels)[
                     top - y0 : top - y0 + rows, left - x0 : left - x0 + cols
                 ]
@@ -279,8 +282,9 @@ class SegmentationModel:
         labels = np.zeros(layout.stack_shape + layout.volume_shape, dtype)
         one = dataclasses.replace(layout, stack_shape=())
         for index in np.ndindex(*layout.stack_shape):
-            ranges = self.ranges if normalise == "model" else None
-            voxels = prepare_volumes(array[index], volume_axis, one, ranges).channels
+            stretch = self.settings.stretch_contrast and normalise == "model"
+            ranges = self.ranges if normalise == "model" and not stretch else None
+            voxels = prepare_volumes(array[index], volume_axis, one, ranges, stretch).channels
             labels[index] = self._predict_volume(voxels, tiles)
         return labels
 
@@ -320,6 +324,76 @@ class SegmentationModel:
         block = block.to(device).contiguous(memory_format=torch.channels_last_3d)
         with torch.inference_mode():
             return network(block).argmax(dim=1)[0].cpu().numpy()
+
+    def objects(
+        self,
+        image: Any,
+        *,
+        channel_axis: int | None = None,
+        rgb: bool | None = None,
+        spacing: Sequence[float] | None = None,
+        settings: SegmentationParams | None = None,
+    ) -> np.ndarray:
+        """One label per object, background 0, in every plane of ``image``: its classes
+        (:meth:`predict`) turned into objects with the ``object_*`` settings of ``settings``
+        (None: the model's own; a model trained without objects uses the ``objects``
+        preset's), numbered across the planes (:func:`~.objects.objects_in_planes`).
+
+        The classes mean the same in every plane, so the background classes are chosen
+        once for the whole image: by the brightness of each class in the image scaled as the
+        model scales it, or along every plane's border. ``spacing``: the pixel (voxel) size
+        of the last axes, for the split of touching objects. The whole image is read.
+        """
+        from .objects import objects_in_planes
+        from .params import PRESETS
+
+        settings = settings or self.settings
+        if settings.label_by != "object":
+            settings = settings.replace(
+                **{
+                    key: getattr(PRESETS["objects"], key)
+                    for key in ("label_by", "object_background", "object_split",
+                                "object_min_distance", "object_min_size", "fill_holes")
+                }
+            )  # fmt: skip
+        classes = np.asarray(self.predict(image, channel_axis=channel_axis, rgb=rgb))
+        intensity = None
+        if settings.object_background == "intensity":
+            intensity = self._intensity(np.asarray(image), channel_axis, rgb, classes.shape)
+        return objects_in_planes(
+            classes,
+            spatial_ndim=self.spatial_ndim,
+            background=settings.object_background or "border",
+            intensity=intensity,
+            split=settings.object_split or "distance",
+            min_distance=settings.object_min_distance or 1,
+            min_size=settings.object_min_size or 0,
+            fill_holes=bool(settings.fill_holes),
+            spacing=None if spacing is None else tuple(spacing),
+        )
+
+    def _intensity(
+        self, image: np.ndarray, channel_axis: int | None, rgb: bool | None, shape: tuple
+    ) -> np.ndarray:
+        """The brightness of every pixel of ``image`` (``shape``, the labels' shape): the
+        mean of its channels scaled as :meth:`predict` scales them, each plane (volume) on
+        its own when the model stretches contrast."""
+        is_colour = self.is_rgb and rgb is not False
+        if channel_axis is not None:
+            image = np.moveaxis(image, channel_axis, -1)
+        elif not is_colour:
+            image = image[..., np.newaxis]
+        spatial = shape[len(shape) - self.spatial_ndim :]
+        units = image.reshape(-1, *spatial, image.shape[-1])
+        stretch = self.settings.stretch_contrast
+        out = np.empty((len(units), *spatial), np.float32)
+        for index, unit in enumerate(units):
+            flat = unit.reshape(-1, spatial[-1], unit.shape[-1])  # a volume as one tall plane
+            prepared = prepare_image(
+                flat, -1, self.is_rgb, None if stretch else self.ranges, stretch=stretch
+            )
+            out[index] = prepared.channels.mean(axis=-1).reshape(spatial)
+        return out.reshape(shape)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the weights, intensity ranges, settings and package version to ``path``
@@ -631,11 +705,13 @@ class _Plane:
                 yield self.read(slice(top, top + rows), slice(left, left + cols))
 
 
-def _plane_ranges(plane: _Plane, is_rgb: bool, tile_shape: tuple[int, int]) -> Ranges:
+def _plane_ranges(
+    plane: _Plane, is_rgb: bool, tile_shape: tuple[int, int], stretch: bool = False
+) -> Ranges:
     """The intensity ranges :func:`.normalize.prepare_image` finds on the whole plane,
     measured by reading it tile by tile (a few passes; the memory of a tile): uint8 is 0 to
-    255, float colour within [0, 1] is 0 to 1, anything else spans its 1st to 99.8th
-    percentile, exactly as ``np.percentile`` gives it."""
+    255, float colour within [0, 1] is 0 to 1 (unless ``stretch``), anything else spans its
+    1st to 99.8th percentile, exactly as ``np.percentile`` gives it."""
     n_groups = 1 if plane.n_channels is None or is_rgb else plane.n_channels
 
     def groups(block: np.ndarray) -> list[np.ndarray]:
@@ -645,7 +721,7 @@ def _plane_ranges(plane: _Plane, is_rgb: bool, tile_shape: tuple[int, int]) -> R
             return [block[..., :3].ravel()]
         return [block[..., c].ravel() for c in range(n_groups)]
 
-    if plane.dtype == np.uint8:
+    if plane.dtype == np.uint8 and not stretch:
         return tuple((0.0, 255.0) for _ in range(n_groups))
     low = [np.inf] * n_groups
     high = [-np.inf] * n_groups
@@ -661,7 +737,8 @@ def _plane_ranges(plane: _Plane, is_rgb: bool, tile_shape: tuple[int, int]) -> R
     ranges = []
     for g in range(n_groups):
         floats = is_rgb and plane.dtype.kind == "f"
-        if floats and low[g] >= -RGB_FLOAT_SLACK and high[g] <= 1 + RGB_FLOAT_SLACK:
+        in_unit = low[g] >= -RGB_FLOAT_SLACK and high[g] <= 1 + RGB_FLOAT_SLACK
+        if floats and in_unit and not stretch:
             ranges.append((0.0, 1.0))
             continue
         unit = 2.0**64 if max(high[g], -low[g]) > 1e300 else 1.0

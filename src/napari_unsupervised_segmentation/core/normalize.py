@@ -46,6 +46,7 @@ def prepare_image(
     channel_axis: int | None = None,
     rgb: bool | None = None,
     ranges: Ranges | None = None,
+    stretch: bool = False,
 ) -> PreparedImage:
     """Validate ``image`` and normalise each channel to [0, 1].
 
@@ -66,6 +67,9 @@ def prepare_image(
     ranges : sequence of (low, high) or None
         Scale with these ranges (another image's ``PreparedImage.ranges``: the same
         intensity then gives the same value) instead of this image's own.
+    stretch : bool
+        Without ``ranges``: scale every image between its own 1st and 99.8th percentile,
+        uint8 and float colour too, so that a dim image and a bright one look alike.
 
     Returns
     -------
@@ -103,7 +107,9 @@ def prepare_image(
             f"{len(ranges)} intensity ranges given for an image of {len(groups)} "
             f"{'colour' if layout.is_rgb else 'channels'}"
         )
-    if ranges is None:
+    if ranges is None and stretch:
+        ranges = tuple(_percentile_range(group) for group in groups)
+    elif ranges is None:
         find = _colour_range if layout.is_rgb else _channel_range
         ranges = tuple(find(group) for group in groups)
     scaled = [_scale(group, *span) for group, span in zip(groups, ranges, strict=True)]
@@ -253,6 +259,12 @@ def _channel_range(channel: np.ndarray) -> tuple[float, float]:
     anything else between its robust percentiles (its extremes when almost constant)."""
     if channel.dtype == np.uint8:
         return 0.0, 255.0
+    return _percentile_range(channel)
+
+
+def _percentile_range(channel: np.ndarray) -> tuple[float, float]:
+    """The 1st to 99.8th percentile of one channel (or several jointly), whatever its dtype;
+    its extremes when almost constant."""
     values, unit = _as_float64(channel)
     low, high = np.percentile(values, [LOW_PERCENTILE, HIGH_PERCENTILE])
     if high <= low:  # almost constant: fall back to the full range

@@ -10,14 +10,19 @@ split by a watershed of the distance transform, and specks are removed.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .labels import smallest_unsigned_dtype
+from .params import BACKGROUND_RULES, OBJECT_SPLITS
 
-#: How touching objects are told apart: "off" keeps each connected piece of foreground one
-#: object; "distance" splits it along the valleys of its distance transform.
-OBJECT_SPLITS = ("off", "distance")
+#: Where between the largest class's mean intensity (0) and Otsu's threshold of the image
+#: (1) :func:`intensity_classes` draws the line between background and objects.
+INTENSITY_CUT = 0.75
+#: The Gaussian (pixels) that smooths the distance transform before its maxima seed the
+#: split, so that a ragged outline does not seed an object of its own.
+DISTANCE_SMOOTHING = 1.0
 
 
 #: Width in pixels of the band along the image's faces that :func:`border_classes` looks
@@ -56,10 +61,49 @@ def border_classes(
     return [int(v) for v in values[enriched]]
 
 
+def intensity_classes(
+    classes: np.ndarray,
+    intensity: np.ndarray,
+    cut: float = INTENSITY_CUT,
+    *,
+    spatial_ndim: int | None = None,
+) -> list[int]:
+    """The background classes by their brightness: those on the background's side of a line
+    drawn ``cut`` of the way from the largest class's mean intensity to Otsu's threshold.
+
+    ``intensity`` (one value per pixel, e.g. the mean of the channels) is smoothed by a
+    Gaussian of 1 pixel, as the classic Otsu pipeline does. Objects are on the side of
+    Otsu's threshold that holds fewer pixels (bright nuclei on a dark field, dark ones on a
+    bright field); the largest class is background. Classes are judged by their mean, so a
+    dim class of objects (the rim of a nucleus, a faint nucleus) stays with the objects
+    when its mean lies past the line, even where Otsu's threshold would cut it away. With
+    ``spatial_ndim``, the leading axes are planes of a stack: smoothing stays within each.
+    """
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    classes = np.asarray(classes)
+    intensity = np.asarray(intensity, dtype=np.float64)
+    if intensity.shape != classes.shape:
+        raise ValueError(f"intensity {intensity.shape} and classes {classes.shape} differ")
+    lead = 0 if spatial_ndim is None else classes.ndim - spatial_ndim
+    smooth = ndimage.gaussian_filter(intensity, [0.0] * lead + [1.0] * (classes.ndim - lead))
+    values, inverse, counts = np.unique(classes, return_inverse=True, return_counts=True)
+    means = np.bincount(inverse.ravel(), weights=smooth.ravel()) / counts
+    if smooth.min() == smooth.max():
+        return [int(v) for v in values]
+    threshold = threshold_otsu(smooth)
+    side = 1.0 if np.count_nonzero(smooth > threshold) < smooth.size / 2 else -1.0
+    largest = means[np.argmax(counts)]
+    line = largest + cut * (threshold - largest)
+    return [int(v) for v, mean in zip(values, means, strict=True) if side * (mean - line) <= 0]
+
+
 def objects_from_classes(
     classes: np.ndarray,
     *,
-    background: Iterable[int] | None = None,
+    background: Iterable[int] | str = "border",
+    intensity: np.ndarray | None = None,
     split: str = "distance",
     min_distance: int = 5,
     min_size: int = 16,
@@ -83,8 +127,12 @@ def objects_from_classes(
     ----------
     classes : numpy.ndarray of int
         A class per pixel (the network's argmax), 2D or 3D.
-    background : iterable of int, optional
-        The background classes; None: those of :func:`border_classes`.
+    background : iterable of int, or {"border", "intensity"}
+        The background classes, or how to find them: "border", those of
+        :func:`border_classes`; "intensity", those of :func:`intensity_classes` (needs
+        ``intensity``).
+    intensity : numpy.ndarray, optional
+        One brightness per pixel (``classes``' shape), for ``background="intensity"``.
     split : {"distance", "off"}
         "distance": split touching objects by the distance-transform watershed; "off":
         each connected piece of foreground is one object.
@@ -114,7 +162,7 @@ def objects_from_classes(
         raise ValueError(
             f"spacing needs one size per axis ({classes.ndim}); got {tuple(spacing)!r}"
         )
-    chosen = border_classes(classes) if background is None else list(background)
+    chosen = _background(classes, background, intensity, None)
     foreground = ~np.isin(classes, chosen)
     if fill_holes:
         foreground = ndimage.binary_fill_holes(foreground)
@@ -133,18 +181,20 @@ def objects_in_planes(
     classes: np.ndarray,
     *,
     spatial_ndim: int = 2,
-    background: Iterable[int] | None = None,
-    **options: object,
+    background: Iterable[int] | str = "border",
+    intensity: np.ndarray | None = None,
+    **options: Any,
 ) -> np.ndarray:
     """Objects of every plane of a stack of class maps, numbered across the whole stack.
 
     The leading axes of ``classes`` are planes (time points, z positions, files of one
     model); the last ``spatial_ndim`` axes are one image or volume. The classes of one
     model mean the same thing in every plane, so the background is chosen once for the
-    stack (:func:`border_classes` over all planes' borders, unless ``background`` is
-    given) and each plane's objects come from :func:`objects_from_classes` with
-    ``options``. Plane 0 holds labels 1..n0, plane 1 n0+1..n0+n1, and so on: no two planes
-    share a label, so counting and measuring the labels counts every object once.
+    stack (``background`` as in :func:`objects_from_classes`, over all planes: their
+    borders, or their ``intensity`` of ``classes``' shape) and each plane's objects come
+    from :func:`objects_from_classes` with ``options``. Plane 0 holds labels 1..n0, plane 1
+    n0+1..n0+n1, and so on: no two planes share a label, so counting and measuring the
+    labels counts every object once.
 
     Returns
     -------
@@ -156,9 +206,7 @@ def objects_in_planes(
     if not 1 <= spatial_ndim <= classes.ndim:
         raise ValueError(f"spatial_ndim must be 1..{classes.ndim}; got {spatial_ndim}")
     planes = classes.reshape(-1, *classes.shape[classes.ndim - spatial_ndim :])
-    chosen = list(
-        border_classes(planes, spatial_ndim=spatial_ndim) if background is None else background
-    )
+    chosen = _background(classes, background, intensity, spatial_ndim)
     labelled = [objects_from_classes(plane, background=chosen, **options) for plane in planes]
     counts = [int(plane.max(initial=0)) for plane in labelled]
     out = np.zeros(classes.shape, dtype=smallest_unsigned_dtype(sum(counts)))
@@ -168,6 +216,24 @@ def objects_in_planes(
         flat[index] = np.where(plane > 0, plane.astype(np.int64) + offset, 0)
         offset += count
     return out
+
+
+def _background(
+    classes: np.ndarray,
+    background: Iterable[int] | str,
+    intensity: np.ndarray | None,
+    spatial_ndim: int | None,
+) -> list[int]:
+    """The background classes that ``background`` names or finds."""
+    if isinstance(background, str):
+        if background not in BACKGROUND_RULES:
+            raise ValueError(f"background must be one of {BACKGROUND_RULES}; got {background!r}")
+        if background == "border":
+            return border_classes(classes, spatial_ndim=spatial_ndim)
+        if intensity is None:
+            raise ValueError("background='intensity' needs the image's intensity")
+        return intensity_classes(classes, intensity, spatial_ndim=spatial_ndim)
+    return [int(v) for v in background]
 
 
 def _split_touching(
@@ -180,6 +246,7 @@ def _split_touching(
 
     foreground = pieces > 0
     distance = ndimage.distance_transform_edt(foreground, sampling=spacing)
+    distance = ndimage.gaussian_filter(distance, DISTANCE_SMOOTHING)
     peaks = peak_local_max(
         distance, min_distance=max(int(min_distance), 1), labels=pieces, exclude_border=False
     )

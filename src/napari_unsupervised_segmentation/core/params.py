@@ -36,6 +36,8 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 SUPERPIXELS = ("slic", "graph")
 LABEL_BY = ("class", "segment", "object")
 OBJECT_SPLITS = ("off", "distance")
+#: How the background classes of objects are found (see core/objects.py).
+BACKGROUND_RULES = ("intensity", "border")
 MERGES = ("off", "colour", "texture")
 #: Names of the presets, in the order they are shown.
 PRESET_NAMES = ("default", "paper", "objects")
@@ -214,6 +216,19 @@ class SegmentationParams:
     """
 
     # --- training ---
+    stretch_contrast: bool = setting(
+        "training",
+        False,
+        "Scale each image (each plane of a stack, each file) between its own 1st and 99.8th "
+        "percentile, 8-bit too; on: dim and bright images segment alike; off: one intensity is "
+        "one class in every image.",
+        presets={"objects": True},
+        label="Stretch contrast",
+        details="Off, 8-bit images are taken as they are (0 to 255) and other types between "
+        "the percentiles of all the data a model trains on, so a model gives one intensity one "
+        "class everywhere. On suits files from different microscopes or exposures, and dim "
+        "8-bit fluorescence. A model trained with it stretches each plane it labels the same way.",
+    )
     max_iter: int = setting(
         "training",
         500,
@@ -230,6 +245,7 @@ class SegmentationParams:
         3,
         "Stop once the network's prediction has this many classes or fewer; higher: stops "
         "sooner with more classes (0: never stops early).",
+        presets={"objects": 6},
         minimum=0,
         label="Stop at classes",
         basic=True,
@@ -522,6 +538,20 @@ class SegmentationParams:
         "(width - 1) / 2 pixels or more from its outline: the rims a network draws along "
         "blurred edges.",
         widget={"max": 1000},
+    )
+    object_background: str | None = setting(
+        "post-processing",
+        "intensity",
+        "Which classes are background: 'intensity', those nearer the dominant class's "
+        "brightness than the image's Otsu threshold; 'border', those covering the image border.",
+        choices=BACKGROUND_RULES,
+        requires=_OBJECTS,
+        label="Background",
+        details="'intensity' draws a line three quarters of the way from the mean brightness "
+        "of the largest class to Otsu's threshold of the (smoothed) image, on the side with "
+        "more pixels; classes whose mean stays on the background's side are background. "
+        "'border' takes the class with most pixels along the image border and every class "
+        "more common there than inside. In the widget, clicking a class toggles it.",
     )
     object_split: str | None = setting(
         "post-processing",

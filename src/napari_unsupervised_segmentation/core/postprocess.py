@@ -150,7 +150,9 @@ class LabelFinisher:
         """
         settings = settings or self.settings
         if settings.label_by == "object":
-            return finish_objects(prediction, settings, self.spacing)
+            return finish_objects(
+                prediction, settings, self.spacing, intensity=self.image.channels.mean(axis=-1)
+            )
         if not _post_processes(settings):
             return relabel_consecutive(prediction)
         self.make_maps(settings)
@@ -339,14 +341,18 @@ def finish_objects(
     settings: SegmentationParams,
     spacing: tuple[float, ...] | None = None,
     background: Iterable[int] | None = None,
+    intensity: np.ndarray | None = None,
 ) -> np.ndarray:
     """Objects 1..n, background 0, from a raw argmax, with the ``object_*`` settings and
     ``fill_holes`` (see :func:`~.objects.objects_from_classes`); ``spacing``: the pixel or
     voxel size along each axis (None: equal); ``background``: the background classes (None:
-    those covering the border)."""
+    found by ``object_background``, from ``intensity`` (one brightness per pixel) for the
+    'intensity' rule)."""
+    rule = settings.object_background or "border"
     return objects_from_classes(
         prediction,
-        background=background,
+        background=rule if background is None else background,
+        intensity=intensity,
         split=settings.object_split or "distance",
         min_distance=settings.object_min_distance or 1,
         min_size=settings.object_min_size or 0,

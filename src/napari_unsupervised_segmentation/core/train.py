@@ -233,7 +233,7 @@ def iter_segment(
     pixel_spacing = check_spacing(spacing, 2)
     device = resolve_device(settings.device)
     _check_whole_image_memory(image, channel_axis, settings, device)
-    prepared = prepare_image(image, channel_axis, rgb)
+    prepared = prepare_image(image, channel_axis, rgb, stretch=settings.stretch_contrast)
     fitting = fit_image(prepared, settings, device, pixel_spacing)  # one network, this image
     # its image-level maps made once
     finish = LabelFinisher(settings, prepared, device, pixel_spacing)
@@ -389,7 +389,7 @@ def iter_fit(
     ):
         image = data.sources[0].array  # (a list of one image: the image)
         _check_whole_image_memory(image, channel_axis, settings, device)
-        prepared = prepare_image(image, channel_axis, rgb)
+        prepared = prepare_image(image, channel_axis, rgb, stretch=settings.stretch_contrast)
         return fit_image(prepared, settings, device, pixel_spacing)
     sampling = crops if isinstance(crops, CropSampling) else CropSampling()
     shape = data.crop_shape(sampling.size)

@@ -149,16 +149,18 @@ def prepare_volumes(
     channel_axis: int | None,
     layout: VolumeLayout,
     ranges: Ranges | None = None,
+    stretch: bool = False,
 ) -> PreparedImage:
     """The volumes of ``image`` as one :class:`~.normalize.PreparedImage` whose channels are
     float32 ``(..., D, H, W, C)`` in [0, 1], scaled together (one range per channel over
-    every voxel, as :func:`~.normalize.prepare_image` scales a plane), or by ``ranges``."""
+    every voxel, as :func:`~.normalize.prepare_image` scales a plane, with ``stretch`` between
+    their percentiles whatever the dtype), or by ``ranges``."""
     array = np.asarray(image)
     array = array[..., np.newaxis] if channel_axis is None else np.moveaxis(array, channel_axis, -1)
     spatial = array.shape[:-1]
     # one tall plane holds every voxel: prepare_image then scales them as one image
     flat = array.reshape(-1, spatial[-1], array.shape[-1])
-    prepared = prepare_image(flat, -1, layout.is_rgb, ranges)
+    prepared = prepare_image(flat, -1, layout.is_rgb, ranges, stretch=stretch)
     channels = prepared.channels.reshape(*spatial, prepared.channels.shape[-1])
     return PreparedImage(channels=channels, is_rgb=prepared.is_rgb, ranges=prepared.ranges)
 
@@ -177,16 +179,21 @@ class VolumeFinisher:
     segments under ``min_segment_size`` voxels join the nearest large one; the 2D steps
     (``cut_scale``, ``merge``, ``min_segment_width``) are not run. With
     ``label_by='object'``, one label per 3D object and 0 for background, its distance
-    transform measured with ``spacing`` (the voxel size along z, y, x; None: equal).
+    transform measured with ``spacing`` (the voxel size along z, y, x; None: equal) and its
+    background found from ``intensity`` (one brightness per voxel) where the settings say so.
     """
 
     maps_ready = True
 
     def __init__(
-        self, settings: SegmentationParams, spacing: tuple[float, ...] | None = None
+        self,
+        settings: SegmentationParams,
+        spacing: tuple[float, ...] | None = None,
+        intensity: np.ndarray | None = None,
     ) -> None:
         self.settings = settings
         self.spacing = spacing
+        self.intensity = intensity
 
     def make_maps(self, settings: SegmentationParams | None = None) -> None:
         """Nothing to make: the 3D steps need the labels only."""
@@ -207,7 +214,7 @@ class VolumeFinisher:
 
         settings = settings or self.settings
         if settings.label_by == "object":
-            return finish_objects(prediction, settings, self.spacing)
+            return finish_objects(prediction, settings, self.spacing, intensity=self.intensity)
         if not _asks_post_processing(settings):
             return relabel_consecutive(prediction)
         if (settings.min_segment_size or 0) > 1:
@@ -249,9 +256,9 @@ def iter_volume_steps(
         network_in_memory=device.type in ("cpu", "mps"),
         n_input_channels=layout.n_channels,
     )
-    prepared = prepare_volumes(image, channel_axis, layout)
+    prepared = prepare_volumes(image, channel_axis, layout, stretch=settings.stretch_contrast)
     fitting = fit_whole_volumes(prepared.channels[np.newaxis], prepared, settings, device, spacing)
-    finish = VolumeFinisher(settings, spacing)
+    finish = VolumeFinisher(settings, spacing, prepared.channels.mean(axis=-1))
     return (Step(fitted, finish) for fitted in fitting)
 
 
@@ -287,7 +294,7 @@ def iter_fit_volumes(
     sampling = crops if isinstance(crops, CropSampling) else _volume_crops()
     shape = data.crop_shape(sampling.size)
     check_volume_crop_memory(sampling, shape, settings, n_input_channels, network_in_memory)
-    ranges, constant = intensity_ranges(data.planes)
+    ranges, constant = intensity_ranges(data.planes, stretch=settings.stretch_contrast)
     return fit_volume_crops(data, ranges, constant, sampling, shape, settings, device, spacing)
 
 
@@ -317,9 +324,14 @@ def _fit_all_at_once(
     )
     items = images if isinstance(images, list | tuple) else [images]
     if len(items) == 1:
-        prepared = prepare_volumes(items[0], data.sources[0].channel_axis, data.sources[0].layout)
+        source = data.sources[0]
+        prepared = prepare_volumes(
+            items[0], source.channel_axis, source.layout, stretch=settings.stretch_contrast
+        )
     else:  # one range over all of them, as for one stack
-        prepared = prepare_volumes(_stacked(items, data), -1, data.sources[0].layout)
+        prepared = prepare_volumes(
+            _stacked(items, data), -1, data.sources[0].layout, stretch=settings.stretch_contrast
+        )
     volumes = prepared.channels.reshape(-1, *prepared.channels.shape[-4:])
     return fit_whole_volumes(volumes, prepared, settings, device, spacing)
 
