@@ -316,24 +316,29 @@ def test_cli_measure_writes_a_csv_beside_each_label_tiff(tmp_path, capsys) -> No
     assert main(args) == 0
 
 
-def test_cli_measure_refuses_a_stack_of_planes(tmp_path, capsys) -> None:
+def test_cli_measure_measures_each_plane_of_a_stack(tmp_path) -> None:
     import tifffile
 
     from napari_unsupervised_segmentation.cli import main
+    from napari_unsupervised_segmentation.io import read_label_tiff
 
     stack = np.random.default_rng(0).integers(0, 255, (2, 20, 30), dtype=np.uint8)
-    tifffile.imwrite(tmp_path / "stack.tif", stack)
-    args = [
-        str(tmp_path / "stack.tif"),
-        "--out",
-        str(tmp_path / "out"),
-        "--planes",
-        "--channel-axis",
-        "none",
-    ]
-    assert main([*args, "--quiet", "--measure", *CLI_FAST]) == 1
-    assert "--measure measures one plane or one volume" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "stack_labels.tif").exists()
+    tifffile.imwrite(tmp_path / "stack.tif", stack)  # a plain stack: its axis is unnamed
+    out = tmp_path / "out"
+    args = [str(tmp_path / "stack.tif"), "--out", str(out), "--planes", "--channel-axis", "none"]
+    assert main([*args, "--quiet", "--measure", *CLI_FAST]) == 0
+    labels, _ = read_label_tiff(out / "stack_labels.tif")
+    with open(out / "stack_labels.csv", newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    # each plane is numbered from 1: a row per label and plane, in label order
+    found = sorted((int(v), z) for z in range(2) for v in np.unique(labels[z]) if v)
+    assert [(int(row["label"]), int(row["plane"])) for row in rows] == found
+    for row in rows:
+        plane = labels[int(row["plane"])]
+        assert float(row["area"]) == np.count_nonzero(plane == int(row["label"]))
+        assert float(row["intensity_mean"]) == pytest.approx(
+            stack[int(row["plane"])][plane == int(row["label"])].mean()
+        )
 
 
 def test_cli_measure_with_calibration_is_in_the_images_unit(tmp_path) -> None:
