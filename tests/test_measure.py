@@ -376,3 +376,31 @@ def test_measure_labels_of_an_rgb_layer_has_a_mean_per_colour() -> None:
     assert features["centroid-0"].tolist() == [4.0]
     means = [features[f"intensity_mean-{c}"].tolist() for c in range(3)]
     assert means == [[10.0], [20.0], [30.0]]
+
+
+def test_cli_measure_gives_each_plane_of_a_stack_of_two_channels_its_means(tmp_path) -> None:
+    import tifffile
+
+    from napari_unsupervised_segmentation.cli import main
+    from napari_unsupervised_segmentation.io import read_label_tiff
+
+    rng = np.random.default_rng(1)
+    tzcyx = rng.integers(0, 255, (2, 2, 2, 16, 20), dtype=np.uint8)
+    tzcyx[:, :, 1] //= 4  # the second channel darker
+    tifffile.imwrite(tmp_path / "movie.tif", tzcyx, imagej=True, metadata={"axes": "TZCYX"})
+    out = tmp_path / "out"
+    args = [str(tmp_path / "movie.tif"), "--out", str(out), "--planes", "--quiet"]
+    assert main([*args, "--measure", *CLI_FAST]) == 0
+    labels, _ = read_label_tiff(out / "movie_labels.tif")
+    assert labels.shape == (2, 2, 16, 20)
+    with open(out / "movie_labels.csv", newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0])[:4] == ["label", "t", "z", "area"]  # the file's T and Z axes
+    assert {(int(row["t"]), int(row["z"])) for row in rows} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    for row in rows:
+        t, z, value = int(row["t"]), int(row["z"]), int(row["label"])
+        mask = labels[t, z] == value
+        assert float(row["area"]) == np.count_nonzero(mask)
+        for channel in range(2):
+            mean = float(row[f"intensity_mean-{channel}"])
+            assert mean == pytest.approx(tzcyx[t, z, channel][mask].mean())
