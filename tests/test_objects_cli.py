@@ -112,8 +112,12 @@ def test_a_saved_model_gives_objects_as_its_settings_or_the_command_line_say(tmp
 
     # a model trained for objects gives objects: numbered across the stack, and from 1 in
     # a file of its own
+    capsys.readouterr()
     planes, one = apply(objects_model, "objects")
     _assert_discs_are_objects(planes)
+    printed = capsys.readouterr().out
+    assert "zstack: 3 planes, 6 objects (1 to 3 per plane), no training" in printed
+    assert "single: 3 objects, no training" in printed
     model = load_model(objects_model)
     np.testing.assert_array_equal(one, objects_in_planes(model.predict(stack[2]), **OPTIONS))
     np.testing.assert_array_equal(np.unique(one), [0, 1, 2, 3])
@@ -131,6 +135,12 @@ def test_a_saved_model_gives_objects_as_its_settings_or_the_command_line_say(tmp
     planes, _ = apply(classes_model, "told", *OBJECTS)
     _assert_discs_are_objects(planes)
     np.testing.assert_array_equal(planes, objects_in_planes(classes, **OPTIONS))
+    # object settings without objects are refused before any image is read
+    with pytest.raises(SystemExit) as stop:
+        apply(classes_model, "refused", "--object-min-size", "5")
+    assert stop.value.code == 2
+    assert "object_min_size applies only with label_by='object'" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
 
 
 def test_training_each_plane_numbers_its_objects_on_across_the_stack(tmp_path, capsys):
