@@ -126,6 +126,105 @@ def test_csv_round_trip(tmp_path) -> None:
     assert len(path.read_text(encoding="utf-8").splitlines()) == 1
 
 
+def test_a_stack_of_planes_is_measured_plane_by_plane() -> None:
+    labels, image = _rectangle()
+    stack = np.zeros((3, 6, 8), np.uint16)
+    stack[0] = labels  # label 5: the 3x4 rectangle
+    stack[2, 0, 0] = 7  # one pixel
+    stack[2, 4:6, 0:2] = 9  # a 2x2 square
+    images = np.stack([image, image, 2 * image])
+    table = measure_objects(stack, images, spatial_ndim=2, spacing=(2, 2))
+    assert list(table) == [
+        "label", "plane", "area", "centroid-0", "centroid-1", "intensity_mean", *SHAPE_2D
+    ]  # fmt: skip
+    assert table["label"].tolist() == [5, 7, 9]
+    assert table["plane"].tolist() == [0, 2, 2]
+    assert table["plane"].dtype.kind == "i"
+    assert table["area"].tolist() == [48.0, 4.0, 16.0]  # pixels of 2 x 2
+    assert table["centroid-0"].tolist() == [4.0, 0.0, 9.0]  # in the plane, not the stack
+    assert table["centroid-1"].tolist() == [7.0, 0.0, 1.0]
+    assert table["intensity_mean"].tolist() == [15.0, 200.0, 200.0]
+    one = measure_objects(labels, image, spacing=(2, 2))  # 2D descriptors, as for one plane
+    for name in SHAPE_2D:
+        assert table[name][0] == one[name][0]
+
+
+def test_a_label_in_several_planes_has_a_row_per_plane_in_label_order() -> None:
+    stack = np.zeros((2, 4, 4), np.uint8)
+    stack[0, 0, 0] = 2
+    stack[0, 2:4, 2:4] = 1
+    stack[1, 0:2, 0:2] = 1
+    stack[1, 3, 3] = 2
+    table = measure_objects(stack, spatial_ndim=2)
+    assert table["label"].tolist() == [1, 1, 2, 2]
+    assert table["plane"].tolist() == [0, 1, 0, 1]
+    assert table["area"].tolist() == [4, 4, 1, 1]
+    assert table["centroid-0"].tolist() == [2.5, 0.5, 0.0, 3.0]
+
+
+def test_two_stack_axes_with_names_and_channels() -> None:
+    stack = np.zeros((2, 3, 5, 5), np.uint16)  # t, z, y, x
+    stack[1, 2, 1:3, 1:4] = 4  # six pixels at t=1, z=2
+    stack[0, 1, 4, 4] = 3
+    image = np.zeros((2, 2, 3, 5, 5))  # t, c, z, y, x
+    image[:, 0] = 1.0
+    image[:, 1] = 3.0
+    table = measure_objects(stack, image, channel_axis=1, spatial_ndim=2, plane_names="tz")
+    assert list(table)[:4] == ["label", "t", "z", "area"]
+    assert table["label"].tolist() == [3, 4]
+    assert table["t"].tolist() == [0, 1]
+    assert table["z"].tolist() == [1, 2]
+    assert table["area"].tolist() == [1, 6]
+    assert table["intensity_mean-0"].tolist() == [1.0, 1.0]
+    assert table["intensity_mean-1"].tolist() == [3.0, 3.0]
+    unnamed = measure_objects(stack, spatial_ndim=2)
+    assert list(unnamed)[:4] == ["label", "axis_0", "axis_1", "area"]
+    assert unnamed["axis_1"].tolist() == [1, 2]
+
+
+def test_a_series_of_volumes_is_measured_in_3d() -> None:
+    series = np.zeros((2, 3, 4, 5), np.int32)  # t, z, y, x
+    series[0, 0:2, 0:2, 0:2] = 1  # 8 voxels
+    series[1, 1:3, 1:4, 1:5] = 2  # 2 x 3 x 4 = 24 voxels
+    table = measure_objects(series, spatial_ndim=3, spacing=(2, 1, 1), plane_names=["t"])
+    assert list(table) == [
+        "label", "t", "area", "centroid-0", "centroid-1", "centroid-2", *SHAPE_3D
+    ]  # fmt: skip
+    assert table["t"].tolist() == [0, 1]
+    assert table["area"].tolist() == [16.0, 48.0]
+    assert table["centroid-0"].tolist() == [1.0, 3.0]
+    assert table["solidity"].tolist() == [1.0, 1.0]
+    flat = measure_objects(series[1], spatial_ndim=3, spacing=(2, 1, 1))  # no stack axes
+    assert "t" not in flat and "plane" not in flat
+    assert flat["area"].tolist() == [48.0]
+
+
+def test_an_empty_stack_gives_an_empty_table_with_its_columns() -> None:
+    table = measure_objects(np.zeros((2, 3, 3), np.uint8), np.ones((2, 3, 3)), spatial_ndim=2)
+    assert list(table)[:3] == ["label", "plane", "area"] and "intensity_mean" in table
+    assert all(len(column) == 0 for column in table.values())
+    none = measure_objects(np.zeros((0, 3, 3), np.uint8), spatial_ndim=2, plane_names=["z"])
+    assert list(none)[:3] == ["label", "z", "area"]
+    assert all(len(column) == 0 for column in none.values())
+
+
+def test_bad_stack_input_is_refused() -> None:
+    stack = np.zeros((2, 4, 4), np.uint8)
+    stack[0, 1, 1] = 1
+    with pytest.raises(ValueError, match="spatial_ndim"):
+        measure_objects(stack, spatial_ndim=4)
+    with pytest.raises(ValueError, match="spatial_ndim"):
+        measure_objects(stack[0, 0], spatial_ndim=2)
+    with pytest.raises(ValueError, match="spacing"):
+        measure_objects(stack, spatial_ndim=2, spacing=(1, 1, 1))
+    with pytest.raises(ValueError, match="plane_names"):
+        measure_objects(stack, spatial_ndim=2, plane_names=["t", "z"])
+    with pytest.raises(ValueError, match="plane_names"):
+        measure_objects(stack, spatial_ndim=2, plane_names=["area"])
+    with pytest.raises(ValueError, match="does not match"):
+        measure_objects(stack, np.ones((3, 4, 4)), spatial_ndim=2)
+
+
 # --- napari's console -------------------------------------------------------------------
 
 
@@ -217,24 +316,29 @@ def test_cli_measure_writes_a_csv_beside_each_label_tiff(tmp_path, capsys) -> No
     assert main(args) == 0
 
 
-def test_cli_measure_refuses_a_stack_of_planes(tmp_path, capsys) -> None:
+def test_cli_measure_measures_each_plane_of_a_stack(tmp_path) -> None:
     import tifffile
 
     from napari_unsupervised_segmentation.cli import main
+    from napari_unsupervised_segmentation.io import read_label_tiff
 
     stack = np.random.default_rng(0).integers(0, 255, (2, 20, 30), dtype=np.uint8)
-    tifffile.imwrite(tmp_path / "stack.tif", stack)
-    args = [
-        str(tmp_path / "stack.tif"),
-        "--out",
-        str(tmp_path / "out"),
-        "--planes",
-        "--channel-axis",
-        "none",
-    ]
-    assert main([*args, "--quiet", "--measure", *CLI_FAST]) == 1
-    assert "--measure measures one plane or one volume" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "stack_labels.tif").exists()
+    tifffile.imwrite(tmp_path / "stack.tif", stack)  # a plain stack: its axis is unnamed
+    out = tmp_path / "out"
+    args = [str(tmp_path / "stack.tif"), "--out", str(out), "--planes", "--channel-axis", "none"]
+    assert main([*args, "--quiet", "--measure", *CLI_FAST]) == 0
+    labels, _ = read_label_tiff(out / "stack_labels.tif")
+    with open(out / "stack_labels.csv", newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    # each plane is numbered from 1: a row per label and plane, in label order
+    found = sorted((int(v), z) for z in range(2) for v in np.unique(labels[z]) if v)
+    assert [(int(row["label"]), int(row["plane"])) for row in rows] == found
+    for row in rows:
+        plane = labels[int(row["plane"])]
+        assert float(row["area"]) == np.count_nonzero(plane == int(row["label"]))
+        assert float(row["intensity_mean"]) == pytest.approx(
+            stack[int(row["plane"])][plane == int(row["label"])].mean()
+        )
 
 
 def test_cli_measure_with_calibration_is_in_the_images_unit(tmp_path) -> None:
@@ -272,3 +376,31 @@ def test_measure_labels_of_an_rgb_layer_has_a_mean_per_colour() -> None:
     assert features["centroid-0"].tolist() == [4.0]
     means = [features[f"intensity_mean-{c}"].tolist() for c in range(3)]
     assert means == [[10.0], [20.0], [30.0]]
+
+
+def test_cli_measure_gives_each_plane_of_a_stack_of_two_channels_its_means(tmp_path) -> None:
+    import tifffile
+
+    from napari_unsupervised_segmentation.cli import main
+    from napari_unsupervised_segmentation.io import read_label_tiff
+
+    rng = np.random.default_rng(1)
+    tzcyx = rng.integers(0, 255, (2, 2, 2, 16, 20), dtype=np.uint8)
+    tzcyx[:, :, 1] //= 4  # the second channel darker
+    tifffile.imwrite(tmp_path / "movie.tif", tzcyx, imagej=True, metadata={"axes": "TZCYX"})
+    out = tmp_path / "out"
+    args = [str(tmp_path / "movie.tif"), "--out", str(out), "--planes", "--quiet"]
+    assert main([*args, "--measure", *CLI_FAST]) == 0
+    labels, _ = read_label_tiff(out / "movie_labels.tif")
+    assert labels.shape == (2, 2, 16, 20)
+    with open(out / "movie_labels.csv", newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0])[:4] == ["label", "t", "z", "area"]  # the file's T and Z axes
+    assert {(int(row["t"]), int(row["z"])) for row in rows} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    for row in rows:
+        t, z, value = int(row["t"]), int(row["z"]), int(row["label"])
+        mask = labels[t, z] == value
+        assert float(row["area"]) == np.count_nonzero(mask)
+        for channel in range(2):
+            mean = float(row[f"intensity_mean-{channel}"])
+            assert mean == pytest.approx(tzcyx[t, z, channel][mask].mean())

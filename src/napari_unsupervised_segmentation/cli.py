@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="segment a bundled sample image instead of / besides files",
     )
     parser.add_argument(
-        "--preset", choices=sorted(PRESETS), default="default", help="parameter set to start from"
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="parameter set to start from (default: default); 'objects' gives one label per "
+        "nucleus or cell, background 0",
     )
     parser.add_argument(
         "--channel-axis",
@@ -66,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--planes",
         action="store_true",
         help="segment each 2D plane of a stack (z-stack, time series) on its own and write "
-        "one label stack (each plane numbered from 1)",
+        "one label stack (each plane numbered from 1; objects numbered across the stack)",
     )
     parser.add_argument(
         "--volume",
@@ -89,14 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="label every image with a saved model (--save-model) instead of training: the "
         "same label for the same class in every plane and file (the preset's "
-        "post-processing is not applied)",
+        "post-processing is not applied); with label_by='object' (the model's, or --preset "
+        "objects, --label-by object) objects, numbered across each file",
     )
     parser.add_argument(
         "--one-model",
         action="store_true",
         help="train one network on crops from every plane of every input, then label each "
         "input with it: the same label for the same class in every output file (the "
-        "preset's post-processing is not applied)",
+        "preset's post-processing is not applied); with label_by='object' (--preset "
+        "objects) objects, numbered across each file",
     )
     parser.add_argument(
         "--save-model",
@@ -117,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write <name>_labels.csv beside each label TIFF: per label its area, "
         "centroid, mean intensity in each channel and shape, in the label TIFF's units "
-        "(pixels, or with --calibration the image's pixel size); for images of one plane or "
-        "one volume (not --planes stacks or series of volumes, whose label values repeat)",
+        "(pixels, or with --calibration the image's pixel size); each plane of a --planes "
+        "stack (each volume of a series) measured on its own, with columns saying where "
+        "(named by the TIFF's axes: t, z)",
     )
     parser.add_argument(
         "--overwrite",
@@ -173,11 +180,14 @@ def seed_setting(text: str) -> int | None:
 
 
 def params_from_args(args: argparse.Namespace) -> SegmentationParams:
-    """The preset with every flag the user gave applied on top."""
+    """The preset with every flag the user gave applied on top; with ``--model``, but for
+    the object settings, which apply to the model's own (:func:`object_settings`)."""
     from .core.params import SETTINGS
 
     overrides = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
-    return PRESETS[args.preset].replace(**overrides)
+    if getattr(args, "model", None) is not None:
+        overrides = {k: v for k, v in overrides.items() if k not in OBJECT_SETTINGS}
+    return PRESETS[args.preset or "default"].replace(**overrides)
 
 
 def channel_axis_setting(text: str) -> str | int | None:
@@ -396,6 +406,7 @@ class Written(NamedTuple):
     plane_labels: list[int]  # the number of labels in each plane (one for a 2D image)
     iterations: int  # training iterations, all planes together
     unit: str = "plane"  # what plane_labels count: "plane", or "volume" with --volume
+    objects: bool = False  # labels are objects numbered across the stack (label_by="object")
 
 
 def segment_to_file(
@@ -427,10 +438,6 @@ def segment_to_file(
         raise ValueError("--save-model saves the network of one 2D image, and this is a stack")
     if stack_axes and not args.planes:
         raise _stack_without_planes(image.shape, letters, stack_axes, "segment each plane")
-    if stack_axes and getattr(args, "measure", False):
-        raise ValueError(f"--measure measures one plane or one volume, and this is a stack "
-                         f"of {int(np.prod([image.shape[a] for a in stack_axes]))} planes "
-                         "whose label values repeat in each")  # fmt: skip
     # the stack axes first; the channels keep their place beside the plane
     plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
     rgb = colour_setting(name, image.shape, channel_axis, letters, args.rgb)
@@ -453,13 +460,17 @@ def segment_to_file(
     labels = np.stack([plane.labels for plane in planes]).reshape(
         *stack_shape, *planes[0].labels.shape
     )
-    path = _write_outputs(name, labels, arranged, engine_channel_axis, out_dir, args, letters,
-                          calibration, image.ndim, stack_axes)  # fmt: skip
-    return Written(
-        path,
-        [plane.n_labels for plane in planes],
-        sum(plane.iterations for plane in planes),
+    counts = [plane.n_labels for plane in planes]
+    objects = _object_settings(args, params)
+    if objects is not None:
+        labels, counts = _objects_across(labels, objects, args, spatial_ndim=2)
+    measured_channel_axis = (
+        None if engine_channel_axis is None else len(stack_axes) + engine_channel_axis
     )
+    path = _write_outputs(name, labels, arranged, measured_channel_axis, out_dir, args, letters,
+                          calibration, image.ndim, stack_axes, spatial_ndim=2)  # fmt: skip
+    iterations = sum(plane.iterations for plane in planes)
+    return Written(path, counts, iterations, objects=objects is not None)
 
 
 def _volumes_to_file(
@@ -482,9 +493,6 @@ def _volumes_to_file(
     series_axes, depth_axis = stack_axes[:-1], stack_axes[-1]
     if series_axes and args.save_model is not None:
         raise ValueError("--save-model saves the network of one volume, and this is a series")
-    if series_axes and getattr(args, "measure", False):
-        raise ValueError("--measure measures one plane or one volume, and this is a series "
-                         "of volumes whose label values repeat in each")  # fmt: skip
     plane_axes = [axis for axis in range(image.ndim) if axis not in stack_axes]
     rgb = colour_setting(name, image.shape, channel_axis, letters, args.rgb)
     arranged = np.transpose(image, [*stack_axes, *plane_axes])
@@ -509,10 +517,17 @@ def _volumes_to_file(
     labels = np.stack([volume.labels for volume in volumes]).reshape(
         *arranged.shape[: len(stack_axes)], *volumes[0].labels.shape[1:]
     )
-    path = _write_outputs(name, labels, arranged, engine_channel_axis, out_dir, args, letters,
-                          calibration, image.ndim, stack_axes)  # fmt: skip
+    counts = [volume.n_labels for volume in volumes]
+    objects = _object_settings(args, params)
+    if objects is not None:
+        labels, counts = _objects_across(labels, objects, args, spatial_ndim=3, spacing=spacing)
+    measured_channel_axis = (
+        None if engine_channel_axis is None else len(series_axes) + engine_channel_axis
+    )
+    path = _write_outputs(name, labels, arranged, measured_channel_axis, out_dir, args, letters,
+                          calibration, image.ndim, stack_axes, spatial_ndim=3)  # fmt: skip
     iterations = sum(volume.iterations for volume in volumes)
-    return Written(path, [volume.n_labels for volume in volumes], iterations, "volume")
+    return Written(path, counts, iterations, "volume", objects=objects is not None)
 
 
 def volume_spacing(
@@ -535,6 +550,96 @@ def volume_spacing(
     return tuple(float(size) for size in sizes)  # type: ignore[return-value,arg-type]
 
 
+#: The settings that make objects of classes (``label_by="object"``).
+OBJECT_SETTINGS = ("label_by", "object_split", "object_min_distance", "object_min_size",
+                   "fill_holes")  # fmt: skip
+
+
+def object_settings(
+    args: argparse.Namespace, params: SegmentationParams
+) -> SegmentationParams | None:
+    """The settings of the objects this command gives, or None when its labels are not
+    objects (``label_by`` other than ``"object"``).
+
+    Training (also ``--one-model``) gives objects as ``params`` say. A saved model
+    (``--model``) gives them as its own settings say, unless the command line says
+    otherwise: ``--preset`` gives the preset's object settings, and ``--label-by`` and the
+    ``--object-*`` and ``--fill-holes`` flags their own values. Raises ValueError for
+    settings that do not go together.
+    """
+    settings = params
+    model = getattr(args, "loaded_model", None)
+    if args.model is not None and model is not None:
+        settings = model.settings
+        if args.preset is not None:
+            preset = PRESETS[args.preset]
+            settings = settings.replace(**{n: getattr(preset, n) for n in OBJECT_SETTINGS})
+        given = {name: getattr(args, name) for name in OBJECT_SETTINGS if hasattr(args, name)}
+        settings = settings.replace(**given)
+    return settings if settings.label_by == "object" else None
+
+
+def _object_settings(
+    args: argparse.Namespace, params: SegmentationParams
+) -> SegmentationParams | None:
+    """:func:`object_settings` as ``main`` found them (``args.objects``), else found now."""
+    if hasattr(args, "objects"):
+        return args.objects
+    return object_settings(args, params)
+
+
+def _objects_across(
+    labels: np.ndarray,
+    settings: SegmentationParams,
+    args: argparse.Namespace,
+    spatial_ndim: int,
+    spacing: Sequence[float] | None = None,
+) -> tuple[np.ndarray, list[int]]:
+    """Objects of a stack of planes (``spatial_ndim`` 2) or volumes (3), numbered across it
+    (plane 0 holds 1..n0, plane 1 n0+1..n0+n1, ...), and the count in each plane.
+
+    With one model (``--model``, ``--one-model``) ``labels`` are its classes, which mean
+    the same in every plane: the objects come from them with ``settings``, the background
+    chosen once for the stack (:func:`~.core.objects.objects_in_planes`). Trained on each
+    plane, ``labels`` are already each plane's objects 1..n: they are numbered on."""
+    from .core.labels import smallest_unsigned_dtype
+
+    planes = labels.reshape(-1, *labels.shape[labels.ndim - spatial_ndim :])
+    if args.loaded_model is not None:
+        from .core.objects import objects_in_planes
+
+        labels = objects_in_planes(
+            labels,
+            spatial_ndim=spatial_ndim,
+            split=settings.object_split or "distance",
+            min_distance=settings.object_min_distance or 1,
+            min_size=settings.object_min_size or 0,
+            fill_holes=bool(settings.fill_holes),
+            spacing=None if spacing is None else tuple(spacing),
+        )
+        planes = labels.reshape(planes.shape)
+        counts = [len(np.unique(plane[plane > 0])) for plane in planes]
+        return labels, counts
+    counts = [int(plane.max(initial=0)) for plane in planes]
+    numbered = np.zeros(labels.shape, smallest_unsigned_dtype(sum(counts)))
+    flat = numbered.reshape(planes.shape)
+    offset = 0
+    for index, (plane, count) in enumerate(zip(planes, counts, strict=True)):
+        flat[index] = np.where(plane > 0, plane.astype(np.int64) + offset, 0)
+        offset += count
+    return numbered, counts
+
+
+def _plane_names(letters: str | None, ndim: int, axes: Sequence[int]) -> list[str] | None:
+    """The measurements' columns for a stack's ``axes``: the TIFF's letters in lower case
+    (``t``, ``z``) where it names every axis, else None (``plane``, ``axis_0``, ...)."""
+    known = known_letters(letters, ndim)
+    if not axes or known is None:
+        return None
+    names = [known[axis].lower() for axis in axes]
+    return names if len(set(names)) == len(names) else None
+
+
 def _write_outputs(
     name: str,
     labels: np.ndarray,
@@ -546,11 +651,13 @@ def _write_outputs(
     calibration: Calibration,
     ndim: int,
     stack_axes: tuple[int, ...],
+    spatial_ndim: int = 2,
 ) -> Path:
     """Write a label image (or stack) as ``<name>_labels.tif`` with the image's calibration
     where it has one this command knows, and with ``--measure`` the measurements of the
     labels and of ``image`` (its axes in the labels' order, channels on ``channel_axis``)
-    as a CSV beside it, in the TIFF's units; the TIFF's path."""
+    as a CSV beside it, in the TIFF's units: each plane (``spatial_ndim`` 2) or volume (3)
+    on its own, with a column per stack axis; the TIFF's path."""
     from .io import write_label_tiff
 
     axes = _stack_letters(known_letters(letters, ndim), stack_axes)
@@ -573,7 +680,16 @@ def _write_outputs(
     if getattr(args, "measure", False):
         from .core.measure import measure_objects, write_measurements_csv
 
-        table = measure_objects(labels, image, channel_axis=channel_axis, spacing=scale)
+        spacing = None if scale is None else scale[-spatial_ndim:]
+        planes = stack_axes[: len(stack_axes) - (spatial_ndim - 2)]
+        table = measure_objects(
+            labels,
+            image,
+            channel_axis=channel_axis,
+            spacing=spacing,
+            spatial_ndim=spatial_ndim,
+            plane_names=_plane_names(letters, ndim, planes),
+        )
         write_measurements_csv(table, measurements_path(path), overwrite=args.overwrite)
     return path
 
@@ -883,6 +999,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(problem)
     _check_models(parser, args, len(inputs))
     _check_volume(parser, args)
+    try:
+        args.objects = object_settings(args, params)
+    except (ValueError, TypeError) as error:
+        parser.error(str(error))
     with sigterm_stops_like_ctrl_c():
         try:
             _check_device(parser, params.device)
@@ -1116,13 +1236,21 @@ def summary_line(name: str, written: Written, path: Path, seconds: float) -> str
     ``NAME: L labels, I iterations, S s -> PATH`` for a 2D image;
     ``NAME: P planes, A to B labels per plane, I iterations, S s -> PATH`` for a stack (each
     plane is numbered from 1 on its own: the range of the planes' label counts, one number
-    when all planes have as many; ``I`` is the iterations of all planes together). Counts
-    of one are singular (``1 label``). ``S`` is the seconds from reading the image to
+    when all planes have as many; ``I`` is the iterations of all planes together). Objects
+    (``label_by="object"``), numbered across the stack, are counted in all and per plane:
+    ``NAME: P planes, N objects (A to B per plane), ...``. Counts of one are singular
+    (``1 label``). ``S`` is the seconds from reading the image to
     the written file.
     """
     counts = written.plane_labels
     labels = labels_per_plane(counts)
-    if len(counts) > 1:
+    if written.objects:  # numbered across the stack: the total, then per plane
+        labels = counted(sum(counts), "object")
+        if len(counts) > 1:
+            low, high = min(counts), max(counts)
+            each = f"{low}" if low == high else f"{low} to {high}"
+            labels = f"{len(counts)} {written.unit}s, {labels} ({each} per {written.unit})"
+    elif len(counts) > 1:
         labels = f"{len(counts)} {written.unit}s, {labels}"
         if written.unit != "plane":
             labels = labels.replace(" per plane", f" per {written.unit}")
