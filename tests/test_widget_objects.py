@@ -222,9 +222,7 @@ def test_all_planes_give_objects_numbered_across_the_stack_and_toggle_in_every_p
     _click(viewer, (2.0, 16.0, 16.0))
     background = set(widget._objects[1].background)
     assert inside in background
-    toggled = objects_in_planes(
-        classes, background=sorted(background), **object_options(OBJECTS)
-    )
+    toggled = objects_in_planes(classes, background=sorted(background), **object_options(OBJECTS))
     np.testing.assert_array_equal(labels_layer.data, toggled)
 
 
@@ -291,8 +289,7 @@ def test_segment_layer_objects_all_planes_and_volume(make_napari_viewer):
     assert all(per_plane) and sum(map(len, per_plane)) == len(set().union(*per_plane))
     assert layer.features["index"].tolist() == sorted(set().union(*per_plane))
     assert layer.features["t"].tolist() == [
-        next(t for t, found in enumerate(per_plane) if v in found)
-        for v in layer.features["index"]
+        next(t for t, found in enumerate(per_plane) if v in found) for v in layer.features["index"]
     ]
     assert layer.features["area"].sum() == pytest.approx(np.count_nonzero(labels) * 0.25)
 
