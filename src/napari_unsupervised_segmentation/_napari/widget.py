@@ -1069,29 +1069,27 @@ def _where(run: _Run, last: Update) -> str:
 
 
 def _model_status(run: _Run, last: Update) -> str:
-    """The status line after a run with one model (trained, or applied): its classes in
-    the planes it labelled."""
+    """The status line after a run with one model (trained, or applied): its classes, or
+    objects, in the planes it labelled."""
     where = _where(run, last)
-    if run.objects_labels is not None:
-        objects = f"{counted(int(run.objects_labels.max(initial=0)), 'object')} in {where}"
-        done = "Applied the model" if run.kind == "apply" else f"Done after {last.iteration}"
-        if run.kind != "apply" and run.stop.is_set():
-            done = f"Stopped at iteration {last.iteration}"
-        elif run.kind != "apply":
-            done += " iterations"
-        return (
-            f"{done}: one model, {objects} ({_background_text(run.objects)}). Click a class "
-            "to make it background or objects."
-        )
-    classes = f"{counted(len(run.classes), 'class')} in {where}"
-    if run.kind == "apply":
-        return f"Applied the model: {classes}."
     verb = "Stopped at iteration" if run.stop.is_set() else "Done after"
     iterations = "" if run.stop.is_set() else " iterations"
     how = " on crops" if run.inp.by_crops else ""
+    done = "Applied the model" if run.kind == "apply" else f"{verb} {last.iteration}{iterations}"
+    if run.objects_labels is not None:
+        objects = f"{counted(int(run.objects_labels.max(initial=0)), 'object')} in {where}"
+        return (
+            f"{done}{how}: one model, {objects} ({_background_text(run.objects)}). Click a "
+            "class to make it background or objects."
+        )
+    if run.params.label_by == "object" and run.disk is None:  # stopped before the last
+        return f"Stopped: {where} labelled, no objects made (they need every {last.unit})."
+    classes = f"{counted(len(run.classes), 'class')} in {where}"
+    if run.kind == "apply":
+        return f"Applied the model: {classes}."
     return (
-        f"{verb} {last.iteration}{iterations}{how}: one model, {classes} (label k + 1 is "
-        "class k everywhere). Apply model labels other layers with the same classes."
+        f"{done}{how}: one model, {classes} (label k + 1 is class k everywhere). Apply model "
+        "labels other layers with the same classes."
     )
 
 

@@ -353,8 +353,11 @@ def fit_stack_updates(
     carry the plane (or volume) shown labelled by the model so far; once training ends
     (``stop`` ends it early), the model (:class:`Trained`), then every plane's (volume's)
     labels, the one shown first. Labels are the network's classes (class ``k`` is label
-    ``k + 1``), without post-processing. Progress counts iterations, then planes (volumes).
-    ``done`` is set at the end. With ``disk``, the labels are written into it, not sent.
+    ``k + 1``), without post-processing; with ``label_by="object"`` (and no ``disk``), live
+    labels are the objects of the plane (volume) shown, and the objects of every plane
+    come at the end, numbered across the stack (:class:`Objects`, see :func:`_label_units`).
+    Progress counts iterations, then planes (volumes). ``done`` is set at the end. With
+    ``disk``, the labels are written into it, not sent.
     """
     try:
         yield from _fit_stack_updates(inp, params, stop, interval, clock, abandon, live, disk)
@@ -491,7 +494,8 @@ def apply_updates(
     shown first: one final :class:`Update` per plane (volume; progress counts them).
     ``stop`` leaves the ones after the current one unlabelled; errors come as a
     :class:`Failure`. ``done`` is set at the end. With ``disk``, the labels are written
-    into it, not sent."""
+    into it, not sent. A model trained with ``label_by="object"`` gives objects, as
+    :func:`fit_stack_updates` does (none when stopped before the last unit)."""
     try:
         template = Update(0, model.n_classes, 0.0, None, True, unit=inp.plan.unit)
         settings = model.settings
