@@ -93,6 +93,11 @@ if TYPE_CHECKING:
 ONE_MODEL = "all"
 #: The Planes choice that segments volumes as 3D objects.
 VOLUME = "volume"
+#: The status line's word on labels that Measure objects cannot measure.
+NOT_MEASURED = (
+    "Not measured: the label values repeat from plane to plane (measured: one plane, one "
+    "volume, or one model's objects)."
+)
 #: What the model file dialogs offer.
 MODEL_FILTER = "Segmentation model (*.model);;All files (*)"
 
@@ -149,6 +154,10 @@ class SegmentationWidget(Container):
     ``widget.load_model(path)`` write and read it (without a path: a file dialog).
     After a run on one plane, ``widget.detail.value`` cuts its labels again at another level
     of detail (:class:`~napari_unsupervised_segmentation.core.labels.MergeHierarchy`).
+    After a run into objects (``label_by="object"``), ``widget.toggle_class(k)`` turns the
+    network's class ``k`` from background into objects or back and redraws them (what a
+    click does while ``widget.click_classes`` is pressed); with ``widget.measure.value =
+    True`` the labels are measured into the Labels layer's features.
     """
 
     #: Emitted on the main thread when a run has ended (done, stopped or failed).
@@ -992,7 +1001,7 @@ class SegmentationWidget(Container):
             return
         self._labels_ref = weakref.ref(layer)
         self._objects = (inp, source)
-        self._result = (inp, labels, bool(inp.plan.stack_axes))
+        self._result = (inp, labels, True)  # objects: numbered across a stack
         side = "background" if value in source.background else "objects"
         self.status.value = (
             f"Class {value} is {side} now: {counted(int(labels.max(initial=0)), 'object')} "
@@ -1018,10 +1027,8 @@ class SegmentationWidget(Container):
             return
         inp, labels, numbered_across = self._result
         if not measurable(inp, numbered_across=numbered_across):
-            self.status.value += (
-                "\nNot measured: the label values repeat from plane to plane (measured: one "
-                "plane, one volume, or one model's objects)."
-            )
+            if NOT_MEASURED not in self.status.value:
+                self.status.value += f"\n{NOT_MEASURED}"
             return
         try:
             layer.features = measure_labels(inp, labels)
