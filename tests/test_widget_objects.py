@@ -300,3 +300,50 @@ def test_segment_layer_objects_all_planes_and_volume(make_napari_viewer):
     assert "centroid-2" in volume.features and "t" not in volume.features
     with pytest.raises(ValueError, match="one model's objects"):
         segment_layer("vol", viewer, OBJECTS, planes="each", measure=True)
+
+
+def test_a_volume_run_gives_3d_objects_and_a_click_toggles_the_volume(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    _, labels_layer = _stack_run(viewer, widget, qtbot, planes="volume")
+    volume = viewer.layers["vol"].data
+    classes = widget.model.predict(volume) - 1  # one (z, y, x) volume
+    source = widget._objects[1]
+    assert source.spatial_ndim == 3
+    np.testing.assert_array_equal(source.classes, classes)
+    expected = objects_in_planes(classes, spatial_ndim=3, **object_options(OBJECTS))
+    np.testing.assert_array_equal(labels_layer.data, expected)
+    count = int(expected.max())
+    assert f"{count} object{'s' if count != 1 else ''} in the volume" in widget.status.value
+    widget.click_classes.value = True
+    corner = classes[1, 0, 0]
+    _click(viewer, (1.0, 0.0, 0.0))
+    background = sorted(source.background - {corner})
+    toggled = objects_in_planes(
+        classes, spatial_ndim=3, background=background, **object_options(OBJECTS)
+    )
+    np.testing.assert_array_equal(labels_layer.data, toggled)
+
+
+def test_one_models_labels_on_disk_stay_its_classes(make_napari_viewer, tmp_path):
+    import dataclasses
+    import threading
+
+    from napari_unsupervised_segmentation._napari.layers import DiskLabels, layer_input
+    from napari_unsupervised_segmentation._napari.worker import (
+        Objects,
+        Trained,
+        fit_stack_updates,
+    )
+
+    viewer = make_napari_viewer()
+    stack = np.stack([_image(seed=s) for s in range(2)])
+    layer = viewer.add_image(stack, name="vol")
+    inp = layer_input(layer, viewer.dims, params=OBJECTS, all_planes=True, one_model=True)
+    inp = dataclasses.replace(inp, disk_labels=np.dtype(np.uint8))
+    disk = DiskLabels(inp, tmp_path / "labels.zarr")
+    events = (threading.Event(), threading.Event())
+    items = list(fit_stack_updates(inp, OBJECTS, *events, live=False, disk=disk))
+    assert not any(isinstance(item, Objects) for item in items)
+    model = next(item.model for item in items if isinstance(item, Trained))
+    expected = np.stack([model.predict(plane) for plane in stack])  # classes k + 1
+    np.testing.assert_array_equal(disk.array[:], expected)
