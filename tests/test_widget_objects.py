@@ -155,8 +155,10 @@ def test_clicking_a_class_toggles_it_and_redraws_without_training(viewer_widget,
 
     _click(viewer, (0.0, 0.0))  # not pressed: a click does nothing
     np.testing.assert_array_equal(labels_layer.data, first)
+    labels_layer.mode = "paint"
     widget.click_classes.native.click()  # press the button
     assert widget.click_classes.value
+    assert labels_layer.mode == "pan_zoom"  # clicks paint nothing meanwhile
     corner = source.class_at((0, 0))
     assert corner in source.background
     _click(viewer, (1.0, 1.0), drag_to=(30.0, 30.0))  # a drag (panning) toggles nothing

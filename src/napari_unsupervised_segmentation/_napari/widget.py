@@ -961,6 +961,9 @@ class SegmentationWidget(Container):
             callbacks.append(self._click)
         elif not checked and self._click in callbacks:
             callbacks.remove(self._click)
+        layer = self._labels_ref()
+        if checked and layer is not None and layer.mode != "pan_zoom":
+            layer.mode = "pan_zoom"  # a click toggles a class; it paints nothing
         if checked and self._objects is not None:
             self.status.value = (
                 "Click a class in the image: background becomes objects, objects become "
