@@ -1052,7 +1052,9 @@ def _click_callback(widget_ref: Callable[[], SegmentationWidget | None]) -> Call
             dragged = True
             yield
         widget = widget_ref()
-        if widget is not None and not dragged:
+        if widget is None or dragged:
+            return
+        with contextlib.suppress(RuntimeError):  # the widget's Qt controls are deleted
             if viewer.dims.ndisplay == 3:
                 widget.status.value = "Switch to 2D display to click a class."
             else:
