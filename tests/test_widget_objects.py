@@ -324,6 +324,10 @@ def test_a_volume_run_gives_3d_objects_and_a_click_toggles_the_volume(viewer_wid
         classes, spatial_ndim=3, background=background, **object_options(OBJECTS)
     )
     np.testing.assert_array_equal(labels_layer.data, toggled)
+    viewer.dims.ndisplay = 3  # a click in 3D display: no plane to take the class from
+    _click(viewer, (1.0, 0.0, 0.0))
+    np.testing.assert_array_equal(labels_layer.data, toggled)
+    assert widget.status.value == "Switch to 2D display to click a class."
 
 
 def test_one_models_labels_on_disk_stay_its_classes(make_napari_viewer, tmp_path):
