@@ -87,8 +87,3 @@ class ClassObjects:
         ):
             return None
         return int(self.classes[index])
-
-    @property
-    def values(self) -> list[int]:
-        """Every class present, in increasing order."""
-        return [int(v) for v in np.unique(self.classes)]
