@@ -40,10 +40,10 @@ def _image(shape=(32, 32), seed=0) -> np.ndarray:
 
 
 def console_examples() -> dict[str, str]:
-    """The console examples (a) to (e) as written in docs/napari.md."""
+    """The console examples (a) to (f) as written in docs/napari.md."""
     page = (ROOT / "docs" / "napari.md").read_text(encoding="utf-8")
     found = {key: code for code, key in EXAMPLE.findall(page)}
-    assert set(found) == set("abcde"), "docs/napari.md lacks '# console example (x)' blocks"
+    assert set(found) == set("abcdef"), "docs/napari.md lacks '# console example (x)' blocks"
     return found
 
 
@@ -208,7 +208,7 @@ def test_segment_layer_errors(make_napari_viewer):
 
 def test_console_examples_from_the_docs(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     examples = console_examples()
-    assert sorted(examples) == ["a", "b", "c", "d", "e"]
+    assert sorted(examples) == ["a", "b", "c", "d", "e", "f"]
     viewer = make_napari_viewer()
     data, meta, _ = coffee()[0]
     viewer.add_image(data[::16, ::16], **meta)  # a small "coffee" keeps the test fast
@@ -253,6 +253,32 @@ def test_console_examples_from_the_docs(make_napari_viewer, qtbot, tmp_path, mon
     expected = namespace["model"].predict(viewer.layers["coffee"].data, channel_axis=-1)
     np.testing.assert_array_equal(stored[:], expected)
     np.testing.assert_array_equal(on_disk[:], expected)
+
+
+def test_console_example_of_objects_in_a_stack(make_napari_viewer, monkeypatch):
+    from napari_unsupervised_segmentation import PRESETS
+    from napari_unsupervised_segmentation._napari.sample_data import stack
+
+    # the objects preset, made fast (the example's training takes a minute on 2 cores)
+    fast = PRESETS["objects"].replace(max_iter=10, n_superpixels=100, max_classes=8)
+    monkeypatch.setitem(PRESETS, "objects", fast)
+    viewer = make_napari_viewer()
+    data, meta, _ = stack()[0]
+    viewer.add_image(data[:3, :, ::4, ::4], **meta)  # (z, c, y, x) = (3, 2, 40, 40)
+    namespace = {"viewer": viewer}
+    exec(console_examples()["f"], namespace)
+    nuclei = namespace["nuclei"]
+    labels = np.asarray(nuclei.data)[:, 0]  # the labels show on both channels
+    per_plane = [set(np.unique(plane)) - {0} for plane in labels]
+    assert all(per_plane) and labels[:, 0, 0].tolist() == [0, 0, 0]
+    assert sum(map(len, per_plane)) == len(set().union(*per_plane))  # numbered across
+    features = nuclei.features
+    assert features["index"].tolist() == sorted(set().union(*per_plane))
+    assert features["z"].tolist() == [
+        next(z for z, found in enumerate(per_plane) if value in found)
+        for value in features["index"]
+    ]
+    assert {"intensity_mean-0", "intensity_mean-1"} <= set(features)
 
 
 def test_a_users_layer_of_the_same_name_is_never_overwritten(make_napari_viewer):

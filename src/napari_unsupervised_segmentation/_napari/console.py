@@ -16,6 +16,7 @@ from ..core.wording import counted, labels_per_plane
 from .layers import (
     LayerInput,
     PlaneStack,
+    in_layer_order,
     layer_input,
     measurable,
     measure_labels,
@@ -44,6 +45,10 @@ class SegmentedPlanes:
     #: volumes) it labelled, "3 planes"; None when each plane trained on its own.
     one_model: tuple[int, str] | None = None
     model: Any = None  # the model trained, with one model
+    #: One model's objects (``label_by="object"``): the classes they are made of
+    #: (:class:`~.objects.ClassObjects`); ``labels`` are then the objects, numbered across
+    #: every plane (volume), and ``one_model`` counts them instead of classes.
+    objects: Any = None
 
     def summary(self, labels_name: str, note: str = "") -> str:
         """One line: "img labels: 23 labels in 160 iterations, 12.3 s"; for a stack the
@@ -51,8 +56,9 @@ class SegmentedPlanes:
         classes in 3 planes"; ``note`` (where in the layer, :attr:`LayerInput.note`) after
         a " · "."""
         if self.one_model is not None:
-            classes, where = self.one_model
-            labels = f"one model, {counted(classes, 'class')} in {where}"
+            count, where = self.one_model
+            what = counted(count, "object" if self.objects is not None else "class")
+            labels = f"one model, {what} in {where}"
         else:
             labels = labels_per_plane(self.label_counts)
         iterations = counted(sum(self.iterations), "iteration")
@@ -98,12 +104,13 @@ def segment_planes(inp: LayerInput, settings: SegmentationParams) -> SegmentedPl
 def fit_planes(inp: LayerInput, settings: SegmentationParams) -> SegmentedPlanes:
     """Train one model for every plane, or volume, of ``inp`` and label each with it, as
     the widget's "all planes" and "volume (3D)" do (the same worker code, without live
-    updates): the labels (2D, or the stack's) and what the run took. Engine errors are
-    raised."""
+    updates): the labels (2D, or the stack's) and what the run took. With
+    ``label_by="object"``, the labels are objects numbered across every plane (volume).
+    Engine errors are raised."""
     import threading
     import time
 
-    from .worker import Failure, Trained, Update, fit_stack_updates
+    from .worker import Failure, Objects, Trained, Update, fit_stack_updates
 
     start = time.perf_counter()
     stack = PlaneStack(inp.plan, inp.plane_shape) if inp.plan.stack_axes else None
@@ -111,6 +118,7 @@ def fit_planes(inp: LayerInput, settings: SegmentationParams) -> SegmentedPlanes
     counts: list[int] = []
     classes: set[int] = set()
     model: Any = None
+    objects: Objects | None = None
     last: Update | None = None
     updates = fit_stack_updates(inp, settings, threading.Event(), threading.Event(), live=False)
     for item in updates:
@@ -119,21 +127,34 @@ def fit_planes(inp: LayerInput, settings: SegmentationParams) -> SegmentedPlanes
         if isinstance(item, Trained):
             model = item.model
             continue
+        if isinstance(item, Objects):
+            objects = item
+            continue
+        if item.labels is None:  # objects to come: the classes of this plane are kept
+            last = item
+            continue
         last, labels = item, item.labels
         counts.append(int(labels.max(initial=0)))
         classes.update(np.unique(labels).tolist())
         if stack is not None:
             for plane, plane_labels in inp.unit_planes(item.plane, labels):
                 stack.put(plane, plane_labels)
-    if last is None or labels is None:
-        raise RuntimeError("training ended before any labels were made")
     n, unit = inp.n_units, inp.plan.unit
     where = f"{n} {unit}s" if n > 1 else f"the {unit}"
+    seconds = time.perf_counter() - start
+    if last is not None and objects is not None:
+        found = in_layer_order(inp.plan, objects.labels)
+        count = int(found.max(initial=0))
+        return SegmentedPlanes(
+            found, (count,), (last.iteration,), seconds, (count, where), model, objects.source
+        )
+    if last is None or labels is None:
+        raise RuntimeError("training ended before any labels were made")
     return SegmentedPlanes(
         stack.snapshot() if stack is not None else labels,
         tuple(counts),
         (last.iteration,),
-        time.perf_counter() - start,
+        seconds,
         one_model=(len(classes), where),
         model=model,
     )
@@ -162,18 +183,23 @@ def segment_layer(
     same); ``"volume"``, the displayed plane and the axis before it (z) as volumes of 3D
     objects, one model for every volume (a time series), the voxel size from the layer's
     scale. A plane too large to train whole trains one model on crops of it (except with
-    ``"each"``). Runs to the end before returning (the widget shows live updates
-    instead), then says what it made in a notification: "img labels: 23 labels in 160
-    iterations, 12.3 s" (:meth:`SegmentedPlanes.summary`).
+    ``"each"``). With ``label_by="object"`` (the ``objects`` preset), one model's labels
+    are objects, background 0, numbered across every plane (volume; 3D objects for
+    ``"volume"``), the background chosen once on every plane's border. Runs to the end
+    before returning (the widget shows live updates instead), then says what it made in a
+    notification: "img labels: 23 labels in 160 iterations, 12.3 s"
+    (:meth:`SegmentedPlanes.summary`).
 
     ``measure=True`` also measures every label (:func:`~.layers.measure_labels`: area,
     centroid, mean intensity per channel, shape; sizes in the units of the layer's scale)
     into the Labels layer's ``features``, which napari shows beside a label's value under
-    the pointer. Measured: the labels of one plane, or of one volume (``planes="volume"``
-    on a 3D image); a stack segmented plane by plane, or a series of volumes, is refused
-    (ValueError) before anything runs, as its label values repeat from plane to plane.
-    Where one model labels the image (``"volume"``, or a plane trained on crops) a label
-    is a class: its row measures all its pieces together.
+    the pointer. Measured: the labels of one plane, of one volume (``planes="volume"`` on a
+    3D image), or one model's objects of a stack (each plane, or volume, measured on its
+    own, with a column per stack axis saying where); any other stack (planes segmented each
+    on their own, one model's classes) is refused (ValueError) before anything runs, as its
+    label values repeat from plane to plane. Where one model labels one plane or volume with
+    classes (``"volume"``, or a plane trained on crops, without objects) a label is a class:
+    its row measures all its pieces together.
     """
     if viewer is None:
         from napari import current_viewer
@@ -213,15 +239,15 @@ def segment_layer(
         volume=choice.volume,
         one_model=choice.one_model,
     )
-    if measure and not measurable(inp):
+    one_model = choice.one_model or inp.by_crops
+    objects = one_model and settings.label_by == "object"  # numbered across the stack
+    if measure and not measurable(inp, numbered_across=objects):
         raise ValueError(
-            f"measure=True measures the labels of one plane or one volume, not those of "
-            f"{inp.n_units} {inp.plan.unit}s, whose label values repeat in each"
+            f"measure=True measures the labels of one plane or one volume, or one model's "
+            f"objects, not those of {inp.n_units} {inp.plan.unit}s, whose label values "
+            "repeat in each"
         )
-    if choice.one_model or inp.by_crops:
-        run = fit_planes(inp, settings)
-    else:
-        run = segment_planes(inp, settings)
+    run = fit_planes(inp, settings) if one_model else segment_planes(inp, settings)
     labels_layer = show_labels(viewer, inp, run.labels)
     if measure:
         labels_layer.features = measure_labels(inp, run.labels)

@@ -370,9 +370,32 @@ class PlaneStack:
     def snapshot(self) -> np.ndarray:
         """A copy with the stack and plane axes in the layer's order (for
         :meth:`LayerInput.to_layer_data`)."""
-        order = [*self.plan.stack_axes, *self.plan.plane_axes]
-        positions = [sorted(order).index(axis) for axis in order]
-        return np.moveaxis(self._data, list(range(len(order))), positions).copy()
+        return in_layer_order(self.plan, self._data).copy()
+
+
+def in_layer_order(plan: PlanePlan, data: np.ndarray) -> np.ndarray:
+    """A view of ``data``, a stack's labels with the stack axes first (then a plane's axes,
+    as :class:`PlaneStack` holds them), with its axes in the layer's order."""
+    order = [*plan.stack_axes, *plan.plane_axes]
+    positions = [sorted(order).index(axis) for axis in order]
+    return np.moveaxis(data, list(range(len(order))), positions)
+
+
+def in_stack_order(plan: PlanePlan, labels: np.ndarray) -> np.ndarray:
+    """A view of ``labels`` in the layer's order (:meth:`PlaneStack.snapshot`) with the
+    stack axes first, then a plane's axes: the inverse of :func:`in_layer_order`."""
+    order = [*plan.stack_axes, *plan.plane_axes]
+    positions = [sorted(order).index(axis) for axis in order]
+    return np.moveaxis(labels, positions, list(range(len(order))))
+
+
+def stack_index(plan: PlanePlan, data_position: Sequence[float]) -> tuple[int, ...]:
+    """The index, in a stack's labels with the stack axes first (:func:`in_stack_order`),
+    of a point given in the labels layer's data coordinates (one per layer axis)."""
+    return tuple(
+        int(np.floor(float(data_position[axis]) + 0.5))
+        for axis in (*plan.stack_axes, *plan.plane_axes)
+    )
 
 
 class LazyView:
@@ -803,36 +826,66 @@ def show_labels(
     return layer  # the layer itself, not the proxy napari may hand to plugins
 
 
-def measurable(inp: LayerInput) -> bool:
+def measurable(inp: LayerInput, *, numbered_across: bool = False) -> bool:
     """Whether the labels of a run on ``inp`` can be measured label by label
-    (:func:`measure_labels`): those of one plane, or of one volume. The planes of a stack
-    segmented each on its own number their labels from 1 (label 1 of one plane is not label
-    1 of the next), and a series of volumes repeats them in every volume."""
-    return not inp.plan.stack_axes or (inp.plan.is_volume and inp.n_units == 1)
+    (:func:`measure_labels`): those of one plane or one volume, or, with
+    ``numbered_across``, objects numbered across a whole stack (one model's objects). The
+    planes of a stack segmented each on its own number their labels from 1 (label 1 of one
+    plane is not label 1 of the next), and one model's classes repeat in every plane."""
+    plan = inp.plan
+    return numbered_across or not plan.stack_axes or (plan.is_volume and inp.n_units == 1)
 
 
 def measure_labels(inp: LayerInput, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """The measurements of ``labels`` (of ``inp``'s plane, or its one volume, see
-    :func:`measurable`) as a Labels layer's ``features``: an ``index`` column (the label
-    values, how napari finds a label's row) and the columns of
+    """The measurements of ``labels`` (of ``inp``'s plane, or its stack's, in the layer's
+    axis order; see :func:`measurable`) as a Labels layer's ``features``: an ``index``
+    column (the label values, how napari finds a label's row) and the columns of
     :func:`~..core.measure.measure_objects` but ``label``: sizes and centroids in the units
-    of the layer's scale, the mean intensity of the image in each of its channels."""
+    of the layer's scale, the mean intensity of the image in each of its channels. In a
+    stack of planes (or of volumes), each is measured on its own and the rows gain a column
+    per stack axis, named as the layer names it ("t", "z") where it can, saying where."""
     from ..core.measure import measure_objects
 
     plan = inp.plan
-    spatial = sorted((*plan.stack_axes, *plan.plane_axes))  # the labels' axes, layer order
+    leading = len(plan.stack_axes) - (1 if plan.is_volume else 0)  # the stack's own axes
     scale = inp.transforms.get("scale")
-    spacing = None if scale is None else tuple(abs(float(scale[axis])) for axis in spatial)
-    channel_axis = None
-    if plan.channel_axis is not None:
-        kept = [axis for axis, i in enumerate(plan.index) if i is None]  # the image's axes
-        channel_axis = kept.index(plan.channel_axis)
-    elif inp.rgb or np.ndim(inp.image) > labels.ndim:
+    if leading:
+        spatial: list[int] = [*plan.stack_axes[leading:], *plan.plane_axes]
+        labels = in_stack_order(plan, labels)
+        image, channel_axis = inp.arranged()
+        image = np.asarray(image)
+    else:
+        spatial = sorted((*plan.stack_axes, *plan.plane_axes))  # the labels' axes, layer order
+        image, channel_axis = np.asarray(inp.image), None
+        if plan.channel_axis is not None:
+            kept = [axis for axis, i in enumerate(plan.index) if i is None]  # the image's axes
+            channel_axis = kept.index(plan.channel_axis)
+    if channel_axis is None and (inp.rgb or image.ndim > labels.ndim):
         channel_axis = -1  # colour: its samples last
-    table = measure_objects(
-        labels, np.asarray(inp.image), channel_axis=channel_axis, spacing=spacing
-    )
+    spacing = None if scale is None else tuple(abs(float(scale[axis])) for axis in spatial)
+    options: dict[str, Any] = {}
+    if leading:
+        options = {
+            "spatial_ndim": 3 if plan.is_volume else 2,
+            "plane_names": _plane_names(inp, plan.stack_axes[:leading]),
+        }
+    table = measure_objects(labels, image, channel_axis=channel_axis, spacing=spacing, **options)
     return {"index": table.pop("label"), **table}
+
+
+def _plane_names(inp: LayerInput, axes: Sequence[int]) -> list[str] | None:
+    """The names of the measurements' columns for the stack axes ``axes``: the layer's
+    names of them ("t", "z") where each has a name of its own that no measured column has,
+    else None (``plane``, ``axis_0``, ...)."""
+    from ..core.measure import SHAPE_2D, SHAPE_3D
+
+    names = [inp.axis_names[axis] if axis < len(inp.axis_names) else "" for axis in axes]
+    taken = {"label", "index", "area", *SHAPE_2D, *SHAPE_3D}
+    if not all(names) or len(set(names)) < len(names):
+        return None
+    if any(name in taken or name.startswith(("centroid", "intensity")) for name in names):
+        return None
+    return names
 
 
 def show_disk_labels(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
+    CheckBox,
     ComboBox,
     Container,
     FloatSlider,
@@ -49,15 +50,21 @@ from .layers import (
     LayerInput,
     PlaneStack,
     full_resolution,
+    in_layer_order,
     layer_input,
+    measurable,
+    measure_labels,
     show_disk_labels,
     show_labels,
+    stack_index,
     write_plane,
 )
+from .objects import ClassObjects
 from .worker import (
     LABELS_TIME_FACTOR,
     UPDATE_INTERVAL,
     Failure,
+    Objects,
     Trained,
     Update,
     _CloseWatcher,
@@ -86,6 +93,11 @@ if TYPE_CHECKING:
 ONE_MODEL = "all"
 #: The Planes choice that segments volumes as 3D objects.
 VOLUME = "volume"
+#: The status line's word on labels that Measure objects cannot measure.
+NOT_MEASURED = (
+    "Not measured: the label values repeat from plane to plane (measured: one plane, one "
+    "volume, or one model's objects)."
+)
 #: What the model file dialogs offer.
 MODEL_FILTER = "Segmentation model (*.model);;All files (*)"
 
@@ -142,6 +154,10 @@ class SegmentationWidget(Container):
     ``widget.load_model(path)`` write and read it (without a path: a file dialog).
     After a run on one plane, ``widget.detail.value`` cuts its labels again at another level
     of detail (:class:`~napari_unsupervised_segmentation.core.labels.MergeHierarchy`).
+    After a run into objects (``label_by="object"``), ``widget.toggle_class(k)`` turns the
+    network's class ``k`` from background into objects or back and redraws them (what a
+    click does while ``widget.click_classes`` is pressed); with ``widget.measure.value =
+    True`` the labels are measured into the Labels layer's features.
     """
 
     #: Emitted on the main thread when a run has ended (done, stopped or failed).
@@ -161,6 +177,12 @@ class SegmentationWidget(Container):
         #: The latest run's input and merge hierarchy, while the Detail slider re-cuts them.
         self._detail_source: tuple[LayerInput, MergeHierarchy] | None = None
         self._setting_detail = False  # the slider is being set, not moved by the user
+        #: The latest run's input and the classes of its objects, while clicks toggle them.
+        self._objects: tuple[LayerInput, ClassObjects] | None = None
+        #: The latest run's input and labels (in the layer's axis order), which Measure
+        #: objects measures, and whether they are numbered across a stack.
+        self._result: tuple[LayerInput, np.ndarray, bool] | None = None
+        self._click = _click_callback(weakref.ref(self))
 
         self.image = ComboBox(name="image", label="Image", choices=self._image_choices)
         self.channel_axis = ComboBox(
@@ -232,6 +254,30 @@ class SegmentationWidget(Container):
             widgets=[self.save_button, self.load_button, self.apply_button],
         )
         self.model_buttons.margins = (0, 0, 0, 0)
+        self.click_classes = PushButton(
+            name="click_classes",
+            text="Click a class: background \u2194 object",
+            enabled=False,
+            tooltip="After a run into objects (label by: object): while pressed, a click in "
+            "the image turns the class under the pointer from background into objects, or "
+            "back, and the objects are made again, without training.",
+        )
+        self.click_classes.native.setCheckable(True)
+        self.measure = CheckBox(
+            name="measure",
+            text="Measure objects",
+            value=False,
+            tooltip="Measure every label of a run (area, centroid, mean intensity, shape; in "
+            "the units of the layer's scale) into the Labels layer's features, which napari "
+            "shows under the pointer; again after each click on a class.",
+        )
+        self.object_buttons = Container(
+            name="object_buttons",
+            layout="horizontal",
+            labels=False,
+            widgets=[self.click_classes, self.measure],
+        )
+        self.object_buttons.margins = (0, 0, 0, 0)
         self._model: SegmentationModel | None = None
         self.progress_bar = ProgressBar(name="progress_bar", label="Progress", visible=False)
         self.status = Label(
@@ -248,6 +294,7 @@ class SegmentationWidget(Container):
                 *(widget for section in self.sections.values() for widget in section),
                 self.run_button,
                 self.model_buttons,
+                self.object_buttons,
                 self.progress_bar,
                 self.status,
             ]
@@ -258,6 +305,7 @@ class SegmentationWidget(Container):
         for _, section in self.sections.values():
             _hide_row_label(section)
         _hide_row_label(self.model_buttons)
+        _hide_row_label(self.object_buttons)
 
         self.image.changed.connect(self._on_image_changed)
         self.channel_axis.changed.connect(self._on_channel_axis_changed)
@@ -268,6 +316,8 @@ class SegmentationWidget(Container):
         self.apply_button.changed.connect(lambda *_: self.apply_model())
         watch_options(self._controls)
         self.detail.changed.connect(self._on_detail)
+        self.click_classes.native.toggled.connect(self._on_click_classes)
+        self.measure.changed.connect(self._on_measure)
 
         active = viewer.layers.selection.active
         if active is not None and active in self.image.choices:
@@ -597,6 +647,7 @@ class SegmentationWidget(Container):
                 # the Detail slider: one plane's segments (objects are not cut from a merge)
                 hierarchy=not inp.plan.stack_axes and params.label_by != "object",
                 keep_model=True,
+                objects=not inp.plan.stack_axes,  # one plane: its objects' classes
             )
         elif kind == "model":
             total = params.max_iter + inp.n_units
@@ -629,6 +680,8 @@ class SegmentationWidget(Container):
         self._labels_ref = lambda: None
         self._detail_source = None
         self.detail.enabled = False
+        self._set_objects(None)
+        self._result = None
         self.updates_shown = 0
         self.run_button.text = "Stop"
         self.run_button.enabled = True
@@ -679,6 +732,8 @@ class SegmentationWidget(Container):
                 elif isinstance(item, Trained):
                     run.trained = True
                     self._model = item.model  # buttons follow when the run ends
+                elif isinstance(item, Objects):
+                    self._show_objects(run, item)
                 else:
                     # Labels that a queued newer update of their plane replaces are skipped.
                     superseded = any(
@@ -718,6 +773,12 @@ class SegmentationWidget(Container):
                 run.final_counts[item.plane] = int(item.labels.max(initial=0))
                 if run.kind != "train":
                     run.classes.update(np.unique(item.labels).tolist())
+            elif item.is_last and run.kind != "train" and item.classes is None:
+                run.final_counts[item.plane] = 0  # labelled: its objects come at the end
+                if len(run.final_counts) == item.n_planes:
+                    self.status.value = f"Making the objects of {_where(run, item)}…"
+            if item.objects is not None:
+                run.objects = item.objects
             if item.classes is not None and run.disk is not None:  # written on disk
                 run.final_counts[item.plane] = max(item.classes, default=0)
                 run.classes.update(item.classes)
@@ -780,6 +841,16 @@ class SegmentationWidget(Container):
                 self._refresh(run)
             self._put_labels(run, run.stack.snapshot())
 
+    def _show_objects(self, run: _Run, item: Objects) -> None:
+        """Show the objects of every plane (volume) one model labelled, in the run's layer."""
+        try:
+            run.objects = item.source
+            run.objects_labels = in_layer_order(run.inp.plan, item.labels)
+            run.classes = set(np.unique(item.labels).tolist())
+            self._put_labels(run, run.objects_labels)
+        except Exception as exc:  # e.g. the viewer is half closed
+            self._show_failure(run, _not_shown(exc))
+
     def _refresh(self, run: _Run) -> None:
         """Redraw a stack's labels layer written in place. A redraw slices the layer anew,
         which in 3D display means the whole stack: the next one waits LABELS_TIME_FACTOR
@@ -811,6 +882,7 @@ class SegmentationWidget(Container):
             self._update_buttons()
             self.status.value = _final_status(run)
             self._offer_detail(run)
+            self._offer_result(run)
         except RuntimeError:  # the Qt widgets are being deleted
             return
         self.finished.emit()
@@ -850,27 +922,186 @@ class SegmentationWidget(Container):
             show_error(_not_shown(exc))
             return
         self._labels_ref = weakref.ref(layer)
+        self._result = (inp, labels, False)
         self.status.value = f"Detail {value:+.1f}: {counted(int(labels.max()), 'label')}."
+        self._measure_result()
+
+    # objects and measurements --------------------------------------------------------
+
+    def _offer_result(self, run: _Run) -> None:
+        """Keep the final labels of a run for Measure objects (measured now if checked) and,
+        after a run into objects, offer to click classes."""
+        if run.failure is not None or run.labels_layer is None or run.disk is not None:
+            return
+        if run.objects_labels is not None:
+            labels: np.ndarray | None = run.objects_labels
+        elif run.stack is not None:
+            labels = run.stack.snapshot()
+        else:
+            labels = run.last.labels if run.last is not None else None
+        if labels is None:
+            return
+        numbered_across = run.objects_labels is not None
+        self._result = (run.inp, labels, numbered_across)
+        if run.objects is not None and run.labels_layer is self._labels_ref():
+            self._set_objects((run.inp, run.objects))
+        self._measure_result()
+
+    def _set_objects(self, objects: tuple[LayerInput, ClassObjects] | None) -> None:
+        """Offer (or, with None, stop offering) to click the classes of a run's objects."""
+        self._objects = objects
+        if objects is None:
+            self.click_classes.value = False  # removes the click callback
+        self.click_classes.enabled = objects is not None
+
+    def _on_click_classes(self, checked: bool) -> None:
+        """While the button is pressed, a click in the viewer toggles the class under it."""
+        callbacks = self._viewer.mouse_drag_callbacks
+        if checked and self._click not in callbacks:
+            callbacks.append(self._click)
+        elif not checked and self._click in callbacks:
+            callbacks.remove(self._click)
+        layer = self._labels_ref()
+        if checked and layer is not None and layer.mode != "pan_zoom":
+            layer.mode = "pan_zoom"  # a click toggles a class; it paints nothing
+        if checked and self._objects is not None:
+            self.status.value = (
+                "Click a class in the image: background becomes objects, objects become "
+                f"background ({_background_text(self._objects[1])})."
+            )
+
+    def toggle_at(self, position: Any) -> int | None:
+        """Toggle the class at ``position`` (world coordinates, as a mouse event gives
+        them) in the latest run's objects (:meth:`toggle_class`); the class, or None where
+        there is none (outside the labels, no objects to toggle: the status line says)."""
+        layer = self._labels_ref()
+        if self._objects is None or layer is None or layer not in self._viewer.layers:
+            self.status.value = "No objects to click: run with label by: object first."
+            return None
+        inp, source = self._objects
+        value = source.class_at(stack_index(inp.plan, layer.world_to_data(position)))
+        if value is None:
+            self.status.value = "Click inside the labels to toggle a class."
+            return None
+        self.toggle_class(value)
+        return value
+
+    def toggle_class(self, value: int) -> None:
+        """Turn the network's class ``value`` from background into objects, or back, in the
+        latest run's objects, and redraw them (no training; measured again if Measure
+        objects is checked)."""
+        from napari.utils.notifications import show_error
+
+        if self._objects is None or self.is_running:
+            return
+        inp, source = self._objects
+        source = source.toggled(value)
+        try:
+            labels = in_layer_order(inp.plan, source.labels())
+            layer = show_labels(self._viewer, inp, labels, self._labels_ref(), set_transforms=False)
+        except Exception as exc:  # e.g. the viewer is half closed: tell, never raise
+            show_error(_not_shown(exc))
+            return
+        self._labels_ref = weakref.ref(layer)
+        self._objects = (inp, source)
+        self._result = (inp, labels, True)  # objects: numbered across a stack
+        side = "background" if value in source.background else "objects"
+        self.status.value = (
+            f"Class {value} is {side} now: {counted(int(labels.max(initial=0)), 'object')} "
+            f"({_background_text(source)})."
+        )
+        self._measure_result()
+
+    def _on_measure(self, checked: bool) -> None:
+        """Measure the latest run's labels now, or clear their measurements."""
+        layer = self._labels_ref()
+        if checked:
+            self._measure_result()
+        elif layer is not None and layer.features.shape[1]:
+            layer.features = {}
+
+    def _measure_result(self) -> None:
+        """With Measure objects checked, measure the latest labels into their layer's
+        features (or say in the status line why they cannot be)."""
+        from napari.utils.notifications import show_error
+
+        layer = self._labels_ref()
+        if not self.measure.value or self._result is None or layer is None:
+            return
+        inp, labels, numbered_across = self._result
+        if not measurable(inp, numbered_across=numbered_across):
+            if NOT_MEASURED not in self.status.value:
+                self.status.value += f"\n{NOT_MEASURED}"
+            return
+        try:
+            layer.features = measure_labels(inp, labels)
+        except Exception as exc:  # tell, never raise
+            show_error(f"Unsupervised Segmentation could not measure the labels: {exc}")
+
+
+def _click_callback(widget_ref: Callable[[], SegmentationWidget | None]) -> Callable[..., Any]:
+    """A viewer mouse callback that toggles the class under a click (not a drag) in the
+    widget's latest objects; it holds the widget weakly."""
+
+    def on_click(viewer: Any, event: Any) -> Any:
+        if getattr(event, "button", 1) != 1:
+            return
+        yield
+        dragged = False
+        while event.type == "mouse_move":
+            dragged = True
+            yield
+        widget = widget_ref()
+        if widget is None or dragged:
+            return
+        with contextlib.suppress(RuntimeError):  # the widget's Qt controls are deleted
+            if viewer.dims.ndisplay == 3:
+                widget.status.value = "Switch to 2D display to click a class."
+            else:
+                widget.toggle_at(event.position)
+
+    return on_click
+
+
+def _background_text(source: ClassObjects) -> str:
+    """ "background: classes 0, 3" (the network's classes that are background)."""
+    classes = sorted(source.background)
+    if not classes:
+        return "no class is background"
+    word = "class" if len(classes) == 1 else "classes"
+    return f"background: {word} {', '.join(map(str, classes))}"
+
+
+def _where(run: _Run, last: Update) -> str:
+    """ "all 3 planes", "2 of 3 volumes", "the plane": the units a model labelled."""
+    done, unit = len(run.final_counts), last.unit
+    if done < last.n_planes:
+        return f"{done} of {last.n_planes} {unit}s"
+    return f"all {last.n_planes} {unit}s" if last.n_planes > 1 else f"the {unit}"
 
 
 def _model_status(run: _Run, last: Update) -> str:
-    """The status line after a run with one model (trained, or applied): its classes in
-    the planes it labelled."""
-    planes, unit = len(run.final_counts), last.unit
-    where = (
-        f"{planes} of {last.n_planes} {unit}s"
-        if planes < last.n_planes
-        else (f"all {last.n_planes} {unit}s" if last.n_planes > 1 else f"the {unit}")
-    )
-    classes = f"{counted(len(run.classes), 'class')} in {where}"
-    if run.kind == "apply":
-        return f"Applied the model: {classes}."
+    """The status line after a run with one model (trained, or applied): its classes, or
+    objects, in the planes it labelled."""
+    where = _where(run, last)
     verb = "Stopped at iteration" if run.stop.is_set() else "Done after"
     iterations = "" if run.stop.is_set() else " iterations"
     how = " on crops" if run.inp.by_crops else ""
+    done = "Applied the model" if run.kind == "apply" else f"{verb} {last.iteration}{iterations}"
+    if run.objects_labels is not None:
+        objects = f"{counted(int(run.objects_labels.max(initial=0)), 'object')} in {where}"
+        return (
+            f"{done}{how}: one model, {objects} ({_background_text(run.objects)}). Click a "
+            "class to make it background or objects."
+        )
+    if run.params.label_by == "object" and run.disk is None:  # stopped before the last
+        return f"Stopped: {where} labelled, no objects made (they need every {last.unit})."
+    classes = f"{counted(len(run.classes), 'class')} in {where}"
+    if run.kind == "apply":
+        return f"Applied the model: {classes}."
     return (
-        f"{verb} {last.iteration}{iterations}{how}: one model, {classes} (label k + 1 is "
-        "class k everywhere). Apply model labels other layers with the same classes."
+        f"{done}{how}: one model, {classes} (label k + 1 is class k everywhere). Apply model "
+        "labels other layers with the same classes."
     )
 
 
@@ -910,6 +1141,12 @@ def _final_status(run: _Run) -> str:
         verb = "Stopped at iteration" if run.stop.is_set() else "Done after"
         iterations = "" if run.stop.is_set() else " iterations"
         text = f"{verb} {last.iteration}{iterations}: {counted(n_labels, 'label')}."
+        if run.objects is not None:
+            text = (
+                f"{verb} {last.iteration}{iterations}: {counted(n_labels, 'object')} "
+                f"({_background_text(run.objects)}). Click a class to make it background or "
+                "objects."
+            )
     if run.disk is not None:
         text = f"{text}\n{_disk_note(run.disk)}"
     return f"{text}\n{run.inp.note}" if run.inp.note else text

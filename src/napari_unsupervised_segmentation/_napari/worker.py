@@ -29,9 +29,11 @@ from qtpy.QtCore import QEvent, QObject, QTimer
 
 from ..core.params import SegmentationParams
 from .layers import DiskLabels, LayerInput, PlaneStack
+from .objects import ClassObjects
 
 __all__ = [
     "Failure",
+    "Objects",
     "Trained",
     "Update",
     "apply_updates",
@@ -124,6 +126,20 @@ class Update:
     #: The labels written into the run's labels on disk (:class:`~.layers.DiskLabels`),
     #: which ``labels`` does not carry then (None: no labels on disk).
     classes: frozenset[int] | None = None
+    #: With the final labels of a plane trained on its own into objects, when asked for:
+    #: the classes they are made of (:class:`~.objects.ClassObjects`), to make them again.
+    objects: ClassObjects | None = None
+
+
+@dataclass(frozen=True)
+class Objects:
+    """The objects of every plane (or volume) one model labelled, numbered across them all,
+    sent once every plane is labelled (``label_by="object"``)."""
+
+    #: Objects 1..n, background 0; the stack's axes first, as ``source.classes``.
+    labels: np.ndarray
+    #: The classes they are made of, to make them again with other background classes.
+    source: ClassObjects
 
 
 @dataclass(frozen=True)
@@ -161,6 +177,7 @@ def train_stack_updates(
     abandon: threading.Event | None = None,
     hierarchy: bool = False,
     keep_model: bool = False,
+    objects: bool = False,
 ) -> Iterator[Update | Failure | Trained]:
     """Run the engine on each of ``planes`` in turn, each trained on its own, and yield
     throttled :class:`Update` s that say which plane (runs in the worker thread); with
@@ -176,7 +193,8 @@ def train_stack_updates(
     raised, so nothing reaches the Qt event loop, and end the run. ``done`` is set at the
     end. ``channel_axis`` and ``rgb`` say how each plane holds its channels, as in
     :func:`~napari_unsupervised_segmentation.iter_segment`. With ``hierarchy``, each
-    plane's final update carries its labels' merge hierarchy, from which they are made.
+    plane's final update carries its labels' merge hierarchy, from which they are made; with
+    ``objects`` (and ``label_by="object"``), the classes its objects are made of.
     """
     try:
         for number, plane in enumerate(planes):
@@ -193,6 +211,7 @@ def train_stack_updates(
                 abandon,
                 hierarchy,
                 keep_model and len(planes) == 1,
+                objects and params.label_by == "object",
             )
             for item in updates:
                 if isinstance(item, Failure):
@@ -219,9 +238,11 @@ def _updates(
     abandon: threading.Event | None,
     hierarchy: bool = False,
     keep_model: bool = False,
+    objects: bool = False,
 ) -> Iterator[Update | Failure | Trained]:
     """One plane's updates (see :func:`train_stack_updates`), and with ``keep_model`` the
-    model of its last step (:class:`Trained`, after the final update).
+    model of its last step (:class:`Trained`, after the final update); with ``objects``,
+    the final update carries the classes of its objects.
 
     Live updates carry the step's preview labels, which never wait for post-processing's
     image-level maps (the network's classes until those are made, in the background); the
@@ -246,9 +267,18 @@ def _updates(
                         labels = levels.labels(0.0)  # the same as step.labels
                     else:
                         labels = step.labels if final else step.preview_labels
+                    source = None
+                    if final and objects:  # the objects' classes, to make them again
+                        source = ClassObjects.of(step.prediction[0].cpu().numpy(), params)
                     throttle.made()
                     yield Update(
-                        step.iteration, step.n_classes, step.loss, labels, final, hierarchy=levels
+                        step.iteration,
+                        step.n_classes,
+                        step.loss,
+                        labels,
+                        final,
+                        hierarchy=levels,
+                        objects=source,
                     )
                 if final:
                     if keep_model and not (abandon is not None and abandon.is_set()):
@@ -323,8 +353,11 @@ def fit_stack_updates(
     carry the plane (or volume) shown labelled by the model so far; once training ends
     (``stop`` ends it early), the model (:class:`Trained`), then every plane's (volume's)
     labels, the one shown first. Labels are the network's classes (class ``k`` is label
-    ``k + 1``), without post-processing. Progress counts iterations, then planes (volumes).
-    ``done`` is set at the end. With ``disk``, the labels are written into it, not sent.
+    ``k + 1``), without post-processing; with ``label_by="object"`` (and no ``disk``), live
+    labels are the objects of the plane (volume) shown, and the objects of every plane
+    come at the end, numbered across the stack (:class:`Objects`, see :func:`_label_units`).
+    Progress counts iterations, then planes (volumes). ``done`` is set at the end. With
+    ``disk``, the labels are written into it, not sent.
     """
     try:
         yield from _fit_stack_updates(inp, params, stop, interval, clock, abandon, live, disk)
@@ -345,6 +378,7 @@ def _fit_stack_updates(
     disk: DiskLabels | None = None,
 ) -> Iterator[Update | Trained]:
     n_planes, shown, unit = inp.n_units, inp.shown_unit, inp.plan.unit
+    objects = params.label_by == "object" and disk is None
     last: Any = None
     model: Any = None
     steps = _fit_steps(inp, params)
@@ -360,6 +394,8 @@ def _fit_stack_updates(
                 break
             if live and throttle.due(clock(), False):
                 labels = _predict(_preview_model(step), inp, shown)
+                if objects:  # the unit's own objects, its background chosen on its border
+                    labels = _objects_of(labels, inp, params).labels()
                 throttle.made()
                 yield Update(
                     step.iteration,
@@ -378,22 +414,71 @@ def _fit_stack_updates(
     if model is None:  # stopped between two steps: the model of the last one
         model = last.model
     yield Trained(model)
+    done = Update(last.iteration, last.n_classes, last.loss, None, True, unit=unit)
+    yield from _label_units(model, inp, params, done, params.max_iter, abandon=abandon, disk=disk)
+
+
+def _label_units(
+    model: Any,
+    inp: LayerInput,
+    settings: SegmentationParams,
+    done: Update,
+    progress: int,
+    *,
+    stop: threading.Event | None = None,
+    abandon: threading.Event | None = None,
+    disk: DiskLabels | None = None,
+) -> Iterator[Update | Objects]:
+    """Label every plane (volume) of ``inp`` with ``model``, the one shown first: one final
+    :class:`Update` each, as ``done`` with its plane, labels and ``progress`` + count.
+
+    With ``label_by="object"`` in ``settings`` and no ``disk``, the updates carry no
+    labels; once every unit is labelled, :class:`Objects` carries the objects of them all,
+    numbered across the stack, their background chosen once on every unit's border.
+    ``stop`` (or ``abandon``) leaves the units after the current one unlabelled (and, for
+    objects, makes none)."""
+    objects = settings.label_by == "object" and disk is None
+    n_units = inp.n_units
+    classes: np.ndarray | None = None
     for count, number in enumerate(_plane_order(inp), start=1):
-        if abandon is not None and abandon.is_set():
+        if (stop is not None and stop.is_set()) or (abandon is not None and abandon.is_set()):
             return
-        labels, classes = _label_unit(model, inp, number, disk)
-        yield Update(
-            last.iteration,
-            last.n_classes,
-            last.loss,
-            labels,
-            True,
-            number,
-            n_planes,
-            progress=params.max_iter + count,
-            unit=unit,
-            classes=classes,
+        labels, written = _label_unit(model, inp, number, disk)
+        if objects and labels is not None:
+            if classes is None:  # the stack's axes first, then the unit's
+                classes = np.zeros((n_units, *labels.shape), dtype=labels.dtype)
+            classes[number] = labels - 1  # the network's classes: label k + 1 is class k
+            labels = None
+        yield dataclasses.replace(
+            done,
+            labels=labels,
+            plane=number,
+            n_planes=n_units,
+            progress=progress + count,
+            classes=written,
         )
+    if classes is not None:
+        source = _objects_of(classes.reshape(_stack_shape(inp, classes)), inp, settings)
+        yield Objects(source.labels(), source)
+
+
+def _stack_shape(inp: LayerInput, classes: np.ndarray) -> tuple[int, ...]:
+    """The shape of ``classes`` (one unit's after another) with the stack's axes first."""
+    plan = inp.plan
+    leading = plan.stack_shape[:-1] if plan.is_volume else plan.stack_shape
+    return (*leading, *classes.shape[1:])
+
+
+def _objects_of(classes: np.ndarray, inp: LayerInput, settings: SegmentationParams) -> ClassObjects:
+    """The objects of one model's ``classes`` of ``inp`` (a unit's, or its stack's with the
+    stack's axes first): in 3D for volumes, with their voxel size."""
+    volume = inp.plan.is_volume
+    return ClassObjects.of(
+        classes,
+        settings,
+        spatial_ndim=3 if volume else 2,
+        spacing=inp.spacing if volume else None,
+    )
 
 
 def apply_updates(
@@ -409,24 +494,14 @@ def apply_updates(
     shown first: one final :class:`Update` per plane (volume; progress counts them).
     ``stop`` leaves the ones after the current one unlabelled; errors come as a
     :class:`Failure`. ``done`` is set at the end. With ``disk``, the labels are written
-    into it, not sent."""
+    into it, not sent. A model trained with ``label_by="object"`` gives objects, as
+    :func:`fit_stack_updates` does (none when stopped before the last unit)."""
     try:
-        for count, number in enumerate(_plane_order(inp), start=1):
-            if stop.is_set() or (abandon is not None and abandon.is_set()):
-                return
-            labels, classes = _label_unit(model, inp, number, disk)
-            yield Update(
-                0,
-                model.n_classes,
-                0.0,
-                labels,
-                True,
-                number,
-                inp.n_units,
-                progress=count,
-                unit=inp.plan.unit,
-                classes=classes,
-            )
+        template = Update(0, model.n_classes, 0.0, None, True, unit=inp.plan.unit)
+        settings = model.settings
+        yield from _label_units(
+            model, inp, settings, template, 0, stop=stop, abandon=abandon, disk=disk
+        )
     except Exception as exc:  # shown as a notification by the widget
         yield Failure(user_message(exc), exc)
     finally:
@@ -497,6 +572,10 @@ class _Run:
     #: Labels seen in the planes a model labelled (its classes, as labels k + 1).
     classes: set[int] = dataclasses.field(default_factory=set)
     trained: bool = False  # a Trained model came
+    #: The classes of the run's objects (label_by="object"), to make them again.
+    objects: ClassObjects | None = None
+    #: One model's objects of every plane (volume), in the layer's axis order.
+    objects_labels: np.ndarray | None = None
 
     def close_progress(self) -> None:
         """Close the progress bar once (every end path calls this)."""
