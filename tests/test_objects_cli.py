@@ -19,7 +19,7 @@ from napari_unsupervised_segmentation.io import read_label_tiff
 FAST = ["--max-iter", "3", "--max-classes", "8", "--n-superpixels", "40", "--device", "cpu"]
 #: Object settings given outright, so that the tests do not follow the preset's defaults.
 OBJECTS = ["--preset", "objects", "--object-split", "off", "--object-min-size", "10"]
-OBJECTS += ["--fill-holes"]
+OBJECTS += ["--fill-holes", "--object-background", "border"]
 OPTIONS = {"split": "off", "min_size": 10, "fill_holes": True}
 
 #: Disc centres of the three planes of the z-stack: 2, 1 and 3 discs.

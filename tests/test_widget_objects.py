@@ -14,8 +14,12 @@ from napari_unsupervised_segmentation._napari.layers import (
     in_stack_order,
     stack_index,
 )
-from napari_unsupervised_segmentation._napari.objects import ClassObjects, object_options
-from napari_unsupervised_segmentation.core.objects import objects_from_classes, objects_in_planes
+from napari_unsupervised_segmentation._napari.objects import ClassObjects
+from napari_unsupervised_segmentation.core.objects import (
+    object_options,
+    objects_from_classes,
+    objects_in_planes,
+)
 from napari_unsupervised_segmentation.core.plan import plan_plane
 
 #: Small, fast settings into objects, every object setting explicit.
@@ -25,6 +29,7 @@ OBJECTS = SegmentationParams(
     n_superpixels=50,
     max_classes=8,
     label_by="object",
+    object_background="border",
     object_split="off",
     object_min_size=4,
     fill_holes=True,

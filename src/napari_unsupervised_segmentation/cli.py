@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._napari.sample_data import SAMPLES, load_sample
-from .core.params import PRESETS, SegmentationParams
+from .core.params import OBJECT_SETTINGS, PRESETS, SegmentationParams
 from .core.wording import counted, labels_per_plane
 from .io._label_tiff import _file_stem
 
@@ -462,11 +462,14 @@ def segment_to_file(
     )
     counts = [plane.n_labels for plane in planes]
     objects = _object_settings(args, params)
-    if objects is not None:
-        labels, counts = _objects_across(labels, objects, args, spatial_ndim=2)
     measured_channel_axis = (
         None if engine_channel_axis is None else len(stack_axes) + engine_channel_axis
     )
+    if objects is not None:
+        brightness = _model_brightness(args, objects, arranged, measured_channel_axis, rgb)
+        labels, counts = _objects_across(
+            labels, objects, args, spatial_ndim=2, intensity=brightness
+        )
     path = _write_outputs(name, labels, arranged, measured_channel_axis, out_dir, args, letters,
                           calibration, image.ndim, stack_axes, spatial_ndim=2)  # fmt: skip
     iterations = sum(plane.iterations for plane in planes)
@@ -519,11 +522,14 @@ def _volumes_to_file(
     )
     counts = [volume.n_labels for volume in volumes]
     objects = _object_settings(args, params)
-    if objects is not None:
-        labels, counts = _objects_across(labels, objects, args, spatial_ndim=3, spacing=spacing)
     measured_channel_axis = (
         None if engine_channel_axis is None else len(series_axes) + engine_channel_axis
     )
+    if objects is not None:
+        brightness = _model_brightness(args, objects, arranged, measured_channel_axis, rgb)
+        labels, counts = _objects_across(
+            labels, objects, args, spatial_ndim=3, spacing=spacing, intensity=brightness
+        )
     path = _write_outputs(name, labels, arranged, measured_channel_axis, out_dir, args, letters,
                           calibration, image.ndim, stack_axes, spatial_ndim=3)  # fmt: skip
     iterations = sum(volume.iterations for volume in volumes)
@@ -548,11 +554,6 @@ def volume_spacing(
     if named != "Z" or any(size is None for size in sizes):
         return None
     return tuple(float(size) for size in sizes)  # type: ignore[return-value,arg-type]
-
-
-#: The settings that make objects of classes (``label_by="object"``).
-OBJECT_SETTINGS = ("label_by", "object_split", "object_min_distance", "object_min_size",
-                   "fill_holes")  # fmt: skip
 
 
 def object_settings(
@@ -594,6 +595,7 @@ def _objects_across(
     args: argparse.Namespace,
     spatial_ndim: int,
     spacing: Sequence[float] | None = None,
+    intensity: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """Objects of a stack of planes (``spatial_ndim`` 2) or volumes (3), numbered across it
     (plane 0 holds 1..n0, plane 1 n0+1..n0+n1, ...), and the count in each plane.
@@ -606,16 +608,15 @@ def _objects_across(
 
     planes = labels.reshape(-1, *labels.shape[labels.ndim - spatial_ndim :])
     if args.loaded_model is not None:
-        from .core.objects import objects_in_planes
+        from .core.objects import object_options, objects_in_planes
 
         labels = objects_in_planes(
             labels,
             spatial_ndim=spatial_ndim,
-            split=settings.object_split or "distance",
-            min_distance=settings.object_min_distance or 1,
-            min_size=settings.object_min_size or 0,
-            fill_holes=bool(settings.fill_holes),
+            background=settings.object_background or "border",
+            intensity=intensity,
             spacing=None if spacing is None else tuple(spacing),
+            **object_options(settings),
         )
         planes = labels.reshape(planes.shape)
         counts = [len(np.unique(plane[plane > 0])) for plane in planes]
@@ -628,6 +629,20 @@ def _objects_across(
         flat[index] = np.where(plane > 0, plane.astype(np.int64) + offset, 0)
         offset += count
     return numbered, counts
+
+
+def _model_brightness(
+    args: argparse.Namespace,
+    settings: SegmentationParams,
+    image: np.ndarray,
+    channel_axis: int | None,
+    rgb: bool | None,
+) -> np.ndarray | None:
+    """The brightness of every pixel of ``image`` as the loaded model scales it, for the
+    objects' background rule; None without a model or when the rule does not need it."""
+    if args.loaded_model is None or settings.object_background != "intensity":
+        return None
+    return args.loaded_model.brightness(image, channel_axis=channel_axis, rgb=rgb)
 
 
 def _plane_names(letters: str | None, ndim: int, axes: Sequence[int]) -> list[str] | None:

@@ -14,23 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core.objects import border_classes, objects_in_planes
+from ..core.objects import background_classes, object_options, objects_in_planes
 
 if TYPE_CHECKING:
     from ..core.params import SegmentationParams
 
-__all__ = ["ClassObjects", "object_options"]
-
-
-def object_options(settings: SegmentationParams) -> dict[str, Any]:
-    """The options of :func:`~..core.objects.objects_from_classes` that ``settings`` give,
-    as :func:`~..core.postprocess.finish_objects` reads them."""
-    return {
-        "split": settings.object_split or "distance",
-        "min_distance": settings.object_min_distance or 1,
-        "min_size": settings.object_min_size or 0,
-        "fill_holes": bool(settings.fill_holes),
-    }
+__all__ = ["ClassObjects"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,13 +44,16 @@ class ClassObjects:
         *,
         spatial_ndim: int = 2,
         spacing: Sequence[float] | None = None,
+        intensity: np.ndarray | None = None,
     ) -> ClassObjects:
-        """The objects of ``classes`` with the ``object_*`` settings, the background being
-        the classes that cover the border of every plane (volume) most
-        (:func:`~..core.objects.border_classes`); ``spacing``: the spatial axes' pixel
-        (voxel) size, None: equal."""
+        """The objects of ``classes`` with the ``object_*`` settings, the background found
+        once for the whole stack by ``object_background``
+        (:func:`~..core.objects.background_classes`: by each class's brightness in
+        ``intensity``, of ``classes``' shape, or along every plane's border);
+        ``spacing``: the spatial axes' pixel (voxel) size, None: equal."""
         classes = np.asarray(classes)
-        background = border_classes(classes, spatial_ndim=spatial_ndim)
+        rule = settings.object_background or "border"
+        background = background_classes(classes, rule, intensity, spatial_ndim)
         options = {**object_options(settings), "spacing": spacing}
         return cls(classes, frozenset(background), options, spatial_ndim)
 

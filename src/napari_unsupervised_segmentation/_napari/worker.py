@@ -269,7 +269,11 @@ def _updates(
                         labels = step.labels if final else step.preview_labels
                     source = None
                     if final and objects:  # the objects' classes, to make them again
-                        source = ClassObjects.of(step.prediction[0].cpu().numpy(), params)
+                        source = ClassObjects.of(
+                            step.prediction[0].cpu().numpy(),
+                            params,
+                            intensity=_brightness(image, channel_axis, rgb, params),
+                        )
                     throttle.made()
                     yield Update(
                         step.iteration,
@@ -289,6 +293,19 @@ def _updates(
             steps.close()
     except Exception as exc:  # shown as a notification by the widget
         yield Failure(user_message(exc))
+
+
+def _brightness(
+    image: np.ndarray, channel_axis: int | None, rgb: bool | None, params: SegmentationParams
+) -> np.ndarray | None:
+    """The brightness of every pixel of a plane as training scaled it, for the objects'
+    background rule (None when the rule does not need it)."""
+    if params.object_background != "intensity":
+        return None
+    from ..core.normalize import prepare_image
+
+    prepared = prepare_image(image, channel_axis, rgb, stretch=bool(params.stretch_contrast))
+    return prepared.channels.mean(axis=-1)
 
 
 def _fit_steps(inp: LayerInput, params: SegmentationParams) -> Iterator[Any]:
@@ -393,9 +410,11 @@ def _fit_stack_updates(
                 model = step.model
                 break
             if live and throttle.due(clock(), False):
-                labels = _predict(_preview_model(step), inp, shown)
-                if objects:  # the unit's own objects, its background chosen on its border
-                    labels = _objects_of(labels, inp, params).labels()
+                preview = _preview_model(step)
+                labels = _predict(preview, inp, shown)
+                if objects:  # the unit's own objects
+                    intensity = _unit_brightness(preview, inp, shown, params)
+                    labels = _objects_of(labels, inp, params, intensity).labels()
                 throttle.made()
                 yield Update(
                     step.iteration,
@@ -440,6 +459,7 @@ def _label_units(
     objects = settings.label_by == "object" and disk is None
     n_units = inp.n_units
     classes: np.ndarray | None = None
+    intensity: np.ndarray | None = None
     for count, number in enumerate(_plane_order(inp), start=1):
         if (stop is not None and stop.is_set()) or (abandon is not None and abandon.is_set()):
             return
@@ -448,6 +468,11 @@ def _label_units(
             if classes is None:  # the stack's axes first, then the unit's
                 classes = np.zeros((n_units, *labels.shape), dtype=labels.dtype)
             classes[number] = labels - 1  # the network's classes: label k + 1 is class k
+            unit_intensity = _unit_brightness(model, inp, number, settings)
+            if unit_intensity is not None:
+                if intensity is None:
+                    intensity = np.zeros(classes.shape, np.float32)
+                intensity[number] = unit_intensity
             labels = None
         yield dataclasses.replace(
             done,
@@ -458,8 +483,21 @@ def _label_units(
             classes=written,
         )
     if classes is not None:
-        source = _objects_of(classes.reshape(_stack_shape(inp, classes)), inp, settings)
+        shape = _stack_shape(inp, classes)
+        stack_intensity = None if intensity is None else intensity.reshape(shape)
+        source = _objects_of(classes.reshape(shape), inp, settings, stack_intensity)
         yield Objects(source.labels(), source)
+
+
+def _unit_brightness(
+    model: Any, inp: LayerInput, number: int, settings: SegmentationParams
+) -> np.ndarray | None:
+    """The brightness of ``inp``'s ``number``-th plane (volume) as ``model`` scales it, for
+    the objects' background rule (None when the rule does not need it)."""
+    if settings.object_background != "intensity":
+        return None
+    image, channel_axis = inp.unit_image(number)
+    return model.brightness(image, channel_axis=channel_axis, rgb=inp.rgb)
 
 
 def _stack_shape(inp: LayerInput, classes: np.ndarray) -> tuple[int, ...]:
@@ -469,7 +507,12 @@ def _stack_shape(inp: LayerInput, classes: np.ndarray) -> tuple[int, ...]:
     return (*leading, *classes.shape[1:])
 
 
-def _objects_of(classes: np.ndarray, inp: LayerInput, settings: SegmentationParams) -> ClassObjects:
+def _objects_of(
+    classes: np.ndarray,
+    inp: LayerInput,
+    settings: SegmentationParams,
+    intensity: np.ndarray | None = None,
+) -> ClassObjects:
     """The objects of one model's ``classes`` of ``inp`` (a unit's, or its stack's with the
     stack's axes first): in 3D for volumes, with their voxel size."""
     volume = inp.plan.is_volume
@@ -478,6 +521,7 @@ def _objects_of(classes: np.ndarray, inp: LayerInput, settings: SegmentationPara
         settings,
         spatial_ndim=3 if volume else 2,
         spacing=inp.spacing if volume else None,
+        intensity=intensity,
     )
 
 

@@ -344,45 +344,40 @@ class SegmentationModel:
         model scales it, or along every plane's border. ``spacing``: the pixel (voxel) size
         of the last axes, for the split of touching objects. The whole image is read.
         """
-        from .objects import objects_in_planes
-        from .params import PRESETS
+        from .objects import object_options, objects_in_planes
+        from .params import OBJECT_SETTINGS, PRESETS
 
         settings = settings or self.settings
         if settings.label_by != "object":
-            settings = settings.replace(
-                **{
-                    key: getattr(PRESETS["objects"], key)
-                    for key in ("label_by", "object_background", "object_split",
-                                "object_min_distance", "object_min_size", "fill_holes")
-                }
-            )  # fmt: skip
+            preset = PRESETS["objects"]
+            settings = settings.replace(**{key: getattr(preset, key) for key in OBJECT_SETTINGS})
         classes = np.asarray(self.predict(image, channel_axis=channel_axis, rgb=rgb))
         intensity = None
         if settings.object_background == "intensity":
-            intensity = self._intensity(np.asarray(image), channel_axis, rgb, classes.shape)
+            intensity = self.brightness(image, channel_axis=channel_axis, rgb=rgb)
         return objects_in_planes(
             classes,
             spatial_ndim=self.spatial_ndim,
             background=settings.object_background or "border",
             intensity=intensity,
-            split=settings.object_split or "distance",
-            min_distance=settings.object_min_distance or 1,
-            min_size=settings.object_min_size or 0,
-            fill_holes=bool(settings.fill_holes),
             spacing=None if spacing is None else tuple(spacing),
+            **object_options(settings),
         )
 
-    def _intensity(
-        self, image: np.ndarray, channel_axis: int | None, rgb: bool | None, shape: tuple
+    def brightness(
+        self, image: Any, *, channel_axis: int | None = None, rgb: bool | None = None
     ) -> np.ndarray:
-        """The brightness of every pixel of ``image`` (``shape``, the labels' shape): the
+        """The brightness of every pixel of ``image`` (its shape without the channels): the
         mean of its channels scaled as :meth:`predict` scales them, each plane (volume) on
-        its own when the model stretches contrast."""
-        is_colour = self.is_rgb and rgb is not False
+        its own when the model stretches contrast; what ``object_background="intensity"``
+        judges classes by."""
+        image = np.asarray(image)
+        colour = self.is_rgb and rgb is not False and channel_axis is None
         if channel_axis is not None:
             image = np.moveaxis(image, channel_axis, -1)
-        elif not is_colour:
+        elif not colour:
             image = image[..., np.newaxis]
+        shape = image.shape[:-1]
         spatial = shape[len(shape) - self.spatial_ndim :]
         units = image.reshape(-1, *spatial, image.shape[-1])
         stretch = self.settings.stretch_contrast

@@ -162,7 +162,7 @@ def objects_from_classes(
         raise ValueError(
             f"spacing needs one size per axis ({classes.ndim}); got {tuple(spacing)!r}"
         )
-    chosen = _background(classes, background, intensity, None)
+    chosen = background_classes(classes, background, intensity)
     foreground = ~np.isin(classes, chosen)
     if fill_holes:
         foreground = ndimage.binary_fill_holes(foreground)
@@ -175,6 +175,18 @@ def objects_from_classes(
         small[0] = False
         pieces[small[pieces]] = 0
     return _consecutive(pieces)
+
+
+def object_options(settings: Any) -> dict[str, Any]:
+    """The options of :func:`objects_from_classes` that a ``SegmentationParams``' object
+    settings give (``object_split``, ``object_min_distance``, ``object_min_size``,
+    ``fill_holes``)."""
+    return {
+        "split": settings.object_split or "distance",
+        "min_distance": settings.object_min_distance or 1,
+        "min_size": settings.object_min_size or 0,
+        "fill_holes": bool(settings.fill_holes),
+    }
 
 
 def objects_in_planes(
@@ -206,7 +218,7 @@ def objects_in_planes(
     if not 1 <= spatial_ndim <= classes.ndim:
         raise ValueError(f"spatial_ndim must be 1..{classes.ndim}; got {spatial_ndim}")
     planes = classes.reshape(-1, *classes.shape[classes.ndim - spatial_ndim :])
-    chosen = _background(classes, background, intensity, spatial_ndim)
+    chosen = background_classes(classes, background, intensity, spatial_ndim)
     labelled = [objects_from_classes(plane, background=chosen, **options) for plane in planes]
     counts = [int(plane.max(initial=0)) for plane in labelled]
     out = np.zeros(classes.shape, dtype=smallest_unsigned_dtype(sum(counts)))
@@ -218,13 +230,15 @@ def objects_in_planes(
     return out
 
 
-def _background(
+def background_classes(
     classes: np.ndarray,
     background: Iterable[int] | str,
-    intensity: np.ndarray | None,
-    spatial_ndim: int | None,
+    intensity: np.ndarray | None = None,
+    spatial_ndim: int | None = None,
 ) -> list[int]:
-    """The background classes that ``background`` names or finds."""
+    """The background classes that ``background`` names, or finds by its rule: "border"
+    (:func:`border_classes`) or "intensity" (:func:`intensity_classes` of ``intensity``);
+    ``spatial_ndim``: the leading axes of a stack are planes."""
     if isinstance(background, str):
         if background not in BACKGROUND_RULES:
             raise ValueError(f"background must be one of {BACKGROUND_RULES}; got {background!r}")

@@ -38,6 +38,9 @@ LABEL_BY = ("class", "segment", "object")
 OBJECT_SPLITS = ("off", "distance")
 #: How the background classes of objects are found (see core/objects.py).
 BACKGROUND_RULES = ("intensity", "border")
+#: The settings that make objects of classes (``label_by="object"``).
+OBJECT_SETTINGS = ("label_by", "object_background", "object_split", "object_min_distance",
+                   "object_min_size", "fill_holes")  # fmt: skip
 MERGES = ("off", "colour", "texture")
 #: Names of the presets, in the order they are shown.
 PRESET_NAMES = ("default", "paper", "objects")

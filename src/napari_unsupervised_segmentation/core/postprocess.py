@@ -30,7 +30,7 @@ from .labels import (
     split_connected_components,
 )
 from .normalize import PreparedImage
-from .objects import objects_from_classes
+from .objects import object_options, objects_from_classes
 from .params import SegmentationParams
 from .refine import colour_features, graph_segments
 from .regions import HistogramCues
@@ -353,11 +353,8 @@ def finish_objects(
         prediction,
         background=rule if background is None else background,
         intensity=intensity,
-        split=settings.object_split or "distance",
-        min_distance=settings.object_min_distance or 1,
-        min_size=settings.object_min_size or 0,
-        fill_holes=bool(settings.fill_holes),
         spacing=spacing,
+        **object_options(settings),
     )
 
 
