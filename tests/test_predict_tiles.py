@@ -116,3 +116,25 @@ def test_the_own_range_of_a_plane_read_in_tiles_is_that_of_the_whole(model, two_
         two_channel_model.predict(lazy, channel_axis=1, tile_shape=(9, 9)),
         two_channel_model.predict(stack, channel_axis=1),
     )
+
+
+def test_a_model_that_stretches_contrast_scales_each_plane_to_its_own_range() -> None:
+    from napari_unsupervised_segmentation.core.fitted import _Plane, _plane_ranges
+    from napari_unsupervised_segmentation.core.normalize import prepare_image
+
+    rng = np.random.default_rng(3)
+    bright = _image(7, (48, 56))
+    dim = (bright // 8).astype(np.uint8)  # the same scene, an eighth as bright
+    dim[:20] = 0  # and many ties, as a dark background gives
+    for image in (dim, dim.astype(np.uint16), rng.integers(0, 3000, (40, 30)).astype(np.uint16)):
+        expected = prepare_image(image, stretch=True).ranges
+        plane = _Plane(image, {}, None)
+        assert _plane_ranges(plane, False, (16, 16), stretch=True) == expected
+    model = fit(bright, FAST, stretch_contrast=True)
+    whole = model.predict(dim, tile_shape=dim.shape)
+    np.testing.assert_array_equal(model.predict(_Reads(dim), tile_shape=(16, 16)), whole)
+    # stretched, an image twice as bright as another gets exactly its classes
+    half = bright // 2
+    np.testing.assert_array_equal(model.predict(half * 2), model.predict(half))
+    unstretched = fit(bright, FAST)
+    assert np.any(unstretched.predict(half * 2) != unstretched.predict(half))

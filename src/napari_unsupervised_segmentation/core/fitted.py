@@ -742,7 +742,15 @@ def _plane_ranges(
             for block in plane.tiles(tile_shape):
                 yield groups(block)[g].astype(np.float64) / unit
 
-        span = _percentiles(values_of, count, low[g] / unit, high[g] / unit)
+        if plane.dtype.kind in "ui" and plane.dtype.itemsize <= 2:  # a histogram is exact
+            histogram = np.zeros(int(high[g] - low[g]) + 1, np.int64)
+            for block in plane.tiles(tile_shape):
+                shifted = groups(block)[g].astype(np.int64) - int(low[g])
+                histogram += np.bincount(shifted, minlength=len(histogram))
+            span = _percentiles(partial(_ranked, histogram, low[g]), count)
+        else:
+            ranked = partial(_order_statistics, values_of, low=low[g] / unit, high=high[g] / unit)
+            span = _percentiles(ranked, count)
         if span[1] <= span[0]:  # almost constant: the full range, as prepare_image
             span = (low[g] / unit, high[g] / unit)
         ranges.append((float(span[0]) * unit, float(span[1]) * unit))
@@ -760,11 +768,11 @@ def _to_float64(value: Any) -> float:
 
 
 def _percentiles(
-    values: Callable[[], Iterator[np.ndarray]], count: int, low: float, high: float
+    order_statistics: Callable[[list[int]], list[float]], count: int
 ) -> tuple[float, float]:
-    """``np.percentile`` of all the values ``values()`` yields (``count`` of them, between
-    ``low`` and ``high``) at :mod:`.normalize`'s robust percentiles, with numpy's arithmetic
-    (linear interpolation between two order statistics), reading them in a few passes."""
+    """``np.percentile`` of ``count`` values at :mod:`.normalize`'s robust percentiles, with
+    numpy's arithmetic (linear interpolation between two order statistics), from
+    ``order_statistics(ranks)``, the values of the given 0-based ranks."""
     quantiles = np.true_divide(np.asanyarray([LOW_PERCENTILE, HIGH_PERCENTILE]), 100)
     virtual = (count - 1) * quantiles
     previous = np.floor(virtual)
@@ -772,7 +780,7 @@ def _percentiles(
     previous[above] = count - 1
     following = np.minimum(previous + 1, count - 1)
     ranks = sorted({int(r) for r in np.concatenate([previous, following])})
-    found = dict(zip(ranks, _order_statistics(values, ranks, low, high), strict=True))
+    found = dict(zip(ranks, order_statistics(ranks), strict=True))
     gamma = np.asanyarray(virtual - np.floor(virtual))
     result = []
     for q, p, f in zip(range(len(quantiles)), previous, following, strict=True):
@@ -784,6 +792,13 @@ def _percentiles(
         value = b - difference * (1 - t) if t >= 0.5 else a + difference * t
         result.append(float(value))
     return result[0], result[1]
+
+
+def _ranked(histogram: np.ndarray, low: float, ranks: list[int]) -> list[float]:
+    """The values of 0-based ``ranks`` among integers counted in ``histogram`` (bin i holds
+    the value ``low + i``)."""
+    ends = np.cumsum(histogram)
+    return [float(low + np.searchsorted(ends, rank, side="right")) for rank in ranks]
 
 
 def _order_statistics(
