@@ -48,8 +48,8 @@ def prepared_images(monkeypatch):
     seen = []
     original = normalize.prepare_image
 
-    def spy(image, channel_axis=None, rgb=None):
-        prepared = original(image, channel_axis, rgb)
+    def spy(image, channel_axis=None, rgb=None, **options):
+        prepared = original(image, channel_axis, rgb, **options)
         seen.append((prepared.is_rgb, prepared.channels.shape[-1]))
         return prepared
 

@@ -185,7 +185,7 @@ def segment_layer(
     scale. A plane too large to train whole trains one model on crops of it (except with
     ``"each"``). With ``label_by="object"`` (the ``objects`` preset), one model's labels
     are objects, background 0, numbered across every plane (volume; 3D objects for
-    ``"volume"``), the background chosen once on every plane's border. Runs to the end
+    ``"volume"``), the background chosen once for the stack. Runs to the end
     before returning (the widget shows live updates instead), then says what it made in a
     notification: "img labels: 23 labels in 160 iterations, 12.3 s"
     (:meth:`SegmentedPlanes.summary`).

@@ -453,7 +453,7 @@ def _label_units(
 
     With ``label_by="object"`` in ``settings`` and no ``disk``, the updates carry no
     labels; once every unit is labelled, :class:`Objects` carries the objects of them all,
-    numbered across the stack, their background chosen once on every unit's border.
+    numbered across the stack, their background chosen once for the stack.
     ``stop`` (or ``abandon``) leaves the units after the current one unlabelled (and, for
     objects, makes none)."""
     objects = settings.label_by == "object" and disk is None

@@ -370,10 +370,10 @@ class SegmentationParams:
         label="Label by",
         details="With `'class'` a class found in several places is one label; with "
         "`'segment'` each place is its own label (as the paper did before scoring), and "
-        "every other post-processing setting applies. With `'object'` the classes that cover "
-        "the image's border are background (0) and the others foreground, whose holes are "
-        "filled and whose touching objects are split (`object_split`); see "
-        "[how-it-works.md](how-it-works.md#objects).",
+        "every other post-processing setting applies. With `'object'` the background classes "
+        "(`object_background`) become 0 and the others foreground, whose holes are filled and "
+        "whose touching objects are split (`object_split`); see "
+        "[how-it-works.md](how-it-works.md#objects-the-objects-preset).",
     )
     cut_scale: float | None = setting(
         "post-processing",
@@ -834,8 +834,9 @@ def _preset(name: str) -> SegmentationParams:
 
 #: Named parameter sets. ``paper`` is the algorithm as published, with the public demo's
 #: stopping rule (where the demo departs from the paper, see benchmarks/demo_loop.py).
-#: ``objects``: the ``default``'s training, one label per object (nucleus, cell) with
-#: background 0; its object settings are starting values, not chosen on any data set.
+#: ``objects``: the ``default``'s training on each image's own contrast, stopping at 6
+#: classes, one label per object (nucleus, cell) with background 0; chosen on the DSB 2018
+#: ``dev`` nuclei (docs/benchmarks.md).
 #: ``default``, measured on BSDS500 train and val (docs/benchmarks.md): a shorter training
 #: with fewer filters and SLIC superpixels that follow edges; its segments cut further along
 #: graph-based segments, then joined again across boundaries that are weak in colour and
@@ -866,10 +867,11 @@ Three presets:
   segments, removes specks, joins touching segments across weak colour-and-texture boundaries
   in two merges, and removes specks and thin rims last ([how-it-works.md](how-it-works.md)).
   What that buys on BSDS500, and how its values were chosen: [benchmarks.md](benchmarks.md).
-- `objects`, for nuclei and cells in microscopy, trains as the `default` does and gives one
-  label per object, background 0 (`label_by="object"`; see
-  [how-it-works.md](how-it-works.md#objects)). Its object settings are starting values, not
-  yet chosen on a benchmark.
+- `objects`, for nuclei and cells in microscopy, trains as the `default` does on each
+  image's own contrast (`stretch_contrast`), stops at 6 classes and gives one label per
+  object, background 0 (`label_by="object"`; see
+  [how-it-works.md](how-it-works.md#objects-the-objects-preset)). Its values were chosen on
+  the DSB 2018 `dev` nuclei: [benchmarks.md](benchmarks.md#nuclei-dsb-2018-dev).
 
 Every setting can be overridden on top of either: as keyword arguments in Python
 (`segment(image, "paper", max_iter=100)`), as flags on the command line (`--max-iter 100`),
