@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from test_widget import TIMEOUT, _image
 
 from napari_unsupervised_segmentation import SegmentationParams, segment
 from napari_unsupervised_segmentation._napari.layers import (
@@ -34,14 +35,6 @@ OBJECTS = SegmentationParams(
     object_min_size=4,
     fill_holes=True,
 )
-TIMEOUT = 60_000  # ms; generous, the CPU is shared
-
-
-def _image(shape=(32, 32), seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = rng.random(shape)
-    img[..., 8:24, 8:24] += 2.0
-    return img
 
 
 @dataclass

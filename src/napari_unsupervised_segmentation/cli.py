@@ -461,14 +461,13 @@ def segment_to_file(
         *stack_shape, *planes[0].labels.shape
     )
     counts = [plane.n_labels for plane in planes]
-    objects = _object_settings(args, params)
     measured_channel_axis = (
         None if engine_channel_axis is None else len(stack_axes) + engine_channel_axis
     )
+    objects = _object_settings(args, params)
     if objects is not None:
-        brightness = _model_brightness(args, objects, arranged, measured_channel_axis, rgb)
         labels, counts = _objects_across(
-            labels, objects, args, spatial_ndim=2, intensity=brightness
+            labels, objects, args, 2, image=(arranged, measured_channel_axis, rgb)
         )
     path = _write_outputs(name, labels, arranged, measured_channel_axis, out_dir, args, letters,
                           calibration, image.ndim, stack_axes, spatial_ndim=2)  # fmt: skip
@@ -521,14 +520,13 @@ def _volumes_to_file(
         *arranged.shape[: len(stack_axes)], *volumes[0].labels.shape[1:]
     )
     counts = [volume.n_labels for volume in volumes]
-    objects = _object_settings(args, params)
     measured_channel_axis = (
         None if engine_channel_axis is None else len(series_axes) + engine_channel_axis
     )
+    objects = _object_settings(args, params)
     if objects is not None:
-        brightness = _model_brightness(args, objects, arranged, measured_channel_axis, rgb)
         labels, counts = _objects_across(
-            labels, objects, args, spatial_ndim=3, spacing=spacing, intensity=brightness
+            labels, objects, args, 3, spacing, image=(arranged, measured_channel_axis, rgb)
         )
     path = _write_outputs(name, labels, arranged, measured_channel_axis, out_dir, args, letters,
                           calibration, image.ndim, stack_axes, spatial_ndim=3)  # fmt: skip
@@ -595,7 +593,7 @@ def _objects_across(
     args: argparse.Namespace,
     spatial_ndim: int,
     spacing: Sequence[float] | None = None,
-    intensity: np.ndarray | None = None,
+    image: tuple[np.ndarray, int | None, bool | None] | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """Objects of a stack of planes (``spatial_ndim`` 2) or volumes (3), numbered across it
     (plane 0 holds 1..n0, plane 1 n0+1..n0+n1, ...), and the count in each plane.
@@ -603,7 +601,9 @@ def _objects_across(
     With one model (``--model``, ``--one-model``) ``labels`` are its classes, which mean
     the same in every plane: the objects come from them with ``settings``, the background
     chosen once for the stack (:func:`~.core.objects.objects_in_planes`). Trained on each
-    plane, ``labels`` are already each plane's objects 1..n: they are numbered on."""
+    plane, ``labels`` are already each plane's objects 1..n: they are numbered on.
+    ``image``: the image with the stack's axes first, its channel axis and colour, whose
+    brightness the objects' background rule may judge the model's classes by."""
     from .core.labels import smallest_unsigned_dtype
 
     planes = labels.reshape(-1, *labels.shape[labels.ndim - spatial_ndim :])
@@ -614,7 +614,7 @@ def _objects_across(
             labels,
             spatial_ndim=spatial_ndim,
             background=settings.object_background or "border",
-            intensity=intensity,
+            intensity=None if image is None else _model_brightness(args, settings, *image),
             spacing=None if spacing is None else tuple(spacing),
             **object_options(settings),
         )
