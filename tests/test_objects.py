@@ -209,3 +209,21 @@ def test_the_intensity_rule_needs_an_intensity() -> None:
         objects_from_classes(np.zeros((10, 10), int), background="intensity")
     with pytest.raises(ValueError, match="background must be"):
         objects_from_classes(np.zeros((10, 10), int), background="corners")
+
+
+def test_the_dim_halo_of_an_object_class_is_trimmed_by_brightness() -> None:
+    shape = (60, 60)
+    core = _disc(shape, (30, 30), 8)
+    halo = _disc(shape, (30, 30), 12) & ~core  # the same class, hardly brighter than the field
+    classes = (core | halo).astype(int)
+    intensity = np.where(core, 1.0, np.where(halo, 0.1, 0.0))
+    labels = objects_from_classes(classes, background="intensity", intensity=intensity)
+    inner, outer = _disc(shape, (30, 30), 7), halo & ~_disc(shape, (30, 30), 9)
+    assert labels.max() == 1  # (the smoothing blurs the core's outline by a pixel)
+    assert (labels[inner] == 1).all() and (labels[outer] == 0).all()
+    # the border rule keeps the whole class
+    assert (objects_from_classes(classes, background="border")[halo] == 1).all()
+    # a stack: the same pixels, numbered across the planes
+    stack = objects_in_planes(np.stack([classes, classes]), background="intensity",
+                              intensity=np.stack([intensity, intensity]))  # fmt: skip
+    assert sorted(np.unique(stack)) == [0, 1, 2] and (stack[:, outer] == 0).all()

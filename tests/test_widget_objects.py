@@ -351,3 +351,18 @@ def test_one_models_labels_on_disk_stay_its_classes(make_napari_viewer, tmp_path
     model = next(item.model for item in items if isinstance(item, Trained))
     expected = np.stack([model.predict(plane) for plane in stack])  # classes k + 1
     np.testing.assert_array_equal(disk.array[:], expected)
+
+
+def test_a_dim_class_made_an_object_by_a_click_keeps_all_its_pixels() -> None:
+    classes = np.zeros((40, 60), dtype=int)
+    classes[10:20, 10:20] = 1  # bright
+    classes[10:20, 35:45] = 2  # as dim as the field: background by brightness
+    intensity = np.where(classes == 1, 1.0, np.where(classes == 2, 0.05, 0.0))
+    settings = OBJECTS.replace(object_background="intensity")
+    source = ClassObjects.of(classes, settings, intensity=intensity)
+    assert source.background == {0, 2}
+    labels = source.labels()
+    assert labels.max() == 1 and (labels[classes == 2] == 0).all()
+    toggled = source.toggled(2).labels()
+    assert toggled.max() == 2 and (toggled[12:18, 37:43] > 0).all()
+    assert source.toggled(2).toggled(2).background == source.background

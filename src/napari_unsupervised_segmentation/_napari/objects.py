@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core.objects import background_classes, object_options, objects_in_planes
+from ..core.objects import background_classes, object_mask, object_options, objects_in_planes
 
 if TYPE_CHECKING:
     from ..core.params import SegmentationParams
@@ -28,13 +28,16 @@ class ClassObjects:
 
     ``classes`` holds a class per pixel: one plane or volume, or a stack of them with the
     stack's axes first (the last ``spatial_ndim`` axes are one plane or volume).
-    :meth:`labels` gives objects 1..n numbered across the stack, background 0.
+    :meth:`labels` gives objects 1..n numbered across the stack, background 0. ``mask``
+    holds the pixels that may be part of an object (None: all): with the brightness rule,
+    those bright enough, and every pixel of a class the user made an object.
     """
 
     classes: np.ndarray
     background: frozenset[int]
     options: dict[str, Any]
     spatial_ndim: int = 2
+    mask: np.ndarray | None = None
 
     @classmethod
     def of(
@@ -54,8 +57,9 @@ class ClassObjects:
         classes = np.asarray(classes)
         rule = settings.object_background or "border"
         background = background_classes(classes, rule, intensity, spatial_ndim)
+        mask = object_mask(classes, rule, intensity, spatial_ndim)
         options = {**object_options(settings), "spacing": spacing}
-        return cls(classes, frozenset(background), options, spatial_ndim)
+        return cls(classes, frozenset(background), options, spatial_ndim, mask)
 
     def labels(self) -> np.ndarray:
         """Objects 1..n (numbered plane after plane), background 0, of ``classes``' shape."""
@@ -63,13 +67,18 @@ class ClassObjects:
             self.classes,
             spatial_ndim=self.spatial_ndim,
             background=sorted(self.background),
+            mask=self.mask,
             **self.options,
         )
 
     def toggled(self, value: int) -> ClassObjects:
         """The same classes with class ``value`` on the other side: background becomes
-        object, object becomes background."""
-        return replace(self, background=self.background ^ {int(value)})
+        object (all of its pixels), object becomes background."""
+        value = int(value)
+        mask = self.mask
+        if mask is not None and value in self.background:
+            mask = mask | (self.classes == value)
+        return replace(self, background=self.background ^ {value}, mask=mask)
 
     def class_at(self, index: Sequence[int]) -> int | None:
         """The class at ``index`` (one integer per axis of ``classes``), or None outside."""

@@ -10,6 +10,7 @@ split by a watershed of the distance transform, and specks are removed.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,9 +18,12 @@ import numpy as np
 from .labels import smallest_unsigned_dtype
 from .params import BACKGROUND_RULES, OBJECT_SPLITS
 
-#: Where between the largest class's mean intensity (0) and Otsu's threshold of the image
-#: (1) :func:`intensity_classes` draws the line between background and objects.
-INTENSITY_CUT = 0.75
+#: Where between the largest class's mean brightness (0) and Otsu's threshold of the image
+#: (1) :func:`intensity_classes` draws the line between background and object classes.
+CLASS_CUT = 0.5
+#: Where on the same scale :func:`object_pixels` draws the line that a pixel of an object
+#: class must pass to be part of an object.
+PIXEL_CUT = 0.8
 #: The Gaussian (pixels) that smooths the distance transform before its maxima seed the
 #: split, so that a ragged outline does not seed an object of its own.
 DISTANCE_SMOOTHING = 1.0
@@ -61,42 +65,90 @@ def border_classes(
     return [int(v) for v in values[enriched]]
 
 
+@dataclass(frozen=True)
+class Brightness:
+    """Where background and objects lie on a map of classes' brightness.
+
+    ``smooth`` is the intensity (one value per pixel, e.g. the mean of the channels)
+    smoothed by a Gaussian of 1 pixel, as the classic Otsu pipeline does; objects are on the
+    ``side`` (+1 brighter, -1 darker) of Otsu's ``threshold`` that holds fewer pixels
+    (bright nuclei on a dark field, dark ones on a bright field); the largest class is
+    background, at mean ``level``. A cut ``c`` is the line ``c`` of the way from ``level``
+    to ``threshold``.
+    """
+
+    smooth: np.ndarray
+    side: float
+    level: float
+    threshold: float
+
+    @classmethod
+    def of(
+        cls, classes: np.ndarray, intensity: np.ndarray, spatial_ndim: int | None = None
+    ) -> Brightness:
+        """The brightness of ``classes`` (same shape as ``intensity``); with
+        ``spatial_ndim``, the leading axes are planes of a stack: smoothing stays within
+        each."""
+        from scipy import ndimage
+        from skimage.filters import threshold_otsu
+
+        classes = np.asarray(classes)
+        intensity = np.asarray(intensity, dtype=np.float64)
+        if intensity.shape != classes.shape:
+            raise ValueError(f"intensity {intensity.shape} and classes {classes.shape} differ")
+        lead = 0 if spatial_ndim is None else classes.ndim - spatial_ndim
+        smooth = ndimage.gaussian_filter(intensity, [0.0] * lead + [1.0] * (classes.ndim - lead))
+        _, inverse, counts = np.unique(classes, return_inverse=True, return_counts=True)
+        largest = np.argmax(counts)
+        level = float(smooth.ravel()[inverse.ravel() == largest].mean())
+        if smooth.min() == smooth.max():  # nothing stands out: all background
+            return cls(smooth, 1.0, level, np.inf)
+        threshold = float(threshold_otsu(smooth))
+        side = 1.0 if np.count_nonzero(smooth > threshold) < smooth.size / 2 else -1.0
+        return cls(smooth, side, level, threshold)
+
+    def beyond(self, values: np.ndarray, cut: float) -> np.ndarray:
+        """Whether ``values`` lie past the line ``cut``, on the objects' side."""
+        if not np.isfinite(self.threshold):
+            return np.zeros(np.shape(values), dtype=bool)
+        line = self.level + cut * (self.threshold - self.level)
+        return self.side * (np.asarray(values) - line) > 0
+
+
 def intensity_classes(
     classes: np.ndarray,
     intensity: np.ndarray,
-    cut: float = INTENSITY_CUT,
+    cut: float = CLASS_CUT,
     *,
     spatial_ndim: int | None = None,
 ) -> list[int]:
-    """The background classes by their brightness: those on the background's side of a line
-    drawn ``cut`` of the way from the largest class's mean intensity to Otsu's threshold.
+    """The background classes by their brightness: those whose mean brightness does not
+    pass the line drawn ``cut`` of the way from the largest class's mean to Otsu's
+    threshold (see :class:`Brightness`).
 
-    ``intensity`` (one value per pixel, e.g. the mean of the channels) is smoothed by a
-    Gaussian of 1 pixel, as the classic Otsu pipeline does. Objects are on the side of
-    Otsu's threshold that holds fewer pixels (bright nuclei on a dark field, dark ones on a
-    bright field); the largest class is background. Classes are judged by their mean, so a
-    dim class of objects (the rim of a nucleus, a faint nucleus) stays with the objects
-    when its mean lies past the line, even where Otsu's threshold would cut it away. With
-    ``spatial_ndim``, the leading axes are planes of a stack: smoothing stays within each.
+    Classes are judged by their mean, so a dim class of objects (the rim of a nucleus, a
+    faint nucleus) stays with the objects when its mean lies past the line, even where
+    Otsu's threshold would cut it away.
     """
-    from scipy import ndimage
-    from skimage.filters import threshold_otsu
-
-    classes = np.asarray(classes)
-    intensity = np.asarray(intensity, dtype=np.float64)
-    if intensity.shape != classes.shape:
-        raise ValueError(f"intensity {intensity.shape} and classes {classes.shape} differ")
-    lead = 0 if spatial_ndim is None else classes.ndim - spatial_ndim
-    smooth = ndimage.gaussian_filter(intensity, [0.0] * lead + [1.0] * (classes.ndim - lead))
+    brightness = Brightness.of(classes, intensity, spatial_ndim)
     values, inverse, counts = np.unique(classes, return_inverse=True, return_counts=True)
-    means = np.bincount(inverse.ravel(), weights=smooth.ravel()) / counts
-    if smooth.min() == smooth.max():
-        return [int(v) for v in values]
-    threshold = threshold_otsu(smooth)
-    side = 1.0 if np.count_nonzero(smooth > threshold) < smooth.size / 2 else -1.0
-    largest = means[np.argmax(counts)]
-    line = largest + cut * (threshold - largest)
-    return [int(v) for v, mean in zip(values, means, strict=True) if side * (mean - line) <= 0]
+    means = np.bincount(inverse.ravel(), weights=brightness.smooth.ravel()) / counts
+    objects = brightness.beyond(means, cut)
+    return [int(v) for v, is_object in zip(values, objects, strict=True) if not is_object]
+
+
+def object_pixels(
+    classes: np.ndarray,
+    intensity: np.ndarray,
+    cut: float = PIXEL_CUT,
+    *,
+    spatial_ndim: int | None = None,
+) -> np.ndarray:
+    """The pixels bright enough to be part of an object: past the line ``cut`` (see
+    :class:`Brightness`). A class is judged by its mean, so it can hold pixels of the
+    background around an object (a halo); this trims them."""
+    brightness = Brightness.of(classes, intensity, spatial_ndim)
+    return brightness.beyond(brightness.smooth, cut)
 
 
 def objects_from_classes(
@@ -104,6 +156,7 @@ def objects_from_classes(
     *,
     background: Iterable[int] | str = "border",
     intensity: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
     split: str = "distance",
     min_distance: int = 5,
     min_size: int = 16,
@@ -133,6 +186,9 @@ def objects_from_classes(
         ``intensity``).
     intensity : numpy.ndarray, optional
         One brightness per pixel (``classes``' shape), for ``background="intensity"``.
+    mask : numpy.ndarray of bool, optional
+        The pixels that may be part of an object; None: all, or with
+        ``background="intensity"`` those of :func:`object_pixels`.
     split : {"distance", "off"}
         "distance": split touching objects by the distance-transform watershed; "off":
         each connected piece of foreground is one object.
@@ -163,7 +219,11 @@ def objects_from_classes(
             f"spacing needs one size per axis ({classes.ndim}); got {tuple(spacing)!r}"
         )
     chosen = background_classes(classes, background, intensity)
+    if mask is None and isinstance(background, str) and background == "intensity":
+        mask = object_pixels(classes, intensity)
     foreground = ~np.isin(classes, chosen)
+    if mask is not None:
+        foreground &= np.asarray(mask, dtype=bool)
     if fill_holes:
         foreground = ndimage.binary_fill_holes(foreground)
     pieces, n_pieces = ndimage.label(foreground)  # face connectivity
@@ -195,6 +255,7 @@ def objects_in_planes(
     spatial_ndim: int = 2,
     background: Iterable[int] | str = "border",
     intensity: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
     **options: Any,
 ) -> np.ndarray:
     """Objects of every plane of a stack of class maps, numbered across the whole stack.
@@ -204,7 +265,8 @@ def objects_in_planes(
     model mean the same thing in every plane, so the background is chosen once for the
     stack (``background`` as in :func:`objects_from_classes`, over all planes: their
     borders, or their ``intensity`` of ``classes``' shape) and each plane's objects come
-    from :func:`objects_from_classes` with ``options``. Plane 0 holds labels 1..n0, plane 1
+    from :func:`objects_from_classes` with ``options`` (and ``mask``, the pixels that may be
+    objects, found once for the stack like the background). Plane 0 holds labels 1..n0, plane 1
     n0+1..n0+n1, and so on: no two planes share a label, so counting and measuring the
     labels counts every object once.
 
@@ -219,7 +281,13 @@ def objects_in_planes(
         raise ValueError(f"spatial_ndim must be 1..{classes.ndim}; got {spatial_ndim}")
     planes = classes.reshape(-1, *classes.shape[classes.ndim - spatial_ndim :])
     chosen = background_classes(classes, background, intensity, spatial_ndim)
-    labelled = [objects_from_classes(plane, background=chosen, **options) for plane in planes]
+    if mask is None:
+        mask = object_mask(classes, background, intensity, spatial_ndim)
+    masks = [None] * len(planes) if mask is None else np.asarray(mask).reshape(planes.shape)
+    labelled = [
+        objects_from_classes(plane, background=chosen, mask=plane_mask, **options)
+        for plane, plane_mask in zip(planes, masks, strict=True)
+    ]
     counts = [int(plane.max(initial=0)) for plane in labelled]
     out = np.zeros(classes.shape, dtype=smallest_unsigned_dtype(sum(counts)))
     flat = out.reshape(planes.shape)
@@ -248,6 +316,21 @@ def background_classes(
             raise ValueError("background='intensity' needs the image's intensity")
         return intensity_classes(classes, intensity, spatial_ndim=spatial_ndim)
     return [int(v) for v in background]
+
+
+def object_mask(
+    classes: np.ndarray,
+    background: Iterable[int] | str,
+    intensity: np.ndarray | None = None,
+    spatial_ndim: int | None = None,
+) -> np.ndarray | None:
+    """The pixels that the rule ``background`` lets be part of an object: those of
+    :func:`object_pixels` for "intensity", None (all) otherwise."""
+    if isinstance(background, str) and background == "intensity":
+        if intensity is None:
+            raise ValueError("background='intensity' needs the image's intensity")
+        return object_pixels(classes, intensity, spatial_ndim=spatial_ndim)
+    return None
 
 
 def _split_touching(

@@ -550,11 +550,12 @@ class SegmentationParams:
         choices=BACKGROUND_RULES,
         requires=_OBJECTS,
         label="Background",
-        details="'intensity' draws a line three quarters of the way from the mean brightness "
-        "of the largest class to Otsu's threshold of the (smoothed) image, on the side with "
-        "more pixels; classes whose mean stays on the background's side are background. "
-        "'border' takes the class with most pixels along the image border and every class "
-        "more common there than inside. In the widget, clicking a class toggles it.",
+        details="'intensity' measures each class's mean brightness (smoothed by 1 pixel) on a "
+        "scale from the largest class's mean (0) to Otsu's threshold of the image (1), objects "
+        "on the side of the threshold with fewer pixels: classes below 0.5 are background, and "
+        "pixels of the other classes below 0.8 are trimmed off (a class's dim halo). 'border' "
+        "takes the class with most pixels along the image border and every class more common "
+        "there than inside. In the widget, clicking a class toggles it.",
     )
     object_split: str | None = setting(
         "post-processing",
