@@ -134,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
         "keep a label TIFF that another run writes meanwhile)",
     )
     parser.add_argument(
+        "--dask",
+        metavar="local|ADDRESS",
+        help="label the files on a dask.distributed cluster, one task per file: 'local' starts "
+        "one worker process per CPU, an address (tcp://host:8786) uses a running scheduler "
+        "whose workers see the same files; outputs already complete are skipped, so a rerun "
+        "resumes (needs the 'distributed' extra; see docs/scaling-out.md)",
+    )
+    parser.add_argument(
         "--quiet",
         action="store_true",
         help="no progress bars (the one-line summary per image is still printed)",
@@ -932,7 +940,7 @@ def _overwrite_problems(args: argparse.Namespace, names: Sequence[str]) -> list[
             continue
         if any(path.exists() and target.samefile(path) for path in args.images):
             problems.append(f"{target} is one of the input images")
-        elif not args.overwrite:
+        elif not args.overwrite and getattr(args, "dask", None) is None:  # --dask: skipped
             problems.append(f"{target} exists (pass --overwrite to replace it)")
     return problems
 
@@ -1006,6 +1014,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as error:
         parser.error(str(error))
     inputs = _inputs(args)
+    if args.dask is not None and (args.one_model or args.save_model is not None):
+        parser.error("--dask labels each file on its own; leave out --one-model and --save-model")
     problems = _overwrite_problems(args, [name for name, _ in inputs])
     if problems:
         parser.error("not overwriting: " + "; ".join(problems))
@@ -1021,7 +1031,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with sigterm_stops_like_ctrl_c():
         try:
             _check_device(parser, params.device)
-            if args.one_model:
+            if args.dask is not None:
+                failures = _dask_inputs(args, params)
+            elif args.one_model:
                 failures = _one_model_inputs(inputs, args, params)
             else:
                 failures = _segment_inputs(inputs, args, params)
@@ -1128,6 +1140,43 @@ def _segment_inputs(
             seconds = time.perf_counter() - started
             tqdm.write(summary_line(name, written, output_path(args.out, name), seconds))
     return failures
+
+
+def _dask_inputs(args: argparse.Namespace, params: SegmentationParams) -> int:
+    """``--dask``: label every input as a task on a dask.distributed cluster, printing each
+    file's summary line (or why it failed, or that its outputs were complete and kept) as
+    its task completes; the number that failed."""
+    from tqdm import tqdm
+
+    from . import distributed
+
+    try:
+        client = distributed.connect(args.dask)
+    except ImportError as error:
+        print(f"{PROG}: --dask: {error}", file=sys.stderr)
+        return len(args.images) + len(args.sample)
+    except OSError as error:  # no scheduler at that address
+        print(f"{PROG}: --dask {shown(args.dask)}: cannot connect: {error}", file=sys.stderr)
+        return len(args.images) + len(args.sample)
+    jobs = distributed.input_sources(args)
+    bar = tqdm(total=len(jobs), desc="images", unit="image", disable=args.quiet or len(jobs) < 2)
+
+    def report(result: distributed.FileResult) -> None:
+        bar.update(1)
+        if result.status == "failed":
+            print(f"{PROG}: skipped {shown(result.name)}: {shown(str(result.error))}",
+                  file=sys.stderr)  # fmt: skip
+        elif result.status == "skipped":
+            tqdm.write(f"{shown(result.name)}: {result.summary} -> {shown(str(result.path))}")
+        else:
+            tqdm.write(str(result.summary))
+
+    try:
+        with bar:
+            results = distributed.run(jobs, args, params, client=client, progress=report)
+    finally:
+        distributed.close(client)
+    return sum(result.status == "failed" for result in results)
 
 
 class _Loaded(NamedTuple):
