@@ -86,7 +86,7 @@ def connect(address: str, *, n_workers: int | None = None) -> Client:
         n_workers=n_workers or local_workers(),
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port
     )
     return Client(cluster)
 
