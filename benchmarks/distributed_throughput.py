@@ -4,7 +4,9 @@ Writes ``--images`` synthetic grayscale TIFFs and a model trained on one of them
 in one process as the command line does (``--model``, no ``--dask``), then with
 :func:`napari_unsupervised_segmentation.distributed.apply_model` on a LocalCluster of one and
 of two single-threaded worker processes. Prints the images per second of each, the ratio of
-2 workers to 1, and checks that every output is byte for byte the one-process output.
+2 workers to 1, and checks that every output is byte for byte the one-process output with
+torch on one thread, as on each worker (torch on more threads adds up a pixel's sums in
+another order, which can flip a near tie between two classes: the count is printed).
 The clusters are started and warmed up (torch imported, the model on the workers) before
 the clock starts: the figures are the steady throughput of a run of many files.
 
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+import torch
 
 from napari_unsupervised_segmentation import distributed as scale
 from napari_unsupervised_segmentation import fit
@@ -63,12 +66,26 @@ def main_benchmark() -> None:
         params = SegmentationParams(max_iter=20, min_classes=0, max_classes=16)
         model = fit(synthetic(0, 256), params).save(root / "bench.model")
 
-        started = time.perf_counter()
-        argv = [*map(str, files), "--model", str(model), "--out", str(root / "plain"), "--quiet"]
-        with contextlib.redirect_stdout(io.StringIO()):  # its summary lines
-            assert main(argv) == 0
-        plain_seconds = time.perf_counter() - started
+        def plain_run(out: Path, threads: int) -> float:
+            argv = [*map(str, files), "--model", str(model), "--out", str(out), "--quiet"]
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            started = time.perf_counter()
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):  # its summary lines
+                    assert main(argv) == 0
+            finally:
+                torch.set_num_threads(before)
+            return time.perf_counter() - started
+
+        # torch on one thread, as on each worker: the same sums in the same order
+        plain_run(root / "plain", 1)
         plain = outputs(root / "plain")
+        plain_seconds = plain_run(root / "plain_all_cores", torch.get_num_threads())
+        differing = sum(
+            int(np.count_nonzero(tifffile.imread(root / "plain" / name) != tifffile.imread(path)))
+            for name, path in ((p.name, p) for p in sorted((root / "plain_all_cores").iterdir()))
+        )
 
         rates = {}
         for workers in (1, 2):
@@ -89,7 +106,9 @@ def main_benchmark() -> None:
                   f"{rates[workers]:.2f} images/s; outputs as one process's: {same}")  # fmt: skip
             assert same
         print(f"one process (the command line, torch on all cores): {plain_seconds:.2f} s, "
-              f"{options.images / plain_seconds:.2f} images/s")  # fmt: skip
+              f"{options.images / plain_seconds:.2f} images/s; pixels whose label differs from "
+              f"torch on one thread (float sums in another order): {differing} of "
+              f"{options.images * options.size**2}")  # fmt: skip
         print(f"2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
         size = f"{options.size} x {options.size}"
         print(f"machine: {platform.machine()}, {scale.local_workers()} cores; "
