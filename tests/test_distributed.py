@@ -165,3 +165,16 @@ def test_cli_dask_refuses_one_model(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(image), "--out", str(tmp_path / "o"), "--one-model", "--dask", "local"])
     assert "--dask labels each file on its own" in capsys.readouterr().err
+
+
+def test_the_package_and_the_command_line_do_not_import_dask_distributed():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_unsupervised_segmentation, napari_unsupervised_segmentation.cli\n"
+        "napari_unsupervised_segmentation.cli.build_parser()\n"
+        "assert 'distributed' not in sys.modules, 'distributed imported'\n"
+        "assert 'napari_unsupervised_segmentation.distributed' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=os.environ)
