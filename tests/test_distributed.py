@@ -178,3 +178,29 @@ def test_the_package_and_the_command_line_do_not_import_dask_distributed():
         "assert 'napari_unsupervised_segmentation.distributed' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=os.environ)
+
+
+@pytest.mark.parametrize("stretch", [False, True])
+def test_one_large_image_is_labelled_tile_by_tile_on_the_cluster(client, tmp_path, stretch):
+    import zarr
+
+    from napari_unsupervised_segmentation.core.labels import smallest_unsigned_dtype
+
+    image = _image(3, shape=(150, 230))
+    model = fit(image[:64, :64], TINY.replace(stretch_contrast=stretch))
+    source = zarr.create_array(tmp_path / "image.zarr", shape=image.shape, chunks=(50, 50),
+                               dtype=image.dtype)  # fmt: skip
+    source[:] = image
+    dtype = smallest_unsigned_dtype(model.n_classes)
+    zarr.create_array(tmp_path / "labels.zarr", shape=image.shape, chunks=(64, 96), dtype=dtype)
+    seen = []
+    scale.predict_tiles(tmp_path / "image.zarr", model, tmp_path / "labels.zarr", client=client,
+                        progress=lambda done, total: seen.append((done, total)))  # fmt: skip
+    assert seen[-1] == (9, 9)
+    labels = zarr.open_array(tmp_path / "labels.zarr", mode="r")[:]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as on each worker
+    try:
+        np.testing.assert_array_equal(labels, model.predict(image))
+    finally:
+        torch.set_num_threads(threads)

@@ -279,3 +279,105 @@ def _read(source: tuple[str, str]) -> tuple[Any, str | None, Any]:
 
         return (*load_sample(where), cli.UNCALIBRATED)
     return cli.read_image(Path(where))
+
+
+def predict_tiles(
+    image: str | os.PathLike[str],
+    model: SegmentationModel,
+    out: str | os.PathLike[str],
+    *,
+    client: Client | None = None,
+    channel_axis: int | None = None,
+    rgb: bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Label one 2D image too large for memory tile by tile, one task per tile: ``image`` is
+    the path of a zarr array (rows, columns and, on ``channel_axis``, channels), ``out`` the
+    path of a zarr array of its rows and columns to fill (for instance the level 0 of an
+    OME-Zarr labels output). A tile is a chunk of ``out`` (so tasks write disjoint chunks)
+    read with the model's halo around it: the labels are those of ``model.predict`` on the
+    whole image, with the memory of one tile per task. ``progress(done, total)`` is called
+    as tiles complete; on ``client``'s cluster, or in this process when None.
+
+    A model that stretches each image's contrast is given the whole image's ranges first
+    (measured tile by tile here), so that every tile is scaled alike.
+    """
+    import dataclasses
+
+    import zarr
+
+    from .core.fitted import _Plane, _plane_ranges
+    from .core.normalize import image_layout
+
+    source = zarr.open_array(os.fspath(image), mode="r")
+    target = zarr.open_array(os.fspath(out), mode="r")
+    if channel_axis is not None:
+        channel_axis = channel_axis % source.ndim
+    spatial = [axis for axis in range(source.ndim) if axis != channel_axis]
+    if len(spatial) != 2:
+        raise ValueError(f"tiles of a 2D image; the image has shape {source.shape}")
+    height, width = (source.shape[axis] for axis in spatial)
+    if tuple(target.shape) != (height, width):
+        raise ValueError(f"out has shape {target.shape}; the labels have {(height, width)}")
+    rows, cols = target.chunks
+    if model.settings.stretch_contrast:
+        plane = _Plane(source, {}, channel_axis)
+        layout_axis = None if plane.n_channels is None else -1
+        is_rgb = model._layout_as_trained(
+            lambda colour: image_layout(plane.shape, plane.dtype, layout_axis, colour), rgb
+        ).is_rgb
+        ranges = _plane_ranges(plane, is_rgb, (rows, cols), stretch=True)
+        settings = model.settings.replace(stretch_contrast=False)
+        model = dataclasses.replace(model, ranges=ranges, settings=settings)
+    corners = [(top, left) for top in range(0, height, rows) for left in range(0, width, cols)]
+    where = (os.fspath(Path(image).absolute()), os.fspath(Path(out).absolute()))
+    if client is None:
+        for done, corner in enumerate(corners, start=1):
+            label_tile(*where, corner, (rows, cols), model, channel_axis, rgb)
+            if progress is not None:
+                progress(done, len(corners))
+        return
+    from distributed import as_completed
+
+    sent = client.scatter(model, broadcast=True, hash=False)
+    futures = [
+        client.submit(label_tile, *where, corner, (rows, cols), sent, channel_axis, rgb, pure=False)
+        for corner in corners
+    ]
+    try:
+        for done, future in enumerate(as_completed(futures), start=1):
+            future.result()  # a tile that fails stops the image: its labels would be holes
+            if progress is not None:
+                progress(done, len(corners))
+    finally:
+        client.cancel([*futures, sent])
+
+
+def label_tile(
+    image: str,
+    out: str,
+    corner: tuple[int, int],
+    tile: tuple[int, int],
+    model: SegmentationModel,
+    channel_axis: int | None,
+    rgb: bool | None,
+) -> None:
+    """The task of one tile of :func:`predict_tiles`: read it with the model's halo from the
+    zarr array ``image``, label it and write it into its chunk of the zarr array ``out``
+    (written whole by zarr; a retry writes the same labels again)."""
+    import zarr
+
+    source = zarr.open_array(image, mode="r")
+    target = zarr.open_array(out, mode="r+")
+    height, width = target.shape
+    top, left = corner
+    halo = model.halo
+    y0, x0 = max(top - halo, 0), max(left - halo, 0)
+    y1, x1 = min(top + tile[0] + halo, height), min(left + tile[1] + halo, width)
+    window: list[slice] = [slice(None)] * source.ndim
+    spatial = [axis for axis in range(source.ndim) if axis != channel_axis]
+    window[spatial[0]], window[spatial[1]] = slice(y0, y1), slice(x0, x1)
+    block = source[tuple(window)]
+    labels = model.predict(block, channel_axis=channel_axis, rgb=rgb)  # in its own tiles
+    bottom, right = min(top + tile[0], height), min(left + tile[1], width)
+    target[top:bottom, left:right] = labels[top - y0 : bottom - y0, left - x0 : right - x0]
