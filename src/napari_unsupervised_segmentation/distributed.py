@@ -221,12 +221,8 @@ def output_paths(args: argparse.Namespace, name: str) -> list[Path]:
 
 
 def is_complete(path: Path) -> bool:
-    """Whether an output was published whole: a file is published atomically (if it is
-    there, it is complete); an OME-Zarr folder is complete once its writer says so."""
-    if path.name.endswith(".zarr"):
-        from .io.ome_zarr import is_complete as zarr_is_complete
-
-        return zarr_is_complete(path)
+    """Whether an output was published whole: files are published atomically, so one that
+    is there is complete."""
     return path.is_file()
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core.objects import background_classes, object_mask, object_options, objects_in_planes
+from ..core.objects import background_and_mask, object_options, objects_in_planes
 
 if TYPE_CHECKING:
     from ..core.params import SegmentationParams
@@ -51,13 +51,12 @@ class ClassObjects:
     ) -> ClassObjects:
         """The objects of ``classes`` with the ``object_*`` settings, the background found
         once for the whole stack by ``object_background``
-        (:func:`~..core.objects.background_classes`: by each class's brightness in
+        (:func:`~..core.objects.background_and_mask`: by each class's brightness in
         ``intensity``, of ``classes``' shape, or along every plane's border);
         ``spacing``: the spatial axes' pixel (voxel) size, None: equal."""
         classes = np.asarray(classes)
         rule = settings.object_background or "border"
-        background = background_classes(classes, rule, intensity, spatial_ndim)
-        mask = object_mask(classes, rule, intensity, spatial_ndim)
+        background, mask = background_and_mask(classes, rule, intensity, spatial_ndim)
         options = {**object_options(settings), "spacing": spacing}
         return cls(classes, frozenset(background), options, spatial_ndim, mask)
 

@@ -272,7 +272,7 @@ def _updates(
                         source = ClassObjects.of(
                             step.prediction[0].cpu().numpy(),
                             params,
-                            intensity=_brightness(image, channel_axis, rgb, params),
+                            intensity=step.brightness,
                         )
                     throttle.made()
                     yield Update(
@@ -293,19 +293,6 @@ def _updates(
             steps.close()
     except Exception as exc:  # shown as a notification by the widget
         yield Failure(user_message(exc))
-
-
-def _brightness(
-    image: np.ndarray, channel_axis: int | None, rgb: bool | None, params: SegmentationParams
-) -> np.ndarray | None:
-    """The brightness of every pixel of a plane as training scaled it, for the objects'
-    background rule (None when the rule does not need it)."""
-    if params.object_background != "intensity":
-        return None
-    from ..core.normalize import prepare_image
-
-    prepared = prepare_image(image, channel_axis, rgb, stretch=bool(params.stretch_contrast))
-    return prepared.channels.mean(axis=-1)
 
 
 def _fit_steps(inp: LayerInput, params: SegmentationParams) -> Iterator[Any]:

@@ -21,7 +21,7 @@ from .params import BACKGROUND_RULES, OBJECT_SPLITS
 #: Where between the largest class's mean brightness (0) and Otsu's threshold of the image
 #: (1) :func:`intensity_classes` draws the line between background and object classes.
 CLASS_CUT = 0.5
-#: Where on the same scale :func:`object_pixels` draws the line that a pixel of an object
+#: Where on the same scale :meth:`Brightness.pixels` draws the line that a pixel of an object
 #: class must pass to be part of an object.
 PIXEL_CUT = 0.8
 #: The Gaussian (pixels) that smooths the distance transform before its maxima seed the
@@ -114,6 +114,19 @@ class Brightness:
         line = self.level + cut * (self.threshold - self.level)
         return self.side * (np.asarray(values) - line) > 0
 
+    def background(self, classes: np.ndarray, cut: float = CLASS_CUT) -> list[int]:
+        """The classes whose mean brightness does not pass the line ``cut``."""
+        values, inverse, counts = np.unique(classes, return_inverse=True, return_counts=True)
+        means = np.bincount(inverse.ravel(), weights=self.smooth.ravel()) / counts
+        objects = self.beyond(means, cut)
+        return [int(v) for v, is_object in zip(values, objects, strict=True) if not is_object]
+
+    def pixels(self, cut: float = PIXEL_CUT) -> np.ndarray:
+        """The pixels bright enough to be part of an object: past the line ``cut``. A class
+        is judged by its mean, so it can hold a halo of background around an object; this
+        trims it."""
+        return self.beyond(self.smooth, cut)
+
 
 def intensity_classes(
     classes: np.ndarray,
@@ -130,25 +143,7 @@ def intensity_classes(
     faint nucleus) stays with the objects when its mean lies past the line, even where
     Otsu's threshold would cut it away.
     """
-    brightness = Brightness.of(classes, intensity, spatial_ndim)
-    values, inverse, counts = np.unique(classes, return_inverse=True, return_counts=True)
-    means = np.bincount(inverse.ravel(), weights=brightness.smooth.ravel()) / counts
-    objects = brightness.beyond(means, cut)
-    return [int(v) for v, is_object in zip(values, objects, strict=True) if not is_object]
-
-
-def object_pixels(
-    classes: np.ndarray,
-    intensity: np.ndarray,
-    cut: float = PIXEL_CUT,
-    *,
-    spatial_ndim: int | None = None,
-) -> np.ndarray:
-    """The pixels bright enough to be part of an object: past the line ``cut`` (see
-    :class:`Brightness`). A class is judged by its mean, so it can hold pixels of the
-    background around an object (a halo); this trims them."""
-    brightness = Brightness.of(classes, intensity, spatial_ndim)
-    return brightness.beyond(brightness.smooth, cut)
+    return Brightness.of(classes, intensity, spatial_ndim).background(classes, cut)
 
 
 def objects_from_classes(
@@ -183,12 +178,12 @@ def objects_from_classes(
     background : iterable of int, or {"border", "intensity"}
         The background classes, or how to find them: "border", those of
         :func:`border_classes`; "intensity", those of :func:`intensity_classes` (needs
-        ``intensity``).
+        ``intensity``; see :func:`background_and_mask`).
     intensity : numpy.ndarray, optional
         One brightness per pixel (``classes``' shape), for ``background="intensity"``.
     mask : numpy.ndarray of bool, optional
         The pixels that may be part of an object; None: all, or with
-        ``background="intensity"`` those of :func:`object_pixels`.
+        ``background="intensity"`` those bright enough (:meth:`Brightness.pixels`).
     split : {"distance", "off"}
         "distance": split touching objects by the distance-transform watershed; "off":
         each connected piece of foreground is one object.
@@ -218,9 +213,8 @@ def objects_from_classes(
         raise ValueError(
             f"spacing needs one size per axis ({classes.ndim}); got {tuple(spacing)!r}"
         )
-    chosen = background_classes(classes, background, intensity)
-    if mask is None and isinstance(background, str) and background == "intensity":
-        mask = object_pixels(classes, intensity)
+    chosen, rule_mask = background_and_mask(classes, background, intensity)
+    mask = rule_mask if mask is None else mask
     foreground = ~np.isin(classes, chosen)
     if mask is not None:
         foreground &= np.asarray(mask, dtype=bool)
@@ -280,9 +274,8 @@ def objects_in_planes(
     if not 1 <= spatial_ndim <= classes.ndim:
         raise ValueError(f"spatial_ndim must be 1..{classes.ndim}; got {spatial_ndim}")
     planes = classes.reshape(-1, *classes.shape[classes.ndim - spatial_ndim :])
-    chosen = background_classes(classes, background, intensity, spatial_ndim)
-    if mask is None:
-        mask = object_mask(classes, background, intensity, spatial_ndim)
+    chosen, rule_mask = background_and_mask(classes, background, intensity, spatial_ndim)
+    mask = rule_mask if mask is None else mask
     masks = [None] * len(planes) if mask is None else np.asarray(mask).reshape(planes.shape)
     labelled = [
         objects_from_classes(plane, background=chosen, mask=plane_mask, **options)
@@ -298,39 +291,27 @@ def objects_in_planes(
     return out
 
 
-def background_classes(
+def background_and_mask(
     classes: np.ndarray,
     background: Iterable[int] | str,
     intensity: np.ndarray | None = None,
     spatial_ndim: int | None = None,
-) -> list[int]:
-    """The background classes that ``background`` names, or finds by its rule: "border"
-    (:func:`border_classes`) or "intensity" (:func:`intensity_classes` of ``intensity``);
+) -> tuple[list[int], np.ndarray | None]:
+    """The background classes that ``background`` names, or finds by its rule, and the
+    pixels the rule lets be part of an object (None: all). "border": the classes of
+    :func:`border_classes`, every pixel; "intensity": by the :class:`Brightness` of
+    ``intensity``, the classes below its class cut and the pixels past its pixel cut.
     ``spatial_ndim``: the leading axes of a stack are planes."""
-    if isinstance(background, str):
-        if background not in BACKGROUND_RULES:
-            raise ValueError(f"background must be one of {BACKGROUND_RULES}; got {background!r}")
-        if background == "border":
-            return border_classes(classes, spatial_ndim=spatial_ndim)
-        if intensity is None:
-            raise ValueError("background='intensity' needs the image's intensity")
-        return intensity_classes(classes, intensity, spatial_ndim=spatial_ndim)
-    return [int(v) for v in background]
-
-
-def object_mask(
-    classes: np.ndarray,
-    background: Iterable[int] | str,
-    intensity: np.ndarray | None = None,
-    spatial_ndim: int | None = None,
-) -> np.ndarray | None:
-    """The pixels that the rule ``background`` lets be part of an object: those of
-    :func:`object_pixels` for "intensity", None (all) otherwise."""
-    if isinstance(background, str) and background == "intensity":
-        if intensity is None:
-            raise ValueError("background='intensity' needs the image's intensity")
-        return object_pixels(classes, intensity, spatial_ndim=spatial_ndim)
-    return None
+    if not isinstance(background, str):
+        return [int(v) for v in background], None
+    if background not in BACKGROUND_RULES:
+        raise ValueError(f"background must be one of {BACKGROUND_RULES}; got {background!r}")
+    if background == "border":
+        return border_classes(classes, spatial_ndim=spatial_ndim), None
+    if intensity is None:
+        raise ValueError("background='intensity' needs the image's intensity")
+    brightness = Brightness.of(classes, intensity, spatial_ndim)
+    return brightness.background(classes), brightness.pixels()
 
 
 def _split_touching(

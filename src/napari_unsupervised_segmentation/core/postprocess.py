@@ -150,9 +150,7 @@ class LabelFinisher:
         """
         settings = settings or self.settings
         if settings.label_by == "object":
-            return finish_objects(
-                prediction, settings, self.spacing, intensity=self.image.channels.mean(axis=-1)
-            )
+            return finish_objects(prediction, settings, self.spacing, intensity=self.brightness)
         if not _post_processes(settings):
             return relabel_consecutive(prediction)
         self.make_maps(settings)
@@ -270,6 +268,12 @@ class LabelFinisher:
         if settings.spectral_weight:
             edges = edges + settings.spectral_weight * spectral_boundaries(labels, edges)
         return edges
+
+    @cached_property
+    def brightness(self) -> np.ndarray:
+        """The mean of the scaled channels per pixel: what the objects' brightness rule
+        judges classes by."""
+        return self.image.channels.mean(axis=-1)
 
     @cached_property
     def colour_features(self) -> np.ndarray:

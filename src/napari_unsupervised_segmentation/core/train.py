@@ -129,6 +129,12 @@ class Step(FitStep):
         return self._labels
 
     @property
+    def brightness(self) -> np.ndarray:
+        """The brightness per pixel of the image as the network saw it (the mean of its
+        scaled channels), which ``object_background="intensity"`` judges classes by."""
+        return self._finish.brightness
+
+    @property
     def hierarchy(self) -> MergeHierarchy:
         """``labels`` at every level of detail, to cut again without training.
 

@@ -180,7 +180,7 @@ class VolumeFinisher:
     (``cut_scale``, ``merge``, ``min_segment_width``) are not run. With
     ``label_by='object'``, one label per 3D object and 0 for background, its distance
     transform measured with ``spacing`` (the voxel size along z, y, x; None: equal) and its
-    background found from ``intensity`` (one brightness per voxel) where the settings say so.
+    background found from ``brightness`` (one value per voxel) where the settings say so.
     """
 
     maps_ready = True
@@ -189,11 +189,11 @@ class VolumeFinisher:
         self,
         settings: SegmentationParams,
         spacing: tuple[float, ...] | None = None,
-        intensity: np.ndarray | None = None,
+        brightness: np.ndarray | None = None,
     ) -> None:
         self.settings = settings
         self.spacing = spacing
-        self.intensity = intensity
+        self.brightness = brightness
 
     def make_maps(self, settings: SegmentationParams | None = None) -> None:
         """Nothing to make: the 3D steps need the labels only."""
@@ -214,7 +214,7 @@ class VolumeFinisher:
 
         settings = settings or self.settings
         if settings.label_by == "object":
-            return finish_objects(prediction, settings, self.spacing, intensity=self.intensity)
+            return finish_objects(prediction, settings, self.spacing, intensity=self.brightness)
         if not _asks_post_processing(settings):
             return relabel_consecutive(prediction)
         if (settings.min_segment_size or 0) > 1:
